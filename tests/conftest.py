@@ -1,0 +1,58 @@
+"""Shared fixtures: every test runs in its own BACKLOT_HOME; stand-ins run as real processes."""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from standins import launcher  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def backlot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private BACKLOT_HOME so no test touches the real user folders, and no stray BACKLOT_* vars."""
+    for key in list(os.environ):
+        if key.startswith("BACKLOT_") and key != "BACKLOT_GRADIO3_PYTHON":
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("BACKLOT_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Iterator[Callable[..., launcher.StandinProcess]]:
+    """Start stand-in processes for one test; all are stopped afterwards."""
+    started: list[launcher.StandinProcess] = []
+
+    def _start(kind: str, *extra: str, speed: float = 1.0, port: int = 0, timeout: float = 90.0) -> launcher.StandinProcess:
+        data = tmp_path / f"{kind}-{len(started)}"
+        sp = launcher.start(kind, port=port, speed=speed, data=data, extra=list(extra), timeout=timeout)
+        started.append(sp)
+        return sp
+
+    yield _start
+    for sp in started:
+        sp.stop()
+
+
+def conformance_script(name: str) -> Path:
+    """Path of a script in ../shared/conformance (skip the test when shared/ is not beside the repo)."""
+    path = SHARED / "conformance" / name
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
