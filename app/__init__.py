@@ -1,0 +1,1 @@
+"""Qt application glue (QApplication + qasync loop, lifecycle, the bridge from core events to signals)."""

@@ -1,0 +1,101 @@
+"""Backlot's command line: ``backlot`` (GUI), ``--headless``, ``discover``, ``status``, ``submit``, ``demo``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from services import __version__
+from services.config import ConfigError, Settings, load_settings
+
+NOT_YET = {
+    "gui": "the window arrives with the GUI work (build order step 5)",
+    "headless": "the headless ControlCenter arrives with the connectivity work (build order step 2)",
+    "discover": "discovery arrives with the connectivity work (build order step 2)",
+    "status": "status arrives with the connectivity work (build order step 2)",
+    "submit": "job submission arrives with the jobs and routing work (build order step 4)",
+    "screenshot": "screenshots arrive with the GUI work (build order step 5)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and --help)."""
+    ap = argparse.ArgumentParser(prog="backlot", description="Backlot: control center for AI film-making backends.")
+    ap.add_argument("--version", action="version", version=f"backlot {__version__}")
+    ap.add_argument("--home", metavar="DIR", help="keep config, data and the API token in DIR (env BACKLOT_HOME)")
+    ap.add_argument("--headless", action="store_true", help="run the core without a window until SIGINT/SIGTERM")
+    ap.add_argument("--screenshot", metavar="PATH", help="start the window, save a PNG of it to PATH and exit")
+    ap.add_argument("--api-port", type=int, help="socket API port (default 8770)")
+    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    d = sub.add_parser("discover", help="find backends on this machine and configured hosts")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--hosts", help="comma-separated extra hosts")
+    d.add_argument("--url", action="append", help="a service URL to probe (repeatable)")
+    d.add_argument("--budget", type=float, help="seconds for the whole discovery")
+    sub.add_parser("status", help="show services and jobs of the running Backlot")
+    s = sub.add_parser("submit", help="submit a generation job")
+    s.add_argument("--task", required=True)
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--param", action="append", default=[], metavar="K=V")
+    s.add_argument("--input", action="append", default=[])
+    s.add_argument("--backend")
+    s.add_argument("--wait", action="store_true")
+    s.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
+    demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
+    demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
+    return ap
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"api_port": args.api_port, "log_level": args.log_level}
+    if getattr(args, "hosts", None):
+        overrides["hosts"] = args.hosts
+    if getattr(args, "url", None):
+        overrides["urls"] = args.url
+    if getattr(args, "budget", None) is not None:
+        overrides["discovery_budget"] = args.budget
+    return overrides
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=getattr(logging, settings.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _not_yet(what: str) -> int:
+    print(f"backlot: not available yet: {NOT_YET[what]}.", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (2 for bad configuration or usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(home=args.home, cli=_cli_overrides(args))
+    except ConfigError as err:
+        print(f"backlot: configuration error: {err}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    if args.command == "demo":
+        if not args.speed > 0:
+            print("backlot: --speed must be greater than 0", file=sys.stderr)
+            return 2
+        if not args.headless:
+            return _not_yet("gui")
+        from services.demo import run_headless
+
+        return run_headless(settings, speed=args.speed)
+    if args.command in ("discover", "status", "submit"):
+        return _not_yet(args.command)
+    if args.screenshot:
+        return _not_yet("screenshot")
+    if args.headless:
+        return _not_yet("headless")
+    return _not_yet("gui")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

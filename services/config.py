@@ -1,0 +1,256 @@
+"""Settings: defaults < user TOML < demo stand-ins < ``.env`` < ``BACKLOT_*`` environment < CLI flags.
+
+``BACKLOT_HOME`` (or ``--home DIR``) puts config, data and the API token in one folder; otherwise
+they live in the platform's user config and data folders. A bad setting raises ``ConfigError``
+with one sentence naming where it came from, the key and what was expected; nothing starts
+half-configured.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (BaseSettings, DotEnvSettingsSource, EnvSettingsSource, NoDecode,
+                               PydanticBaseSettingsSource, SettingsConfigDict, SettingsError,
+                               TomlConfigSettingsSource)
+
+BackendKind = Literal["comfyui", "wan2gp", "rvc", "audioldm", "gradio", "llm"]
+ENV_PREFIX = "BACKLOT_"
+# BACKLOT_* variables that are read elsewhere, not settings.
+NON_SETTING_ENV = {"BACKLOT_HOME", "BACKLOT_GRADIO3_PYTHON"}
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one sentence for the user (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where this Backlot keeps its configuration, data and API token."""
+
+    home: Path | None
+    config_dir: Path
+    data_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        """The user's TOML settings."""
+        return self.config_dir / "config.toml"
+
+    @property
+    def standins_file(self) -> Path:
+        """Stand-in URLs recorded by a running ``backlot demo``."""
+        return self.config_dir / "standins.toml"
+
+    @property
+    def token_file(self) -> Path:
+        """The socket API token (owner-only permissions)."""
+        return self.config_dir / "api-token"
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike[str] | None) -> Paths:
+        """Paths under ``home`` when given, else the platform's user folders."""
+        if home:
+            root = Path(home).expanduser().resolve()
+            return cls(root, root / "config", root / "data")
+        return cls(None, platformdirs.user_config_path("backlot"), platformdirs.user_data_path("backlot"))
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a user can configure; see README "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      validate_default=True)
+
+    hosts: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                  description="hosts to scan besides localhost")
+    ports: dict[BackendKind, Annotated[list[Annotated[int, Field(ge=1, le=65535)]], NoDecode]] = Field(
+        default_factory=dict, description="extra ports to probe, per backend kind")
+    urls: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                 description="service URLs always probed (kind found by probing)")
+    standins: dict[str, str] = Field(default_factory=dict, description="stand-in URLs written by `backlot demo`")
+    discovery_budget: float = Field(2.0, gt=0, le=60, description="seconds one discovery may take in all")
+    discovery_interval: float = Field(300.0, ge=5, description="seconds between background discoveries")
+    connect_timeout: float = Field(0.5, gt=0, le=30, description="seconds to wait for one probe's connection")
+    health_interval: float = Field(30.0, ge=0.2, description="seconds between health checks")
+    health_interval_visible: float = Field(2.0, ge=0.2, description="health interval while the dashboard shows")
+    degraded_latency_ms: float = Field(1500.0, gt=0, description="slower than this counts as degraded")
+    degraded_error_rate: float = Field(0.2, ge=0, le=1, description="error share above which a service is degraded")
+    api_host: str = Field("127.0.0.1", description="socket API interface (loopback unless you mean it)")
+    api_port: int = Field(8770, ge=0, le=65535, description="socket API port")
+    data_dir: Path | None = Field(None, description="job database and outputs (default: under the home)")
+    output_dir: Path | None = Field(None, description="where job outputs are copied (default: data_dir/outputs)")
+    llm_models: Annotated[list[str], NoDecode] = Field(default_factory=list, description="LiteLLM model names")
+    llm_keys: dict[str, SecretStr] = Field(default_factory=dict, description="API keys per LLM provider")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _paths: Paths | None = None
+
+    @field_validator("hosts", "urls", "llm_models", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _comma_ports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            value = json.loads(value)
+        if isinstance(value, Mapping):
+            return {k: _split_commas(v) if not isinstance(v, int) else [v] for k, v in value.items()}
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def paths(self) -> Paths:
+        """Resolved folders (set by ``load_settings``)."""
+        return self._paths or Paths.resolve(None)
+
+    @property
+    def data_path(self) -> Path:
+        """The data folder actually used."""
+        return self.data_dir or self.paths.data_dir
+
+    @property
+    def output_path(self) -> Path:
+        """The output folder actually used."""
+        return self.output_dir or self.data_path / "outputs"
+
+
+def _sources(paths: Paths, cwd: Path, env: Mapping[str, str], cli: dict[str, Any]) -> list[tuple[str, PydanticBaseSettingsSource]]:
+    """Every source, highest precedence first, with the name an error message uses for it."""
+    from pydantic_settings import InitSettingsSource
+
+    dotenv = cwd / ".env"
+    return [
+        ("the command line", InitSettingsSource(Settings, cli)),
+        ("the environment", _EnvSource(Settings, env)),
+        (str(dotenv), DotEnvSettingsSource(Settings, env_file=dotenv if dotenv.is_file() else None)),
+        (str(paths.standins_file), TomlConfigSettingsSource(Settings, toml_file=paths.standins_file)),
+        (str(paths.config_file), TomlConfigSettingsSource(Settings, toml_file=paths.config_file)),
+    ]
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment source, reading an explicit mapping so tests and callers can pass one."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._explicit = {k.lower(): v for k, v in env.items()}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._explicit
+
+
+def _check_readable(paths: Paths, cwd: Path) -> None:
+    for path in (paths.config_file, paths.standins_file, cwd / ".env"):
+        if not path.exists():
+            continue
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        if path.suffix == ".toml":
+            try:
+                tomllib.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+                raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+def _unknown_env(env: Mapping[str, str]) -> None:
+    fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for key in env:
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() in NON_SETTING_ENV:
+            continue
+        base = key.upper().split("__", 1)[0]
+        if base not in fields:
+            raise ConfigError(f"the environment sets {key}, which is not a Backlot setting "
+                              f"(known: {', '.join(sorted(fields))})")
+
+
+def _describe(err: dict[str, Any], sources: list[tuple[str, PydanticBaseSettingsSource]]) -> str:
+    loc = [str(p) for p in err["loc"] if p != "[key]"]
+    top = loc[0] if loc else "?"
+    origin = "the defaults"
+    for name, source in sources:
+        try:
+            if top in source():
+                origin = name
+                break
+        except Exception:  # a source that fails here has already been reported by its own check
+            continue
+    key = ".".join(loc)
+    if origin == "the environment" or origin.endswith(".env"):
+        key = ENV_PREFIX + "__".join(loc[:2]).upper() if not key.upper().startswith(ENV_PREFIX) else key.upper()
+    secret = top == "llm_keys"
+    got = "" if secret or err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(sorted(Settings.model_fields))
+        return f"{origin}: unknown setting '{key}' (known settings: {known})"
+    msg = err["msg"][0].lower() + err["msg"][1:]
+    return f"{origin}: setting '{key}' {msg.replace('input should be', 'should be')}{got}"
+
+
+def load_settings(home: str | os.PathLike[str] | None = None, cli: dict[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Load and validate every layer; raise ConfigError with one sentence on the first problem."""
+    env = dict(os.environ if env is None else env)
+    cwd = Path.cwd() if cwd is None else cwd
+    paths = Paths.resolve(home if home is not None else env.get("BACKLOT_HOME"))
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    _check_readable(paths, cwd)
+    _unknown_env(env)
+    sources = _sources(paths, cwd, env, cli)
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: type[BaseSettings], *args: Any, **kwargs: Any
+                                       ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return tuple(source for _, source in sources)
+
+    try:
+        layered = _Layered()
+    except ValidationError as err:
+        raise ConfigError(_describe(err.errors()[0], sources)) from None
+    except SettingsError as err:  # a complex value (list/dict) in the environment or .env that is not JSON
+        field = re.search(r'field "([^"]+)"', str(err))
+        name = ENV_PREFIX + (field.group(1).upper() if field else "?")
+        raise ConfigError(f"{name} could not be parsed: a list or table setting given as one variable must be "
+                          'JSON (e.g. {"openai": "..."}) or set per key with __ (e.g. ' + name + "__OPENAI)") from None
+    settings = Settings.model_construct(**{k: getattr(layered, k) for k in Settings.model_fields})
+    settings._paths = paths
+    return settings
+
+
+def record_standins(paths: Paths, urls: Mapping[str, str]) -> None:
+    """Write the demo's stand-in URLs where every later command with the same home will find them."""
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by `backlot demo`; removed when it stops.", "[standins]"]
+    lines += [f'"{kind}" = "{url}"' for kind, url in sorted(urls.items())]
+    tmp = paths.standins_file.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(paths.standins_file)
+
+
+def forget_standins(paths: Paths) -> None:
+    """Remove the demo's record (the stand-ins are gone)."""
+    paths.standins_file.unlink(missing_ok=True)

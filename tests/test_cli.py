@@ -1,0 +1,45 @@
+"""The command line's contract before later issues fill it in."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from main import main
+from services import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"backlot {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for word in ("discover", "status", "submit", "demo", "--headless", "--screenshot", "--home"):
+        assert word in out
+
+
+@pytest.mark.parametrize("argv", [["discover"], ["status"], ["submit", "--task", "text", "--prompt", "x"],
+                                  ["--headless"], ["--screenshot", "x.png"], []])
+def test_unbuilt_commands_say_so(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+def test_console_script_matches_main_py(backlot_home: Path) -> None:
+    exe = Path(sys.executable).with_name("backlot")
+    env = {**os.environ, "BACKLOT_HOME": str(backlot_home)}
+    a = subprocess.run([str(exe), "--version"], capture_output=True, text=True, env=env, timeout=60)
+    b = subprocess.run([sys.executable, str(ROOT / "main.py"), "--version"], capture_output=True, text=True, env=env, timeout=60)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout == f"backlot {__version__}\n"
+
+
+def test_bad_speed_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--headless", "--speed", "0"]) == 2
+    assert "--speed" in capsys.readouterr().err

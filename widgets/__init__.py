@@ -1,0 +1,1 @@
+"""Qt widgets: views that take data and signals and do no I/O."""
