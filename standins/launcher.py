@@ -80,6 +80,7 @@ class StandinProcess:
     output: deque[str] = field(default_factory=lambda: deque(maxlen=200))
     _ready: threading.Event = field(default_factory=threading.Event)
     _reader: threading.Thread | None = None
+    _term_sent: bool = False
 
     @property
     def pid(self) -> int:
@@ -116,8 +117,9 @@ class StandinProcess:
             raise StandinError(f"stand-in {self.kind} {why}:\n{tail}")
 
     def terminate(self) -> None:
-        """Send SIGTERM without waiting."""
-        if self.alive():
+        """Send SIGTERM once, without waiting (a second one could cut the process's own clean exit short)."""
+        if self.alive() and not self._term_sent:
+            self._term_sent = True
             self.proc.terminate()
 
     def kill(self) -> None:
@@ -129,7 +131,7 @@ class StandinProcess:
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""
         if self.alive():
-            self.proc.terminate()
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
