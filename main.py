@@ -11,8 +11,6 @@ from services.config import ConfigError, Settings, load_settings
 
 NOT_YET = {
     "gui": "the window arrives with the GUI work (build order step 5)",
-    "headless": "the headless ControlCenter arrives with the connectivity work (build order step 2)",
-    "discover": "discovery arrives with the connectivity work (build order step 2)",
     "status": "status arrives with the connectivity work (build order step 2)",
     "submit": "job submission arrives with the jobs and routing work (build order step 4)",
     "screenshot": "screenshots arrive with the GUI work (build order step 5)",
@@ -51,13 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {"api_port": args.api_port, "log_level": args.log_level}
-    if getattr(args, "hosts", None):
-        overrides["hosts"] = args.hosts
-    if getattr(args, "url", None):
-        overrides["urls"] = args.url
-    if getattr(args, "budget", None) is not None:
-        overrides["discovery_budget"] = args.budget
     return overrides
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -88,12 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         from services.demo import run_headless
 
         return run_headless(settings, speed=args.speed)
-    if args.command in ("discover", "status", "submit"):
+    if args.command == "discover":
+        import asyncio
+
+        from services import commands
+
+        return asyncio.run(commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json))
+    if args.command in ("status", "submit"):
         return _not_yet(args.command)
     if args.screenshot:
         return _not_yet("screenshot")
     if args.headless:
-        return _not_yet("headless")
+        import asyncio
+
+        from services import commands
+
+        return asyncio.run(commands.headless(settings))
     return _not_yet("gui")
 
 

@@ -25,8 +25,8 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert word in out
 
 
-@pytest.mark.parametrize("argv", [["discover"], ["status"], ["submit", "--task", "text", "--prompt", "x"],
-                                  ["--headless"], ["--screenshot", "x.png"], []])
+@pytest.mark.parametrize("argv", [["status"], ["submit", "--task", "text", "--prompt", "x"],
+                                  ["--screenshot", "x.png"], []])
 def test_unbuilt_commands_say_so(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "not available yet" in capsys.readouterr().err

@@ -1,0 +1,198 @@
+"""ControlCenter: the composition root. It owns discovery, the pool, health monitors, GPU sampling and metrics."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services import health_checks
+from services.config import Settings
+from services.discovery import Discovery, DiscoveryResult
+from services.events import (BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered,
+                             ServiceUpdated)
+from services.gpu import GpuSampler
+from services.health import HealthMonitor
+from services.metrics import Metrics
+from services.models import ServiceRecord
+from services.pool import ConnectionPool
+from services.resilience import Backoff, CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+
+class ControlCenter:
+    """Starts and stops everything in order; the GUI and the API talk to the core through this object."""
+
+    def __init__(self, settings: Settings, bus: EventBus | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 gpu: GpuSampler | None = None, discover_on_start: bool = True) -> None:
+        self.settings = settings
+        self.bus = bus or EventBus()
+        self.clock = clock
+        self.metrics = Metrics()
+        self.pool = ConnectionPool()
+        self.discovery = Discovery(settings, self.bus)
+        self.gpu = gpu or GpuSampler()
+        self.monitors: dict[str, HealthMonitor] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.gpu_samples: tuple[Any, ...] = ()
+        self.dashboard_visible = False
+        self.discover_on_start = discover_on_start
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._started = False
+
+    @property
+    def services(self) -> dict[str, ServiceRecord]:
+        """Known services by id."""
+        return self.discovery.services
+
+    async def start(self) -> None:
+        """Subscribe, discover, start a monitor per service, GPU sampling and background discovery."""
+        if self._started:
+            return
+        self._started = True
+        self._unsubscribe.append(self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceUpdated))
+        await self.gpu.start()
+        if self.discover_on_start:
+            await self.discover()
+        self._spawn("discovery-loop", self._discovery_loop())
+        if self.gpu.available:
+            self._spawn("gpu-sampler", self._gpu_loop())
+
+    async def discover(self, **kwargs: Any) -> DiscoveryResult:
+        """Run one discovery round now (monitors follow from the events)."""
+        return await self.discovery.run(**kwargs)
+
+    def set_dashboard_visible(self, visible: bool) -> None:
+        """Check faster while someone is looking at the dashboard."""
+        self.dashboard_visible = visible
+        for m in self.monitors.values():
+            m.set_interval(self._interval())
+
+    def reconnect(self, service_id: str) -> bool:
+        """Ask a service's monitor to check now (a user's "reconnect")."""
+        m = self.monitors.get(service_id)
+        if m is None:
+            return False
+        m.breaker.probe_now()
+        m.check_soon()
+        return True
+
+    async def forget(self, service_id: str) -> bool:
+        """Stop watching a service and drop it from the registry."""
+        await self._stop_monitor(service_id)
+        return self.discovery.forget(service_id)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Services with their health and breaker state, JSON-ready."""
+        out = []
+        for sid, rec in sorted(self.services.items()):
+            m = self.monitors.get(sid)
+            row = rec.to_dict()
+            row["state"] = m.state.value if m else "unknown"
+            row["latency_ms"] = m.last.latency_ms if m and m.last else None
+            row["queue_depth"] = m.last.queue_depth if m and m.last else None
+            row["breaker"] = m.breaker.snapshot().to_dict() if m else None
+            row["success_rate"] = self.metrics.success_rate(sid)
+            out.append(row)
+        return out
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop in order — background loops, monitors, GPU, sessions — leaving no task or session behind."""
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe.clear()
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for t in pending:
+                log.error("task %s did not stop within %.1f s", t.get_name(), timeout)
+        self.monitors.clear()
+        await self.gpu.stop()
+        await self.pool.close()
+        self._started = False
+
+    # ----- internals -----
+    def _interval(self) -> float:
+        return self.settings.health_interval_visible if self.dashboard_visible else self.settings.health_interval
+
+    def _spawn(self, name: str, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks[name] = task
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if self._tasks.get(task.get_name()) is task:
+            del self._tasks[task.get_name()]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    def _on_service(self, event: ServiceDiscovered | ServiceUpdated) -> None:
+        rec = event.record
+        previous = rec.details.get("previous_id")
+        if previous and previous in self.monitors:
+            self.monitors.pop(previous)
+            task = self._tasks.pop(f"health {previous}", None)
+            if task is not None:
+                task.cancel()
+        if rec.id not in self.monitors:
+            self._start_monitor(rec)
+        elif isinstance(event, ServiceUpdated) and "back" in event.changes:
+            self.monitors[rec.id].check_soon()
+
+    def _start_monitor(self, rec: ServiceRecord) -> None:
+        sid = rec.id
+        backoff = Backoff(self.settings.reconnect_backoff_base, self.settings.reconnect_backoff_max)
+        breaker = CircuitBreaker(sid, self.clock, threshold=self.settings.breaker_threshold, backoff=backoff,
+                                 on_change=lambda snap: self.bus.publish(BreakerChanged(sid, snap)))
+        self.breakers[sid] = breaker
+        # Staggered starts spread the first checks over a fraction of the interval.
+        stagger = random.uniform(0, min(1.0, self._interval() / 4)) if self.monitors else 0.0
+        monitor = HealthMonitor(rec, health_checks.check, self.pool, self.bus, self.metrics, breaker,
+                                interval=self._interval(), degraded_latency_ms=self.settings.degraded_latency_ms,
+                                degraded_error_rate=self.settings.degraded_error_rate,
+                                timeout=self.settings.health_timeout, backoff=backoff, clock=self.clock,
+                                start_delay=stagger)
+        self.monitors[sid] = monitor
+        self._spawn(f"health {sid}", monitor.run())
+
+    async def _stop_monitor(self, service_id: str) -> None:
+        self.monitors.pop(service_id, None)
+        task = self._tasks.pop(f"health {service_id}", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.pool.invalidate(service_id)
+
+    async def _discovery_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.discovery_interval)
+            try:
+                await self.discover()
+            except Exception:
+                log.exception("background discovery failed")
+
+    async def _gpu_loop(self) -> None:
+        while True:
+            try:
+                samples = await self.gpu.sample(self.services.values())
+            except Exception as err:  # a driver hiccup must not end sampling
+                log.warning("GPU sampling failed: %s", err)
+                samples = ()
+            self.gpu_samples = samples
+            for s in samples:
+                self.metrics.record(f"gpu_used:{s.index}", s.at, float(s.used))
+                self.bus.publish(MetricsSampled(f"gpu_used:{s.index}", s.at, float(s.used)))
+                for p in s.processes:
+                    if p.service_id and p.used_bytes is not None:
+                        self.metrics.record(f"vram_service:{p.service_id}", s.at, float(p.used_bytes))
+            if samples:
+                self.bus.publish(GpuSampled(samples))
+            await asyncio.sleep(min(self._interval(), 2.0) if self.dashboard_visible else 5.0)

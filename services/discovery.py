@@ -1,0 +1,181 @@
+"""Discovery: probe (host, port) candidates concurrently under one budget and keep the service registry."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from services import fingerprints
+from services.config import Settings
+from services.errors import ServiceError
+from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceUpdated
+from services.models import CAPABILITIES, FoundBy, ServiceRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
+    "comfyui": (8188, 8189, 8190),
+    "gradio": (*range(7860, 7871), 7897),
+    "rvc-python": (5050,),
+    "mcp": (8000, 8001, 8002),
+    "ollama": (11434,),
+    "lmstudio": (1234,),
+    "llamacpp": (8080,),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One base URL to probe and why."""
+
+    host: str
+    port: int
+    found_by: FoundBy
+    scheme: str = "http"
+
+    @property
+    def base_url(self) -> str:
+        """``scheme://host:port``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DiscoveryResult:
+    """What one round found, and how long it took."""
+
+    records: tuple[ServiceRecord, ...]
+    duration_ms: float
+    candidates: int
+    timed_out: tuple[str, ...]
+
+
+def _norm_host(host: str) -> str:
+    # Probing "localhost" can try ::1 then 127.0.0.1; one address keeps the probe count and time down.
+    return "127.0.0.1" if host.lower() in ("localhost", "") else host
+
+
+def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str] = ()) -> list[Candidate]:
+    """Every (host, port) to probe: localhost and configured hosts × default and custom ports, plus URLs."""
+    out: dict[tuple[str, int], Candidate] = {}
+    for raw in [*settings.urls, *urls]:
+        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+        if parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            out[(_norm_host(parts.hostname), port)] = Candidate(_norm_host(parts.hostname), port,
+                                                                FoundBy.CONFIGURED_URL, parts.scheme or "http")
+    for raw in settings.standins.values():
+        parts = urlsplit(raw)
+        if parts.hostname and parts.port:
+            out.setdefault((_norm_host(parts.hostname), parts.port),
+                           Candidate(_norm_host(parts.hostname), parts.port, FoundBy.STANDIN))
+    all_hosts = dict.fromkeys(_norm_host(h) for h in ["127.0.0.1", *settings.hosts, *hosts])
+    custom = sorted({p for ports in settings.ports.values() for p in ports})
+    defaults = sorted({p for ports in DEFAULT_PORTS.values() for p in ports})
+    for host in all_hosts:
+        for port in custom:
+            out.setdefault((host, port), Candidate(host, port, FoundBy.CUSTOM_PORT))
+        for port in defaults:
+            out.setdefault((host, port), Candidate(host, port, FoundBy.DEFAULT_PORT))
+    return list(out.values())
+
+
+async def probe(session: aiohttp.ClientSession, cand: Candidate, timeout: aiohttp.ClientTimeout) -> ServiceRecord | None:
+    """Fingerprint one candidate; None if nothing of ours answers there."""
+    try:
+        ident = await fingerprints.identify(session, cand.base_url, timeout)
+    except ServiceError as err:
+        log.debug("probe %s: %s", cand.base_url, err)
+        return None
+    if ident is None:
+        return None
+    return ServiceRecord(kind=ident.kind, host=cand.host, port=cand.port, base_url=cand.base_url,
+                         protocol=ident.protocol, version=ident.version, title=ident.title, found_by=cand.found_by,
+                         usable=ident.usable, hint=ident.hint,
+                         capabilities=CAPABILITIES[ident.kind] if ident.usable else (), details=ident.details)
+
+
+async def scan(cands: list[Candidate], budget: float, connect_timeout: float,
+               session: aiohttp.ClientSession | None = None) -> DiscoveryResult:
+    """Probe all candidates at once; whatever has not answered when the budget runs out is dropped."""
+    start = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=budget, sock_connect=connect_timeout, sock_read=budget)
+    own = session is None
+    if session is None:
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128, force_close=True))
+    try:
+        tasks = {asyncio.create_task(probe(session, c, timeout), name=f"probe {c.base_url}"): c for c in cands}
+        done, pending = await asyncio.wait(tasks, timeout=budget) if tasks else (set(), set())
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        if own:
+            await session.close()
+    records = tuple(r for t in done if (r := t.result()) is not None)
+    late = tuple(tasks[t].base_url for t in pending)
+    return DiscoveryResult(records, (time.perf_counter() - start) * 1000, len(cands), late)
+
+
+class Discovery:
+    """Runs discovery rounds and keeps the registry of known services, publishing changes on the bus."""
+
+    def __init__(self, settings: Settings, bus: EventBus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.services: dict[str, ServiceRecord] = {}
+        self._lock = asyncio.Lock()
+
+    async def run(self, hosts: Iterable[str] = (), urls: Iterable[str] = (), budget: float | None = None) -> DiscoveryResult:
+        """One discovery round; records are merged into the registry."""
+        async with self._lock:
+            cands = candidates(self.settings, hosts, urls)
+            result = await scan(cands, budget or self.settings.discovery_budget, self.settings.connect_timeout)
+            self._merge(result.records)
+            log.info("discovery: %d service(s) in %.0f ms over %d candidates%s", len(result.records),
+                     result.duration_ms, result.candidates,
+                     f" ({len(result.timed_out)} did not answer in time)" if result.timed_out else "")
+            self.bus.publish(DiscoveryFinished(tuple(r.id for r in result.records), result.duration_ms, result.candidates))
+            return result
+
+    def forget(self, service_id: str) -> bool:
+        """Drop a service from the registry (the user's "forget")."""
+        return self.services.pop(service_id, None) is not None
+
+    def _merge(self, found: Iterable[ServiceRecord]) -> None:
+        now = time.time()
+        found = list(found)
+        seen_ids = {r.id for r in found}
+        vanished = {sid: r for sid, r in self.services.items() if sid not in seen_ids}
+        for rec in found:
+            old = self.services.get(rec.id)
+            if old is None:
+                moved = next((v for v in vanished.values() if v.kind == rec.kind and v.host == rec.host
+                              and v.present), None)
+                if moved is not None:  # same kind on the same host, new port: the same service moved
+                    del vanished[moved.id]
+                    del self.services[moved.id]
+                    rec.first_seen = moved.first_seen
+                    rec.details["previous_id"] = moved.id
+                    self.services[rec.id] = rec
+                    self.bus.publish(ServiceUpdated(rec, (f"moved from port {moved.port}",)))
+                    continue
+                self.services[rec.id] = rec
+                self.bus.publish(ServiceDiscovered(rec))
+                continue
+            changes = tuple(f for f in ("version", "protocol", "title", "usable") if getattr(old, f) != getattr(rec, f))
+            if not old.present:
+                changes += ("back",)
+            old.version, old.protocol, old.title, old.usable, old.hint = rec.version, rec.protocol, rec.title, rec.usable, rec.hint
+            old.capabilities, old.details, old.last_seen, old.present = rec.capabilities, rec.details, now, True
+            if changes:
+                self.bus.publish(ServiceUpdated(old, changes))
+        for rec in vanished.values():
+            if rec.present:
+                rec.present = False
+                self.bus.publish(ServiceUpdated(rec, ("vanished",)))

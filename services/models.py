@@ -1,0 +1,151 @@
+"""Plain data shared by the core, the GUI and the API (no behaviour, no I/O)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ServiceKind(str, Enum):
+    """What a discovered service is."""
+
+    COMFYUI = "comfyui"
+    WAN2GP = "wan2gp"
+    RVC = "rvc"
+    AUDIOLDM = "audioldm"
+    GRADIO = "gradio"
+    LLM = "llm"
+
+
+class ServiceState(str, Enum):
+    """Health state machine: unknown -> up | degraded | down."""
+
+    UNKNOWN = "unknown"
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+class FoundBy(str, Enum):
+    """How discovery came to probe a service."""
+
+    DEFAULT_PORT = "default port"
+    CUSTOM_PORT = "custom port"
+    CONFIGURED_URL = "configured URL"
+    STANDIN = "demo stand-in"
+
+
+CAPABILITIES: dict[ServiceKind, tuple[str, ...]] = {
+    ServiceKind.COMFYUI: ("text_to_image", "character_consistency", "upscale", "text_to_video", "image_to_video",
+                          "quick_preview"),
+    ServiceKind.WAN2GP: ("text_to_video", "image_to_video", "quick_preview"),
+    ServiceKind.RVC: ("voice_conversion",),
+    ServiceKind.AUDIOLDM: ("sound_effects", "ambient_audio"),
+    ServiceKind.GRADIO: (),
+    ServiceKind.LLM: ("text",),
+}
+
+
+@dataclass
+class ServiceRecord:
+    """One service found by discovery; ``id`` is ``kind@host:port``."""
+
+    kind: ServiceKind
+    host: str
+    port: int
+    base_url: str
+    protocol: str
+    version: str = ""
+    title: str = ""
+    found_by: FoundBy = FoundBy.DEFAULT_PORT
+    usable: bool = True
+    hint: str = ""
+    capabilities: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    first_seen: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.time)
+    present: bool = True  # False once a later discovery no longer finds it
+
+    @property
+    def id(self) -> str:
+        """Stable identity: kind, host and port."""
+        return f"{self.kind.value}@{self.host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the CLI and the API."""
+        return {"id": self.id, "kind": self.kind.value, "host": self.host, "port": self.port, "url": self.base_url,
+                "protocol": self.protocol, "version": self.version, "title": self.title,
+                "found_by": self.found_by.value, "usable": self.usable, "hint": self.hint,
+                "capabilities": list(self.capabilities), "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "present": self.present}
+
+
+@dataclass(frozen=True)
+class VramReading:
+    """GPU memory of one device as a backend or NVML reports it (bytes)."""
+
+    device: str
+    total: int
+    free: int
+    source: str  # "comfyui" or "nvml"
+
+    @property
+    def used(self) -> int:
+        """Bytes in use."""
+        return max(0, self.total - self.free)
+
+
+@dataclass(frozen=True)
+class HealthSample:
+    """The outcome of one health check."""
+
+    service_id: str
+    at: float
+    ok: bool
+    latency_ms: float | None
+    error_class: str | None = None
+    message: str = ""
+    queue_depth: int | None = None
+    vram: tuple[VramReading, ...] = ()
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """Observable circuit-breaker state."""
+
+    state: str  # closed | open | half_open
+    failures: int
+    reason: str
+    opened_at: float | None
+    retry_at: float | None
+    failures_by_class: dict[str, int] = field(default_factory=dict)
+    retry_in: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"state": self.state, "failures": self.failures, "reason": self.reason, "opened_at": self.opened_at,
+                "retry_at": self.retry_at, "retry_in": self.retry_in, "failures_by_class": dict(self.failures_by_class)}
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A process holding GPU memory, mapped to a service when its pid listens on the service's port."""
+
+    pid: int
+    used_bytes: int | None
+    name: str = ""
+    service_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One NVML reading of a local GPU."""
+
+    index: int
+    name: str
+    total: int
+    used: int
+    utilization: int | None
+    processes: tuple[GpuProcess, ...] = ()
+    at: float = 0.0
