@@ -1,0 +1,1 @@
+"""Backend adapters: one module per backend kind behind the small Protocol in ``base.py``."""
