@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from standins.comfyui.nodes import FUNCTIONS, Interrupted, RunContext
+from standins.comfyui.nodes import Interrupted, RunContext, all_functions
 
 log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any], "str | None"], None]
@@ -61,6 +61,7 @@ class Executor:
         self._interrupt = threading.Event()
         self._wakeup = asyncio.Event()
         self._runnable: dict[str, dict[str, Any]] = {}  # validated copies, keyed by prompt id
+        self._functions = all_functions()
 
     # ----- queue -----
     def queue_remaining(self) -> int:
@@ -191,7 +192,7 @@ class Executor:
                              extra.get("extra_pnginfo", {}), self._interrupt, progress,
                              lambda n: setattr(self, "vram_in_use", max(self.vram_in_use, self.job_vram + n)))
             try:
-                out = await asyncio.to_thread(FUNCTIONS[node["class_type"]], ctx, **args)
+                out = await asyncio.to_thread(self._functions[node["class_type"]], ctx, **args)
             except Interrupted:
                 self._interrupted(emit, pid, nid, node, executed)
                 self._history(item, ui_outputs, messages, "error", completed=False)

@@ -110,11 +110,16 @@ def node_specs(input_files: list[str]) -> dict[str, dict[str, Any]]:
                               module="custom_nodes.backlot_standin", optional={"image": ["IMAGE"]},
                               description="Waits, sending progress about 20 times a second; honours /interrupt."),
     }
+    from standins.comfyui.model_nodes import model_specs
+
+    specs.update(model_specs())
     for name, spec in specs.items():
         spec["name"] = name
         spec["display_name"] = {"ImageScale": "Upscale Image", "ImageInvert": "Invert Image", "LoadImage": "Load Image",
                                 "SaveImage": "Save Image", "PreviewImage": "Preview Image",
-                                "StandinSleep": "Stand-in Sleep"}.get(name, name)
+                                "StandinSleep": "Stand-in Sleep", "CheckpointLoaderSimple": "Load Checkpoint",
+                                "CLIPTextEncode": "CLIP Text Encode (Prompt)", "EmptyLatentImage": "Empty Latent Image",
+                                "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode"}.get(name, name)
     return specs
 
 
@@ -237,3 +242,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "PreviewImage": preview_image, "StandinSleep": standin_sleep,
 }
 
+
+def all_functions() -> dict[str, Callable[..., Any]]:
+    """Every executable node class, model stand-ins included."""
+    from standins.comfyui.model_nodes import MODEL_FUNCTIONS
+
+    return {**FUNCTIONS, **MODEL_FUNCTIONS}

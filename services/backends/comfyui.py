@@ -1,0 +1,362 @@
+"""ComfyUI adapter: templates → POST /prompt, follow the WebSocket (history polling as fallback), fetch via /view."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
+                                    StatusCode, failed, failure_for, unique_path)
+from services.backends.comfyui_messages import execution_error_sentence, node_error_sentences
+from services.backends.workflows import Template, TemplateError, load_templates, template_for
+from services.errors import ErrorClass, ServiceError
+from services.http import Reply, download, request
+from services.models import CAPABILITIES, ServiceKind, ServiceRecord
+
+log = logging.getLogger(__name__)
+NODE_WEIGHT = {"KSampler": 20, "StandinSleep": 20, "ImageBlur": 4, "ImageUpscaleWithModel": 6, "SaveVideo": 2,
+               "VAEDecode": 3}
+TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
+
+
+class ComfyUIBackend:
+    """Drives one ComfyUI server (real or stand-in) over HTTP and its WebSocket."""
+
+    kind = ServiceKind.COMFYUI
+
+    def __init__(self, record: ServiceRecord, session: SessionProvider, templates: dict[str, Template] | None = None,
+                 *, request_timeout: float = 15.0, ws_idle: float = 30.0, job_timeout: float = 6 * 3600,
+                 poll_interval: float = 0.5, download_timeout: float = 300.0) -> None:
+        self.record = record
+        self._session = session
+        self.templates = templates if templates is not None else load_templates()
+        self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=min(5.0, request_timeout))
+        self.ws_idle = ws_idle
+        self.job_timeout = job_timeout
+        self.poll_interval = poll_interval
+        self.download_timeout = aiohttp.ClientTimeout(total=download_timeout, sock_connect=5, sock_read=60)
+        self._dropped: dict[str, asyncio.Event] = {}
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """Tasks this server can run (from discovery, else all ComfyUI tasks)."""
+        return self.record.capabilities or CAPABILITIES[ServiceKind.COMFYUI]
+
+    # ----- the one request choke point -----
+    async def _request(self, method: str, path: str, **kw: Any) -> Reply:
+        return await request(self._session(), method, self.record.base_url + path, timeout=self.timeout,
+                             service=self.record.id, **kw)
+
+    async def _json(self, path: str) -> Any:
+        reply = await self._request("GET", path, max_bytes=64 * 1024 * 1024)
+        if reply.status != 200:
+            raise ServiceError(f"GET {path} answered HTTP {reply.status}", ErrorClass.HTTP_ERROR,
+                               service=self.record.id, status=reply.status)
+        return reply.json(self.record.id)
+
+    # ----- protocol -----
+    async def probe(self) -> dict[str, Any]:
+        """Templates, and the models this server offers for each model input they use."""
+        models: dict[str, list[str]] = {}
+        for cls, name in (("CheckpointLoaderSimple", "ckpt_name"), ("UNETLoader", "unet_name"),
+                          ("UpscaleModelLoader", "model_name")):
+            info = await self._json(f"/object_info/{cls}")
+            choices = info.get(cls, {}).get("input", {}).get("required", {}).get(name, [[]])[0] if info else []
+            models[cls] = list(choices) if isinstance(choices, list) else []
+        return {"templates": [t.to_dict() for t in self.templates.values()], "models": models}
+
+    async def submit(self, job: JobRequest) -> AsyncIterator[JobStatus]:
+        """Queue the job's workflow and follow it to the end."""
+        try:
+            template = template_for(self.templates, job.task, job.params)
+            params = dict(job.params)
+            if "color" in template.bindings and "color" not in params:  # model-free templates: colour from the prompt
+                params["color"] = int(hashlib.sha256(job.prompt.encode()).hexdigest()[:6], 16)
+            if "prompt" in template.bindings:
+                params["prompt"] = job.prompt
+            workflow, values = template.build(params)
+        except TemplateError as err:
+            yield failed(str(err), FailureCode.VALIDATION)
+            return
+        ws: aiohttp.ClientWebSocketResponse | None = None
+        try:
+            notes = await self._prepare(template, workflow, job)
+            client_id = uuid.uuid4().hex
+            ws = await self._connect_ws(client_id)
+            reply = await self._request("POST", "/prompt", json_body={"prompt": workflow, "client_id": client_id},
+                                        max_bytes=4 * 1024 * 1024)
+            if reply.status == 400:
+                body = reply.json(self.record.id)
+                yield failed("; ".join(node_error_sentences(body if isinstance(body, dict) else {})),
+                             FailureCode.VALIDATION, comfyui=body)
+                return
+            if reply.status != 200:
+                yield failed(f"ComfyUI refused the workflow (HTTP {reply.status})",
+                             FailureCode.RUNTIME if reply.status < 500 else FailureCode.BAD_RESPONSE)
+                return
+            pid = str(reply.json(self.record.id)["prompt_id"])
+        except _Refused as err:
+            yield failed(str(err), FailureCode.VALIDATION)
+            return
+        except (ServiceError, KeyError, TypeError) as err:
+            if ws is not None:
+                await ws.close()
+            yield failed(f"{self.record.id}: could not queue the workflow: {_plain(err)}", failure_for(err))
+            return
+        dropped = self._dropped.setdefault(pid, asyncio.Event())
+        try:
+            yield JobStatus(StatusCode.QUEUED, remote_ref=pid, message="; ".join([f"queued on {self.record.id}", *notes]),
+                            detail={"template": template.name, "values": _jsonable(values)})
+            async for status in self._follow(pid, workflow, ws, job, dropped):
+                yield status
+        finally:
+            self._dropped.pop(pid, None)
+            if ws is not None and not ws.closed:
+                await ws.close()
+
+    async def cancel(self, remote_ref: str) -> CancelResult:
+        """Pending: delete it from the queue. Running: interrupt it (confirmed when ComfyUI says so)."""
+        try:
+            queue = await self._json("/queue")
+            if any(item[1] == remote_ref for item in queue.get("queue_pending", [])):
+                await self._request("POST", "/queue", json_body={"delete": [remote_ref]})
+                if remote_ref in self._dropped:
+                    self._dropped[remote_ref].set()
+                return CancelResult(True, "removed from ComfyUI's queue")
+            if any(item[1] == remote_ref for item in queue.get("queue_running", [])):
+                await self._request("POST", "/interrupt", json_body={"prompt_id": remote_ref})
+                return CancelResult(False, "interrupt sent; waiting for ComfyUI to stop the job")
+        except ServiceError as err:
+            return CancelResult(False, f"could not reach ComfyUI to cancel: {_plain(err)}")
+        return CancelResult(False, "ComfyUI is no longer running this job")
+
+    async def lookup(self, remote_ref: str, job: JobRequest) -> AsyncIterator[JobStatus]:
+        """Re-attach after a restart by polling history and queue (events go to the old client id only)."""
+        try:
+            async for status in self._poll(remote_ref, job, time.monotonic() + self.job_timeout, recovering=True):
+                yield status
+        except ServiceError as err:
+            yield failed(f"{self.record.id}: cannot check the job: {_plain(err)}", failure_for(err))
+
+    async def close(self) -> None:
+        """Nothing of its own to release; sessions belong to the pool."""
+        self._dropped.clear()
+
+    # ----- internals -----
+    async def _prepare(self, template: Template, workflow: dict[str, Any], job: JobRequest) -> list[str]:
+        notes: list[str] = []
+        if template.requires_node:
+            info = await self._json(f"/object_info/{template.requires_node}")
+            if not info:
+                raise _Refused(f"{self.record.id} has no {template.requires_node} node, which template "
+                               f"{template.name} needs")
+        if "input_image" in template.bindings:
+            if not job.inputs:
+                if template.requires_input:
+                    raise _Refused(f"template {template.name} needs an input image (--input FILE)")
+            else:
+                src = job.inputs[0]
+                if not src.is_file():
+                    raise _Refused(f"input image {src} does not exist")
+                name = await self._upload(src, job.id)
+                for node, inp in template.bindings["input_image"]:
+                    workflow[node]["inputs"][inp] = name
+        for param in template.models:
+            for node, inp in template.bindings.get(param, []):
+                cls = workflow[node]["class_type"]
+                info = await self._json(f"/object_info/{cls}")
+                spec = info.get(cls, {}).get("input", {}).get("required", {}).get(inp) if info else None
+                choices = spec[0] if spec and isinstance(spec[0], list) else None
+                wanted = workflow[node]["inputs"][inp]
+                if choices and wanted not in choices and param not in job.params:
+                    workflow[node]["inputs"][inp] = choices[0]
+                    notes.append(f"{wanted} is not on this server, using {choices[0]}")
+        return notes
+
+    async def _upload(self, path: Path, job_id: str) -> str:
+        data = await asyncio.to_thread(path.read_bytes)
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=f"backlot_{job_id}_{path.name}")
+        form.add_field("overwrite", "true")
+        reply = await self._request("POST", "/upload/image", data=form)
+        if reply.status != 200:
+            raise ServiceError(f"upload of {path.name} answered HTTP {reply.status}", ErrorClass.HTTP_ERROR,
+                               service=self.record.id, status=reply.status)
+        body = reply.json(self.record.id)
+        return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else str(body["name"])
+
+    async def _connect_ws(self, client_id: str) -> aiohttp.ClientWebSocketResponse | None:
+        url = self.record.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
+        try:
+            return await self._session().ws_connect(url, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                                                    max_msg_size=64 * 1024 * 1024)
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.info("%s: no WebSocket (%s); following the job by polling", self.record.id, _plain(err))
+            return None
+
+    async def _follow(self, pid: str, workflow: dict[str, Any], ws: aiohttp.ClientWebSocketResponse | None,
+                      job: JobRequest, dropped: asyncio.Event) -> AsyncIterator[JobStatus]:
+        deadline = time.monotonic() + self.job_timeout
+        weights = {n: NODE_WEIGHT.get(v.get("class_type", ""), 1) for n, v in workflow.items()}
+        total = sum(weights.values()) or 1
+        done: set[str] = set()
+        current: str | None = None
+        last_sent = 0.0
+        while ws is not None and not ws.closed:
+            frame = await self._next_frame(ws, dropped)
+            if frame is None:
+                if dropped.is_set():
+                    yield JobStatus(StatusCode.CANCELLED, message="removed from ComfyUI's queue")
+                    return
+                break  # socket gone or idle: fall back to polling
+            kind, data = frame.get("type"), frame.get("data") or {}
+            if kind == "status":
+                continue
+            if not isinstance(data, dict) or data.get("prompt_id") != pid:
+                continue  # frames of other prompts (late ones included) are not ours
+            if kind == "execution_start":
+                yield JobStatus(StatusCode.RUNNING, fraction=0.0, remote_ref=pid, message="started")
+            elif kind == "execution_cached":
+                done.update(str(n) for n in data.get("nodes", []))
+            elif kind == "executing" and data.get("node") is not None:
+                if current is not None:
+                    done.add(current)
+                current = str(data["node"])
+                cls = workflow.get(current, {}).get("class_type", "?")
+                yield JobStatus(StatusCode.PROGRESS, fraction=_frac(done, current, 0.0, weights, total),
+                                message=f"node {current} ({cls})", remote_ref=pid)
+            elif kind == "progress":
+                now = time.monotonic()
+                value, maximum = float(data.get("value", 0)), float(data.get("max", 1) or 1)
+                if now - last_sent >= 0.1 or value >= maximum:
+                    last_sent = now
+                    node = str(data.get("node") or current)
+                    cls = workflow.get(node, {}).get("class_type", "?")
+                    yield JobStatus(StatusCode.PROGRESS, fraction=_frac(done, node, value / maximum, weights, total),
+                                    step=int(value), total=int(maximum), unit="steps" if cls == "KSampler" else "",
+                                    message=f"node {node} ({cls})", remote_ref=pid)
+            elif kind in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                yield failed(f"no result after {self.job_timeout:.0f} s", FailureCode.TIMEOUT)
+                return
+        async for status in self._poll(pid, job, deadline):
+            yield status
+
+    async def _next_frame(self, ws: aiohttp.ClientWebSocketResponse, dropped: asyncio.Event) -> dict[str, Any] | None:
+        receive = asyncio.ensure_future(ws.receive())
+        drop = asyncio.ensure_future(dropped.wait())
+        try:
+            done, _ = await asyncio.wait({receive, drop}, timeout=self.ws_idle, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drop.cancel()
+            if not receive.done():
+                receive.cancel()
+                await asyncio.gather(receive, return_exceptions=True)
+        if receive not in done:
+            return None
+        msg = receive.result()
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return {} if msg.type == aiohttp.WSMsgType.BINARY else None  # binary = latent previews
+        try:
+            frame = json.loads(msg.data)
+        except ValueError:
+            return {}
+        return frame if isinstance(frame, dict) else {}
+
+    async def _poll(self, pid: str, job: JobRequest, deadline: float, recovering: bool = False) -> AsyncIterator[JobStatus]:
+        """Follow a prompt through /history and /queue until it ends (no WebSocket needed)."""
+        announced = False
+        while time.monotonic() < deadline:
+            history = await self._json(f"/history/{pid}")
+            entry = history.get(pid) if isinstance(history, dict) else None
+            if entry:
+                async for status in self._finish(pid, entry, job):
+                    yield status
+                return
+            queue = await self._json("/queue")
+            running = any(i[1] == pid for i in queue.get("queue_running", []))
+            waiting = any(i[1] == pid for i in queue.get("queue_pending", []))
+            if not running and not waiting:
+                if pid in self._dropped and self._dropped[pid].is_set():
+                    yield JobStatus(StatusCode.CANCELLED, message="removed from ComfyUI's queue")
+                    return
+                history = await self._json(f"/history/{pid}")  # it may have ended between the two reads
+                entry = history.get(pid) if isinstance(history, dict) else None
+                if entry:
+                    async for status in self._finish(pid, entry, job):
+                        yield status
+                    return
+                yield failed(f"{self.record.id} no longer knows this job (it was restarted or cleared)",
+                             FailureCode.UNKNOWN_REMOTE)
+                return
+            if not announced:
+                announced = True
+                yield JobStatus(StatusCode.RUNNING if running else StatusCode.QUEUED, remote_ref=pid,
+                                message="following by polling" if not recovering else "re-attached after restart")
+            await asyncio.sleep(self.poll_interval)
+        yield failed(f"no result after {self.job_timeout:.0f} s", FailureCode.TIMEOUT)
+
+    async def _finish(self, pid: str, entry: dict[str, Any], job: JobRequest) -> AsyncIterator[JobStatus]:
+        status = entry.get("status") or {}
+        messages = status.get("messages") or []
+        kinds = [m[0] for m in messages if isinstance(m, list) and m]
+        if status.get("status_str") != "success":
+            if "execution_interrupted" in kinds:
+                yield JobStatus(StatusCode.CANCELLED, message="interrupted in ComfyUI", remote_ref=pid)
+                return
+            err = next((m[1] for m in messages if isinstance(m, list) and m and m[0] == "execution_error"), {})
+            yield failed(execution_error_sentence(err) if err else "ComfyUI reported an error", FailureCode.RUNTIME,
+                         comfyui=err)
+            return
+        try:
+            outputs = await self._download_outputs(entry.get("outputs") or {}, job)
+        except ServiceError as err:
+            yield failed(f"the job finished but its files could not be fetched: {_plain(err)}",
+                         FailureCode.MISSING_OUTPUT)
+            return
+        if not outputs:
+            yield failed("ComfyUI finished but the workflow produced no files", FailureCode.MISSING_OUTPUT)
+            return
+        yield JobStatus(StatusCode.FINISHED, fraction=1.0, remote_ref=pid, outputs=tuple(outputs),
+                        message=f"{len(outputs)} file(s) from {self.record.id}")
+
+    async def _download_outputs(self, outputs: dict[str, Any], job: JobRequest) -> list[OutputFile]:
+        items = [f for ui in outputs.values() if isinstance(ui, dict) for v in ui.values() if isinstance(v, list)
+                 for f in v if isinstance(f, dict) and "filename" in f]
+        keep = [f for f in items if f.get("type") == "output"] or items  # previews only when nothing was saved
+        files = []
+        for f in keep:
+            target = unique_path(job.output_dir, str(f["filename"]))
+            await download(self._session(), self.record.base_url + "/view", target, timeout=self.download_timeout,
+                           service=self.record.id, params={"filename": str(f["filename"]),
+                                                           "subfolder": str(f.get("subfolder", "")),
+                                                           "type": str(f.get("type", "output"))})
+            files.append(await asyncio.to_thread(OutputFile.of, target))
+        return files
+
+
+class _Refused(Exception):
+    """The job cannot run here as asked (missing input or node)."""
+
+
+def _frac(done: set[str], node: str | None, within: float, weights: dict[str, int], total: int) -> float:
+    finished = sum(weights.get(n, 1) for n in done)
+    part = weights.get(node, 1) * within if node is not None and node not in done else 0
+    return max(0.0, min(0.99, (finished + part) / total))
+
+
+def _plain(err: BaseException) -> str:
+    return err.args[0] if isinstance(err, ServiceError) and err.args else str(err) or type(err).__name__
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in values.items()}

@@ -1,0 +1,112 @@
+"""ComfyUI workflow templates (API format) with binding files that say which inputs take which parameter."""
+from __future__ import annotations
+
+import copy
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.errors import BacklotError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "resources" / "workflows"
+# The template a task uses on ComfyUI when the job names none.
+DEFAULT_FOR_TASK = {"text_to_image": "text_to_image", "quick_preview": "quick_preview",
+                    "character_consistency": "character_consistency", "upscale": "upscale",
+                    "text_to_video": "text_to_video", "image_to_video": "image_to_video"}
+SEED_MAX = 2**32 - 1
+
+
+class TemplateError(BacklotError):
+    """A template is missing, malformed, or a parameter does not fit it."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """One workflow plus its bindings: parameter name -> [(node id, input name), ...]."""
+
+    name: str
+    task: str
+    description: str
+    workflow: dict[str, Any]
+    bindings: dict[str, list[tuple[str, str]]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    requires_input: bool = False
+    requires_node: str | None = None
+
+    @property
+    def params(self) -> list[str]:
+        """Parameters a job may set."""
+        return sorted(self.bindings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the job console and the API."""
+        return {"name": self.name, "task": self.task, "description": self.description, "params": self.params,
+                "requires_input": self.requires_input}
+
+    def current(self, param: str) -> Any:
+        """The value the workflow has for a parameter now (its first binding)."""
+        node, name = self.bindings[param][0]
+        return self.workflow[node]["inputs"][name]
+
+    def build(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A fresh workflow with defaults and ``params`` applied; returns (workflow, values used).
+
+        Unknown parameters are ignored (they may be meant for another backend); a seed of -1 or
+        none becomes a random one so the same prompt twice is not served from ComfyUI's cache.
+        """
+        wf = copy.deepcopy(self.workflow)
+        values = {**self.defaults, **{k: v for k, v in params.items() if k in self.bindings}}
+        if "seed" in self.bindings and int(values.get("seed", -1) if values.get("seed") is not None else -1) < 0:
+            values["seed"] = random.randint(0, SEED_MAX)
+        for param, value in values.items():
+            for node, name in self.bindings[param]:
+                if node not in wf or name not in wf[node].get("inputs", {}):
+                    raise TemplateError(f"template {self.name}: binding {param} points at missing input {node}.{name}")
+                old = wf[node]["inputs"][name]
+                wf[node]["inputs"][name] = _coerce(param, value, old)
+        return wf, values
+
+
+def _coerce(param: str, value: Any, like: Any) -> Any:
+    try:
+        if isinstance(like, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(like, int):
+            return int(float(value))
+        if isinstance(like, float):
+            return float(value)
+    except (TypeError, ValueError) as err:
+        raise TemplateError(f"parameter {param} must be a number, got {value!r}") from err
+    return str(value) if isinstance(like, str) else value
+
+
+def load_templates(folder: Path = TEMPLATES_DIR) -> dict[str, Template]:
+    """Every ``<name>.bindings.json`` in ``folder`` with its workflow (``<name>.json`` or the one it names)."""
+    out: dict[str, Template] = {}
+    for bpath in sorted(folder.glob("*.bindings.json")):
+        name = bpath.name[: -len(".bindings.json")]
+        try:
+            meta = json.loads(bpath.read_text(encoding="utf-8"))
+            wpath = folder / meta.get("workflow", f"{name}.json")
+            workflow = json.loads(wpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise TemplateError(f"template {name} cannot be read: {err}") from err
+        bindings = {k: [(str(n), str(i)) for n, i in v] for k, v in meta.get("bindings", {}).items()}
+        out[name] = Template(name, meta.get("task", name), meta.get("description", ""), workflow, bindings,
+                             meta.get("defaults", {}), tuple(meta.get("models", [])),
+                             bool(meta.get("requires_input")), meta.get("requires_node"))
+    return out
+
+
+def template_for(templates: dict[str, Template], task: str, params: dict[str, Any]) -> Template:
+    """The template a job names (``params.workflow``), else its task's default."""
+    name = params.get("workflow") or DEFAULT_FOR_TASK.get(task)
+    if not name:
+        raise TemplateError(f"ComfyUI has no template for the task {task!r}; name one with --param workflow=NAME "
+                            f"(templates: {', '.join(sorted(templates))})")
+    if name not in templates:
+        raise TemplateError(f"no workflow template named {name!r} (templates: {', '.join(sorted(templates))})")
+    return templates[name]
