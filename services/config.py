@@ -22,6 +22,17 @@ from pydantic_settings import (BaseSettings, DotEnvSettingsSource, EnvSettingsSo
                                TomlConfigSettingsSource)
 
 BackendKind = Literal["comfyui", "wan2gp", "rvc", "audioldm", "gradio", "llm"]
+TASKS = ("quick_preview", "text_to_video", "image_to_video", "text_to_image", "character_consistency", "upscale",
+         "voice_conversion", "sound_effects", "ambient_audio", "text")
+DEFAULT_TASK_BACKENDS: dict[str, tuple[str, ...]] = {
+    "quick_preview": ("wan2gp", "comfyui"), "text_to_video": ("wan2gp", "comfyui"),
+    "image_to_video": ("wan2gp", "comfyui"), "text_to_image": ("comfyui",), "character_consistency": ("comfyui",),
+    "upscale": ("comfyui",), "voice_conversion": ("rvc",), "sound_effects": ("audioldm",),
+    "ambient_audio": ("audioldm",), "text": ("llm",)}
+DEFAULT_VRAM_GIB = {"quick_preview": 6.0, "text_to_video": 12.0, "image_to_video": 14.0, "text_to_image": 6.0,
+                    "character_consistency": 8.0, "upscale": 3.0, "voice_conversion": 2.0, "sound_effects": 4.0,
+                    "ambient_audio": 4.0, "text": 0.0}
+DEFAULT_CONCURRENCY = {"comfyui": 2, "wan2gp": 1, "rvc": 1, "audioldm": 1, "gradio": 1, "llm": 4}
 ENV_PREFIX = "BACKLOT_"
 # BACKLOT_* variables that are read elsewhere, not settings.
 NON_SETTING_ENV = {"BACKLOT_HOME", "BACKLOT_GRADIO3_PYTHON"}
@@ -82,6 +93,7 @@ class Settings(BaseSettings):
     urls: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                  description="service URLs always probed (kind found by probing)")
     standins: dict[str, str] = Field(default_factory=dict, description="stand-in URLs written by `backlot demo`")
+    scan_default_ports: bool = Field(True, description="probe the backends' usual ports (off: only ports and URLs you list)")
     discovery_budget: float = Field(2.0, gt=0, le=60, description="seconds one discovery may take in all")
     discovery_interval: float = Field(300.0, ge=5, description="seconds between background discoveries")
     connect_timeout: float = Field(0.5, gt=0, le=30, description="seconds to wait for one probe's connection")
@@ -100,6 +112,18 @@ class Settings(BaseSettings):
     llm_models: Annotated[list[str], NoDecode] = Field(default_factory=list, description="LiteLLM model names")
     llm_keys: dict[str, SecretStr] = Field(default_factory=dict, description="API keys per LLM provider")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    task_backends: dict[str, list[BackendKind]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_TASK_BACKENDS.items()},
+        description="backend kinds per task, first choice first")
+    vram_estimates_gib: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_VRAM_GIB), description="VRAM a task needs until Backlot has learned it")
+    vram_learn_min_samples: int = Field(3, ge=1, description="finished jobs needed before a learned VRAM peak is used")
+    job_concurrency: dict[BackendKind, int] = Field(
+        default_factory=lambda: dict(DEFAULT_CONCURRENCY), description="jobs Backlot sends to one backend at a time")
+    rvc_voice: str | None = Field(None, description="RVC voice (.pth) used when a job names none")
+    wan2gp_model: str | None = Field(None, description="Wan2GP model_type used when a job names none")
+    max_attempts: int = Field(3, ge=1, le=10, description="backends one job may be tried on")
+    watchdog_seconds: float = Field(600.0, gt=0, description="no progress for this long: interrupt and fail over")
 
     _paths: Paths | None = None
 
@@ -118,6 +142,14 @@ class Settings(BaseSettings):
         if isinstance(value, Mapping):
             return {k: _split_commas(v) if not isinstance(v, int) else [v] for k, v in value.items()}
         return value
+
+    @field_validator("task_backends", "vram_estimates_gib", "job_concurrency", mode="after")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        # A user table changes the tasks or kinds it names and keeps the defaults for the rest.
+        defaults = {"task_backends": DEFAULT_TASK_BACKENDS, "vram_estimates_gib": DEFAULT_VRAM_GIB,
+                    "job_concurrency": DEFAULT_CONCURRENCY}[info.field_name]
+        return {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()}, **value}
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -9,16 +9,22 @@ from collections.abc import Callable
 from typing import Any
 
 from services import health_checks
+from services.backends.base import Backend
+from services.backends.registry import create_adapter
 from services.config import Settings
 from services.discovery import Discovery, DiscoveryResult
 from services.events import (BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered,
                              ServiceUpdated)
 from services.gpu import GpuSampler
 from services.health import HealthMonitor
+from services.jobs import JobManager
 from services.metrics import Metrics
 from services.models import ServiceRecord
 from services.pool import ConnectionPool
 from services.resilience import Backoff, CircuitBreaker
+from services.router import Router, ServiceHealth
+from services.store import JobStore
+from services.vram import VramEstimator
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,13 @@ class ControlCenter:
         self.monitors: dict[str, HealthMonitor] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.gpu_samples: tuple[Any, ...] = ()
+        self.store = JobStore(settings.data_path / "jobs.sqlite3")
+        self.estimator = VramEstimator(settings, self.store)
+        self.router = Router(settings, lambda: self.services.values(), self.health_view,
+                             lambda sid: self.jobs.active_on(sid), self.estimator.estimate)
+        self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
+                               self.vram_used, clock)
+        self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
         self._tasks: dict[str, asyncio.Task[Any]] = {}
@@ -53,11 +66,13 @@ class ControlCenter:
         """Subscribe, discover, start a monitor per service, GPU sampling and background discovery."""
         if self._started:
             return
+        await self.store.open()  # a read-only or full data folder stops start-up here, with a clear sentence
         self._started = True
         self._unsubscribe.append(self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceUpdated))
         await self.gpu.start()
         if self.discover_on_start:
             await self.discover()
+        await self.jobs.start()
         self._spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
             self._spawn("gpu-sampler", self._gpu_loop())
@@ -100,8 +115,50 @@ class ControlCenter:
             out.append(row)
         return out
 
+    def adapter(self, service_id: str) -> Backend | None:
+        """The adapter driving a service (made on first use)."""
+        if service_id not in self._adapters:
+            rec = self.services.get(service_id)
+            made = create_adapter(rec, self.pool, self.settings) if rec is not None else None
+            if made is None:
+                return None
+            self._adapters[service_id] = made
+        return self._adapters[service_id]
+
+    def health_view(self, service_id: str) -> ServiceHealth | None:
+        """What the router needs to know about a service now."""
+        m = self.monitors.get(service_id)
+        if m is None:
+            return None
+        last = m.last
+        free = None
+        if last is not None and last.vram:
+            free = min(v.free for v in last.vram)
+        elif service_id in self.services:
+            free = self._nvml_free(service_id)
+        return ServiceHealth(m.state, last.latency_ms if last else None, last.queue_depth if last else None, free,
+                             m.breaker.state.value, m.breaker.retry_in(), last.message if last and not last.ok else "")
+
+    def vram_used(self, service_id: str) -> int | None:
+        """VRAM in use on the service's GPU(s), from its own report or from NVML."""
+        m = self.monitors.get(service_id)
+        if m is not None and m.last is not None and m.last.vram:
+            return sum(v.used for v in m.last.vram)
+        for gpu in self.gpu_samples:
+            if any(p.service_id == service_id for p in gpu.processes):
+                return int(gpu.used)
+        return None
+
+    def _nvml_free(self, service_id: str) -> int | None:
+        for gpu in self.gpu_samples:
+            if any(p.service_id == service_id for p in gpu.processes):
+                return int(gpu.total - gpu.used)
+        return None
+
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop in order — background loops, monitors, GPU, sessions — leaving no task or session behind."""
+        """Stop in order — jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
+        if self._started:
+            await self.jobs.stop()
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe.clear()
@@ -115,7 +172,12 @@ class ControlCenter:
                 log.error("task %s did not stop within %.1f s", t.get_name(), timeout)
         self.monitors.clear()
         await self.gpu.stop()
+        for adapter in self._adapters.values():
+            await adapter.close()
+        self._adapters.clear()
         await self.pool.close()
+        if self._started:
+            await self.store.close()
         self._started = False
 
     # ----- internals -----
@@ -165,6 +227,9 @@ class ControlCenter:
 
     async def _stop_monitor(self, service_id: str) -> None:
         self.monitors.pop(service_id, None)
+        adapter = self._adapters.pop(service_id, None)
+        if adapter is not None:
+            await adapter.close()
         task = self._tasks.pop(f"health {service_id}", None)
         if task is not None:
             task.cancel()

@@ -76,7 +76,7 @@ def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str
                            Candidate(_norm_host(parts.hostname), parts.port, FoundBy.STANDIN))
     all_hosts = dict.fromkeys(_norm_host(h) for h in ["127.0.0.1", *settings.hosts, *hosts])
     custom = sorted({p for ports in settings.ports.values() for p in ports})
-    defaults = sorted({p for ports in DEFAULT_PORTS.values() for p in ports})
+    defaults = sorted({p for ports in DEFAULT_PORTS.values() for p in ports}) if settings.scan_default_ports else []
     for host in all_hosts:
         for port in custom:
             out.setdefault((host, port), Candidate(host, port, FoundBy.CUSTOM_PORT))

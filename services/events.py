@@ -116,3 +116,10 @@ class EventBus:
     def subscriber_count(self) -> int:
         """How many subscriptions are live (tests check owners unsubscribe)."""
         return len(self._subs)
+
+
+@dataclass(frozen=True)
+class JobUpdated(Event):
+    """A job changed state, status, route or outputs."""
+
+    job: Any

@@ -149,3 +149,58 @@ class GpuSample:
     utilization: int | None
     processes: tuple[GpuProcess, ...] = ()
     at: float = 0.0
+
+
+class JobState(str, Enum):
+    """Job lifecycle: queued → running → succeeded | failed | cancelled; interrupted after an unclean stop."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will not change again."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+
+
+@dataclass
+class Job:
+    """A generation job as stored, routed, shown and reported (see DESIGN.md "Jobs and routing")."""
+
+    id: str
+    task: str
+    prompt: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    requested_backend: str = "auto"
+    routed_to: str | None = None
+    route: dict[str, Any] = field(default_factory=dict)
+    state: JobState = JobState.QUEUED
+    status: dict[str, Any] = field(default_factory=lambda: {"code": "queued", "fraction": None, "step": None,
+                                                            "total": None, "unit": "", "message": "",
+                                                            "queue_rank": None, "eta": None})
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    remote_ref: str | None = None
+    client: str = ""
+    cancel_requested: bool = False
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = field(default_factory=time.time)
+    seq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the CLI, the API and the GUI."""
+        return {"id": self.id, "seq": self.seq, "task": self.task, "prompt": self.prompt, "params": self.params,
+                "inputs": self.inputs, "requested_backend": self.requested_backend, "routed_to": self.routed_to,
+                "route": self.route, "state": self.state.value, "status": self.status,
+                "attempts": len(self.attempts), "attempt_log": self.attempts, "error": self.error,
+                "outputs": self.outputs, "remote_ref": self.remote_ref, "client": self.client,
+                "cancel_requested": self.cancel_requested, "created_at": self.created_at,
+                "started_at": self.started_at, "finished_at": self.finished_at, "updated_at": self.updated_at}

@@ -104,10 +104,16 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class CancelResult:
-    """What a cancel achieved: ``confirmed`` when the backend stopped or dropped the work."""
+    """What a cancel achieved.
+
+    ``confirmed``: the backend stopped or dropped the work. Otherwise ``can_stop`` says whether a
+    confirmation will follow through the job's status stream (an interrupt was sent) or whether the
+    backend cannot stop running work at all (Backlot then stops waiting and ignores the result).
+    """
 
     confirmed: bool
     message: str
+    can_stop: bool = True
 
 
 @runtime_checkable

@@ -117,6 +117,8 @@ class ComfyUIBackend:
                             detail={"template": template.name, "values": _jsonable(values)})
             async for status in self._follow(pid, workflow, ws, job, dropped):
                 yield status
+        except ServiceError as err:  # the server went away mid-job
+            yield failed(f"{self.record.id}: lost contact while the job ran: {_plain(err)}", failure_for(err))
         finally:
             self._dropped.pop(pid, None)
             if ws is not None and not ws.closed:

@@ -1,0 +1,304 @@
+"""Wan2GP adapter: a settings dict -> ``wangp_generate`` over MCP, follow ``wangp_get_job``, fetch via gallery downloads."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
+                                    StatusCode, failed, failure_for, unique_path)
+from services.backends.wan2gp_events import EventTracker
+from services.backends.wan2gp_mcp import McpLink, ToolError, ToolSession
+from services.backends.wan2gp_settings import InvalidParams, build_settings, pick_model
+from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
+from services.http import download, request
+from services.models import CAPABILITIES, ServiceKind, ServiceRecord
+
+log = logging.getLogger(__name__)
+UNKNOWN_JOB = "Unknown WanGP job_id"
+PAGE = 10         # wangp_list_models never returns more than 10 records
+MAX_PAGES = 50    # a bound in case a server ignores offset
+REFUSED_BY = {"wangp_generate": FailureCode.VALIDATION, "wangp_create_gallery_upload": FailureCode.VALIDATION}
+
+
+class Wan2gpBackend:
+    """Drives one Wan2GP instance through its own MCP server (``wgp.py --mcp --mcp-transport streamable-http``)."""
+
+    kind = ServiceKind.WAN2GP
+
+    def __init__(self, record: ServiceRecord, session: SessionProvider, *,
+                 default_model: str | Mapping[str, str] | None = None, poll_interval: float = 0.5,
+                 call_timeout: float = 15.0, unreachable_grace: float = 60.0, job_timeout: float = 6 * 3600,
+                 transfer_timeout: float = 300.0, event_limit: int = 100, model_cache_seconds: float = 300.0) -> None:
+        self.record = record
+        self._session = session
+        self.default_model = default_model  # a model_type for every task, or one per task
+        self.poll_interval = poll_interval
+        self.unreachable_grace = unreachable_grace  # how long wangp_get_job may keep failing mid-job
+        self.job_timeout = job_timeout
+        self.event_limit = event_limit
+        self.model_cache_seconds = model_cache_seconds
+        self.mcp = McpLink(record.base_url, service=record.id, timeout=call_timeout)
+        self.transfer_timeout = aiohttp.ClientTimeout(total=transfer_timeout, sock_connect=min(5.0, call_timeout),
+                                                      sock_read=min(60.0, transfer_timeout))
+        self._video_models: tuple[float, list[dict[str, Any]]] | None = None
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """Tasks this server can run (from discovery, else all Wan2GP tasks)."""
+        return self.record.capabilities or CAPABILITIES[ServiceKind.WAN2GP]
+
+    # ----- protocol -----
+    async def probe(self) -> dict[str, Any]:
+        """The models this Wan2GP offers, for the job console."""
+        records = await self._list_models()
+        return {"models": [{"model_type": str(r["model_type"]), "name": str(r.get("name") or r["model_type"]),
+                            "main_output": _first_output(r)} for r in records]}
+
+    async def submit(self, job: JobRequest) -> AsyncIterator[JobStatus]:
+        """Start the generation and follow it to the end."""
+        try:
+            settings = build_settings(job.task, job.prompt, job.params)
+            if job.task == "image_to_video":
+                if not job.inputs:
+                    raise InvalidParams("image_to_video needs an input image (--input FILE)")
+                if not job.inputs[0].is_file():
+                    raise InvalidParams(f"input image {job.inputs[0]} does not exist")
+        except InvalidParams as err:
+            yield failed(str(err), FailureCode.VALIDATION)
+            return
+        try:
+            if "model_type" not in settings:
+                model = self._default_for(job.task) or await self._pick(job.task)
+                if model is None:
+                    yield failed(f"{self.record.id} offers no model for {job.task}; name one with model_type",
+                                 FailureCode.RUNTIME)
+                    return
+                settings["model_type"] = model
+            if job.task == "image_to_video":
+                settings["image_start"] = await self._upload(job.inputs[0])
+                settings.setdefault("image_prompt_type", "S")  # S = animate from a start image
+            snap = await self.mcp.call("wangp_generate", {"source": settings, "event_limit": self.event_limit})
+            job_id = str(snap["job_id"])
+        except InvalidParams as err:
+            yield failed(str(err), FailureCode.VALIDATION)
+            return
+        except ToolError as err:
+            yield failed(f"Wan2GP refused the job: {err.message}", REFUSED_BY.get(err.tool, FailureCode.BAD_RESPONSE))
+            return
+        except ServiceError as err:
+            yield failed(f"{self.record.id}: could not start the job: {_plain(err)}", failure_for(err))
+            return
+        except KeyError:
+            yield failed(f"{self.record.id} answered wangp_generate without a job_id", FailureCode.BAD_RESPONSE)
+            return
+        log.info("%s: job %s started as Wan2GP job %s (%s)", self.record.id, job.id, job_id, settings["model_type"])
+        yield JobStatus(StatusCode.QUEUED, remote_ref=job_id, message=f"queued on {self.record.id}",
+                        detail={"model_type": settings["model_type"], "settings": settings})
+        async for status in self._follow(job_id, job, snap):
+            yield status
+
+    async def cancel(self, remote_ref: str) -> CancelResult:
+        """Ask Wan2GP to stop the job; confirmed only when it already reports it cancelled (a queued job)."""
+        try:
+            snap = await self.mcp.call("wangp_cancel_job", {"job_id": remote_ref, "event_limit": 0})
+        except ToolError as err:
+            if UNKNOWN_JOB in err.message:
+                return CancelResult(False, "Wan2GP no longer knows this job")
+            return CancelResult(False, f"Wan2GP refused to cancel: {err.message}")
+        except ServiceError as err:
+            return CancelResult(False, f"could not reach Wan2GP to cancel: {_plain(err)}")
+        result = snap.get("result") if isinstance(snap.get("result"), dict) else {}
+        if snap.get("done"):
+            if result.get("cancelled"):
+                return CancelResult(True, "cancelled in Wan2GP")
+            return CancelResult(False, "the job had already ended in Wan2GP")
+        return CancelResult(False, "cancel requested; waiting for Wan2GP to stop")
+
+    async def lookup(self, remote_ref: str, job: JobRequest) -> AsyncIterator[JobStatus]:
+        """Re-attach after a restart: poll the job to its end (outputs fetched), or one FAILED unknown_remote."""
+        async for status in self._follow(remote_ref, job, None):
+            yield status
+
+    async def close(self) -> None:
+        """Close the MCP transport's HTTP client (aiohttp sessions belong to the pool)."""
+        await self.mcp.close()
+
+    # ----- following a job -----
+    async def _follow(self, job_id: str, job: JobRequest, snap: dict[str, Any] | None) -> AsyncIterator[JobStatus]:
+        """Turn snapshots into statuses until the job is done; ``snap`` None means re-attaching (lookup)."""
+        tracker = EventTracker(job_id)
+        recovering = snap is None
+        contact = not recovering
+        deadline = time.monotonic() + self.job_timeout
+        failing_since: float | None = None
+        while True:
+            if snap is not None:
+                events = snap.get("events") if isinstance(snap.get("events"), list) else []
+                if recovering:  # a replay of old events is noise: one status saying where the job stands
+                    recovering = False
+                    tracker.absorb(events)
+                    if not snap.get("done"):
+                        yield tracker.summary("re-attached after restart")
+                else:
+                    for status in tracker.statuses(events):
+                        yield status
+                if snap.get("done"):
+                    async for status in self._finish(job_id, snap, tracker, job):
+                        yield status
+                    return
+            if time.monotonic() >= deadline:
+                yield failed(f"no result after {self.job_timeout:.0f} s", FailureCode.TIMEOUT)
+                return
+            if contact:
+                await asyncio.sleep(self.poll_interval)
+            try:
+                snap = await self.mcp.call("wangp_get_job", {"job_id": job_id, "event_limit": self.event_limit})
+            except ToolError as err:
+                if UNKNOWN_JOB in err.message:
+                    yield failed(f"{self.record.id} no longer knows this job (Wan2GP was restarted or forgot it)",
+                                 FailureCode.UNKNOWN_REMOTE)
+                else:
+                    yield failed(f"Wan2GP could not report the job: {err.message}", FailureCode.BAD_RESPONSE)
+                return
+            except ServiceError as err:
+                snap, now = None, time.monotonic()
+                if not contact:
+                    yield failed(f"{self.record.id}: cannot check the job: {_plain(err)}", failure_for(err))
+                    return
+                if failing_since is None:
+                    failing_since = now
+                    log.warning("%s: cannot poll job %s (%s); retrying for %.0f s", self.record.id, job_id,
+                                _plain(err), self.unreachable_grace)
+                if now - failing_since >= self.unreachable_grace:
+                    yield failed(f"lost contact with {self.record.id} for {now - failing_since:.0f} s: {_plain(err)}",
+                                 failure_for(err))
+                    return
+                continue
+            if failing_since is not None:
+                log.info("%s: reachable again; following job %s", self.record.id, job_id)
+                failing_since = None
+            contact = True
+
+    async def _finish(self, job_id: str, snap: dict[str, Any], tracker: EventTracker,
+                      job: JobRequest) -> AsyncIterator[JobStatus]:
+        result = snap.get("result") if isinstance(snap.get("result"), dict) else {}
+        if result.get("cancelled"):
+            yield JobStatus(StatusCode.CANCELLED, message="cancelled in Wan2GP", remote_ref=job_id)
+            return
+        if not result.get("success"):
+            errors = [e for e in (result.get("errors") or tracker.errors) if isinstance(e, dict)]
+            messages = [str(e.get("message") or "") for e in errors if e.get("message")]
+            validation = any(e.get("stage") == "validation" for e in errors)
+            yield failed("; ".join(dict.fromkeys(messages)) or "Wan2GP reported the job as failed without a reason",
+                         FailureCode.VALIDATION if validation else FailureCode.RUNTIME, wan2gp=errors)
+            return
+        items = [i for i in result.get("gallery_items") or [] if isinstance(i, dict) and i.get("gallery_id")]
+        if not items:
+            yield failed("Wan2GP finished but reported no output files", FailureCode.MISSING_OUTPUT)
+            return
+        try:
+            outputs = await self._fetch(items, job)
+        except BacklotError as err:  # ServiceError, ToolError, or a disk that refuses the file
+            yield failed(f"the job finished but its files could not be fetched: {_plain(err)}",
+                         FailureCode.MISSING_OUTPUT)
+            return
+        yield JobStatus(StatusCode.FINISHED, fraction=1.0, remote_ref=job_id, outputs=tuple(outputs),
+                        message=f"{len(outputs)} file(s) from {self.record.id}")
+
+    # ----- transfers -----
+    def _url(self, path: str) -> str:
+        """Wan2GP hands out transfer URLs relative to its own base."""
+        return self.record.base_url.rstrip("/") + path if path.startswith("/") else path
+
+    async def _fetch(self, items: list[dict[str, Any]], job: JobRequest) -> list[OutputFile]:
+        async def links(session: ToolSession) -> list[dict[str, Any]]:
+            return [await session.call("wangp_create_gallery_download", {"gallery_id": str(i["gallery_id"])})
+                    for i in items]
+
+        files = []
+        for item, link in zip(items, await self.mcp.run(links)):
+            name = str(link.get("filename") or item.get("filename") or Path(str(item.get("path", "output"))).name)
+            url = link.get("download_url")
+            if not url:
+                raise ServiceError(f"Wan2GP gave no download URL for {name}", ErrorClass.BAD_RESPONSE,
+                                   service=self.record.id)
+            target = unique_path(job.output_dir, name)
+            await download(self._session(), self._url(str(url)), target,
+                           timeout=self.transfer_timeout, service=self.record.id)
+            files.append(await asyncio.to_thread(OutputFile.of, target))
+        return files
+
+    async def _upload(self, src: Path) -> str:
+        """Put the input image into Wan2GP's gallery; returns its gallery id (what ``image_start`` names)."""
+        ticket = await self.mcp.call("wangp_create_gallery_upload", {"filename": src.name})
+        size = (await asyncio.to_thread(src.stat)).st_size
+        limit = ticket.get("max_bytes")
+        if isinstance(limit, int) and size > limit:
+            raise InvalidParams(f"{src.name} is {size} bytes; Wan2GP accepts uploads of at most {limit}")
+        data = await asyncio.to_thread(src.read_bytes)
+        reply = await request(self._session(), "PUT", self._url(str(ticket["upload_url"])), data=data,
+                              timeout=self.transfer_timeout, service=self.record.id, max_bytes=1024 * 1024)
+        body = reply.json(self.record.id) if reply.body.strip()[:1] == b"{" else {}
+        if reply.status != 200:
+            why = body.get("error") if isinstance(body, dict) else None
+            raise ServiceError(f"upload of {src.name} answered HTTP {reply.status}" + (f": {why}" if why else ""),
+                               classify_status(reply.status), service=self.record.id, status=reply.status)
+        gallery_id = body.get("gallery_id") if isinstance(body, dict) else None
+        if not gallery_id:  # the upload "registers and selects" the media: find it in the selection
+            selected = await self.mcp.call("wangp_get_gallery_selection", {"media_type": "image"})
+            names = [i for i in selected.get("result") or [] if isinstance(i, dict)
+                     and i.get("filename") == ticket.get("filename", src.name)]
+            gallery_id = names[-1].get("gallery_id") if names else None
+        if not gallery_id:
+            raise ServiceError(f"Wan2GP did not say where the upload of {src.name} went", ErrorClass.BAD_RESPONSE,
+                               service=self.record.id)
+        return str(gallery_id)
+
+    # ----- models -----
+    def _default_for(self, task: str) -> str | None:
+        if isinstance(self.default_model, str):
+            return self.default_model or None
+        return self.default_model.get(task) if self.default_model else None
+
+    async def _pick(self, task: str) -> str | None:
+        now = time.monotonic()
+        if self._video_models is None or now - self._video_models[0] > self.model_cache_seconds:
+            self._video_models = (now, await self._list_models(main_output="video", include_availability=True))
+        return pick_model(self._video_models[1], task)
+
+    async def _list_models(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every model record, page by page, in one MCP session."""
+        async def pages(session: ToolSession) -> list[dict[str, Any]]:
+            records: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for n in range(MAX_PAGES):
+                page = (await session.call("wangp_list_models", {**filters, "limit": PAGE,
+                                                                 "offset": n * PAGE})).get("result")
+                if not isinstance(page, list):
+                    raise ServiceError("wangp_list_models returned no list", ErrorClass.BAD_RESPONSE)
+                fresh = [r for r in page if isinstance(r, dict) and r.get("model_type")
+                         and str(r["model_type"]) not in seen]
+                records += fresh
+                seen.update(str(r["model_type"]) for r in fresh)
+                if len(page) < PAGE or not fresh:
+                    return records
+            return records
+
+        return await self.mcp.run(pages)
+
+
+def _first_output(record: Mapping[str, Any]) -> str:
+    outputs = record.get("main_output")
+    if isinstance(outputs, list):
+        return str(outputs[0]) if outputs else ""
+    return str(outputs or "")
+
+
+def _plain(err: BaseException) -> str:
+    return err.args[0] if isinstance(err, BacklotError) and err.args else str(err) or type(err).__name__

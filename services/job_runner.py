@@ -1,0 +1,243 @@
+"""JobRunner: drives one job on one backend — statuses, watchdog, failover, cancel, recovery after a restart."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
+from services.models import Job, JobState
+from services.router import RouteDecision
+
+if TYPE_CHECKING:
+    from services.jobs import JobManager
+
+log = logging.getLogger(__name__)
+PERSIST_EVERY = 1.0  # seconds between progress writes (state changes are always written at once)
+CANCEL_GRACE = 30.0  # seconds to wait for a backend to confirm a cancel
+
+
+class JobRunner:
+    """One asyncio task per running job."""
+
+    def __init__(self, manager: JobManager, adapters: Callable[[str], Backend | None],
+                 vram_used: Callable[[str], int | None], clock: Callable[[], float]) -> None:
+        self.m = manager
+        self.adapters = adapters
+        self.vram_used = vram_used
+        self.clock = clock
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._peaks: dict[str, tuple[int | None, int | None]] = {}  # job id -> (baseline, peak) VRAM use
+
+    def start(self, job: Job, decision: RouteDecision, resume: bool = False) -> None:
+        """Run ``job`` on ``decision.chosen`` (``resume``: re-attach to work the backend already has)."""
+        task = asyncio.create_task(self._run(job, decision, resume), name=f"job {job.id}")
+        self.running[job.id] = task
+        task.add_done_callback(lambda t, jid=job.id: self._done(jid, t))
+
+    def _done(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self.running.get(job_id) is task:
+            del self.running[job_id]
+        self.m.wake()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("runner of job %s crashed", job_id, exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Detach from every running job (the database keeps them as running for recovery)."""
+        tasks = list(self.running.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def sample_vram(self, service_id: str) -> None:
+        """Track the peak VRAM in use on a service while its jobs run (called on health samples)."""
+        used = self.vram_used(service_id)
+        if used is None:
+            return
+        for job in self.m.active.values():
+            if job.routed_to == service_id and job.id in self._peaks:
+                base, peak = self._peaks[job.id]
+                self._peaks[job.id] = (base, max(peak or 0, used))
+
+    # ----- running -----
+    async def _run(self, job: Job, decision: RouteDecision, resume: bool) -> None:
+        sid = decision.chosen
+        assert sid is not None
+        adapter = self.adapters(sid)
+        if adapter is None:
+            await self._attempt_failed(job, sid, f"{sid} has no adapter", FailureCode.UNREACHABLE)
+            return
+        if not resume:
+            job.routed_to, job.route, job.remote_ref = sid, decision.to_dict(), None
+            job.attempts.append({"n": len(job.attempts) + 1, "backend": sid, "started_at": time.time(),
+                                 "outcome": None, "message": ""})
+            job.state = JobState.RUNNING
+            job.status = {**job.status, "code": "queued", "message": f"sent to {sid}", "fraction": None}
+            await self.m.save(job)
+        self._peaks[job.id] = (self.vram_used(sid), None)
+        started = self.clock()
+        req = JobRequest(job.id, job.task, job.prompt, job.params, [Path(p) for p in job.inputs],
+                         self.m.output_dir(job))
+        stream = adapter.lookup(job.remote_ref, req) if resume and job.remote_ref else adapter.submit(req)
+        try:
+            await self._follow(job, sid, stream, started)
+        finally:
+            self._peaks.pop(job.id, None)
+            await _aclose(stream)
+
+    async def _follow(self, job: Job, sid: str, stream: AsyncIterator[JobStatus], started: float) -> None:
+        last_write = 0.0
+        watchdog = self.m.settings.watchdog_seconds
+        while True:
+            try:
+                async with asyncio.timeout(watchdog):
+                    status = await anext(stream)
+            except StopAsyncIteration:
+                await self._attempt_failed(job, sid, f"{sid} stopped reporting before the job ended",
+                                           FailureCode.BAD_RESPONSE)
+                return
+            except TimeoutError:
+                await self._stalled(job, sid, watchdog)
+                return
+            if status.remote_ref and status.remote_ref != job.remote_ref:
+                job.remote_ref = status.remote_ref
+                last_write = 0.0  # the backend's reference must be on disk before anything else happens
+            if status.code is StatusCode.FINISHED:
+                await self._succeeded(job, sid, status, started)
+                return
+            if status.code is StatusCode.CANCELLED:
+                self._close_attempt(job, "cancelled", status.message)
+                await self.m.finish(job, JobState.CANCELLED, status.message or "cancelled")
+                return
+            if status.code is StatusCode.FAILED:
+                await self._attempt_failed(job, sid, status.message, status.failure or FailureCode.RUNTIME,
+                                           status.detail)
+                return
+            if job.started_at is None and status.code in (StatusCode.RUNNING, StatusCode.PROGRESS):
+                job.started_at = time.time()
+                last_write = 0.0
+            message = "cancelling" if job.cancel_requested else status.message
+            job.status = {**status.to_dict(), "message": message}
+            now = self.clock()
+            if now - last_write >= PERSIST_EVERY:
+                last_write = now
+                await self.m.save(job)
+            else:
+                self.m.publish(job)
+
+    async def _succeeded(self, job: Job, sid: str, status: JobStatus, started: float) -> None:
+        job.outputs = [o.to_dict() for o in status.outputs]
+        self._close_attempt(job, "succeeded", status.message)
+        base, peak = self._peaks.get(job.id, (None, None))
+        used = max(0, peak - base) if peak is not None and base is not None else None
+        try:
+            await self.m.estimator.learn(sid, job.task, job.params, used, self.clock() - started)
+        except Exception as err:  # learning is a bonus; a failed write must not fail the job
+            log.warning("could not record job %s's VRAM/duration: %s", job.id, err)
+        await self.m.finish(job, JobState.SUCCEEDED, status.message or "done")
+
+    async def _stalled(self, job: Job, sid: str, watchdog: float) -> None:
+        adapter = self.adapters(sid)
+        if adapter is not None and job.remote_ref:
+            try:
+                await asyncio.wait_for(adapter.cancel(job.remote_ref), min(10.0, watchdog))
+            except Exception as err:
+                log.warning("watchdog could not interrupt job %s on %s: %s", job.id, sid, err)
+        await self._attempt_failed(job, sid, f"no progress from {sid} for {watchdog:.0f} s", FailureCode.TIMEOUT)
+
+    def _close_attempt(self, job: Job, outcome: str, message: str) -> None:
+        if job.attempts:
+            job.attempts[-1].update(outcome=outcome, message=message, finished_at=time.time())
+
+    async def _attempt_failed(self, job: Job, sid: str, message: str, failure: FailureCode,
+                              detail: dict[str, Any] | None = None) -> None:
+        self._close_attempt(job, f"failed: {failure.value}", message)
+        if failure.backend_side and not job.cancel_requested and len(job.attempts) < self.m.settings.max_attempts:
+            log.warning("job %s failed on %s (%s); trying another backend", job.id, sid, message)
+            job.state, job.routed_to, job.remote_ref = JobState.QUEUED, None, None
+            job.status = {**job.status, "code": "queued", "fraction": None, "message": f"retrying: {message}"}
+            await self.m.save(job)
+            self.m.wake()
+            return
+        if job.cancel_requested:
+            await self.m.finish(job, JobState.CANCELLED, f"cancelled ({message})")
+            return
+        if failure is FailureCode.UNKNOWN_REMOTE:
+            await self._interrupted(job, f"Backlot stopped while it ran, and {message}")
+            return
+        await self.m.finish(job, JobState.FAILED, message,
+                            {"code": failure.value, "message": message, "detail": _plain(detail or {})})
+
+    # ----- cancel -----
+    async def cancel(self, job: Job) -> None:
+        """Ask the backend to stop; wait for it to confirm, or give up waiting where it cannot stop."""
+        job.cancel_requested = True
+        job.status = {**job.status, "message": "cancelling"}
+        await self.m.save(job)
+        adapter = self.adapters(job.routed_to) if job.routed_to else None
+        task = self.running.get(job.id)
+        result = None
+        if adapter is not None and job.remote_ref:
+            result = await adapter.cancel(job.remote_ref)
+        if result is not None and (result.confirmed or result.can_stop):
+            if task is not None:
+                try:  # the status stream reports the cancel; don't wait forever for it
+                    await asyncio.wait_for(asyncio.shield(task), CANCEL_GRACE)
+                    return
+                except TimeoutError:
+                    pass
+        note = result.message if result is not None else "the backend had not accepted it yet"
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if not job.state.terminal:
+            self._close_attempt(job, "cancelled", note)
+            await self.m.finish(job, JobState.CANCELLED, f"cancelled; {note}")
+
+    # ----- recovery -----
+    async def recover(self) -> None:
+        """Jobs left queued are queued again; running ones are re-attached where the backend knows them."""
+        for job in await self.m.store.query(state=JobState.QUEUED.value, limit=10000):
+            self.m.active[job.id] = job
+        for job in await self.m.store.query(state=JobState.RUNNING.value, limit=10000):
+            self.m.active[job.id] = job
+            if job.cancel_requested:
+                await self.m.finish(job, JobState.CANCELLED, "cancelled (Backlot stopped before the backend confirmed)")
+            elif not job.remote_ref:
+                job.state, job.routed_to = JobState.QUEUED, None
+                if job.attempts:
+                    job.attempts.pop()  # it never reached the backend: that attempt did not happen
+                job.status = {**job.status, "code": "queued", "message": "queued again after Backlot restarted"}
+                await self.m.save(job)
+            elif job.routed_to and self.adapters(job.routed_to) is not None:
+                log.info("re-attaching job %s to %s (%s)", job.id, job.routed_to, job.remote_ref)
+                self.start(job, RouteDecision(job.task, job.routed_to, "re-attached after restart"), resume=True)
+            else:
+                await self._interrupted(job, f"Backlot stopped while it ran on {job.routed_to}, which is not "
+                                             "reachable now")
+
+    async def _interrupted(self, job: Job, why: str) -> None:
+        self._close_attempt(job, "interrupted", why)
+        await self.m.finish(job, JobState.INTERRUPTED, why, {"code": "interrupted", "message": why, "detail": {}})
+
+
+async def _aclose(stream: AsyncIterator[JobStatus]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except RuntimeError:
+            pass  # already running elsewhere (a cancelled consumer); nothing left to close
+
+
+def _plain(detail: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    try:
+        json.dumps(detail)
+        return detail
+    except (TypeError, ValueError):
+        return {k: str(v) for k, v in detail.items()}

@@ -1,0 +1,237 @@
+"""JobManager: accept, queue, route, run, cancel and recover jobs; every change is persisted and published."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from services.backends.base import Backend
+from services.config import TASKS, Settings
+from services.errors import BacklotError
+from services.events import EventBus, HealthSampled, JobUpdated
+from services.job_runner import JobRunner
+from services.models import Job, JobState
+from services.router import RouteDecision, Router
+from services.store import JobStore, StoreError
+from services.vram import VramEstimator
+
+log = logging.getLogger(__name__)
+
+
+class JobError(BacklotError):
+    """A job request that cannot be accepted; ``code`` is invalid | no_backend | unknown_job | storage."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class JobManager:
+    """Owns the queue. Jobs wait in Backlot until a backend can take them, then a runner drives them."""
+
+    def __init__(self, settings: Settings, store: JobStore, router: Router, adapters: Callable[[str], Backend | None],
+                 bus: EventBus, estimator: VramEstimator, vram_used: Callable[[str], int | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.bus = bus
+        self.estimator = estimator
+        self.active: dict[str, Job] = {}
+        self.runner = JobRunner(self, adapters, vram_used, clock)
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._unsub: Callable[[], None] | None = None
+
+    # ----- lifecycle -----
+    async def start(self) -> None:
+        """Recover jobs left by the last run, then start scheduling."""
+        await self.runner.recover()
+        self._unsub = self.bus.subscribe(self._on_health, HealthSampled)
+        self._task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop scheduling and detach from running jobs (they stay "running" and are re-attached next start)."""
+        if self._unsub:
+            self._unsub()
+        tasks = [t for t in (self._task,) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runner.stop()
+
+    # ----- requests -----
+    async def submit(self, task: str, prompt: str, params: dict[str, Any] | None = None, inputs: list[str] | None = None,
+                     requested_backend: str = "auto", client: str = "") -> Job:
+        """Validate, persist (before anything is sent) and queue a job; raises JobError with a clear sentence."""
+        params = dict(params or {})
+        if task not in TASKS:
+            raise JobError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}", "invalid")
+        if not isinstance(prompt, str):
+            raise JobError("prompt must be text", "invalid")
+        files = [Path(p).expanduser() for p in inputs or []]
+        for f in files:
+            if not f.is_file():
+                raise JobError(f"input file {f} does not exist", "invalid")
+        decision = self.router.route(task, params, requested_backend or "auto")
+        if decision.no_capable_backend:
+            raise JobError(decision.explain(), "no_backend")
+        job = Job(id=uuid.uuid4().hex[:12], task=task, prompt=prompt, params=params, requested_backend=requested_backend
+                  or "auto", client=client)
+        folder = self.output_dir(job)
+        try:
+            await asyncio.to_thread(_prepare_folder, folder, files)
+            job.inputs = [str(folder / "inputs" / f.name) for f in files]
+            job.route = decision.to_dict()
+            job.status["message"] = "waiting in Backlot's queue"
+            await self.store.insert(job)
+        except (OSError, StoreError) as err:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            why = err if isinstance(err, StoreError) else f"cannot write job files in {folder.parent}: {err.strerror}"
+            raise JobError(str(why), "storage") from err
+        self.active[job.id] = job
+        self.publish(job)
+        self._wake.set()
+        log.info("job %s (#%d) %s queued: %s", job.id, job.seq, task, decision.explain())
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Queued: removed. Running: the backend's interrupt; "cancelling" until it confirms."""
+        job = self.active.get(job_id) or await self.store.get(job_id)
+        if job is None:
+            raise JobError(f"no job {job_id}", "unknown_job")
+        job = self.active.get(job.id, job)
+        if job.state.terminal:
+            return job
+        if job.id not in self.runner.running:
+            await self.finish(job, JobState.CANCELLED, "cancelled before it started")
+            return job
+        await self.runner.cancel(job)
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        """A job by id or number."""
+        if job_id in self.active:
+            return self.active[job_id]
+        job = await self.store.get(job_id)
+        return self.active.get(job.id, job) if job else None
+
+    async def list(self, state: str | None = None, task: str | None = None, backend: str | None = None,
+                   since: float | None = None, limit: int = 200) -> list[Job]:
+        """History, newest first (live objects for active jobs)."""
+        rows = await self.store.query(state=state, task=task, backend=backend, since=since, limit=limit)
+        return [self.active.get(j.id, j) for j in rows]
+
+    def route_explain(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto") -> RouteDecision:
+        """The router's answer for a job like this, without submitting it."""
+        return self.router.route(task, params or {}, requested)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job ends (event driven)."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                while True:
+                    job = await self.get(job_id)
+                    if job is None:
+                        raise JobError(f"no job {job_id}", "unknown_job")
+                    if job.state.terminal:
+                        return job
+                    await self._changed.wait()
+
+    def output_dir(self, job: Job) -> Path:
+        """``<outputs>/<job id>/``."""
+        return self.settings.output_path / job.id
+
+    def active_on(self, service_id: str) -> int:
+        """Jobs Backlot has in flight on one service."""
+        return sum(1 for j in self.active.values() if j.routed_to == service_id and j.id in self.runner.running)
+
+    # ----- shared with the runner -----
+    def publish(self, job: Job) -> None:
+        """Tell subscribers and waiters that a job changed (subscribers get a snapshot, not the live object)."""
+        self.bus.publish(JobUpdated(copy.deepcopy(job)))
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def save(self, job: Job) -> None:
+        """Persist and publish."""
+        await self.store.update(job)
+        self.publish(job)
+
+    async def finish(self, job: Job, state: JobState, message: str, error: dict[str, Any] | None = None) -> None:
+        """Move a job to a terminal state."""
+        job.state = state
+        job.finished_at = time.time()
+        job.status = {**job.status, "code": {JobState.SUCCEEDED: "finished", JobState.CANCELLED: "cancelled"}.get(
+            state, "failed"), "message": message}
+        if state is JobState.SUCCEEDED:
+            job.status["fraction"] = 1.0
+        job.error = error
+        await self.save(job)
+        self.active.pop(job.id, None)
+        self._wake.set()
+        log.info("job %s %s: %s", job.id, state.value, message)
+
+    def wake(self) -> None:
+        """Ask the scheduler to look at the queue again."""
+        self._wake.set()
+
+    # ----- scheduling -----
+    def _on_health(self, event: HealthSampled) -> None:
+        self.runner.sample_vram(event.sample.service_id)
+        if any(j.state is JobState.QUEUED for j in self.active.values()):
+            self._wake.set()  # a backend came back or VRAM freed: queued jobs may fit now
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._schedule()
+            except Exception:  # the scheduler must keep going whatever one job does
+                log.exception("job scheduling failed")
+
+    async def _schedule(self) -> None:
+        queued = sorted((j for j in self.active.values() if j.state is JobState.QUEUED and j.id not in self.runner.running),
+                        key=lambda j: j.seq)
+        for job in queued:
+            tried = [a["backend"] for a in job.attempts]
+            decision = self.router.route(job.task, job.params, job.requested_backend, exclude=tried)
+            if decision.chosen is None:
+                if tried and not decision.waiting_for_vram:
+                    last = job.attempts[-1].get("message", "")
+                    await self.finish(job, JobState.FAILED, f"failed on {', '.join(tried)} ({last}); "
+                                      f"no other backend can take it", {"code": "no_backend", "message": last,
+                                                                         "detail": decision.to_dict()})
+                    continue
+                await self._waiting(job, decision, decision.reason)
+                continue
+            kind = decision.chosen.split("@", 1)[0]
+            if self.active_on(decision.chosen) >= self.settings.job_concurrency.get(kind, 1):  # type: ignore[call-overload]
+                await self._waiting(job, decision, f"waiting for {decision.chosen} (busy with earlier jobs)")
+                continue
+            self.runner.start(job, decision)
+
+    async def _waiting(self, job: Job, decision: RouteDecision, message: str) -> None:
+        if job.status.get("message") != message:
+            job.status = {**job.status, "code": "queued", "message": message}
+            job.route = decision.to_dict()
+            await self.save(job)
+
+
+def _prepare_folder(folder: Path, inputs: list[Path]) -> None:
+    """Create the job's folder and copy its inputs in, so the job does not depend on files moving later."""
+    (folder / "inputs").mkdir(parents=True, exist_ok=True)
+    for f in inputs:
+        shutil.copy2(f, folder / "inputs" / f.name)

@@ -1,0 +1,161 @@
+"""Router: choose a backend for a job and say why, naming every candidate it skipped."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.config import Settings
+from services.models import ServiceRecord, ServiceState
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    """What routing needs to know about one service right now."""
+
+    state: ServiceState
+    latency_ms: float | None = None
+    queue_depth: int | None = None
+    free_vram: int | None = None
+    breaker: str = "closed"
+    retry_in: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class RouteDecision:
+    """The choice and the reasons: ``chosen`` is None when nothing can take the job now."""
+
+    task: str
+    chosen: str | None
+    reason: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    waiting_for_vram: bool = False
+    fallback: bool = False
+    no_capable_backend: bool = False
+
+    def explain(self) -> str:
+        """One line: "X: why; skipped Y: why, Z: why"."""
+        parts = [f"{self.chosen}: {self.reason}" if self.chosen else self.reason]
+        if self.skipped:
+            parts.append("skipped " + ", ".join(f"{sid}: {why}" for sid, why in self.skipped))
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the job's ``route``)."""
+        return {"task": self.task, "chosen": self.chosen, "reason": self.reason, "explanation": self.explain(),
+                "skipped": [{"service": s, "why": w} for s, w in self.skipped], "fallback": self.fallback,
+                "waiting_for_vram": self.waiting_for_vram}
+
+
+def gib(n: int | float) -> str:
+    """Bytes as "12.3 GiB"."""
+    return f"{n / GIB:.1f} GiB"
+
+
+class Router:
+    """Keeps capable, reachable services whose free VRAM covers the estimate; ranks by queue, latency, turn."""
+
+    def __init__(self, settings: Settings, services: Callable[[], Iterable[ServiceRecord]],
+                 health: Callable[[str], ServiceHealth | None], load: Callable[[str], int],
+                 estimate: Callable[[str, str, dict[str, Any]], tuple[int | None, str]]) -> None:
+        self.settings = settings
+        self._services = services
+        self._health = health
+        self._load = load
+        self._estimate = estimate
+        self._turn = itertools.count()
+
+    def kinds_for(self, task: str, params: dict[str, Any]) -> list[str]:
+        """Backend kinds for a task, first choice first (``complexity: high`` puts ComfyUI first for video)."""
+        kinds = list(self.settings.task_backends.get(task, []))
+        if params.get("complexity") == "high" and "comfyui" in kinds:
+            kinds.remove("comfyui")
+            kinds.insert(0, "comfyui")
+        return kinds
+
+    def route(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto",
+              exclude: Iterable[str] = ()) -> RouteDecision:
+        """Pick a service for ``task`` (same answer ``route_explain`` gives without submitting)."""
+        params = params or {}
+        kinds = self.kinds_for(task, params)
+        excluded = set(exclude)
+        if not kinds:
+            return RouteDecision(task, None, f"no backend kind is configured for the task {task!r}",
+                                 no_capable_backend=True)
+        skipped: list[tuple[str, str]] = []
+        ok: list[tuple[tuple[Any, ...], str, str]] = []
+        unhealthy: list[tuple[tuple[Any, ...], str, str]] = []
+        vram_blocked = False
+        capable = 0
+        for rec in sorted(self._services(), key=lambda r: r.id):
+            if requested not in ("auto", "", None) and rec.id != requested:
+                continue
+            if rec.kind.value not in kinds:
+                continue
+            if not rec.usable:
+                skipped.append((rec.id, rec.hint or "not usable"))
+                continue
+            if task not in rec.capabilities:
+                skipped.append((rec.id, f"cannot run {task}"))
+                continue
+            if not rec.present:
+                skipped.append((rec.id, "no longer found by discovery"))
+                continue
+            capable += 1
+            if rec.id in excluded:
+                skipped.append((rec.id, "already failed this job"))
+                continue
+            h = self._health(rec.id) or ServiceHealth(ServiceState.UNKNOWN)
+            queue = max(h.queue_depth or 0, self._load(rec.id))
+            rank = (kinds.index(rec.kind.value), queue, round((h.latency_ms or 0.0) / 5))
+            summary = _summary(h, queue)
+            if h.breaker == "open":
+                why = "circuit open" + (f", retry in {h.retry_in:.0f} s" if h.retry_in is not None else "")
+                skipped.append((rec.id, why))
+                unhealthy.append(((1, h.retry_in or 0.0, *rank), rec.id, why))
+                continue
+            if h.state is ServiceState.DOWN:
+                why = f"down ({h.reason})" if h.reason else "down"
+                skipped.append((rec.id, why))
+                unhealthy.append(((0, 0.0, *rank), rec.id, why))
+                continue
+            need, source = self._estimate(rec.id, task, params)
+            if need and h.free_vram is not None and h.free_vram < need:
+                skipped.append((rec.id, f"VRAM {gib(h.free_vram)} free < {gib(need)} needed ({source})"))
+                vram_blocked = True
+                continue
+            ok.append((rank, rec.id, summary))
+        if requested not in ("auto", "", None) and capable == 0:
+            return RouteDecision(task, None, f"{requested} is not a known service that can run {task}", skipped,
+                                 no_capable_backend=True)
+        if ok:
+            best = min(r for r, _, _ in ok)
+            equals = [(sid, why) for r, sid, why in ok if r == best]
+            sid, why = equals[next(self._turn) % len(equals)] if len(equals) > 1 else equals[0]
+            if requested not in ("auto", "", None):
+                why = f"pinned; {why}"
+            return RouteDecision(task, sid, why, [s for s in skipped if s[0] != sid])
+        if vram_blocked:
+            return RouteDecision(task, None, "waiting for VRAM to free up", skipped, waiting_for_vram=True)
+        if unhealthy:
+            _, sid, why = min(unhealthy)
+            return RouteDecision(task, sid, f"every candidate is unhealthy; trying the least bad ({why})",
+                                 [s for s in skipped if s[0] != sid], fallback=True)
+        return RouteDecision(task, None, f"no backend that can run {task} is available "
+                                         f"(wanted: {', '.join(kinds)})", skipped, no_capable_backend=capable == 0)
+
+
+def _summary(h: ServiceHealth, queue: int) -> str:
+    parts = []
+    if h.free_vram is not None:
+        parts.append(f"{gib(h.free_vram)} free")
+    parts.append(f"queue {queue}")
+    if h.latency_ms is not None:
+        parts.append(f"{h.latency_ms:.0f} ms")
+    if h.state is ServiceState.DEGRADED:
+        parts.append(f"degraded ({h.reason})" if h.reason else "degraded")
+    return ", ".join(parts)
