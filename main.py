@@ -11,8 +11,7 @@ from services.config import ConfigError, Settings, load_settings
 
 NOT_YET = {
     "gui": "the window arrives with the GUI work (build order step 5)",
-    "status": "status arrives with the connectivity work (build order step 2)",
-    "submit": "job submission arrives with the jobs and routing work (build order step 4)",
+    "status": "status of a running Backlot arrives with the socket API (build order step 6)",
     "screenshot": "screenshots arrive with the GUI work (build order step 5)",
 }
 
@@ -37,10 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", required=True)
     s.add_argument("--prompt", required=True)
     s.add_argument("--param", action="append", default=[], metavar="K=V")
-    s.add_argument("--input", action="append", default=[])
-    s.add_argument("--backend")
-    s.add_argument("--wait", action="store_true")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--input", action="append", default=[], metavar="FILE", help="input file (repeatable)")
+    s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")
+    s.add_argument("--wait", action="store_true", help="wait for the result (always, until the socket API lands)")
+    s.add_argument("--json", action="store_true", help="print the finished job as JSON on the last line")
+    j = sub.add_parser("jobs", help="list job history")
+    j.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
+    j.add_argument("--json", action="store_true")
+    j.add_argument("--limit", type=int, default=50)
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
     demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
     demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
@@ -90,7 +93,20 @@ def main(argv: list[str] | None = None) -> int:
         from services import commands
 
         return asyncio.run(commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json))
-    if args.command in ("status", "submit"):
+    if args.command == "submit":
+        import asyncio
+
+        from services import commands
+
+        return asyncio.run(commands.submit(settings, args.task, args.prompt, args.param, args.input, args.backend,
+                                           args.json))
+    if args.command == "jobs":
+        import asyncio
+
+        from services import commands
+
+        return asyncio.run(commands.jobs(settings, args.state, args.json, args.limit))
+    if args.command == "status":
         return _not_yet(args.command)
     if args.screenshot:
         return _not_yet("screenshot")
@@ -99,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from services import commands
 
-        return asyncio.run(commands.headless(settings))
+        return asyncio.run(commands.serve(settings))
     return _not_yet("gui")
 
 

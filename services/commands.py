@@ -1,4 +1,4 @@
-"""Headless command implementations for the CLI: ``discover`` and ``--headless``."""
+"""Headless command implementations for the CLI: ``discover``, ``--headless``, ``submit``, ``jobs``."""
 from __future__ import annotations
 
 import asyncio
@@ -6,12 +6,16 @@ import json
 import logging
 import signal
 import sys
-from typing import TextIO
+import time
+from typing import Any, TextIO
 
 from services.config import Settings
 from services.control import ControlCenter
 from services.discovery import Discovery
-from services.events import EventBus
+from services.events import EventBus, JobUpdated
+from services.instance import InstanceLock, InstanceLocked
+from services.jobs import JobError
+from services.models import Job, JobState
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +35,8 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
         out.write(json.dumps({"services": [r.to_dict() for r in records], "duration_ms": round(result.duration_ms, 1),
                               "candidates": result.candidates, "timed_out": list(result.timed_out)}) + "\n")
         return 0
-    out.write(f"Found {len(records)} service(s) in {result.duration_ms:.0f} ms "
-              f"({result.candidates} candidates probed{', ' + str(len(result.timed_out)) + ' did not answer in time' if result.timed_out else ''})\n")
+    late = f", {len(result.timed_out)} did not answer in time" if result.timed_out else ""
+    out.write(f"Found {len(records)} service(s) in {result.duration_ms:.0f} ms ({result.candidates} candidates probed{late})\n")
     if records:
         rows = [["ID", "KIND", "PROTOCOL", "VERSION", "FOUND BY", "URL", "NOTE"]]
         for r in records:
@@ -42,18 +46,116 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
     return 0
 
 
-async def headless(settings: Settings) -> int:
-    """Run the ControlCenter until SIGINT/SIGTERM."""
+async def serve(settings: Settings, until: asyncio.Event | None = None, ready: Any = None) -> int:
+    """Run the ControlCenter as this home's instance until SIGINT/SIGTERM (or ``until``)."""
+    lock = InstanceLock(settings.data_path)
+    try:
+        lock.acquire()
+    except InstanceLocked as err:
+        print(f"backlot: {err}", file=sys.stderr)
+        return 2
     center = ControlCenter(settings)
-    stop = asyncio.Event()
+    stop = until or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await center.start()
         log.info("Backlot running headless with %d service(s); Ctrl-C stops it", len(center.services))
+        if ready is not None:
+            ready(center)
         await stop.wait()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await center.stop()
+        lock.release()
         log.info("Backlot stopped")
+    return 0
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; values that read as JSON (numbers, true, lists) are taken as such."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise JobError(f"--param {item!r} is not KEY=VALUE", "invalid")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def _progress_line(job: Job) -> str:
+    st = job.status
+    frac = f"{st['fraction'] * 100:3.0f}% " if st.get("fraction") is not None else ""
+    step = f" step {st['step']}/{st['total']}" if st.get("step") is not None and st.get("total") else ""
+    return f"  {frac}{st.get('code', '')}: {st.get('message', '')}{step}"
+
+
+async def submit(settings: Settings, task: str, prompt: str, params: list[str], inputs: list[str], backend: str | None,
+                 as_json: bool, out: TextIO = sys.stdout) -> int:
+    """Submit one job and follow it to the end (this process runs it: no socket API instance to hand it to)."""
+    guest = InstanceLock(settings.data_path).holder() is not None
+    center = ControlCenter(settings, run_queue=not guest)
+    try:
+        await center.start()
+        job = await center.jobs.submit(task, prompt, parse_params(params), inputs, backend or "auto", client="cli")
+        if not as_json:
+            out.write(f"job #{job.seq} {job.id}: {task} queued\nroute: {job.route.get('explanation', '')}\n")
+            out.flush()
+        last = [0.0, ""]
+
+        def show(event: JobUpdated) -> None:
+            line = _progress_line(event.job)
+            if event.job.id == job.id and not as_json and line != last[1] and time.monotonic() - last[0] > 0.5:
+                last[0], last[1] = time.monotonic(), line
+                out.write(line + "\n")
+                out.flush()
+
+        unsub = center.bus.subscribe(show, JobUpdated)
+        try:
+            final = await center.jobs.wait(job.id)
+        finally:
+            unsub()
+    except JobError as err:
+        print(f"backlot: {err}", file=sys.stderr)
+        return 2 if err.code in ("invalid", "unknown_job") else 3
+    finally:
+        await center.stop()
+    if as_json:
+        out.write(json.dumps(final.to_dict()) + "\n")
+    else:
+        out.write(f"{final.state.value}: {final.status.get('message', '')}\n")
+        if final.routed_to:
+            out.write(f"ran on {final.routed_to} ({len(final.attempts)} attempt(s)); route: "
+                      f"{final.route.get('explanation', '')}\n")
+        for o in final.outputs:
+            out.write(f"output: {o['path']} ({o['mime']}, {o['bytes']} bytes)\n")
+    return 0 if final.state is JobState.SUCCEEDED else 1
+
+
+async def jobs(settings: Settings, state: str | None, as_json: bool, limit: int = 50, out: TextIO = sys.stdout) -> int:
+    """List job history from this home's store."""
+    from services.store import JobStore
+
+    store = JobStore(settings.data_path / "jobs.sqlite3")
+    await store.open()
+    try:
+        rows = await store.query(state=state, limit=limit)
+    finally:
+        await store.close()
+    if as_json:
+        out.write(json.dumps([j.to_dict() for j in rows]) + "\n")
+        return 0
+    if not rows:
+        out.write("no jobs\n")
+        return 0
+    table = [["#", "ID", "TASK", "STATE", "BACKEND", "CREATED", "MESSAGE"]]
+    for j in rows:
+        table.append([str(j.seq), j.id, j.task, j.state.value, j.routed_to or "-",
+                      time.strftime("%m-%d %H:%M:%S", time.localtime(j.created_at)), str(j.status.get("message", ""))[:60]])
+    out.write(format_table(table) + "\n")
     return 0

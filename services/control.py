@@ -33,7 +33,7 @@ class ControlCenter:
     """Starts and stops everything in order; the GUI and the API talk to the core through this object."""
 
     def __init__(self, settings: Settings, bus: EventBus | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 gpu: GpuSampler | None = None, discover_on_start: bool = True) -> None:
+                 gpu: GpuSampler | None = None, discover_on_start: bool = True, run_queue: bool = True) -> None:
         self.settings = settings
         self.bus = bus or EventBus()
         self.clock = clock
@@ -53,6 +53,7 @@ class ControlCenter:
         self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
+        self.run_queue = run_queue  # False: a guest beside a running instance runs only the jobs it submits
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._started = False
@@ -72,7 +73,7 @@ class ControlCenter:
         await self.gpu.start()
         if self.discover_on_start:
             await self.discover()
-        await self.jobs.start()
+        await self.jobs.start(recover=self.run_queue)
         self._spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
             self._spawn("gpu-sampler", self._gpu_loop())

@@ -34,6 +34,7 @@ class JobRunner:
 
     def start(self, job: Job, decision: RouteDecision, resume: bool = False) -> None:
         """Run ``job`` on ``decision.chosen`` (``resume``: re-attach to work the backend already has)."""
+        job.routed_to = decision.chosen  # counted against the backend's concurrency from this moment
         task = asyncio.create_task(self._run(job, decision, resume), name=f"job {job.id}")
         self.running[job.id] = task
         task.add_done_callback(lambda t, jid=job.id: self._done(jid, t))

@@ -51,9 +51,10 @@ class JobManager:
         self._unsub: Callable[[], None] | None = None
 
     # ----- lifecycle -----
-    async def start(self) -> None:
-        """Recover jobs left by the last run, then start scheduling."""
-        await self.runner.recover()
+    async def start(self, recover: bool = True) -> None:
+        """Recover jobs left by the last run (unless another instance owns them), then start scheduling."""
+        if recover:
+            await self.runner.recover()
         self._unsub = self.bus.subscribe(self._on_health, HealthSampled)
         self._task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
         self._wake.set()

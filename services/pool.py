@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 class ConnectionPool:
     """Keeps one keep-alive ``ClientSession`` per service id; ``close()`` leaves none open."""
 
-    def __init__(self, limit_per_service: int = 8, keepalive: float = 30.0) -> None:
+    def __init__(self, limit_per_service: int = 32, keepalive: float = 30.0) -> None:
         self.limit = limit_per_service
         self.keepalive = keepalive
         self._sessions: dict[str, aiohttp.ClientSession] = {}

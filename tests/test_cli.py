@@ -25,7 +25,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert word in out
 
 
-@pytest.mark.parametrize("argv", [["status"], ["submit", "--task", "text", "--prompt", "x"],
+@pytest.mark.parametrize("argv", [["status"],
                                   ["--screenshot", "x.png"], []])
 def test_unbuilt_commands_say_so(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2

@@ -44,6 +44,7 @@ class ComfyUIBackend:
         self.poll_interval = poll_interval
         self.download_timeout = aiohttp.ClientTimeout(total=download_timeout, sock_connect=5, sock_read=60)
         self._dropped: dict[str, asyncio.Event] = {}
+        self._sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -88,9 +89,21 @@ class ComfyUIBackend:
             return
         ws: aiohttp.ClientWebSocketResponse | None = None
         try:
+            async for status in self._queue_and_follow(template, workflow, values, job):
+                yield status
+        finally:
+            ws = self._sockets.pop(job.id, None)
+            if ws is not None and not ws.closed:
+                await ws.close()
+
+    async def _queue_and_follow(self, template: Template, workflow: dict[str, Any], values: dict[str, Any],
+                                job: JobRequest) -> AsyncIterator[JobStatus]:
+        try:
             notes = await self._prepare(template, workflow, job)
             client_id = uuid.uuid4().hex
             ws = await self._connect_ws(client_id)
+            if ws is not None:
+                self._sockets[job.id] = ws  # closed by submit() whatever happens below
             reply = await self._request("POST", "/prompt", json_body={"prompt": workflow, "client_id": client_id},
                                         max_bytes=4 * 1024 * 1024)
             if reply.status == 400:
@@ -107,8 +120,6 @@ class ComfyUIBackend:
             yield failed(str(err), FailureCode.VALIDATION)
             return
         except (ServiceError, KeyError, TypeError) as err:
-            if ws is not None:
-                await ws.close()
             yield failed(f"{self.record.id}: could not queue the workflow: {_plain(err)}", failure_for(err))
             return
         dropped = self._dropped.setdefault(pid, asyncio.Event())
@@ -121,8 +132,6 @@ class ComfyUIBackend:
             yield failed(f"{self.record.id}: lost contact while the job ran: {_plain(err)}", failure_for(err))
         finally:
             self._dropped.pop(pid, None)
-            if ws is not None and not ws.closed:
-                await ws.close()
 
     async def cancel(self, remote_ref: str) -> CancelResult:
         """Pending: delete it from the queue. Running: interrupt it (confirmed when ComfyUI says so)."""

@@ -1,0 +1,57 @@
+"""One running Backlot per home: an advisory lock file in the data folder."""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from services.errors import BacklotError
+
+
+class InstanceLocked(BacklotError):
+    """Another Backlot already runs for this home."""
+
+
+class InstanceLock:
+    """``flock`` on ``<data>/backlot.lock``; the holder's pid is written inside for messages."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "backlot.lock"
+        self._fd: int | None = None
+
+    def holder(self) -> int | None:
+        """The pid of the running instance, or None when nobody holds the lock."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = self.path.read_text(encoding="utf-8").strip()
+            return int(raw) if raw.isdigit() else -1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def acquire(self) -> None:
+        """Take the lock or raise InstanceLocked naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InstanceLocked(f"another Backlot already runs for this home (pid {self.holder()}); "
+                                 "stop it or use another --home") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock back."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
