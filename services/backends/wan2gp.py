@@ -1,4 +1,4 @@
-"""Wan2GP adapter: a settings dict -> ``wangp_generate`` over MCP, follow ``wangp_get_job``, fetch via gallery downloads."""
+"""Wan2GP adapter: a settings dict to ``wangp_generate`` over MCP, follow ``wangp_get_job``, fetch gallery downloads."""
 from __future__ import annotations
 
 import asyncio
@@ -113,7 +113,7 @@ class Wan2gpBackend:
             return CancelResult(False, f"Wan2GP refused to cancel: {err.message}")
         except ServiceError as err:
             return CancelResult(False, f"could not reach Wan2GP to cancel: {_plain(err)}")
-        result = snap.get("result") if isinstance(snap.get("result"), dict) else {}
+        result = _dict(snap.get("result"))
         if snap.get("done"):
             if result.get("cancelled"):
                 return CancelResult(True, "cancelled in Wan2GP")
@@ -139,7 +139,7 @@ class Wan2gpBackend:
         failing_since: float | None = None
         while True:
             if snap is not None:
-                events = snap.get("events") if isinstance(snap.get("events"), list) else []
+                events = _list(snap.get("events"))
                 if recovering:  # a replay of old events is noise: one status saying where the job stands
                     recovering = False
                     tracker.absorb(events)
@@ -187,18 +187,18 @@ class Wan2gpBackend:
 
     async def _finish(self, job_id: str, snap: dict[str, Any], tracker: EventTracker,
                       job: JobRequest) -> AsyncIterator[JobStatus]:
-        result = snap.get("result") if isinstance(snap.get("result"), dict) else {}
+        result = _dict(snap.get("result"))
         if result.get("cancelled"):
             yield JobStatus(StatusCode.CANCELLED, message="cancelled in Wan2GP", remote_ref=job_id)
             return
         if not result.get("success"):
-            errors = [e for e in (result.get("errors") or tracker.errors) if isinstance(e, dict)]
+            errors = [e for e in (_list(result.get("errors")) or tracker.errors) if isinstance(e, dict)]
             messages = [str(e.get("message") or "") for e in errors if e.get("message")]
             validation = any(e.get("stage") == "validation" for e in errors)
             yield failed("; ".join(dict.fromkeys(messages)) or "Wan2GP reported the job as failed without a reason",
                          FailureCode.VALIDATION if validation else FailureCode.RUNTIME, wan2gp=errors)
             return
-        items = [i for i in result.get("gallery_items") or [] if isinstance(i, dict) and i.get("gallery_id")]
+        items = [i for i in _list(result.get("gallery_items")) if isinstance(i, dict) and i.get("gallery_id")]
         if not items:
             yield failed("Wan2GP finished but reported no output files", FailureCode.MISSING_OUTPUT)
             return
@@ -252,7 +252,7 @@ class Wan2gpBackend:
         gallery_id = body.get("gallery_id") if isinstance(body, dict) else None
         if not gallery_id:  # the upload "registers and selects" the media: find it in the selection
             selected = await self.mcp.call("wangp_get_gallery_selection", {"media_type": "image"})
-            names = [i for i in selected.get("result") or [] if isinstance(i, dict)
+            names = [i for i in _list(selected.get("result")) if isinstance(i, dict)
                      and i.get("filename") == ticket.get("filename", src.name)]
             gallery_id = names[-1].get("gallery_id") if names else None
         if not gallery_id:
@@ -291,6 +291,14 @@ class Wan2gpBackend:
             return records
 
         return await self.mcp.run(pages)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _first_output(record: Mapping[str, Any]) -> str:

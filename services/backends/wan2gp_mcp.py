@@ -18,6 +18,7 @@ from mcp import ClientSession
 from mcp.shared.exceptions import McpError
 from pydantic import ValidationError
 
+from services import __version__
 from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
 
 try:
@@ -27,6 +28,7 @@ except ImportError:  # mcp before 1.2x only has the older name (deprecated since
 
 T = TypeVar("T")
 MCP_PATH = "/mcp/"  # FastMCP answers /mcp with a 307 to /mcp/; post to the slash form directly
+CLIENT = mt.Implementation(name="backlot", version=__version__)
 
 
 class ToolError(BacklotError):
@@ -86,7 +88,7 @@ class McpLink:
         try:
             async with asyncio.timeout(self.timeout):
                 async with streamable_http_client(self.url, http_client=self._client()) as (read, write, _):
-                    async with ClientSession(read, write) as session:
+                    async with ClientSession(read, write, client_info=CLIENT) as session:
                         await session.initialize()
                         return await operation(ToolSession(session))
         except TimeoutError as err:
