@@ -35,14 +35,24 @@ def _is_dict(x: Any) -> bool:
     return isinstance(x, dict)
 
 
-async def comfyui(session: aiohttp.ClientSession, base: str, timeout: aiohttp.ClientTimeout) -> Identity | None:
-    """``GET /system_stats`` with ``system`` and ``devices`` is ComfyUI."""
+NOT_THIS = (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR)
+
+
+async def _json_or_none(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout,
+                        max_bytes: int) -> Any:
+    """The JSON at ``url``; None when something answers that is not it; connection failures propagate."""
     try:
-        body, _ = await get_json(session, base + "/system_stats", timeout=timeout, max_bytes=256 * 1024)
+        body, _ = await get_json(session, url, timeout=timeout, max_bytes=max_bytes)
     except ServiceError as err:
-        if err.error_class in (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR):
+        if err.error_class in NOT_THIS:
             return None
         raise
+    return body
+
+
+async def comfyui(session: aiohttp.ClientSession, base: str, timeout: aiohttp.ClientTimeout) -> Identity | None:
+    """``GET /system_stats`` with ``system`` and ``devices`` is ComfyUI."""
+    body = await _json_or_none(session, base + "/system_stats", timeout, 256 * 1024)
     if not (_is_dict(body) and _is_dict(body.get("system")) and isinstance(body.get("devices"), list)):
         return None
     devices = [d.get("name", "") for d in body["devices"] if _is_dict(d)]
@@ -91,12 +101,7 @@ def identify_gradio(config: dict[str, Any]) -> Identity:
 
 async def gradio(session: aiohttp.ClientSession, base: str, timeout: aiohttp.ClientTimeout) -> Identity | None:
     """``GET /config`` with ``version`` and ``dependencies`` is a Gradio app (any version)."""
-    try:
-        body, _ = await get_json(session, base + "/config", timeout=timeout, max_bytes=16 * 1024 * 1024)
-    except ServiceError as err:
-        if err.error_class in (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR):
-            return None
-        raise
+    body = await _json_or_none(session, base + "/config", timeout, 16 * 1024 * 1024)
     if not (_is_dict(body) and "version" in body and "dependencies" in body):
         return None
     return identify_gradio(body)
@@ -108,7 +113,7 @@ async def mcp(session: aiohttp.ClientSession, base: str, timeout: aiohttp.Client
         reply = await request(session, "POST", base + "/mcp/", timeout=timeout, json_body=MCP_INIT,
                               headers={"Accept": MCP_ACCEPT, "Content-Type": "application/json"}, max_bytes=256 * 1024)
     except ServiceError as err:
-        if err.error_class in (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR):
+        if err.error_class in NOT_THIS:
             return None
         raise
     if reply.status != 200 or "json" not in reply.content_type:
@@ -130,7 +135,7 @@ async def openai(session: aiohttp.ClientSession, base: str, timeout: aiohttp.Cli
         if err.status in (401, 403):
             return Identity(ServiceKind.LLM, "openai", title="OpenAI-compatible server",
                             details={"models": [], "auth": "key required"})
-        if err.error_class in (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR):
+        if err.error_class in NOT_THIS:
             return None
         raise
     if not (_is_dict(body) and isinstance(body.get("data"), list)):
@@ -141,12 +146,7 @@ async def openai(session: aiohttp.ClientSession, base: str, timeout: aiohttp.Cli
 
 async def ollama(session: aiohttp.ClientSession, base: str, timeout: aiohttp.ClientTimeout) -> Identity | None:
     """``GET /api/tags`` with a ``models`` list is Ollama."""
-    try:
-        body, _ = await get_json(session, base + "/api/tags", timeout=timeout, max_bytes=1024 * 1024)
-    except ServiceError as err:
-        if err.error_class in (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR):
-            return None
-        raise
+    body = await _json_or_none(session, base + "/api/tags", timeout, 1024 * 1024)
     if not (_is_dict(body) and isinstance(body.get("models"), list)):
         return None
     models = [str(m.get("name")) for m in body["models"] if _is_dict(m)]
