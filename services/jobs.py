@@ -92,7 +92,7 @@ class JobManager:
             await asyncio.to_thread(_prepare_folder, folder, files)
             job.inputs = [str(folder / "inputs" / f.name) for f in files]
             job.route = decision.to_dict()
-            job.status["message"] = "waiting in Backlot's queue"
+            job.status["message"] = decision.reason if decision.chosen is None else "waiting in Backlot's queue"
             await self.store.insert(job)
         except (OSError, StoreError) as err:
             await asyncio.to_thread(shutil.rmtree, folder, True)

@@ -1,0 +1,128 @@
+"""JobStore schema and queries; VRAM admission from estimates and from learned peaks."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.config import load_settings
+from services.control import ControlCenter
+from services.events import JobUpdated
+from services.models import Job, JobState
+from services.store import MIGRATIONS, JobStore
+from services.vram import GIB, VramEstimator, size_bucket
+from tests.helpers import EventWaiter
+
+
+async def test_old_schema_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(db) as con:  # a database written by the first schema version
+        con.executescript(MIGRATIONS[0] + "; PRAGMA user_version=1;")
+        con.execute("INSERT INTO jobs VALUES ('old1', 1, 'text_to_image', 'p', '{}', '[]', 'auto', NULL, '{}', "
+                    "'succeeded', '{}', '[]', NULL, '[]', NULL, 'cli', 0, 1.0, NULL, 2.0, 2.0)")
+    store = JobStore(db)
+    await store.open()
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        old = await store.get("old1")
+        assert old is not None and old.state is JobState.SUCCEEDED and old.client == "cli"
+        await store.record_sample("comfyui@x:1", "text_to_image", 0, 5 * GIB, 3.0)
+        assert await store.samples("comfyui@x:1", "text_to_image", 0) == [(5 * GIB, 3.0)]
+    finally:
+        await store.close()
+
+
+async def test_queries_filter_by_state_task_backend_and_time(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    await store.open()
+    try:
+        for i, (task, state, backend) in enumerate([("text_to_image", JobState.SUCCEEDED, "comfyui@a:1"),
+                                                    ("text", JobState.FAILED, "llm@b:2"),
+                                                    ("text_to_image", JobState.QUEUED, None)]):
+            job = Job(id=f"j{i}", task=task, prompt="p", state=state, routed_to=backend, created_at=1000.0 + i)
+            await store.insert(job)
+            assert job.seq == i + 1
+        assert [j.id for j in await store.query()] == ["j2", "j1", "j0"]
+        assert [j.id for j in await store.query(task="text_to_image")] == ["j2", "j0"]
+        assert [j.id for j in await store.query(state="failed")] == ["j1"]
+        assert [j.id for j in await store.query(backend="comfyui@a:1")] == ["j0"]
+        assert [j.id for j in await store.query(since=1001.0)] == ["j2", "j1"]
+        job = await store.get("2")
+        assert job is not None and job.id == "j1"
+        job.status["message"] = "changed"
+        await store.update(job)
+        assert (await store.get("j1")).status["message"] == "changed"  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_estimates_come_from_config_until_enough_jobs_are_learned(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    await store.open()
+    try:
+        est = VramEstimator(load_settings(cli={"vram_learn_min_samples": 3}), store)
+        params = {"width": 1024, "height": 1024}
+        assert est.estimate("c@x:1", "text_to_image", params) == (6 * GIB, "configured estimate")
+        for peak in (4 * GIB, 5 * GIB):
+            await est.learn("c@x:1", "text_to_image", params, peak, 2.0)
+        assert est.estimate("c@x:1", "text_to_image", params)[1] == "configured estimate"
+        await est.learn("c@x:1", "text_to_image", params, 3 * GIB, 2.0)
+        need, source = est.estimate("c@x:1", "text_to_image", params)
+        assert need == int(5 * GIB * 1.1) and source == "learned from 3 jobs"
+        assert est.estimate("c@x:1", "text_to_image", {"width": 4096, "height": 4096})[1] == "configured estimate"
+        fresh = VramEstimator(load_settings(cli={"vram_learn_min_samples": 3}), store)
+        await fresh.load("c@x:1", "text_to_image", params)
+        assert fresh.estimate("c@x:1", "text_to_image", params) == (need, source)
+    finally:
+        await store.close()
+    assert size_bucket({"width": 512, "height": 512}) != size_bucket({"width": 832, "height": 480, "frames": 81})
+
+
+async def test_job_waits_for_vram_then_starts_when_it_frees(standin: Any, backlot_home: Path) -> None:
+    small = standin("comfyui", "--gpu-name", "NVIDIA RTX 3060", "--vram-total", "12", "--vram-free", "3")
+    settings = load_settings(cli={"urls": [small.url], "scan_default_ports": False, "health_interval": 0.2,
+                                  "reconnect_backoff_base": 0.05, "reconnect_backoff_max": 0.2,
+                                  "discovery_budget": 1.0})
+    center = ControlCenter(settings)
+    await center.start()
+    waiter = EventWaiter(center.bus, JobUpdated)
+    try:
+        sid = f"comfyui@127.0.0.1:{small.port}"
+        while center.health_view(sid) is None or center.health_view(sid).free_vram is None:  # type: ignore[union-attr]
+            await center.monitors[sid].check_now()
+        job = await center.jobs.submit("text_to_image", "x", {"workflow": "standin_image", "width": 32, "height": 32})
+        waiting = await waiter.wait(lambda e: e.job.id == job.id and "VRAM" in e.job.route.get("explanation", "")
+                                    and e.job.state is JobState.QUEUED)
+        assert "VRAM 3.0 GiB free < 6.0 GiB needed" in waiting.job.route["explanation"]
+        assert waiting.job.status["message"] == "waiting for VRAM to free up"
+        small.stop()  # the other app on the GPU exits: restart with the memory free
+        standin("comfyui", "--gpu-name", "NVIDIA RTX 3060", "--vram-total", "12", "--vram-free", "11",
+                port=small.port)
+        done = await center.jobs.wait(job.id, 60)
+        assert done.state is JobState.SUCCEEDED, done.status
+    finally:
+        waiter.close()
+        await center.stop()
+
+
+async def test_peak_vram_during_jobs_is_learned(standin: Any) -> None:
+    sp = standin("comfyui", "--gpu-name", "NVIDIA RTX 4090", "--vram-total", "24", "--vram-free", "20",
+                 "--job-vram", "5")
+    settings = load_settings(cli={"urls": [sp.url], "scan_default_ports": False, "health_interval": 0.1,
+                                  "discovery_budget": 1.0, "vram_learn_min_samples": 2})
+    center = ControlCenter(settings)
+    await center.start()
+    center.set_dashboard_visible(True)
+    sid = f"comfyui@127.0.0.1:{sp.port}"
+    try:
+        for i in range(2):
+            job = await center.jobs.submit("text_to_image", f"shot {i}", {"workflow": "standin_progress", "seconds": 1.0})
+            assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
+        need, source = center.estimator.estimate(sid, "text_to_image", {"workflow": "standin_progress"})
+    finally:
+        await center.stop()
+    assert source == "learned from 2 jobs"
+    assert 5 * GIB <= need <= 6 * GIB  # the stand-in holds 5 GiB while a prompt runs; +10% margin
