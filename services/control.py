@@ -73,6 +73,7 @@ class ControlCenter:
         await self.gpu.start()
         if self.discover_on_start:
             await self.discover()
+        self._add_cloud_llms()
         await self.jobs.start(recover=self.run_queue)
         self._spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
@@ -115,6 +116,17 @@ class ControlCenter:
             row["success_rate"] = self.metrics.success_rate(sid)
             out.append(row)
         return out
+
+    def _add_cloud_llms(self) -> None:
+        """Configured cloud models (``llm_models``) become services the router can pick for ``text`` jobs."""
+        if not self.settings.llm_models:
+            return
+        from services.backends.llm import cloud_backends
+
+        for backend in cloud_backends(self.settings.llm_models, lambda: self.pool.session("llm-cloud"),
+                                      self.settings.llm_keys):
+            self.services[backend.record.id] = backend.record  # no health polling: a cloud API bills or rate-limits it
+            self._adapters[backend.record.id] = backend
 
     def adapter(self, service_id: str) -> Backend | None:
         """The adapter driving a service (made on first use)."""
@@ -176,6 +188,9 @@ class ControlCenter:
         for adapter in self._adapters.values():
             await adapter.close()
         self._adapters.clear()
+        from services.backends.llm import close_litellm_clients
+
+        await close_litellm_clients()  # litellm keeps HTTP clients per event loop; close them before it ends
         await self.pool.close()
         if self._started:
             await self.store.close()
