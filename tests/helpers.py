@@ -51,7 +51,7 @@ async def serve(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamRe
     app = web.Application()
     for path, handler in routes.items():
         app.router.add_route("*", path, handler)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # don't wait on handlers that hang on purpose
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -93,8 +93,14 @@ class ComfyUIBackend:
                 yield status
         finally:
             ws = self._sockets.pop(job.id, None)
-            if ws is not None and not ws.closed:
-                await ws.close()
+            if ws is not None:
+                if not ws.closed:
+                    await ws.close()
+                # aiohttp marks a socket that lost its connection closed without releasing that
+                # connection (ClientWebSocketResponse.receive, ClientError path); release it here.
+                response = getattr(ws, "_response", None)
+                if response is not None:
+                    response.close()
 
     async def _queue_and_follow(self, template: Template, workflow: dict[str, Any], values: dict[str, Any],
                                 job: JobRequest) -> AsyncIterator[JobStatus]:

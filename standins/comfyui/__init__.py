@@ -46,6 +46,7 @@ async def serve(argv: list[str]) -> int:
     try:
         await stop.wait()
     finally:
+        state.executor.shutdown()  # a node thread still sleeping would hold the exit until it ends
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         await runner.cleanup()

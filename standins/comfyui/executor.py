@@ -104,6 +104,11 @@ class Executor:
         self.pending = []
         self.broadcast_status()
 
+    def shutdown(self) -> None:
+        """Stop the running node at once and drop the queue (the process is exiting)."""
+        self.pending = []
+        self._interrupt.set()
+
     def interrupt(self, prompt_id: str | None) -> None:
         """Interrupt the running prompt (only if it is ``prompt_id`` when one is given)."""
         if self.running is None:
