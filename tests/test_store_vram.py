@@ -10,7 +10,7 @@ import pytest
 
 from services.config import load_settings
 from services.control import ControlCenter
-from services.events import JobUpdated
+from services.events import HealthSampled, JobUpdated
 from services.models import Job, JobState
 from services.store import MIGRATIONS, JobStore
 from services.vram import GIB, VramEstimator, size_bucket
@@ -87,12 +87,12 @@ async def test_job_waits_for_vram_then_starts_when_it_frees(standin: Any, backlo
                                   "reconnect_backoff_base": 0.05, "reconnect_backoff_max": 0.2,
                                   "discovery_budget": 1.0})
     center = ControlCenter(settings)
+    sampled = EventWaiter(center.bus, HealthSampled)
     await center.start()
     waiter = EventWaiter(center.bus, JobUpdated)
     try:
         sid = f"comfyui@127.0.0.1:{small.port}"
-        while center.health_view(sid) is None or center.health_view(sid).free_vram is None:  # type: ignore[union-attr]
-            await center.monitors[sid].check_now()
+        await sampled.wait(lambda e: e.sample.service_id == sid and bool(e.sample.vram))
         job = await center.jobs.submit("text_to_image", "x", {"workflow": "standin_image", "width": 32, "height": 32})
         waiting = await waiter.wait(lambda e: e.job.id == job.id and "VRAM" in e.job.route.get("explanation", "")
                                     and e.job.state is JobState.QUEUED)
@@ -105,21 +105,21 @@ async def test_job_waits_for_vram_then_starts_when_it_frees(standin: Any, backlo
         assert done.state is JobState.SUCCEEDED, done.status
     finally:
         waiter.close()
+        sampled.close()
         await center.stop()
 
 
 async def test_peak_vram_during_jobs_is_learned(standin: Any) -> None:
     sp = standin("comfyui", "--gpu-name", "NVIDIA RTX 4090", "--vram-total", "24", "--vram-free", "20",
                  "--job-vram", "5")
-    settings = load_settings(cli={"urls": [sp.url], "scan_default_ports": False, "health_interval": 0.1,
+    settings = load_settings(cli={"urls": [sp.url], "scan_default_ports": False, "health_interval": 0.2,
                                   "discovery_budget": 1.0, "vram_learn_min_samples": 2})
     center = ControlCenter(settings)
     await center.start()
-    center.set_dashboard_visible(True)
     sid = f"comfyui@127.0.0.1:{sp.port}"
     try:
         for i in range(2):
-            job = await center.jobs.submit("text_to_image", f"shot {i}", {"workflow": "standin_progress", "seconds": 1.0})
+            job = await center.jobs.submit("text_to_image", f"shot {i}", {"workflow": "standin_progress", "seconds": 1.5})
             assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
         need, source = center.estimator.estimate(sid, "text_to_image", {"workflow": "standin_progress"})
     finally:
