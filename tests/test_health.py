@@ -135,7 +135,7 @@ async def test_black_holed_service_times_out_within_the_health_timeout() -> None
     finally:
         await pool.close()
         holes.close()
-    assert sample is not None and sample.error_class == "timeout" and elapsed < 1.0
+    assert sample is not None and sample.error_class == "timeout" and elapsed < 2.0  # 0.3 s timeout + slack
     assert monitor.state is ServiceState.DEGRADED
 
 
