@@ -106,12 +106,12 @@ async def submit(settings: Settings, task: str, prompt: str, params: list[str], 
         if not as_json:
             out.write(f"job #{job.seq} {job.id}: {task} queued\nroute: {job.route.get('explanation', '')}\n")
             out.flush()
-        last = [0.0, ""]
+        last: dict[str, Any] = {"at": 0.0, "line": ""}
 
         def show(event: JobUpdated) -> None:
             line = _progress_line(event.job)
-            if event.job.id == job.id and not as_json and line != last[1] and time.monotonic() - last[0] > 0.5:
-                last[0], last[1] = time.monotonic(), line
+            if event.job.id == job.id and not as_json and line != last["line"] and time.monotonic() - last["at"] > 0.5:
+                last["at"], last["line"] = time.monotonic(), line
                 out.write(line + "\n")
                 out.flush()
 

@@ -24,7 +24,7 @@ from pydantic_settings import (BaseSettings, DotEnvSettingsSource, EnvSettingsSo
 BackendKind = Literal["comfyui", "wan2gp", "rvc", "audioldm", "gradio", "llm"]
 TASKS = ("quick_preview", "text_to_video", "image_to_video", "text_to_image", "character_consistency", "upscale",
          "voice_conversion", "sound_effects", "ambient_audio", "text")
-DEFAULT_TASK_BACKENDS: dict[str, tuple[str, ...]] = {
+DEFAULT_TASK_BACKENDS: dict[str, tuple[BackendKind, ...]] = {
     "quick_preview": ("wan2gp", "comfyui"), "text_to_video": ("wan2gp", "comfyui"),
     "image_to_video": ("wan2gp", "comfyui"), "text_to_image": ("comfyui",), "character_consistency": ("comfyui",),
     "upscale": ("comfyui",), "voice_conversion": ("rvc",), "sound_effects": ("audioldm",),
@@ -32,7 +32,7 @@ DEFAULT_TASK_BACKENDS: dict[str, tuple[str, ...]] = {
 DEFAULT_VRAM_GIB = {"quick_preview": 6.0, "text_to_video": 12.0, "image_to_video": 14.0, "text_to_image": 6.0,
                     "character_consistency": 8.0, "upscale": 3.0, "voice_conversion": 2.0, "sound_effects": 4.0,
                     "ambient_audio": 4.0, "text": 0.0}
-DEFAULT_CONCURRENCY = {"comfyui": 2, "wan2gp": 1, "rvc": 1, "audioldm": 1, "gradio": 1, "llm": 4}
+DEFAULT_CONCURRENCY: dict[BackendKind, int] = {"comfyui": 2, "wan2gp": 1, "rvc": 1, "audioldm": 1, "gradio": 1, "llm": 4}
 ENV_PREFIX = "BACKLOT_"
 # BACKLOT_* variables that are read elsewhere, not settings.
 NON_SETTING_ENV = {"BACKLOT_HOME", "BACKLOT_GRADIO3_PYTHON"}
@@ -147,8 +147,10 @@ class Settings(BaseSettings):
     @classmethod
     def _over_defaults(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
         # A user table changes the tasks or kinds it names and keeps the defaults for the rest.
-        defaults = {"task_backends": DEFAULT_TASK_BACKENDS, "vram_estimates_gib": DEFAULT_VRAM_GIB,
-                    "job_concurrency": DEFAULT_CONCURRENCY}[info.field_name]
+        tables: dict[str, dict[str, Any]] = {"task_backends": dict(DEFAULT_TASK_BACKENDS),
+                                             "vram_estimates_gib": dict(DEFAULT_VRAM_GIB),
+                                             "job_concurrency": {str(k): v for k, v in DEFAULT_CONCURRENCY.items()}}
+        defaults = tables[info.field_name]
         return {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()}, **value}
 
     @field_validator("log_level", mode="before")
@@ -266,7 +268,7 @@ def load_settings(home: str | os.PathLike[str] | None = None, cli: dict[str, Any
     try:
         layered = _Layered()
     except ValidationError as err:
-        raise ConfigError(_describe(err.errors()[0], sources)) from None
+        raise ConfigError(_describe(dict(err.errors()[0]), sources)) from None
     except SettingsError as err:  # a complex value (list/dict) in the environment or .env that is not JSON
         field = re.search(r'field "([^"]+)"', str(err))
         name = ENV_PREFIX + (field.group(1).upper() if field else "?")

@@ -92,7 +92,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[tuple[tuple[type[Event], ...], Handler]] = []
 
-    def subscribe(self, handler: Callable[[E], None], *types: type[E]) -> Callable[[], None]:
+    def subscribe(self, handler: Callable[[Any], None], *types: type[Event]) -> Callable[[], None]:
         """Call ``handler`` for events of ``types`` (all events if none); returns the unsubscribe function."""
         entry = (tuple(types) or (Event,), handler)
         self._subs.append(entry)

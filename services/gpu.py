@@ -20,7 +20,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return str(value.decode()) if isinstance(value, bytes) else str(value)
 
 
 class GpuSampler:
@@ -34,9 +34,11 @@ class GpuSampler:
 
     def _start_blocking(self) -> None:
         try:
-            nvml = self._nvml
+            nvml: Any = self._nvml
             if nvml is None:
-                import pynvml as nvml
+                import pynvml
+
+                nvml = pynvml
             nvml.nvmlInit()
             self._nvml = nvml
             self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
@@ -55,7 +57,7 @@ class GpuSampler:
         log.info("GPU: %s", self.reason)
 
     def _sample_blocking(self, services: list[ServiceRecord]) -> tuple[GpuSample, ...]:
-        nvml = self._nvml
+        nvml: Any = self._nvml
         owners = _port_owners(services)
         out = []
         for index, h in enumerate(self._handles):
@@ -97,7 +99,7 @@ class GpuSampler:
 
 def _proc_name(pid: int) -> str:
     try:
-        return psutil.Process(pid).name()
+        return str(psutil.Process(pid).name())
     except (psutil.Error, OSError):
         return ""
 

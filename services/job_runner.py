@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +38,7 @@ class JobRunner:
         job.routed_to = decision.chosen  # counted against the backend's concurrency from this moment
         task = asyncio.create_task(self._run(job, decision, resume), name=f"job {job.id}")
         self.running[job.id] = task
-        task.add_done_callback(lambda t, jid=job.id: self._done(jid, t))
+        task.add_done_callback(functools.partial(self._done, job.id))
 
     def _done(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.running.get(job_id) is task:

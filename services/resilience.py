@@ -53,7 +53,7 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """Delay before reconnect attempt ``attempt`` (1-based)."""
         raw = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        return min(self.cap, max(0.0, raw * (1 + self.jitter * (2 * self._rand() - 1))))
+        return float(min(self.cap, max(0.0, raw * (1 + self.jitter * (2 * self._rand() - 1)))))
 
 
 class BreakerState(str, Enum):

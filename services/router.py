@@ -71,7 +71,7 @@ class Router:
 
     def kinds_for(self, task: str, params: dict[str, Any]) -> list[str]:
         """Backend kinds for a task, first choice first (``complexity: high`` puts ComfyUI first for video)."""
-        kinds = list(self.settings.task_backends.get(task, []))
+        kinds: list[str] = list(self.settings.task_backends.get(task, []))
         if params.get("complexity") == "high" and "comfyui" in kinds:
             kinds.remove("comfyui")
             kinds.insert(0, "comfyui")

@@ -90,7 +90,8 @@ class StandinProcess:
     @property
     def port(self) -> int:
         """The port it listens on."""
-        return int(self.info.get("port", 0))  # type: ignore[call-overload]
+        port = self.info.get("port", 0)
+        return int(port) if isinstance(port, (int, str)) else 0
 
     def alive(self) -> bool:
         """True while the process runs."""

@@ -29,3 +29,10 @@ def test_the_contract_catches_a_qt_import(tmp_path: Path) -> None:
     done = _lint(copy)
     assert done.returncode != 0
     assert "The core (services) never imports Qt or the UI layers BROKEN" in done.stdout
+
+
+def test_the_core_passes_mypy_strict(tmp_path: Path) -> None:
+    """STYLE.md: type hints everywhere, mypy --strict on services/ (settings in pyproject.toml)."""
+    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy"), "services"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

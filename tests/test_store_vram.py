@@ -1,6 +1,7 @@
 """JobStore schema and queries; VRAM admission from estimates and from learned peaks."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -117,12 +118,21 @@ async def test_peak_vram_during_jobs_is_learned(standin: Any) -> None:
     center = ControlCenter(settings)
     await center.start()
     sid = f"comfyui@127.0.0.1:{sp.port}"
+    checked: set[str] = set()
+
+    def sample_while_running(event: JobUpdated) -> None:  # a health check while the job holds its VRAM
+        if event.job.status.get("step") is not None and event.job.id not in checked:
+            checked.add(event.job.id)
+            asyncio.get_running_loop().create_task(center.monitors[sid].check_now())
+
+    unsub = center.bus.subscribe(sample_while_running, JobUpdated)
     try:
         for i in range(2):
             job = await center.jobs.submit("text_to_image", f"shot {i}", {"workflow": "standin_progress", "seconds": 1.5})
             assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
         need, source = center.estimator.estimate(sid, "text_to_image", {"workflow": "standin_progress"})
     finally:
+        unsub()
         await center.stop()
     assert source == "learned from 2 jobs"
     assert 5 * GIB <= need <= 6 * GIB  # the stand-in holds 5 GiB while a prompt runs; +10% margin

@@ -330,7 +330,7 @@ class ComfyUIBackend:
             if "execution_interrupted" in kinds:
                 yield JobStatus(StatusCode.CANCELLED, message="interrupted in ComfyUI", remote_ref=pid)
                 return
-            err = next((m[1] for m in messages if isinstance(m, list) and m and m[0] == "execution_error"), {})
+            err: dict[str, Any] = next((m[1] for m in messages if isinstance(m, list) and m and m[0] == "execution_error"), {})
             yield failed(execution_error_sentence(err) if err else "ComfyUI reported an error", FailureCode.RUNTIME,
                          comfyui=err)
             return

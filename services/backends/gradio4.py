@@ -13,8 +13,8 @@ from services.backends.base import CancelResult, FailureCode, JobStatus, StatusC
 from services.backends.gradio_types import CallResult, Endpoint, GradioError, GradioTimeouts, LocalFile
 
 if TYPE_CHECKING:
-    from gradio_client import Client  # type: ignore[import-untyped]
-    from gradio_client.client import Job  # type: ignore[import-untyped]
+    from gradio_client import Client
+    from gradio_client.client import Job
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _RUNNING = {"SENDING_DATA", "PROCESSING", "ITERATING"}
 def translate_client_error(err: BaseException, service: str, doing: str) -> GradioError:
     """A gradio_client / httpx exception as a GradioError with a sentence and a failure code."""
     import httpx
-    from gradio_client.exceptions import AppError, AuthenticationError  # type: ignore[import-untyped]
+    from gradio_client.exceptions import AppError, AuthenticationError
 
     if isinstance(err, AppError):
         return GradioError(f"{service}: {doing} failed: {err.message or 'the app raised an error'}",
