@@ -87,35 +87,24 @@ def main(argv: list[str] | None = None) -> int:
         from services.demo import run_headless
 
         return run_headless(settings, speed=args.speed)
-    if args.command == "discover":
-        import asyncio
-
-        from services import commands
-
-        return asyncio.run(commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json))
-    if args.command == "submit":
-        import asyncio
-
-        from services import commands
-
-        return asyncio.run(commands.submit(settings, args.task, args.prompt, args.param, args.input, args.backend,
-                                           args.json))
-    if args.command == "jobs":
-        import asyncio
-
-        from services import commands
-
-        return asyncio.run(commands.jobs(settings, args.state, args.json, args.limit))
     if args.command == "status":
         return _not_yet(args.command)
     if args.screenshot:
         return _not_yet("screenshot")
-    if args.headless:
+    if args.command in ("discover", "submit", "jobs") or args.headless:
         import asyncio
 
         from services import commands
 
-        return asyncio.run(commands.serve(settings))
+        if args.command == "discover":
+            work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json)
+        elif args.command == "submit":
+            work = commands.submit(settings, args.task, args.prompt, args.param, args.input, args.backend, args.json)
+        elif args.command == "jobs":
+            work = commands.jobs(settings, args.state, args.json, args.limit)
+        else:
+            work = commands.serve(settings)
+        return asyncio.run(work)
     return _not_yet("gui")
 
 

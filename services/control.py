@@ -215,11 +215,8 @@ class ControlCenter:
     def _on_service(self, event: ServiceDiscovered | ServiceUpdated) -> None:
         rec = event.record
         previous = rec.details.get("previous_id")
-        if previous and previous in self.monitors:
-            self.monitors.pop(previous)
-            task = self._tasks.pop(f"health {previous}", None)
-            if task is not None:
-                task.cancel()
+        if previous and previous in self.monitors:  # it moved: retire the old id's monitor, adapter and session
+            self._spawn(f"retire {previous}", self._stop_monitor(previous))
         if rec.id not in self.monitors:
             self._start_monitor(rec)
         elif isinstance(event, ServiceUpdated) and "back" in event.changes:
@@ -243,6 +240,7 @@ class ControlCenter:
 
     async def _stop_monitor(self, service_id: str) -> None:
         self.monitors.pop(service_id, None)
+        self.breakers.pop(service_id, None)
         adapter = self._adapters.pop(service_id, None)
         if adapter is not None:
             await adapter.close()

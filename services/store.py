@@ -109,11 +109,15 @@ class JobStore:
         await self._run(_close)
         self._pool.shutdown(wait=True)
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+    def _write(self, sql: str, args: tuple[Any, ...] | Callable[[], tuple[Any, ...]],
+               before: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """One write transaction; ``before`` runs inside it, under the write lock, and ``args`` may be built after it."""
         assert self._db is not None, "store not open"
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(sql, args)
+            if before is not None:
+                before(self._db)
+            self._db.execute(sql, args() if callable(args) else args)
             self._db.execute("COMMIT")
         except sqlite3.Error as err:
             if self._db.in_transaction:
@@ -122,13 +126,14 @@ class JobStore:
 
     async def insert(self, job: Job) -> None:
         """Write a new job (assigns ``job.seq``); nothing is written if it fails."""
-        def _insert() -> None:
-            assert self._db is not None, "store not open"
-            row = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()
-            job.seq = int(row[0])
-            cols, vals = _row(job)
-            self._write(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
-        await self._run(_insert)
+        def number(db: sqlite3.Connection) -> None:
+            # Read the next number inside the write transaction: a second Backlot on the same
+            # home (a CLI guest beside the running instance) cannot take the same one.
+            job.seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0])
+
+        cols, _ = _row(job)
+        sql = f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        await self._run(lambda: self._write(sql, lambda: _row(job)[1], before=number))
 
     async def update(self, job: Job) -> None:
         """Persist every field of a job (each state change goes through here)."""

@@ -136,3 +136,16 @@ async def test_peak_vram_during_jobs_is_learned(standin: Any) -> None:
         await center.stop()
     assert source == "learned from 2 jobs"
     assert 5 * GIB <= need <= 6 * GIB  # the stand-in holds 5 GiB while a prompt runs; +10% margin
+
+
+async def test_two_processes_on_one_home_never_share_a_job_number(tmp_path: Path) -> None:
+    a, b = JobStore(tmp_path / "jobs.sqlite3"), JobStore(tmp_path / "jobs.sqlite3")
+    await a.open()
+    await b.open()
+    try:
+        jobs = [Job(id=f"j{i}", task="text", prompt="p") for i in range(20)]
+        await asyncio.gather(*((a if i % 2 else b).insert(j) for i, j in enumerate(jobs)))
+    finally:
+        await a.close()
+        await b.close()
+    assert sorted(j.seq for j in jobs) == list(range(1, 21))
