@@ -10,9 +10,9 @@ from services import __version__
 from services.config import ConfigError, Settings, load_settings
 
 NOT_YET = {
-    "gui": "the window arrives with the GUI work (build order step 5)",
-    "status": "status of a running Backlot arrives with the socket API (build order step 6)",
-    "screenshot": "screenshots arrive with the GUI work (build order step 5)",
+    "gui": "this version has no window; run `backlot --headless` or `backlot demo --headless`",
+    "status": "this version cannot ask a running Backlot for its status; `backlot jobs` lists the jobs",
+    "screenshot": "this version has no window to take a screenshot of",
 }
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if not args.headless:
             return _not_yet("gui")
-        from services.demo import run_headless
+        from cli.demo import run_headless
 
         return run_headless(settings, speed=args.speed)
     if args.command == "status":
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("discover", "submit", "jobs") or args.headless:
         import asyncio
 
-        from services import commands
+        from cli import commands
 
         if args.command == "discover":
             work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json)

@@ -21,7 +21,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.discovery import Candidate, probe, scan  # noqa: E402
+from services.connectivity.discovery import Candidate, probe, scan  # noqa: E402
 from services.models import FoundBy  # noqa: E402
 from standins import launcher  # noqa: E402
 

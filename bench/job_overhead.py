@@ -22,7 +22,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.backends.workflows import load_templates  # noqa: E402
+from services.backends.comfyui.workflows import load_templates  # noqa: E402
 from services.config import load_settings  # noqa: E402
 from services.control import ControlCenter  # noqa: E402
 from services.models import JobState  # noqa: E402

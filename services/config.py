@@ -17,22 +17,20 @@ from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (BaseSettings, DotEnvSettingsSource, EnvSettingsSource, NoDecode,
-                               PydanticBaseSettingsSource, SettingsConfigDict, SettingsError,
-                               TomlConfigSettingsSource)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
-BackendKind = Literal["comfyui", "wan2gp", "rvc", "audioldm", "gradio", "llm"]
-TASKS = ("quick_preview", "text_to_video", "image_to_video", "text_to_image", "character_consistency", "upscale",
-         "voice_conversion", "sound_effects", "ambient_audio", "text")
-DEFAULT_TASK_BACKENDS: dict[str, tuple[BackendKind, ...]] = {
-    "quick_preview": ("wan2gp", "comfyui"), "text_to_video": ("wan2gp", "comfyui"),
-    "image_to_video": ("wan2gp", "comfyui"), "text_to_image": ("comfyui",), "character_consistency": ("comfyui",),
-    "upscale": ("comfyui",), "voice_conversion": ("rvc",), "sound_effects": ("audioldm",),
-    "ambient_audio": ("audioldm",), "text": ("llm",)}
-DEFAULT_VRAM_GIB = {"quick_preview": 6.0, "text_to_video": 12.0, "image_to_video": 14.0, "text_to_image": 6.0,
-                    "character_consistency": 8.0, "upscale": 3.0, "voice_conversion": 2.0, "sound_effects": 4.0,
-                    "ambient_audio": 4.0, "text": 0.0}
-DEFAULT_CONCURRENCY: dict[BackendKind, int] = {"comfyui": 2, "wan2gp": 1, "rvc": 1, "audioldm": 1, "gradio": 1, "llm": 4}
+from services.backends import registry
+from services.tasks import DEFAULT_VRAM_GIB, TASKS
+
 ENV_PREFIX = "BACKLOT_"
 # BACKLOT_* variables that are read elsewhere, not settings.
 NON_SETTING_ENV = {"BACKLOT_HOME", "BACKLOT_GRADIO3_PYTHON"}
@@ -88,7 +86,7 @@ class Settings(BaseSettings):
 
     hosts: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                   description="hosts to scan besides localhost")
-    ports: dict[BackendKind, Annotated[list[Annotated[int, Field(ge=1, le=65535)]], NoDecode]] = Field(
+    ports: dict[str, Annotated[list[Annotated[int, Field(ge=1, le=65535)]], NoDecode]] = Field(
         default_factory=dict, description="extra ports to probe, per backend kind")
     urls: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                  description="service URLs always probed (kind found by probing)")
@@ -112,14 +110,14 @@ class Settings(BaseSettings):
     llm_models: Annotated[list[str], NoDecode] = Field(default_factory=list, description="LiteLLM model names")
     llm_keys: dict[str, SecretStr] = Field(default_factory=dict, description="API keys per LLM provider")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    task_backends: dict[str, list[BackendKind]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_TASK_BACKENDS.items()},
+    task_backends: dict[str, list[str]] = Field(
+        default_factory=lambda: registry.default_task_backends(TASKS),
         description="backend kinds per task, first choice first")
     vram_estimates_gib: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_VRAM_GIB), description="VRAM a task needs until Backlot has learned it")
     vram_learn_min_samples: int = Field(3, ge=1, description="finished jobs needed before a learned VRAM peak is used")
-    job_concurrency: dict[BackendKind, int] = Field(
-        default_factory=lambda: dict(DEFAULT_CONCURRENCY), description="jobs Backlot sends to one backend at a time")
+    job_concurrency: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=registry.default_concurrency, description="jobs Backlot sends to one backend at a time")
     rvc_voice: str | None = Field(None, description="RVC voice (.pth) used when a job names none")
     wan2gp_model: str | None = Field(None, description="Wan2GP model_type used when a job names none")
     max_attempts: int = Field(3, ge=1, le=10, description="backends one job may be tried on")
@@ -147,9 +145,9 @@ class Settings(BaseSettings):
     @classmethod
     def _over_defaults(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
         # A user table changes the tasks or kinds it names and keeps the defaults for the rest.
-        tables: dict[str, dict[str, Any]] = {"task_backends": dict(DEFAULT_TASK_BACKENDS),
+        tables: dict[str, dict[str, Any]] = {"task_backends": registry.default_task_backends(TASKS),
                                              "vram_estimates_gib": dict(DEFAULT_VRAM_GIB),
-                                             "job_concurrency": {str(k): v for k, v in DEFAULT_CONCURRENCY.items()}}
+                                             "job_concurrency": registry.default_concurrency()}
         defaults = tables[info.field_name]
         return {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()}, **value}
 
@@ -240,7 +238,7 @@ def _describe(err: dict[str, Any], sources: list[tuple[str, PydanticBaseSettings
     if origin == "the environment" or origin.endswith(".env"):
         key = ENV_PREFIX + "__".join(loc[:2]).upper() if not key.upper().startswith(ENV_PREFIX) else key.upper()
     secret = top == "llm_keys"
-    got = "" if secret or err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"
+    got = "" if secret or err["type"] in ("missing", "extra_forbidden", "unknown_key") else f" (got {err.get('input')!r})"
     if err["type"] == "extra_forbidden":
         known = ", ".join(sorted(Settings.model_fields))
         return f"{origin}: unknown setting '{key}' (known settings: {known})"
@@ -275,8 +273,31 @@ def load_settings(home: str | os.PathLike[str] | None = None, cli: dict[str, Any
         raise ConfigError(f"{name} could not be parsed: a list or table setting given as one variable must be "
                           'JSON (e.g. {"openai": "..."}) or set per key with __ (e.g. ' + name + "__OPENAI)") from None
     settings = Settings.model_construct(**{k: getattr(layered, k) for k in Settings.model_fields})
+    _check_tables(settings, sources)
     settings._paths = paths
     return settings
+
+
+def _check_tables(settings: Settings, sources: list[tuple[str, PydanticBaseSettingsSource]]) -> None:
+    """Tables keyed by backend kind or task accept only known kinds and tasks (the registry decides which)."""
+    kinds = registry.kinds()
+    checks: list[tuple[str, Any, tuple[str, ...], str]] = [
+        ("ports", settings.ports, kinds, "a backend kind"),
+        ("job_concurrency", settings.job_concurrency, kinds, "a backend kind"),
+        ("task_backends", settings.task_backends, TASKS, "a task"),
+        ("vram_estimates_gib", settings.vram_estimates_gib, TASKS, "a task"),
+    ]
+    for field_name, table, valid, what in checks:
+        for key in table:
+            if key not in valid:
+                known = ", ".join(repr(v) for v in valid)
+                raise ConfigError(_describe({"loc": (field_name, key), "type": "unknown_key", "input": key,
+                                             "msg": f"is not {what} (valid: {known})"}, sources))
+    for task, wanted in settings.task_backends.items():
+        for kind in wanted:
+            if kind not in kinds:
+                raise ConfigError(_describe({"loc": ("task_backends", task), "type": "unknown_kind", "input": kind,
+                                             "msg": f"should list backend kinds ({', '.join(kinds)})"}, sources))
 
 
 def record_standins(paths: Paths, urls: Mapping[str, str]) -> None:

@@ -2,29 +2,28 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-from services import health_checks
+from services.backends import registry
 from services.backends.base import Backend
-from services.backends.registry import create_adapter
 from services.config import Settings
-from services.discovery import Discovery, DiscoveryResult
-from services.events import (BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered,
-                             ServiceUpdated)
-from services.gpu import GpuSampler
-from services.health import HealthMonitor
-from services.jobs import JobManager
-from services.metrics import Metrics
+from services.connectivity.discovery import Discovery, DiscoveryResult
+from services.connectivity.gpu import GpuSampler
+from services.connectivity.health import HealthMonitor
+from services.connectivity.metrics import Metrics
+from services.connectivity.pool import ConnectionPool
+from services.connectivity.resilience import Backoff, CircuitBreaker
+from services.events import BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered, ServiceUpdated
+from services.jobs.manager import JobManager
+from services.jobs.router import Router, ServiceHealth
+from services.jobs.store import JobStore
+from services.jobs.vram import VramEstimator
 from services.models import ServiceRecord
-from services.pool import ConnectionPool
-from services.resilience import Backoff, CircuitBreaker
-from services.router import Router, ServiceHealth
-from services.store import JobStore
-from services.vram import VramEstimator
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class ControlCenter:
         await self.gpu.start()
         if self.discover_on_start:
             await self.discover()
-        self._add_cloud_llms()
+        self._add_configured()
         await self.jobs.start(recover=self.run_queue)
         self._spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
@@ -117,22 +116,22 @@ class ControlCenter:
             out.append(row)
         return out
 
-    def _add_cloud_llms(self) -> None:
-        """Configured cloud models (``llm_models``) become services the router can pick for ``text`` jobs."""
-        if not self.settings.llm_models:
-            return
-        from services.backends.llm import cloud_backends
-
-        for backend in cloud_backends(self.settings.llm_models, lambda: self.pool.session("llm-cloud"),
-                                      self.settings.llm_keys):
-            self.services[backend.record.id] = backend.record  # no health polling: a cloud API bills or rate-limits it
-            self._adapters[backend.record.id] = backend
+    def _add_configured(self) -> None:
+        """Services a kind brings from configuration (cloud LLM models) become routable, without health polling."""
+        options = self.settings.model_dump()
+        for spec in registry.specs():
+            if spec.configured is None:
+                continue
+            for backend in spec.configured(options, functools.partial(self.pool.session, f"{spec.kind}-configured")):
+                self.services[backend.record.id] = backend.record  # a cloud API bills or rate-limits polling
+                self._adapters[backend.record.id] = backend
 
     def adapter(self, service_id: str) -> Backend | None:
         """The adapter driving a service (made on first use)."""
         if service_id not in self._adapters:
             rec = self.services.get(service_id)
-            made = create_adapter(rec, self.pool, self.settings) if rec is not None else None
+            made = (registry.create_adapter(rec, functools.partial(self.pool.session, rec.id), self.settings.model_dump())
+                    if rec is not None else None)
             if made is None:
                 return None
             self._adapters[service_id] = made
@@ -188,9 +187,9 @@ class ControlCenter:
         for adapter in self._adapters.values():
             await adapter.close()
         self._adapters.clear()
-        from services.backends.llm import close_litellm_clients
-
-        await close_litellm_clients()  # litellm keeps HTTP clients per event loop; close them before it ends
+        for spec in registry.specs():
+            if spec.shutdown is not None:  # e.g. litellm keeps HTTP clients per event loop
+                await spec.shutdown()
         await self.pool.close()
         if self._started:
             await self.store.close()
@@ -230,7 +229,7 @@ class ControlCenter:
         self.breakers[sid] = breaker
         # Staggered starts spread the first checks over a fraction of the interval.
         stagger = random.uniform(0, min(1.0, self._interval() / 4)) if self.monitors else 0.0
-        monitor = HealthMonitor(rec, health_checks.check, self.pool, self.bus, self.metrics, breaker,
+        monitor = HealthMonitor(rec, registry.health_check, self.pool, self.bus, self.metrics, breaker,
                                 interval=self._interval(), degraded_latency_ms=self.settings.degraded_latency_ms,
                                 degraded_error_rate=self.settings.degraded_error_rate,
                                 timeout=self.settings.health_timeout, backoff=backoff, clock=self.clock,

@@ -7,15 +7,15 @@ from enum import Enum
 from typing import Any
 
 
-class ServiceKind(str, Enum):
-    """What a discovered service is."""
+class ServiceKind(str):
+    """A backend kind's name (``comfyui``, ``wan2gp`` …); each package under ``services/backends`` declares its own."""
 
-    COMFYUI = "comfyui"
-    WAN2GP = "wan2gp"
-    RVC = "rvc"
-    AUDIOLDM = "audioldm"
-    GRADIO = "gradio"
-    LLM = "llm"
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        """The plain name (reads like an enum's value)."""
+        return str(self)
 
 
 class ServiceState(str, Enum):
@@ -34,17 +34,6 @@ class FoundBy(str, Enum):
     CUSTOM_PORT = "custom port"
     CONFIGURED_URL = "configured URL"
     STANDIN = "demo stand-in"
-
-
-CAPABILITIES: dict[ServiceKind, tuple[str, ...]] = {
-    ServiceKind.COMFYUI: ("text_to_image", "character_consistency", "upscale", "text_to_video", "image_to_video",
-                          "quick_preview"),
-    ServiceKind.WAN2GP: ("text_to_video", "image_to_video", "quick_preview"),
-    ServiceKind.RVC: ("voice_conversion",),
-    ServiceKind.AUDIOLDM: ("sound_effects", "ambient_audio"),
-    ServiceKind.GRADIO: (),
-    ServiceKind.LLM: ("text",),
-}
 
 
 @dataclass
@@ -66,6 +55,9 @@ class ServiceRecord:
     first_seen: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
     present: bool = True  # False once a later discovery no longer finds it
+
+    def __post_init__(self) -> None:
+        self.kind = ServiceKind(self.kind)
 
     @property
     def id(self) -> str:

@@ -13,15 +13,15 @@ from aiohttp import web
 from PIL import Image
 
 from services.backends.base import FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.comfyui import ComfyUIBackend
+from services.backends.comfyui.adapter import ComfyUIBackend
+from services.connectivity.pool import ConnectionPool
 from services.models import ServiceKind, ServiceRecord
-from services.pool import ConnectionPool
 from tests.helpers import TcpProxy, serve
 
 
 def record_for(url: str) -> ServiceRecord:
     host, port = url.rsplit("/", 1)[-1].split(":")
-    return ServiceRecord(ServiceKind.COMFYUI, host, int(port), url, "comfyui")
+    return ServiceRecord(ServiceKind("comfyui"), host, int(port), url, "comfyui")
 
 
 @pytest.fixture

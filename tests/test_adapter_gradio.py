@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from services.backends.audioldm import AudioLdmBackend
+from services.backends.audioldm.adapter import AudioLdmBackend
 from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.gradio import GradioApp, GradioTimeouts
-from services.backends.rvc import RvcBackend
+from services.backends.gradio.app import GradioApp, GradioTimeouts
+from services.backends.rvc.adapter import RvcBackend
+from services.connectivity.pool import ConnectionPool
 from services.models import ServiceKind, ServiceRecord
-from services.pool import ConnectionPool
 from standins import launcher
 from standins.launcher import REPO_ROOT, StandinProcess
 from tests.helpers import serve
@@ -163,12 +163,12 @@ def _record(kind: ServiceKind, url: str, protocol: str = "gradio-3") -> ServiceR
 
 
 def _rvc(url: str, pool: ConnectionPool, **kwargs: Any) -> RvcBackend:
-    record = _record(ServiceKind.RVC, url)
+    record = _record(ServiceKind("rvc"), url)
     return RvcBackend(record, lambda: pool.session(record.id), timeouts=FAST, **kwargs)
 
 
 def _audioldm(url: str, pool: ConnectionPool, timeouts: GradioTimeouts = FAST) -> AudioLdmBackend:
-    record = _record(ServiceKind.AUDIOLDM, url)
+    record = _record(ServiceKind("audioldm"), url)
     return AudioLdmBackend(record, lambda: pool.session(record.id), timeouts=timeouts)
 
 

@@ -16,8 +16,15 @@ import pytest
 from pydantic import SecretStr
 
 from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.llm import (LlmBackend, check_key, close_litellm_clients, cloud_backends, import_litellm,
-                                   key_status, models_for)
+from services.backends.llm.adapter import (
+    LlmBackend,
+    check_key,
+    close_litellm_clients,
+    cloud_backends,
+    import_litellm,
+    key_status,
+    models_for,
+)
 from services.errors import ErrorClass, ServiceError
 from services.models import ServiceKind, ServiceRecord
 from standins.launcher import StandinProcess
@@ -63,7 +70,7 @@ def llm(standin: Callable[..., StandinProcess]) -> StandinProcess:
 def record_for(port: int, protocol: str = "openai", models: list[str] | None = None) -> ServiceRecord:
     """A record as discovery would make it."""
     details = {"models": models} if models is not None else {}
-    return ServiceRecord(ServiceKind.LLM, "127.0.0.1", port, f"http://127.0.0.1:{port}", protocol,
+    return ServiceRecord(ServiceKind("llm"), "127.0.0.1", port, f"http://127.0.0.1:{port}", protocol,
                          capabilities=("text",), details=details)
 
 
@@ -203,7 +210,7 @@ async def test_closed_port_and_silent_server(lit: ModuleType, http: aiohttp.Clie
 
 
 async def test_dns_failure_is_unreachable(lit: ModuleType, http: aiohttp.ClientSession, tmp_path: Path) -> None:
-    rec = ServiceRecord(ServiceKind.LLM, "no-such-host.invalid", 80, "http://no-such-host.invalid", "openai",
+    rec = ServiceRecord(ServiceKind("llm"), "no-such-host.invalid", 80, "http://no-such-host.invalid", "openai",
                         details={"models": [MODEL]})
     statuses = await run(LlmBackend.for_server(rec, lambda: http), job(tmp_path))
     assert statuses[-1].failure is FailureCode.UNREACHABLE
@@ -312,7 +319,7 @@ async def test_keys_never_reach_logs_statuses_or_errors(lit: ModuleType, llm: St
 
 
 def test_importing_the_module_does_not_import_litellm() -> None:
-    code = ("import sys, services.backends.llm\n"
+    code = ("import sys, services.backends.llm.adapter\n"
             "assert 'litellm' not in sys.modules, 'litellm was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.wan2gp import Wan2gpBackend
-from services.backends.wan2gp_settings import InvalidParams, build_settings, pick_model
+from services.backends.wan2gp.adapter import Wan2gpBackend
+from services.backends.wan2gp.settings import InvalidParams, build_settings, pick_model
+from services.connectivity.pool import ConnectionPool
 from services.errors import ErrorClass, ServiceError
 from services.models import ServiceKind, ServiceRecord
-from services.pool import ConnectionPool
 from tests.helpers import BlackHoles, serve
 
 MakeBackend = Callable[..., Wan2gpBackend]
@@ -37,7 +37,7 @@ async def make(pool: ConnectionPool) -> AsyncIterator[MakeBackend]:
 
     def _make(url: str, **kw: Any) -> Wan2gpBackend:
         host, port = url.rsplit("/", 1)[-1].split(":")
-        rec = ServiceRecord(ServiceKind.WAN2GP, host, int(port), url, "mcp")
+        rec = ServiceRecord(ServiceKind("wan2gp"), host, int(port), url, "mcp")
         b = Wan2gpBackend(rec, lambda: pool.session(rec.id), **{"poll_interval": 0.05, **kw})
         made.append(b)
         return b

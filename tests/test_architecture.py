@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,14 +23,25 @@ def test_services_never_import_qt() -> None:
     assert "The core (services) never imports Qt or the UI layers KEPT" in done.stdout
 
 
-def test_the_contract_catches_a_qt_import(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("where", "line", "contract"), [
+    ("services/sneaky.py", "import PySide6.QtCore", "The core (services) never imports Qt or the UI layers"),
+    ("services/backends/comfyui/sneaky.py", "import services.jobs.manager",
+     "Backends never import jobs, the API, connectivity or the composition root"),
+    ("services/connectivity/sneaky.py", "import services.jobs.store",
+     "Connectivity never imports jobs, the API or the composition root"),
+    ("services/sneaky.py", "import cli.commands", "The core never imports the command line or the stand-ins"),
+    ("services/backends/rvc/sneaky.py", "import services.backends.comfyui.adapter",
+     "Backend kinds are independent of each other"),
+])
+def test_the_contracts_catch_a_forbidden_import(tmp_path: Path, where: str, line: str, contract: str) -> None:
     """The same contracts, on a copy of the tree with one forbidden import added, must break."""
     copy = tmp_path / "tree"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".stamps", "tests"))
-    (copy / "services" / "sneaky.py").write_text("import PySide6.QtCore\n")
+    (copy / where).write_text(line + "\n")
     done = _lint(copy)
     assert done.returncode != 0
-    assert "The core (services) never imports Qt or the UI layers BROKEN" in done.stdout
+    broken = [ln for ln in done.stdout.splitlines() if "BROKEN" in ln]
+    assert any(ln.startswith(contract[:60]) for ln in broken), done.stdout
 
 
 def test_the_core_passes_mypy_strict(tmp_path: Path) -> None:

@@ -9,19 +9,19 @@ from typing import Any
 import pytest
 
 from services.config import load_settings
-from services.discovery import Discovery, candidates, scan
+from services.connectivity.discovery import Discovery, candidates, scan
 from services.events import EventBus, ServiceDiscovered, ServiceUpdated
 from services.models import FoundBy, ServiceKind
 from standins import launcher
 from tests.helpers import BlackHoles, EventWaiter
 
 EXPECTED = {  # stand-in kind -> (record kind, protocol, usable)
-    "comfyui": (ServiceKind.COMFYUI, "comfyui", True),
-    "wan2gp": (ServiceKind.WAN2GP, "mcp", True),
-    "wan2gp-webui": (ServiceKind.WAN2GP, "gradio-6", False),
-    "rvc": (ServiceKind.RVC, "gradio-3", True),
-    "audioldm": (ServiceKind.AUDIOLDM, "gradio-3", True),
-    "llm": (ServiceKind.LLM, "openai", True),
+    "comfyui": (ServiceKind("comfyui"), "comfyui", True),
+    "wan2gp": (ServiceKind("wan2gp"), "mcp", True),
+    "wan2gp-webui": (ServiceKind("wan2gp"), "gradio-6", False),
+    "rvc": (ServiceKind("rvc"), "gradio-3", True),
+    "audioldm": (ServiceKind("audioldm"), "gradio-3", True),
+    "llm": (ServiceKind("llm"), "openai", True),
 }
 
 
@@ -58,7 +58,7 @@ async def test_explicit_urls_are_always_probed(every_standin: dict[str, launcher
     url = every_standin["llm"].url
     disc = Discovery(load_settings(cli={"urls": [url]}), EventBus())
     found = {r.base_url: r for r in (await disc.run()).records}
-    assert found[url].found_by is FoundBy.CONFIGURED_URL and found[url].kind is ServiceKind.LLM
+    assert found[url].found_by is FoundBy.CONFIGURED_URL and found[url].kind == ServiceKind("llm")
 
 
 def _port_free(port: int) -> bool:
@@ -76,7 +76,7 @@ async def test_finds_comfyui_on_its_default_port(standin: Any) -> None:
     sp = standin("comfyui", port=8188)
     result = await Discovery(load_settings(), EventBus()).run()
     rec = next(r for r in result.records if r.port == 8188)
-    assert rec.kind is ServiceKind.COMFYUI and rec.found_by is FoundBy.DEFAULT_PORT and sp.alive()
+    assert rec.kind == ServiceKind("comfyui") and rec.found_by is FoundBy.DEFAULT_PORT and sp.alive()
 
 
 async def test_black_holes_cannot_push_discovery_past_its_budget(every_standin: dict[str, launcher.StandinProcess]) -> None:
@@ -89,7 +89,7 @@ async def test_black_holes_cannot_push_discovery_past_its_budget(every_standin: 
     finally:
         holes.close()
     assert result.duration_ms < 600 + 500, result.duration_ms  # the budget, plus scheduling slack on a busy CI box
-    assert any(r.kind is ServiceKind.COMFYUI for r in result.records)
+    assert any(r.kind == ServiceKind("comfyui") for r in result.records)
     assert sorted(int(u.rsplit(":", 1)[1]) for u in result.timed_out) == sorted(holes.ports)
 
 

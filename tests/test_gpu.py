@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 
 from services.config import load_settings
+from services.connectivity.gpu import GpuSampler
 from services.control import ControlCenter
-from services.gpu import GpuSampler
 from services.models import ServiceKind, ServiceRecord
 from tests.helpers import serve
 
@@ -79,7 +79,7 @@ async def _ok(request: web.Request) -> web.Response:
 async def test_process_memory_is_attributed_to_the_service_listening_on_its_port() -> None:
     async with serve({"/": _ok}) as url:
         port = int(url.rsplit(":", 1)[1])
-        rec = ServiceRecord(ServiceKind.COMFYUI, "127.0.0.1", port, url, "comfyui")
+        rec = ServiceRecord(ServiceKind("comfyui"), "127.0.0.1", port, url, "comfyui")
         fake = FakeNvml(os.getpid(), fail_util=True)
         sampler = GpuSampler(nvml=fake)
         await sampler.start()

@@ -9,15 +9,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services import health_checks
+from services.backends import registry
 from services.config import load_settings
+from services.connectivity.health import HealthMonitor
+from services.connectivity.metrics import Metrics
+from services.connectivity.pool import ConnectionPool
+from services.connectivity.resilience import Backoff, CircuitBreaker
 from services.control import ControlCenter
 from services.events import BreakerChanged, EventBus, HealthChanged
-from services.health import HealthMonitor
-from services.metrics import Metrics
 from services.models import ServiceKind, ServiceRecord, ServiceState
-from services.pool import ConnectionPool
-from services.resilience import Backoff, CircuitBreaker
 from tests.helpers import BlackHoles, EventWaiter, serve
 
 
@@ -32,7 +32,7 @@ async def test_killed_service_goes_down_opens_breaker_and_recovers_once(standin:
     health = EventWaiter(center.bus, HealthChanged)
     breaker = EventWaiter(center.bus, BreakerChanged)
     sid = f"comfyui@127.0.0.1:{sp.port}"
-    caplog.set_level(logging.INFO, logger="services.health")
+    caplog.set_level(logging.INFO, logger="services.connectivity.health")
     await center.start()
     try:
         assert sid in center.services
@@ -75,9 +75,9 @@ async def test_stop_leaves_no_task_or_session(standin: Any) -> None:
 def monitor_for(url: str, bus: EventBus, pool: ConnectionPool, timeout: float = 1.0) -> HealthMonitor:
     host_port = url.rsplit("/", 1)[-1]
     host, port = host_port.split(":")
-    rec = ServiceRecord(ServiceKind.COMFYUI, host, int(port), url, "comfyui")
+    rec = ServiceRecord(ServiceKind("comfyui"), host, int(port), url, "comfyui")
     breaker = CircuitBreaker(rec.id, lambda: 0.0, threshold=5)
-    return HealthMonitor(rec, health_checks.check, pool, bus, Metrics(), breaker, interval=1, timeout=timeout,
+    return HealthMonitor(rec, registry.health_check, pool, bus, Metrics(), breaker, interval=1, timeout=timeout,
                          degraded_latency_ms=1000, degraded_error_rate=0.2, backoff=Backoff(0.01, 0.1, 0))
 
 

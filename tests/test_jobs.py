@@ -14,9 +14,9 @@ import pytest
 from services.config import load_settings
 from services.control import ControlCenter
 from services.events import JobUpdated
-from services.jobs import JobError
+from services.jobs.manager import JobError
+from services.jobs.store import StoreError
 from services.models import JobState
-from services.store import StoreError
 from tests.helpers import EventWaiter
 
 

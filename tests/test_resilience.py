@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from services.connectivity.resilience import Backoff, CircuitBreaker, retry_read
 from services.errors import ErrorClass, ServiceError
 from services.models import BreakerSnapshot
-from services.resilience import Backoff, CircuitBreaker, retry_read
 
 
 class FakeClock:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.backends import registry
 from services.config import load_settings
-from services.models import CAPABILITIES, ServiceKind, ServiceRecord, ServiceState
-from services.router import GIB, Router, ServiceHealth
+from services.jobs.router import GIB, Router, ServiceHealth
+from services.models import ServiceKind, ServiceRecord, ServiceState
 
 
 def rec(kind: str, port: int, host: str = "127.0.0.1", **kw: Any) -> ServiceRecord:
     k = ServiceKind(kind)
-    return ServiceRecord(k, host, port, f"http://{host}:{port}", kw.pop("protocol", kind), capabilities=CAPABILITIES[k], **kw)
+    return ServiceRecord(k, host, port, f"http://{host}:{port}", kw.pop("protocol", kind), capabilities=registry.capabilities(k), **kw)
 
 
 class World:

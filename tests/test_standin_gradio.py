@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import uuid
 import subprocess
 import sys
+import uuid
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path

@@ -23,6 +23,7 @@ except ImportError:  # mcp before 1.2x only has the older, now deprecated, name
     from mcp.client.streamable_http import streamablehttp_client as open_streams  # type: ignore[assignment]
 
 from conftest import conformance_script
+
 from standins import video
 from standins.launcher import StandinProcess
 

@@ -12,9 +12,9 @@ import pytest
 from services.config import load_settings
 from services.control import ControlCenter
 from services.events import HealthSampled, JobUpdated
+from services.jobs.store import MIGRATIONS, JobStore
+from services.jobs.vram import GIB, VramEstimator, size_bucket
 from services.models import Job, JobState
-from services.store import MIGRATIONS, JobStore
-from services.vram import GIB, VramEstimator, size_bucket
 from tests.helpers import EventWaiter
 
 

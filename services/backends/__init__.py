@@ -1,1 +1,1 @@
-"""Backend adapters: one module per backend kind behind the small Protocol in ``base.py``."""
+"""Backend kinds: one package per kind, each declaring a ``SPEC``; ``registry`` is the one list of them."""

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from services.backends.base import Backend
-from services.config import TASKS, Settings
+from services.config import Settings
 from services.errors import BacklotError
 from services.events import EventBus, HealthSampled, JobUpdated
-from services.job_runner import JobRunner
+from services.jobs.router import RouteDecision, Router
+from services.jobs.runner import JobRunner
+from services.jobs.store import JobStore, StoreError
+from services.jobs.vram import VramEstimator
 from services.models import Job, JobState
-from services.router import RouteDecision, Router
-from services.store import JobStore, StoreError
-from services.vram import VramEstimator
+from services.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class JobManager:
         self.bus = bus
         self.estimator = estimator
         self.active: dict[str, Job] = {}
-        self.runner = JobRunner(self, adapters, vram_used, clock)
+        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock)
+        self._adapters = adapters
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -54,7 +56,7 @@ class JobManager:
     async def start(self, recover: bool = True) -> None:
         """Recover jobs left by the last run (unless another instance owns them), then start scheduling."""
         if recover:
-            await self.runner.recover()
+            await self.recover()
         self._unsub = self.bus.subscribe(self._on_health, HealthSampled)
         self._task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
         self._wake.set()
@@ -188,6 +190,28 @@ class JobManager:
         """Ask the scheduler to look at the queue again."""
         self._wake.set()
 
+    # ----- recovery -----
+    async def recover(self) -> None:
+        """Jobs left queued are queued again; running ones are re-attached where the backend knows them."""
+        for job in await self.store.query(state=JobState.QUEUED.value, limit=10000):
+            self.active[job.id] = job
+        for job in await self.store.query(state=JobState.RUNNING.value, limit=10000):
+            self.active[job.id] = job
+            if job.cancel_requested:
+                await self.finish(job, JobState.CANCELLED, "cancelled (Backlot stopped before the backend confirmed)")
+            elif not job.remote_ref:
+                job.state, job.routed_to = JobState.QUEUED, None
+                if job.attempts:
+                    job.attempts.pop()  # it never reached the backend: that attempt did not happen
+                job.status = {**job.status, "code": "queued", "message": "queued again after Backlot restarted"}
+                await self.save(job)
+            elif job.routed_to and self._adapters(job.routed_to) is not None:
+                log.info("re-attaching job %s to %s (%s)", job.id, job.routed_to, job.remote_ref)
+                self.runner.start(job, RouteDecision(job.task, job.routed_to, "re-attached after restart"), resume=True)
+            else:
+                await self.runner.interrupted(job, f"Backlot stopped while it ran on {job.routed_to}, which is not "
+                                                   "reachable now")
+
     # ----- scheduling -----
     def _on_health(self, event: HealthSampled) -> None:
         self.runner.sample_vram(event.sample.service_id)
@@ -219,7 +243,7 @@ class JobManager:
                 await self._waiting(job, decision, decision.reason)
                 continue
             kind = decision.chosen.split("@", 1)[0]
-            if self.active_on(decision.chosen) >= self.settings.job_concurrency.get(kind, 1):  # type: ignore[call-overload]
+            if self.active_on(decision.chosen) >= self.settings.job_concurrency.get(kind, 1):
                 await self._waiting(job, decision, f"waiting for {decision.chosen} (busy with earlier jobs)")
                 continue
             self.runner.start(job, decision)

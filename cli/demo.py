@@ -47,7 +47,7 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, speed: float = 1.
 
 async def _run_center(settings: Settings, procs: dict[str, launcher.StandinProcess], urls: dict[str, str],
                       out: TextIO, early_stop: threading.Event, ready: Callable[[dict[str, str]], None] | None) -> int:
-    from services.commands import serve
+    from cli.commands import serve
 
     until = asyncio.Event()
     failed = False

@@ -14,16 +14,33 @@ from urllib.parse import quote
 
 import aiohttp
 
-from services.backends.base import (CancelResult, FailureCode, JobStatus, SessionProvider, StatusCode, failed,
-                                    failure_for, unique_path)
-from services.backends.gradio_types import (FILE_TYPES, CallResult, Component, Endpoint, GradioError,
-                                            GradioTimeouts, LocalFile, endpoints_of, file_ref)
+from services.backends.base import (
+    CancelResult,
+    FailureCode,
+    JobStatus,
+    SessionProvider,
+    StatusCode,
+    failed,
+    failure_for,
+    unique_path,
+)
+from services.backends.gradio.probe import gradio_protocol
+from services.backends.gradio.types import (
+    FILE_TYPES,
+    CallResult,
+    Component,
+    Endpoint,
+    GradioError,
+    GradioTimeouts,
+    LocalFile,
+    endpoints_of,
+    file_ref,
+)
 from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
-from services.fingerprints import gradio_protocol
 from services.http import Reply, download, request
 
 if TYPE_CHECKING:
-    from services.backends.gradio4 import ModernClient
+    from services.backends.gradio.modern import ModernClient
 
 __all__ = ["FILE_TYPES", "CallResult", "Component", "Endpoint", "GradioApp", "GradioError", "GradioTimeouts",
            "LocalFile", "file_ref", "not_resumable", "progress"]
@@ -144,7 +161,7 @@ class GradioApp:
             yield await self._call_rest(ep, data, output_dir, ref)
             return
         if self._modern is None:
-            from services.backends.gradio4 import ModernClient
+            from services.backends.gradio.modern import ModernClient
             self._modern = ModernClient(self.base_url, self.service, self.timeouts)
         async for item in self._modern.call(ep, data, output_dir, ref):
             yield item
@@ -281,3 +298,23 @@ def progress(step: int, total: int, message: str, remote_ref: str | None = None)
     """A PROGRESS status for step ``step`` of ``total`` (the fraction counts steps already done)."""
     return JobStatus(StatusCode.PROGRESS, fraction=(step - 1) / total, step=step, total=total, unit="steps",
                      message=message, remote_ref=remote_ref)
+
+
+class GradioAppBackend:
+    """What every adapter on a Gradio app shares: cancel through the app, no re-attach, close the transport."""
+
+    app: GradioApp
+    record: Any
+    display_name = "Gradio app"
+
+    async def cancel(self, remote_ref: str) -> CancelResult:
+        """Gradio can drop queued work; a running REST call cannot be stopped, and the result says so."""
+        return await self.app.cancel(remote_ref)
+
+    async def lookup(self, remote_ref: str, job: Any) -> AsyncIterator[JobStatus]:
+        """Gradio calls are not resumable after a restart: one FAILED unknown_remote."""
+        yield not_resumable(f"{self.display_name} ({self.record.id})")
+
+    async def close(self) -> None:
+        """Release the transport."""
+        await self.app.close()

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from services.connectivity.metrics import Metrics
+from services.connectivity.pool import ConnectionPool
+from services.connectivity.resilience import Backoff, CircuitBreaker
 from services.errors import ErrorClass, ServiceError, translate
 from services.events import EventBus, HealthChanged, HealthSampled
-from services.metrics import Metrics
 from services.models import HealthSample, ServiceRecord, ServiceState
-from services.pool import ConnectionPool
-from services.resilience import Backoff, CircuitBreaker
 
 log = logging.getLogger(__name__)
 HARD_DOWN = (ErrorClass.REFUSED.value, ErrorClass.UNREACHABLE.value)

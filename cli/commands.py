@@ -10,11 +10,11 @@ import time
 from typing import Any, TextIO
 
 from services.config import Settings
+from services.connectivity.discovery import Discovery
 from services.control import ControlCenter
-from services.discovery import Discovery
 from services.events import EventBus, JobUpdated
 from services.instance import InstanceLock, InstanceLocked
-from services.jobs import JobError
+from services.jobs.manager import JobError
 from services.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ async def submit(settings: Settings, task: str, prompt: str, params: list[str], 
 
 async def jobs(settings: Settings, state: str | None, as_json: bool, limit: int = 50, out: TextIO = sys.stdout) -> int:
     """List job history from this home's store."""
-    from services.store import JobStore
+    from services.jobs.store import JobStore
 
     store = JobStore(settings.data_path / "jobs.sqlite3")
     await store.open()

@@ -1,37 +1,60 @@
-"""JobRunner: drives one job on one backend — statuses, watchdog, failover, cancel, recovery after a restart."""
+"""JobRunner: drives one job on one backend — statuses, watchdog, failover, cancel — and reports back through JobHost."""
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
+from services.config import Settings
+from services.jobs.router import RouteDecision
 from services.models import Job, JobState
-from services.router import RouteDecision
-
-if TYPE_CHECKING:
-    from services.jobs import JobManager
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY = 1.0  # seconds between progress writes (state changes are always written at once)
 CANCEL_GRACE = 30.0  # seconds to wait for a backend to confirm a cancel
 
 
+class JobHost(Protocol):
+    """What a runner reports back to whoever owns the jobs (the JobManager): nothing more."""
+
+    async def save(self, job: Job) -> None:
+        """Persist the job, then publish it."""
+
+    def publish(self, job: Job) -> None:
+        """Tell subscribers (progress that is not written yet)."""
+
+    async def finish(self, job: Job, state: JobState, message: str, error: dict[str, Any] | None = None) -> None:
+        """Persist a terminal state, then publish it."""
+
+    def wake(self) -> None:
+        """Look at the queue again (a backend freed up, or a job went back to the queue)."""
+
+    def output_dir(self, job: Job) -> Path:
+        """Where the job's files go."""
+
+
+Learn = Callable[[str, str, dict[str, Any], int | None, float], Awaitable[None]]
+
+
 class JobRunner:
     """One asyncio task per running job."""
 
-    def __init__(self, manager: JobManager, adapters: Callable[[str], Backend | None],
-                 vram_used: Callable[[str], int | None], clock: Callable[[], float]) -> None:
-        self.m = manager
+    def __init__(self, host: JobHost, settings: Settings, adapters: Callable[[str], Backend | None],
+                 vram_used: Callable[[str], int | None], learn: Learn, clock: Callable[[], float]) -> None:
+        self.host = host
+        self.settings = settings
         self.adapters = adapters
         self.vram_used = vram_used
+        self.learn = learn
         self.clock = clock
         self.running: dict[str, asyncio.Task[None]] = {}
-        self._peaks: dict[str, tuple[int | None, int | None]] = {}  # job id -> (baseline, peak) VRAM use
+        # job id -> (service, baseline, peak) VRAM use while the job runs
+        self._peaks: dict[str, tuple[str, int | None, int | None]] = {}
 
     def start(self, job: Job, decision: RouteDecision, resume: bool = False) -> None:
         """Run ``job`` on ``decision.chosen`` (``resume``: re-attach to work the backend already has)."""
@@ -43,7 +66,7 @@ class JobRunner:
     def _done(self, job_id: str, task: asyncio.Task[None]) -> None:
         if self.running.get(job_id) is task:
             del self.running[job_id]
-        self.m.wake()
+        self.host.wake()
         if not task.cancelled() and task.exception() is not None:
             log.error("runner of job %s crashed", job_id, exc_info=task.exception())
 
@@ -59,10 +82,9 @@ class JobRunner:
         used = self.vram_used(service_id)
         if used is None:
             return
-        for job in self.m.active.values():
-            if job.routed_to == service_id and job.id in self._peaks:
-                base, peak = self._peaks[job.id]
-                self._peaks[job.id] = (base, max(peak or 0, used))
+        for job_id, (sid, base, peak) in list(self._peaks.items()):
+            if sid == service_id:
+                self._peaks[job_id] = (sid, base, max(peak or 0, used))
 
     # ----- running -----
     async def _run(self, job: Job, decision: RouteDecision, resume: bool) -> None:
@@ -78,11 +100,11 @@ class JobRunner:
                                  "outcome": None, "message": ""})
             job.state = JobState.RUNNING
             job.status = {**job.status, "code": "queued", "message": f"sent to {sid}", "fraction": None}
-            await self.m.save(job)
-        self._peaks[job.id] = (self.vram_used(sid), None)
+            await self.host.save(job)
+        self._peaks[job.id] = (sid, self.vram_used(sid), None)
         started = self.clock()
         req = JobRequest(job.id, job.task, job.prompt, job.params, [Path(p) for p in job.inputs],
-                         self.m.output_dir(job))
+                         self.host.output_dir(job))
         stream = adapter.lookup(job.remote_ref, req) if resume and job.remote_ref else adapter.submit(req)
         try:
             await self._follow(job, sid, stream, started)
@@ -92,7 +114,7 @@ class JobRunner:
 
     async def _follow(self, job: Job, sid: str, stream: AsyncIterator[JobStatus], started: float) -> None:
         last_write = 0.0
-        watchdog = self.m.settings.watchdog_seconds
+        watchdog = self.settings.watchdog_seconds
         while True:
             try:
                 async with asyncio.timeout(watchdog):
@@ -112,7 +134,7 @@ class JobRunner:
                 return
             if status.code is StatusCode.CANCELLED:
                 self._close_attempt(job, "cancelled", status.message)
-                await self.m.finish(job, JobState.CANCELLED, status.message or "cancelled")
+                await self.host.finish(job, JobState.CANCELLED, status.message or "cancelled")
                 return
             if status.code is StatusCode.FAILED:
                 await self._attempt_failed(job, sid, status.message, status.failure or FailureCode.RUNTIME,
@@ -126,20 +148,20 @@ class JobRunner:
             now = self.clock()
             if now - last_write >= PERSIST_EVERY:
                 last_write = now
-                await self.m.save(job)
+                await self.host.save(job)
             else:
-                self.m.publish(job)
+                self.host.publish(job)
 
     async def _succeeded(self, job: Job, sid: str, status: JobStatus, started: float) -> None:
         job.outputs = [o.to_dict() for o in status.outputs]
         self._close_attempt(job, "succeeded", status.message)
-        base, peak = self._peaks.get(job.id, (None, None))
+        _, base, peak = self._peaks.get(job.id, (sid, None, None))
         used = max(0, peak - base) if peak is not None and base is not None else None
         try:
-            await self.m.estimator.learn(sid, job.task, job.params, used, self.clock() - started)
+            await self.learn(sid, job.task, job.params, used, self.clock() - started)
         except Exception as err:  # learning is a bonus; a failed write must not fail the job
             log.warning("could not record job %s's VRAM/duration: %s", job.id, err)
-        await self.m.finish(job, JobState.SUCCEEDED, status.message or "done")
+        await self.host.finish(job, JobState.SUCCEEDED, status.message or "done")
 
     async def _stalled(self, job: Job, sid: str, watchdog: float) -> None:
         adapter = self.adapters(sid)
@@ -157,20 +179,20 @@ class JobRunner:
     async def _attempt_failed(self, job: Job, sid: str, message: str, failure: FailureCode,
                               detail: dict[str, Any] | None = None) -> None:
         self._close_attempt(job, f"failed: {failure.value}", message)
-        if failure.backend_side and not job.cancel_requested and len(job.attempts) < self.m.settings.max_attempts:
+        if failure.backend_side and not job.cancel_requested and len(job.attempts) < self.settings.max_attempts:
             log.warning("job %s failed on %s (%s); trying another backend", job.id, sid, message)
             job.state, job.routed_to, job.remote_ref = JobState.QUEUED, None, None
             job.status = {**job.status, "code": "queued", "fraction": None, "message": f"retrying: {message}"}
-            await self.m.save(job)
-            self.m.wake()
+            await self.host.save(job)
+            self.host.wake()
             return
         if job.cancel_requested:
-            await self.m.finish(job, JobState.CANCELLED, f"cancelled ({message})")
+            await self.host.finish(job, JobState.CANCELLED, f"cancelled ({message})")
             return
         if failure is FailureCode.UNKNOWN_REMOTE:
-            await self._interrupted(job, f"Backlot stopped while it ran, and {message}")
+            await self.interrupted(job, f"Backlot stopped while it ran, and {message}")
             return
-        await self.m.finish(job, JobState.FAILED, message,
+        await self.host.finish(job, JobState.FAILED, message,
                             {"code": failure.value, "message": message, "detail": _plain(detail or {})})
 
     # ----- cancel -----
@@ -178,7 +200,7 @@ class JobRunner:
         """Ask the backend to stop; wait for it to confirm, or give up waiting where it cannot stop."""
         job.cancel_requested = True
         job.status = {**job.status, "message": "cancelling"}
-        await self.m.save(job)
+        await self.host.save(job)
         adapter = self.adapters(job.routed_to) if job.routed_to else None
         task = self.running.get(job.id)
         result = None
@@ -197,33 +219,13 @@ class JobRunner:
             await asyncio.gather(task, return_exceptions=True)
         if not job.state.terminal:
             self._close_attempt(job, "cancelled", note)
-            await self.m.finish(job, JobState.CANCELLED, f"cancelled; {note}")
+            await self.host.finish(job, JobState.CANCELLED, f"cancelled; {note}")
 
-    # ----- recovery -----
-    async def recover(self) -> None:
-        """Jobs left queued are queued again; running ones are re-attached where the backend knows them."""
-        for job in await self.m.store.query(state=JobState.QUEUED.value, limit=10000):
-            self.m.active[job.id] = job
-        for job in await self.m.store.query(state=JobState.RUNNING.value, limit=10000):
-            self.m.active[job.id] = job
-            if job.cancel_requested:
-                await self.m.finish(job, JobState.CANCELLED, "cancelled (Backlot stopped before the backend confirmed)")
-            elif not job.remote_ref:
-                job.state, job.routed_to = JobState.QUEUED, None
-                if job.attempts:
-                    job.attempts.pop()  # it never reached the backend: that attempt did not happen
-                job.status = {**job.status, "code": "queued", "message": "queued again after Backlot restarted"}
-                await self.m.save(job)
-            elif job.routed_to and self.adapters(job.routed_to) is not None:
-                log.info("re-attaching job %s to %s (%s)", job.id, job.routed_to, job.remote_ref)
-                self.start(job, RouteDecision(job.task, job.routed_to, "re-attached after restart"), resume=True)
-            else:
-                await self._interrupted(job, f"Backlot stopped while it ran on {job.routed_to}, which is not "
-                                             "reachable now")
-
-    async def _interrupted(self, job: Job, why: str) -> None:
+    # ----- after a restart -----
+    async def interrupted(self, job: Job, why: str) -> None:
+        """End a job Backlot lost track of while it ran (``interrupted``), closing its attempt."""
         self._close_attempt(job, "interrupted", why)
-        await self.m.finish(job, JobState.INTERRUPTED, why, {"code": "interrupted", "message": why, "detail": {}})
+        await self.host.finish(job, JobState.INTERRUPTED, why, {"code": "interrupted", "message": why, "detail": {}})
 
 
 async def _aclose(stream: AsyncIterator[JobStatus]) -> None:

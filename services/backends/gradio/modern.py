@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.backends.base import CancelResult, FailureCode, JobStatus, StatusCode, unique_path
-from services.backends.gradio_types import CallResult, Endpoint, GradioError, GradioTimeouts, LocalFile
+from services.backends.gradio.types import CallResult, Endpoint, GradioError, GradioTimeouts, LocalFile
 
 if TYPE_CHECKING:
     from gradio_client import Client

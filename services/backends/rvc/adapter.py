@@ -11,11 +11,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
-                                    StatusCode, failed, unique_path)
-from services.backends.gradio import (FILE_TYPES, CallResult, Component, Endpoint, GradioApp, GradioError,
-                                      GradioTimeouts, LocalFile, file_ref, not_resumable, progress)
-from services.models import CAPABILITIES, ServiceKind, ServiceRecord
+from services.backends.base import (
+    FailureCode,
+    JobRequest,
+    JobStatus,
+    OutputFile,
+    SessionProvider,
+    StatusCode,
+    failed,
+    unique_path,
+)
+from services.backends.gradio.app import (
+    FILE_TYPES,
+    CallResult,
+    Component,
+    Endpoint,
+    GradioApp,
+    GradioAppBackend,
+    GradioError,
+    GradioTimeouts,
+    LocalFile,
+    file_ref,
+    progress,
+)
+from services.backends.rvc.probe import KIND, TASKS
+from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +114,11 @@ def _speaker(value: Any) -> int:
     return int(number)
 
 
-class RvcBackend:
+class RvcBackend(GradioAppBackend):
     """Voice conversion on an RVC WebUI (Gradio 3.x REST; a newer Gradio goes through gradio_client)."""
 
-    kind = ServiceKind.RVC
+    kind = KIND
+    display_name = "RVC WebUI"
 
     def __init__(self, record: ServiceRecord, sessions: SessionProvider, *, default_voice: str | None = None,
                  timeouts: GradioTimeouts | None = None) -> None:
@@ -110,7 +131,7 @@ class RvcBackend:
     @property
     def capabilities(self) -> tuple[str, ...]:
         """Tasks this backend can run."""
-        return CAPABILITIES[ServiceKind.RVC]
+        return tuple(TASKS)
 
     async def probe(self) -> dict[str, Any]:
         """The voices, pitch methods and layout this RVC offers."""
@@ -249,15 +270,3 @@ class RvcBackend:
         return JobStatus(StatusCode.FINISHED, fraction=1.0, step=STEPS, total=STEPS, unit="steps",
                          message=info.strip() or "converted", remote_ref=ref, outputs=(OutputFile.of(audio),),
                          detail={"voice": voice, "pitch": pitch, "f0_method": method})
-
-    async def cancel(self, remote_ref: str) -> CancelResult:
-        """RVC's REST calls cannot be stopped once sent; say so."""
-        return await self.app.cancel(remote_ref)
-
-    async def lookup(self, remote_ref: str, job: JobRequest) -> AsyncIterator[JobStatus]:
-        """REST calls are not resumable: one FAILED unknown_remote."""
-        yield not_resumable(f"RVC WebUI ({self.record.id})")
-
-    async def close(self) -> None:
-        """Release the transport."""
-        await self.app.close()

@@ -16,14 +16,33 @@ from typing import Any, Literal, overload
 import aiohttp
 from pydantic import SecretStr
 
-from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
-                                    StatusCode, failed, failure_for)
-from services.backends.llm_errors import translate_llm_error
-from services.backends.llm_keys import (KNOWN_BASES, api_base_for, check_key, configured_key, import_litellm,
-                                        key_status, litellm_loaded, load_litellm, provider_of)
+from services.backends.base import (
+    CancelResult,
+    FailureCode,
+    JobRequest,
+    JobStatus,
+    OutputFile,
+    SessionProvider,
+    StatusCode,
+    failed,
+    failure_for,
+)
+from services.backends.llm.errors import translate_llm_error
+from services.backends.llm.keys import (
+    KNOWN_BASES,
+    api_base_for,
+    check_key,
+    configured_key,
+    import_litellm,
+    key_status,
+    litellm_loaded,
+    load_litellm,
+    provider_of,
+)
+from services.backends.llm.probe import KIND, TASKS
 from services.errors import ErrorClass, ServiceError
 from services.http import request
-from services.models import FoundBy, ServiceKind, ServiceRecord
+from services.models import FoundBy, ServiceRecord
 
 __all__ = ["LlmBackend", "models_for", "cloud_backends", "key_status", "check_key", "load_litellm",
            "import_litellm", "close_litellm_clients", "KNOWN_BASES"]
@@ -99,7 +118,7 @@ def _check_params(params: Mapping[str, Any]) -> str | None:
 class LlmBackend:
     """One LLM endpoint (a discovered server, or one cloud provider's configured models) running ``text`` jobs."""
 
-    kind = ServiceKind.LLM
+    kind = KIND
     read_timeout = 120.0  # longest silence allowed between response bytes (a whole reply when not streaming)
     connect_timeout = 5.0
 
@@ -131,7 +150,7 @@ class LlmBackend:
         """Configured cloud models of one provider (``gpt-4o-mini``, ``anthropic/claude-...``), keyed from settings."""
         provider = provider_of(models[0])
         base = api_base or KNOWN_BASES.get(provider, "")
-        record = ServiceRecord(ServiceKind.LLM, provider, 443, base, "litellm", title=f"{provider} (cloud)",
+        record = ServiceRecord(KIND, provider, 443, base, "litellm", title=f"{provider} (cloud)",
                                found_by=FoundBy.CONFIGURED_URL, capabilities=("text",),
                                details={"models": list(models), "provider": provider, "cloud": True})
         return cls(record, session, route="", models=models, api_base=api_base, provider=provider,

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.errors import BacklotError
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "resources" / "workflows"
+TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "resources" / "workflows"
 # The template a task uses on ComfyUI when the job names none.
 DEFAULT_FOR_TASK = {"text_to_image": "text_to_image", "quick_preview": "quick_preview",
                     "character_consistency": "character_consistency", "upscale": "upscale",

@@ -10,24 +10,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from services import fingerprints
+from services.backends import registry
+from services.backends.spec import Identity, ProbeContext
 from services.config import Settings
 from services.errors import ServiceError
 from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceUpdated
-from services.models import CAPABILITIES, FoundBy, ServiceRecord
+from services.models import FoundBy, ServiceRecord
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORTS: dict[str, tuple[int, ...]] = {
-    "comfyui": (8188, 8189, 8190),
-    "gradio": (*range(7860, 7871), 7897),
-    "rvc-python": (5050,),
-    "mcp": (8000, 8001, 8002),
-    "ollama": (11434,),
-    "lmstudio": (1234,),
-    "llamacpp": (8080,),
-}
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -76,7 +66,8 @@ def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str
                            Candidate(_norm_host(parts.hostname), parts.port, FoundBy.STANDIN))
     all_hosts = dict.fromkeys(_norm_host(h) for h in ["127.0.0.1", *settings.hosts, *hosts])
     custom = sorted({p for ports in settings.ports.values() for p in ports})
-    defaults = sorted({p for ports in DEFAULT_PORTS.values() for p in ports}) if settings.scan_default_ports else []
+    defaults = (sorted({p for ports in registry.default_ports().values() for p in ports})
+                if settings.scan_default_ports else [])
     for host in all_hosts:
         for port in custom:
             out.setdefault((host, port), Candidate(host, port, FoundBy.CUSTOM_PORT))
@@ -88,7 +79,7 @@ def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str
 async def probe(session: aiohttp.ClientSession, cand: Candidate, timeout: aiohttp.ClientTimeout) -> ServiceRecord | None:
     """Fingerprint one candidate; None if nothing of ours answers there."""
     try:
-        ident = await fingerprints.identify(session, cand.base_url, timeout)
+        ident = await identify(session, cand.base_url, timeout)
     except ServiceError as err:
         log.debug("probe %s: %s", cand.base_url, err)
         return None
@@ -97,7 +88,22 @@ async def probe(session: aiohttp.ClientSession, cand: Candidate, timeout: aiohtt
     return ServiceRecord(kind=ident.kind, host=cand.host, port=cand.port, base_url=cand.base_url,
                          protocol=ident.protocol, version=ident.version, title=ident.title, found_by=cand.found_by,
                          usable=ident.usable, hint=ident.hint,
-                         capabilities=CAPABILITIES[ident.kind] if ident.usable else (), details=ident.details)
+                         capabilities=registry.capabilities(ident.kind) if ident.usable else (),
+                         details=ident.details)
+
+
+async def identify(session: aiohttp.ClientSession, base: str, timeout: aiohttp.ClientTimeout) -> Identity | None:
+    """Try every kind's fingerprints in order; None when something answers but is none of ours.
+
+    A connection failure (refused, timeout, unreachable) propagates as ServiceError so the caller
+    stops probing that port at once.
+    """
+    ctx = ProbeContext(session, base, timeout, registry.specs())
+    for fp in registry.fingerprints():
+        found = await fp.probe(ctx)
+        if found is not None:
+            return found
+    return None
 
 
 async def scan(cands: list[Candidate], budget: float, connect_timeout: float,

@@ -11,11 +11,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
-                                    StatusCode, failed, unique_path)
-from services.backends.gradio import (CallResult, Component, Endpoint, GradioApp, GradioError, GradioTimeouts,
-                                      not_resumable, progress)
-from services.models import CAPABILITIES, ServiceKind, ServiceRecord
+from services.backends.audioldm.probe import KIND, TASKS
+from services.backends.base import (
+    FailureCode,
+    JobRequest,
+    JobStatus,
+    OutputFile,
+    SessionProvider,
+    StatusCode,
+    failed,
+    unique_path,
+)
+from services.backends.gradio.app import (
+    CallResult,
+    Component,
+    Endpoint,
+    GradioApp,
+    GradioAppBackend,
+    GradioError,
+    GradioTimeouts,
+    progress,
+)
+from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +160,11 @@ def demux_wav(video: Path, target: Path) -> Path:
     return target
 
 
-class AudioLdmBackend:
+class AudioLdmBackend(GradioAppBackend):
     """Sound effects and ambiences from an AudioLDM or AudioLDM2 web app."""
 
-    kind = ServiceKind.AUDIOLDM
+    kind = KIND
+    display_name = "AudioLDM"
 
     def __init__(self, record: ServiceRecord, sessions: SessionProvider, *,
                  timeouts: GradioTimeouts | None = None) -> None:
@@ -156,7 +174,7 @@ class AudioLdmBackend:
     @property
     def capabilities(self) -> tuple[str, ...]:
         """Tasks this backend can run."""
-        return CAPABILITIES[ServiceKind.AUDIOLDM]
+        return tuple(TASKS)
 
     async def _endpoint(self) -> Endpoint:
         return await self.app.endpoint("text2audio", where=is_text_to_audio)
@@ -216,15 +234,3 @@ class AudioLdmBackend:
         yield JobStatus(StatusCode.FINISHED, fraction=1.0, step=STEPS, total=STEPS, unit="steps", message=message,
                         remote_ref=ref, outputs=tuple(OutputFile.of(p) for p in outputs),
                         detail={"duration": seconds, "adjusted": notes})
-
-    async def cancel(self, remote_ref: str) -> CancelResult:
-        """Gradio can only drop queued work; say so for a running REST call."""
-        return await self.app.cancel(remote_ref)
-
-    async def lookup(self, remote_ref: str, job: JobRequest) -> AsyncIterator[JobStatus]:
-        """REST calls are not resumable: one FAILED unknown_remote."""
-        yield not_resumable(f"AudioLDM ({self.record.id})")
-
-    async def close(self) -> None:
-        """Release the transport."""
-        await self.app.close()

@@ -13,13 +13,24 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
-                                    StatusCode, failed, failure_for, unique_path)
-from services.backends.comfyui_messages import execution_error_sentence, node_error_sentences
-from services.backends.workflows import Template, TemplateError, load_templates, template_for
+from services.backends.base import (
+    CancelResult,
+    FailureCode,
+    JobRequest,
+    JobStatus,
+    OutputFile,
+    SessionProvider,
+    StatusCode,
+    failed,
+    failure_for,
+    unique_path,
+)
+from services.backends.comfyui.messages import execution_error_sentence, node_error_sentences
+from services.backends.comfyui.probe import KIND, TASKS
+from services.backends.comfyui.workflows import Template, TemplateError, load_templates, template_for
 from services.errors import ErrorClass, ServiceError
 from services.http import Reply, download, request
-from services.models import CAPABILITIES, ServiceKind, ServiceRecord
+from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 NODE_WEIGHT = {"KSampler": 20, "StandinSleep": 20, "ImageBlur": 4, "ImageUpscaleWithModel": 6, "SaveVideo": 2,
@@ -30,7 +41,7 @@ TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
 class ComfyUIBackend:
     """Drives one ComfyUI server (real or stand-in) over HTTP and its WebSocket."""
 
-    kind = ServiceKind.COMFYUI
+    kind = KIND
 
     def __init__(self, record: ServiceRecord, session: SessionProvider, templates: dict[str, Template] | None = None,
                  *, request_timeout: float = 15.0, ws_idle: float = 30.0, job_timeout: float = 6 * 3600,
@@ -49,7 +60,7 @@ class ComfyUIBackend:
     @property
     def capabilities(self) -> tuple[str, ...]:
         """Tasks this server can run (from discovery, else all ComfyUI tasks)."""
-        return self.record.capabilities or CAPABILITIES[ServiceKind.COMFYUI]
+        return self.record.capabilities or tuple(TASKS)
 
     # ----- the one request choke point -----
     async def _request(self, method: str, path: str, **kw: Any) -> Reply:

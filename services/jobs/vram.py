@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from services.config import Settings
-from services.store import JobStore
+from services.jobs.store import JobStore
 
 GIB = 1024**3
 

@@ -10,14 +10,25 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.base import (CancelResult, FailureCode, JobRequest, JobStatus, OutputFile, SessionProvider,
-                                    StatusCode, failed, failure_for, unique_path)
-from services.backends.wan2gp_events import EventTracker
-from services.backends.wan2gp_mcp import McpLink, ToolError, ToolSession
-from services.backends.wan2gp_settings import InvalidParams, build_settings, pick_model
+from services.backends.base import (
+    CancelResult,
+    FailureCode,
+    JobRequest,
+    JobStatus,
+    OutputFile,
+    SessionProvider,
+    StatusCode,
+    failed,
+    failure_for,
+    unique_path,
+)
+from services.backends.wan2gp.events import EventTracker
+from services.backends.wan2gp.mcp import McpLink, ToolError, ToolSession
+from services.backends.wan2gp.probe import KIND, TASKS
+from services.backends.wan2gp.settings import InvalidParams, build_settings, pick_model
 from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
 from services.http import download, request
-from services.models import CAPABILITIES, ServiceKind, ServiceRecord
+from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 UNKNOWN_JOB = "Unknown WanGP job_id"
@@ -29,7 +40,7 @@ REFUSED_BY = {"wangp_generate": FailureCode.VALIDATION, "wangp_create_gallery_up
 class Wan2gpBackend:
     """Drives one Wan2GP instance through its own MCP server (``wgp.py --mcp --mcp-transport streamable-http``)."""
 
-    kind = ServiceKind.WAN2GP
+    kind = KIND
 
     def __init__(self, record: ServiceRecord, session: SessionProvider, *,
                  default_model: str | Mapping[str, str] | None = None, poll_interval: float = 0.5,
@@ -51,7 +62,7 @@ class Wan2gpBackend:
     @property
     def capabilities(self) -> tuple[str, ...]:
         """Tasks this server can run (from discovery, else all Wan2GP tasks)."""
-        return self.record.capabilities or CAPABILITIES[ServiceKind.WAN2GP]
+        return self.record.capabilities or tuple(TASKS)
 
     # ----- protocol -----
     async def probe(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.backends import registry
 from services.config import Settings
 from services.models import ServiceRecord, ServiceState
 
@@ -70,11 +71,10 @@ class Router:
         self._turn = itertools.count()
 
     def kinds_for(self, task: str, params: dict[str, Any]) -> list[str]:
-        """Backend kinds for a task, first choice first (``complexity: high`` puts ComfyUI first for video)."""
+        """Backend kinds for a task, first choice first (``complexity: high`` puts the kinds made for it first)."""
         kinds: list[str] = list(self.settings.task_backends.get(task, []))
-        if params.get("complexity") == "high" and "comfyui" in kinds:
-            kinds.remove("comfyui")
-            kinds.insert(0, "comfyui")
+        if params.get("complexity") == "high":
+            kinds.sort(key=lambda k: not getattr(registry.spec_for(k), "high_complexity", False))
         return kinds
 
     def route(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto",

@@ -1,0 +1,1 @@
+"""The command line: commands, printing, exit codes, signals and the demo launcher (no Qt)."""

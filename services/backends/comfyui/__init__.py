@@ -1,0 +1,24 @@
+"""ComfyUI: HTTP + WebSocket API, workflow templates with bindings."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.backends.base import Backend, SessionProvider
+from services.backends.comfyui.messages import node_error_sentences
+from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
+from services.backends.spec import BackendSpec, Fingerprint
+from services.models import ServiceRecord
+
+
+def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
+    from services.backends.comfyui.adapter import ComfyUIBackend
+
+    return ComfyUIBackend(record, session)
+
+
+SPEC = BackendSpec(
+    kind=KIND, title="ComfyUI", default_ports=(8188, 8189, 8190),
+    fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
+    tasks=TASKS,
+    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences)

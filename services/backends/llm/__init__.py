@@ -1,0 +1,38 @@
+"""LLMs through LiteLLM (imported lazily): local OpenAI-compatible and Ollama servers, and configured cloud models."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.backends.base import Backend, SessionProvider
+from services.backends.llm.probe import KIND, TASKS, health, ollama, openai
+from services.backends.spec import BackendSpec, Fingerprint
+from services.models import ServiceRecord
+
+
+def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
+    from services.backends.llm.adapter import LlmBackend
+
+    keys = options.get("llm_keys") or {}
+    return LlmBackend.for_server(record, session, api_key=keys.get(record.id) or keys.get(record.host))
+
+
+def _configured(options: Mapping[str, Any], session: SessionProvider) -> list[Backend]:
+    models = options.get("llm_models") or []
+    if not models:
+        return []
+    from services.backends.llm.adapter import cloud_backends
+
+    return list(cloud_backends(models, session, options.get("llm_keys") or {}))
+
+
+async def _shutdown() -> None:
+    from services.backends.llm.adapter import close_litellm_clients
+
+    await close_litellm_clients()
+
+
+SPEC = BackendSpec(kind=KIND, title="LLM server", default_ports=(11434, 1234, 8080),
+                   fingerprints=(Fingerprint(40, openai), Fingerprint(50, ollama)), health_check=health,
+                   tasks=TASKS, adapter=_adapter, concurrency=4,
+                   configured=_configured, shutdown=_shutdown)

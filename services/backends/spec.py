@@ -1,0 +1,111 @@
+"""What the core needs to know about one backend kind, declared once in that kind's package.
+
+Home Assistant's integrations are the model: each package under ``services/backends/`` exports a
+``SPEC`` (its manifest) and the registry is one list of them. Discovery, health, the router, the
+configuration defaults and adapter creation iterate the specs and never name a kind.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from services.backends.base import Backend, SessionProvider
+from services.errors import ErrorClass, ServiceError
+from services.http import get_json
+from services.models import HealthSample, ServiceKind, ServiceRecord
+
+
+@dataclass
+class Identity:
+    """What a fingerprint found on a base URL."""
+
+    kind: ServiceKind
+    protocol: str
+    version: str = ""
+    title: str = ""
+    usable: bool = True
+    hint: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """One candidate being fingerprinted: the shared probe session, its base URL, the timeout, every spec."""
+
+    session: aiohttp.ClientSession
+    base: str
+    timeout: aiohttp.ClientTimeout
+    specs: Sequence[BackendSpec]
+
+
+ProbeFn = Callable[[ProbeContext], Awaitable[Identity | None]]
+HealthCheck = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTimeout], Awaitable[HealthSample]]
+# (record, session provider, settings as plain values) -> adapter, or None when Backlot cannot drive it.
+AdapterFactory = Callable[[ServiceRecord, SessionProvider, Mapping[str, Any]], Backend | None]
+# (settings as plain values, session provider) -> adapters for services configured rather than discovered.
+ConfiguredServices = Callable[[Mapping[str, Any], SessionProvider], list[Backend]]
+# A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
+GradioMatcher = Callable[[dict[str, Any]], Identity | None]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One cheap request that recognises a kind; lower ``order`` runs first on a port (DESIGN.md's order)."""
+
+    order: int
+    probe: ProbeFn
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything the core needs about one backend kind.
+
+    ``tasks`` maps each task the kind can serve to its preference (0 = first choice), from which
+    the default ``task_backends`` table is built. ``health_check`` takes one cheap reading
+    (latency, queue depth, VRAM); ``adapter`` makes the driver for a usable record.
+    """
+
+    kind: ServiceKind
+    title: str
+    default_ports: tuple[int, ...] = ()
+    fingerprints: tuple[Fingerprint, ...] = ()
+    gradio_match: GradioMatcher | None = None
+    health_check: HealthCheck | None = None
+    tasks: Mapping[str, int] = field(default_factory=dict)
+    adapter: AdapterFactory | None = None
+    concurrency: int = 1
+    # Leads the task's kinds when a job asks for ``complexity: high`` (ComfyUI's full graphs over a fast path).
+    high_complexity: bool = False
+    # Turns a backend's own error payload into sentences a film-maker can act on (e.g. ComfyUI node_errors).
+    explain_errors: Callable[[Any], list[str]] | None = None
+    # Services the kind brings from configuration (cloud LLM models): routable, never probed or polled.
+    configured: ConfiguredServices | None = None
+    # Releases what the kind holds per event loop (LiteLLM's cached clients); called once at stop.
+    shutdown: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """Tasks this kind can run, in the order the package lists them."""
+        return tuple(self.tasks)
+
+
+NOT_THIS = (ErrorClass.CLIENT_ERROR, ErrorClass.BAD_RESPONSE, ErrorClass.HTTP_ERROR)
+
+
+async def json_or_none(ctx: ProbeContext, path: str, max_bytes: int) -> Any:
+    """The JSON at ``base + path``; None when something answers that is not it; connection failures propagate."""
+    try:
+        body, _ = await get_json(ctx.session, ctx.base + path, timeout=ctx.timeout, max_bytes=max_bytes)
+    except ServiceError as err:
+        if err.error_class in NOT_THIS:
+            return None
+        raise
+    return body
+
+
+def int_or_none(x: Any) -> int | None:
+    """A JSON number as int; None for anything else (bools included)."""
+    return int(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None

@@ -1,0 +1,1 @@
+"""Connectivity: discovery, pooled sessions, health monitors, resilience (breaker, backoff), GPU sampling, metrics."""
