@@ -98,8 +98,13 @@ def _progress_line(job: Job) -> str:
 async def submit(settings: Settings, task: str, prompt: str, params: list[str], inputs: list[str], backend: str | None,
                  as_json: bool, out: TextIO = sys.stdout) -> int:
     """Submit one job and follow it to the end (this process runs it: no socket API instance to hand it to)."""
-    guest = InstanceLock(settings.data_path).holder() is not None
-    center = ControlCenter(settings, run_queue=not guest)
+    lock = InstanceLock(settings.data_path)
+    try:  # only the lock's holder may recover or run other jobs; beside a running instance this is a guest
+        lock.acquire()
+        owner = True
+    except InstanceLocked:
+        owner = False
+    center = ControlCenter(settings, run_queue=owner)
     try:
         await center.start()
         job = await center.jobs.submit(task, prompt, parse_params(params), inputs, backend or "auto", client="cli")
@@ -125,6 +130,8 @@ async def submit(settings: Settings, task: str, prompt: str, params: list[str], 
         return 2 if err.code in ("invalid", "unknown_job") else 3
     finally:
         await center.stop()
+        if owner:
+            lock.release()
     if as_json:
         out.write(json.dumps(final.to_dict()) + "\n")
     else:

@@ -29,6 +29,12 @@ class ErrorClass(str, Enum):
                         ErrorClass.HTTP_ERROR, ErrorClass.BAD_RESPONSE)
 
 
+def one_line(text: str, limit: int = 500) -> str:
+    """A backend's message as one line for tables and logs (whitespace folded, long text cut)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class BacklotError(Exception):
     """Base of every error Backlot raises on purpose."""
 

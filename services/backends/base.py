@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from services.errors import ErrorClass, ServiceError
 from services.models import ServiceKind, ServiceRecord
 
 SessionProvider = Callable[[], aiohttp.ClientSession]
@@ -41,11 +42,14 @@ class FailureCode(str, Enum):
     BAD_RESPONSE = "bad_response"  # the backend answered nonsense
     UNKNOWN_REMOTE = "unknown_remote"  # recovery: the backend no longer knows the job
     MISSING_OUTPUT = "missing_output"  # it finished but the files never arrived
+    CAPABILITY = "capability"      # this server lacks what the job needs (a model, a node): another may have it
+    STORAGE = "storage"            # Backlot could not write the result here (disk full, read-only folder)
 
     @property
     def backend_side(self) -> bool:
         """True when another backend might succeed."""
-        return self in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT, FailureCode.BAD_RESPONSE)
+        return self in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT, FailureCode.BAD_RESPONSE,
+                        FailureCode.CAPABILITY)
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,6 @@ def unique_path(folder: Path, name: str) -> Path:
 
 def failure_for(err: BaseException) -> FailureCode:
     """The failure code of a transport error (see services.errors)."""
-    from services.errors import ErrorClass, ServiceError
-
     if isinstance(err, ServiceError):
         if err.error_class in (ErrorClass.REFUSED, ErrorClass.UNREACHABLE, ErrorClass.RESET, ErrorClass.HTTP_ERROR):
             return FailureCode.UNREACHABLE

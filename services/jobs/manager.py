@@ -7,13 +7,13 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from services.backends.base import Backend
 from services.config import Settings
-from services.errors import BacklotError
+from services.errors import BacklotError, one_line
 from services.events import EventBus, HealthSampled, JobUpdated
 from services.jobs.router import RouteDecision, Router
 from services.jobs.runner import JobRunner
@@ -38,23 +38,25 @@ class JobManager:
 
     def __init__(self, settings: Settings, store: JobStore, router: Router, adapters: Callable[[str], Backend | None],
                  bus: EventBus, estimator: VramEstimator, vram_used: Callable[[str], int | None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 read_vram: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.router = router
         self.bus = bus
         self.estimator = estimator
         self.active: dict[str, Job] = {}
-        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock)
+        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, read_vram)
         self._adapters = adapters
         self._wake = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set and replaced on every change: waiters re-check their job
         self._task: asyncio.Task[None] | None = None
         self._unsub: Callable[[], None] | None = None
 
     # ----- lifecycle -----
     async def start(self, recover: bool = True) -> None:
         """Recover jobs left by the last run (unless another instance owns them), then start scheduling."""
+        await self.estimator.load_all()  # what earlier runs learned about VRAM
         if recover:
             await self.recover()
         self._unsub = self.bus.subscribe(self._on_health, HealthSampled)
@@ -84,7 +86,7 @@ class JobManager:
         for f in files:
             if not f.is_file():
                 raise JobError(f"input file {f} does not exist", "invalid")
-        decision = self.router.route(task, params, requested_backend or "auto")
+        decision = self.router.route(task, params, requested_backend or "auto", advance=False)
         if decision.no_capable_backend:
             raise JobError(decision.explain(), "no_backend")
         job = Job(id=uuid.uuid4().hex[:12], task=task, prompt=prompt, params=params, requested_backend=requested_backend
@@ -135,19 +137,19 @@ class JobManager:
 
     def route_explain(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto") -> RouteDecision:
         """The router's answer for a job like this, without submitting it."""
-        return self.router.route(task, params or {}, requested)
+        return self.router.route(task, params or {}, requested, advance=False)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job ends (event driven)."""
         async with asyncio.timeout(timeout):
-            async with self._changed:
-                while True:
-                    job = await self.get(job_id)
-                    if job is None:
-                        raise JobError(f"no job {job_id}", "unknown_job")
-                    if job.state.terminal:
-                        return job
-                    await self._changed.wait()
+            while True:
+                changed = self._changed
+                job = await self.get(job_id)
+                if job is None:
+                    raise JobError(f"no job {job_id}", "unknown_job")
+                if job.state.terminal:
+                    return job
+                await changed.wait()
 
     def output_dir(self, job: Job) -> Path:
         """``<outputs>/<job id>/``."""
@@ -161,11 +163,8 @@ class JobManager:
     def publish(self, job: Job) -> None:
         """Tell subscribers and waiters that a job changed (subscribers get a snapshot, not the live object)."""
         self.bus.publish(JobUpdated(copy.deepcopy(job)))
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def save(self, job: Job) -> None:
         """Persist and publish."""
@@ -173,18 +172,22 @@ class JobManager:
         self.publish(job)
 
     async def finish(self, job: Job, state: JobState, message: str, error: dict[str, Any] | None = None) -> None:
-        """Move a job to a terminal state."""
-        job.state = state
-        job.finished_at = time.time()
-        job.status = {**job.status, "code": {JobState.SUCCEEDED: "finished", JobState.CANCELLED: "cancelled"}.get(
+        """Move a job to a terminal state: stored first, then visible (live object, waiters, subscribers)."""
+        final = copy.deepcopy(job)
+        final.state = state
+        final.finished_at = time.time()
+        final.status = {**final.status, "code": {JobState.SUCCEEDED: "finished", JobState.CANCELLED: "cancelled"}.get(
             state, "failed"), "message": message}
         if state is JobState.SUCCEEDED:
-            job.status["fraction"] = 1.0
-        job.error = error
-        await self.save(job)
+            final.status["fraction"] = 1.0
+        final.error = error
+        # Shielded: a stop arriving now must not leave the row "running" after the job ended.
+        await asyncio.shield(self.store.update(final))
+        job.__dict__.update(final.__dict__)
+        self.publish(job)
         self.active.pop(job.id, None)
         self._wake.set()
-        log.info("job %s %s: %s", job.id, state.value, message)
+        log.info("job %s %s: %s", job.id, state.value, one_line(message))
 
     def wake(self) -> None:
         """Ask the scheduler to look at the queue again."""
@@ -232,7 +235,8 @@ class JobManager:
                         key=lambda j: j.seq)
         for job in queued:
             tried = [a["backend"] for a in job.attempts]
-            decision = self.router.route(job.task, job.params, job.requested_backend, exclude=tried)
+            shown = job.route.get("chosen") if not tried else None
+            decision = self.router.route(job.task, job.params, job.requested_backend, exclude=tried, prefer=shown)
             if decision.chosen is None:
                 if tried and not decision.waiting_for_vram:
                     last = job.attempts[-1].get("message", "")
@@ -246,6 +250,10 @@ class JobManager:
             if self.active_on(decision.chosen) >= self.settings.job_concurrency.get(kind, 1):
                 await self._waiting(job, decision, f"waiting for {decision.chosen} (busy with earlier jobs)")
                 continue
+            if shown and decision.chosen != shown:  # not where it was said to go: say why, once
+                why = dict(decision.skipped).get(shown, "a better candidate came up")
+                decision.note = f"re-routed from {shown}: {why}"
+                log.info("job %s %s", job.id, decision.note)
             self.runner.start(job, decision)
 
     async def _waiting(self, job: Job, decision: RouteDecision, message: str) -> None:

@@ -1,7 +1,6 @@
 """Router: choose a backend for a job and say why, naming every candidate it skipped."""
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +36,8 @@ class RouteDecision:
     waiting_for_vram: bool = False
     fallback: bool = False
     no_capable_backend: bool = False
+    note: str = ""  # e.g. "re-routed from X: down", shown with the job's status
+
 
     def explain(self) -> str:
         """One line: "X: why; skipped Y: why, Z: why"."""
@@ -49,7 +50,7 @@ class RouteDecision:
         """JSON-ready form (the job's ``route``)."""
         return {"task": self.task, "chosen": self.chosen, "reason": self.reason, "explanation": self.explain(),
                 "skipped": [{"service": s, "why": w} for s, w in self.skipped], "fallback": self.fallback,
-                "waiting_for_vram": self.waiting_for_vram}
+                "waiting_for_vram": self.waiting_for_vram, "note": self.note}
 
 
 def gib(n: int | float) -> str:
@@ -68,7 +69,7 @@ class Router:
         self._health = health
         self._load = load
         self._estimate = estimate
-        self._turn = itertools.count()
+        self._turn = 0  # round-robin position among equally good services
 
     def kinds_for(self, task: str, params: dict[str, Any]) -> list[str]:
         """Backend kinds for a task, first choice first (``complexity: high`` puts the kinds made for it first)."""
@@ -78,8 +79,12 @@ class Router:
         return kinds
 
     def route(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto",
-              exclude: Iterable[str] = ()) -> RouteDecision:
-        """Pick a service for ``task`` (same answer ``route_explain`` gives without submitting)."""
+              exclude: Iterable[str] = (), *, prefer: str | None = None, advance: bool = True) -> RouteDecision:
+        """Pick a service for ``task``.
+
+        ``prefer``: keep this service when it is among the best (the route a job was shown when it was
+        accepted). ``advance=False`` answers without moving the round-robin turn (a preview).
+        """
         params = params or {}
         kinds = self.kinds_for(task, params)
         excluded = set(exclude)
@@ -135,7 +140,13 @@ class Router:
         if ok:
             best = min(r for r, _, _ in ok)
             equals = [(sid, why) for r, sid, why in ok if r == best]
-            sid, why = equals[next(self._turn) % len(equals)] if len(equals) > 1 else equals[0]
+            preferred = [e for e in equals if e[0] == prefer]
+            if preferred:
+                sid, why = preferred[0]
+            else:
+                sid, why = equals[self._turn % len(equals)]
+                if advance and len(equals) > 1:
+                    self._turn += 1
             if requested not in ("auto", "", None):
                 why = f"pinned; {why}"
             return RouteDecision(task, sid, why, [s for s in skipped if s[0] != sid])

@@ -9,14 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
+from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode, failure_for
 from services.config import Settings
+from services.errors import BacklotError
 from services.jobs.router import RouteDecision
 from services.models import Job, JobState
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY = 1.0  # seconds between progress writes (state changes are always written at once)
 CANCEL_GRACE = 30.0  # seconds to wait for a backend to confirm a cancel
+VRAM_SAMPLE_EVERY = 0.5  # seconds between VRAM readings while a job runs (its peak is learned)
 
 
 class JobHost(Protocol):
@@ -45,14 +47,18 @@ class JobRunner:
     """One asyncio task per running job."""
 
     def __init__(self, host: JobHost, settings: Settings, adapters: Callable[[str], Backend | None],
-                 vram_used: Callable[[str], int | None], learn: Learn, clock: Callable[[], float]) -> None:
+                 vram_used: Callable[[str], int | None], learn: Learn, clock: Callable[[], float],
+                 read_vram: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self.host = host
         self.settings = settings
         self.adapters = adapters
         self.vram_used = vram_used
         self.learn = learn
         self.clock = clock
+        # Takes a fresh VRAM reading of a service now (a health check); its result reaches sample_vram.
+        self.read_vram = read_vram
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._samplers: dict[str, asyncio.Task[None]] = {}
         # job id -> (service, baseline, peak) VRAM use while the job runs
         self._peaks: dict[str, tuple[str, int | None, int | None]] = {}
 
@@ -99,7 +105,8 @@ class JobRunner:
             job.attempts.append({"n": len(job.attempts) + 1, "backend": sid, "started_at": time.time(),
                                  "outcome": None, "message": ""})
             job.state = JobState.RUNNING
-            job.status = {**job.status, "code": "queued", "message": f"sent to {sid}", "fraction": None}
+            sent = f"sent to {sid}" + (f" ({decision.note})" if decision.note else "")
+            job.status = {**job.status, "code": "queued", "message": sent, "fraction": None}
             await self.host.save(job)
         self._peaks[job.id] = (sid, self.vram_used(sid), None)
         started = self.clock()
@@ -108,9 +115,35 @@ class JobRunner:
         stream = adapter.lookup(job.remote_ref, req) if resume and job.remote_ref else adapter.submit(req)
         try:
             await self._follow(job, sid, stream, started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the last net: whatever broke, the attempt ends and the record says why
+            log.exception("job %s: the runner failed on %s", job.id, sid)
+            if not job.state.terminal and job.state is JobState.RUNNING:
+                await self._attempt_failed(job, sid, f"Backlot failed while following the job: {_describe(err)}",
+                                           FailureCode.RUNTIME)
         finally:
+            sampler = self._samplers.pop(job.id, None)
+            if sampler is not None:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
             self._peaks.pop(job.id, None)
             await _aclose(stream)
+
+    def _start_sampling(self, job: Job, sid: str) -> None:
+        """Read the service's VRAM now and every VRAM_SAMPLE_EVERY seconds while the job runs."""
+        if self.read_vram is None or job.id in self._samplers:
+            return
+        self._samplers[job.id] = asyncio.create_task(self._sample_loop(sid), name=f"vram {job.id}")
+
+    async def _sample_loop(self, sid: str) -> None:
+        assert self.read_vram is not None
+        while True:
+            try:
+                await self.read_vram(sid)
+            except Exception as err:  # a failed reading is a missing sample, never a failed job
+                log.debug("VRAM reading of %s failed: %s", sid, err)
+            await asyncio.sleep(VRAM_SAMPLE_EVERY)
 
     async def _follow(self, job: Job, sid: str, stream: AsyncIterator[JobStatus], started: float) -> None:
         last_write = 0.0
@@ -126,6 +159,13 @@ class JobRunner:
             except TimeoutError:
                 await self._stalled(job, sid, watchdog)
                 return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # an adapter that raises instead of reporting FAILED still ends the attempt
+                log.warning("job %s: %s raised %s", job.id, sid, _describe(err), exc_info=True)
+                code = failure_for(err) if isinstance(err, BacklotError) else FailureCode.BAD_RESPONSE
+                await self._attempt_failed(job, sid, f"{sid}: {_describe(err)}", code)
+                return
             if status.remote_ref and status.remote_ref != job.remote_ref:
                 job.remote_ref = status.remote_ref
                 last_write = 0.0  # the backend's reference must be on disk before anything else happens
@@ -140,6 +180,8 @@ class JobRunner:
                 await self._attempt_failed(job, sid, status.message, status.failure or FailureCode.RUNTIME,
                                            status.detail)
                 return
+            if status.code in (StatusCode.RUNNING, StatusCode.PROGRESS):
+                self._start_sampling(job, sid)
             if job.started_at is None and status.code in (StatusCode.RUNNING, StatusCode.PROGRESS):
                 job.started_at = time.time()
                 last_write = 0.0
@@ -245,3 +287,11 @@ def _plain(detail: dict[str, Any]) -> dict[str, Any]:
         return detail
     except (TypeError, ValueError):
         return {k: str(v) for k, v in detail.items()}
+
+
+def _describe(err: BaseException) -> str:
+    """An exception as one line: our own errors say it plainly; others name their type."""
+    text = " ".join(str(err).split())
+    if isinstance(err, BacklotError):
+        return text or type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -177,6 +177,15 @@ class JobStore:
             "INSERT INTO job_samples (backend, task, size_bucket, peak_vram, duration_s, at) VALUES (?, ?, ?, ?, ?, ?)",
             (backend, task, size_bucket, peak_vram, duration_s, time.time())))
 
+    async def peak_samples(self) -> list[tuple[str, str, int, int]]:
+        """Every recorded (backend, task, size bucket, peak VRAM), newest first (loaded once at start)."""
+        def _q() -> list[tuple[str, str, int, int]]:
+            assert self._db is not None, "store not open"
+            return [(r[0], r[1], r[2], r[3]) for r in self._db.execute(
+                "SELECT backend, task, size_bucket, peak_vram FROM job_samples WHERE peak_vram IS NOT NULL "
+                "ORDER BY at DESC")]
+        return await self._run(_q)
+
     async def samples(self, backend: str, task: str, size_bucket: int, limit: int = 20) -> list[tuple[int | None, float]]:
         """Recent (peak VRAM, duration) pairs for one backend, task and size."""
         def _q() -> list[tuple[int | None, float]]:

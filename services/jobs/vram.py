@@ -41,6 +41,14 @@ class VramEstimator:
             return None, "no estimate"
         return int(gib * GIB), "configured estimate"
 
+    async def load_all(self) -> None:
+        """Read every learned peak from the store (at start, so learning survives restarts)."""
+        self._learned.clear()
+        for backend, task, bucket, peak in await self.store.peak_samples():
+            peaks = self._learned[(backend, task, bucket)]
+            if len(peaks) < 20:
+                peaks.append(peak)
+
     async def load(self, backend: str, task: str, params: dict[str, Any]) -> None:
         """Read what the store knows for this backend, task and size."""
         key = (backend, task, size_bucket(params))

@@ -21,8 +21,14 @@ async def serve(argv: list[str]) -> int:
     ap.add_argument("--vram-free", type=float, default=None, help="free GPU memory in GiB when idle")
     ap.add_argument("--job-vram", type=float, default=1.0, help="GiB a running prompt takes from the free VRAM")
     ap.add_argument("--comfyui-version", default="0.8.0", help="version reported in /system_stats")
+    ap.add_argument("--checkpoints", default=None,
+                    help="comma-separated checkpoint files this server has ('' = none; default: three common ones)")
     a = ap.parse_args(argv)
     check_speed(ap, a.speed)
+    if a.checkpoints is not None:
+        from standins.comfyui import model_nodes
+
+        model_nodes.CHECKPOINTS[:] = [c.strip() for c in a.checkpoints.split(",") if c.strip()]
     state = ComfyStandin(data_dir(a.data, "comfyui"), a.speed, a.gpu_name, a.vram_total, a.vram_free,
                          a.job_vram, a.comfyui_version)
     app = build_app(state)

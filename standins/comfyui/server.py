@@ -349,6 +349,16 @@ async def _index(request: web.Request) -> web.Response:
                              f"({platform.node()}). Use the HTTP API.</p>", content_type="text/html")
 
 
+async def _models_in(request: web.Request) -> web.Response:
+    """GET /models/{folder}: the files of one model folder (checkpoints as configured, others empty)."""
+    from standins.comfyui.model_nodes import CHECKPOINTS
+
+    folder = request.match_info["folder"]
+    if folder not in MODEL_FOLDERS:
+        return web.Response(status=404, text="404: Not Found")
+    return web.json_response(list(CHECKPOINTS) if folder == "checkpoints" else [])
+
+
 def build_app(state: ComfyStandin) -> web.Application:
     """The aiohttp application: every route also under /api, like ComfyUI."""
     app = web.Application(client_max_size=104857600)
@@ -356,7 +366,7 @@ def build_app(state: ComfyStandin) -> web.Application:
         ("GET", "/ws", state.ws), ("GET", "/system_stats", state.system_stats),
         ("GET", "/features", partial(_json, FEATURES)), ("GET", "/embeddings", partial(_json, [])),
         ("GET", "/extensions", partial(_json, [])), ("GET", "/models", partial(_json, MODEL_FOLDERS)),
-        ("GET", "/models/{folder}", partial(_json, [])),
+        ("GET", "/models/{folder}", _models_in),
         ("GET", "/prompt", state.get_prompt), ("POST", "/prompt", state.post_prompt),
         ("GET", "/object_info", state.object_info), ("GET", "/object_info/{node_class}", state.object_info),
         ("GET", "/history", state.get_history), ("GET", "/history/{prompt_id}", state.get_history),

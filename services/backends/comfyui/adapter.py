@@ -25,10 +25,10 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
-from services.backends.comfyui.messages import execution_error_sentence, node_error_sentences
+from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
 from services.backends.comfyui.workflows import Template, TemplateError, load_templates, template_for
-from services.errors import ErrorClass, ServiceError
+from services.errors import BacklotError, ErrorClass, ServiceError
 from services.http import Reply, download, request
 from services.models import ServiceRecord
 
@@ -125,8 +125,10 @@ class ComfyUIBackend:
                                         max_bytes=4 * 1024 * 1024)
             if reply.status == 400:
                 body = reply.json(self.record.id)
-                yield failed("; ".join(node_error_sentences(body if isinstance(body, dict) else {})),
-                             FailureCode.VALIDATION, comfyui=body)
+                body = body if isinstance(body, dict) else {}
+                # A model or node this server lacks is its own shortcoming: another ComfyUI may have it.
+                code = FailureCode.CAPABILITY if lacks_model_or_node(body) else FailureCode.VALIDATION
+                yield failed("; ".join(node_error_sentences(body)), code, comfyui=body)
                 return
             if reply.status != 200:
                 yield failed(f"ComfyUI refused the workflow (HTTP {reply.status})",
@@ -134,10 +136,10 @@ class ComfyUIBackend:
                 return
             pid = str(reply.json(self.record.id)["prompt_id"])
         except _Refused as err:
-            yield failed(str(err), FailureCode.VALIDATION)
+            yield failed(str(err), err.code)
             return
-        except (ServiceError, KeyError, TypeError) as err:
-            yield failed(f"{self.record.id}: could not queue the workflow: {_plain(err)}", failure_for(err))
+        except (BacklotError, KeyError, TypeError, ValueError, AttributeError) as err:
+            yield failed(f"{self.record.id}: could not queue the workflow: {_plain(err)}", _failure(err))
             return
         dropped = self._dropped.setdefault(pid, asyncio.Event())
         try:
@@ -147,6 +149,8 @@ class ComfyUIBackend:
                 yield status
         except ServiceError as err:  # the server went away mid-job
             yield failed(f"{self.record.id}: lost contact while the job ran: {_plain(err)}", failure_for(err))
+        except (BacklotError, KeyError, TypeError, ValueError, AttributeError) as err:  # junk where data was due
+            yield failed(f"{self.record.id}: {_plain(err)}", _failure(err))
         finally:
             self._dropped.pop(pid, None)
 
@@ -171,8 +175,8 @@ class ComfyUIBackend:
         try:
             async for status in self._poll(remote_ref, job, time.monotonic() + self.job_timeout, recovering=True):
                 yield status
-        except ServiceError as err:
-            yield failed(f"{self.record.id}: cannot check the job: {_plain(err)}", failure_for(err))
+        except (BacklotError, KeyError, TypeError, ValueError, AttributeError) as err:
+            yield failed(f"{self.record.id}: cannot check the job: {_plain(err)}", _failure(err))
 
     async def close(self) -> None:
         """Nothing of its own to release; sessions belong to the pool."""
@@ -185,7 +189,7 @@ class ComfyUIBackend:
             info = await self._json(f"/object_info/{template.requires_node}")
             if not info:
                 raise _Refused(f"{self.record.id} has no {template.requires_node} node, which template "
-                               f"{template.name} needs")
+                               f"{template.name} needs", FailureCode.CAPABILITY)
         if "input_image" in template.bindings:
             if not job.inputs:
                 if template.requires_input:
@@ -304,21 +308,21 @@ class ComfyUIBackend:
         """Follow a prompt through /history and /queue until it ends (no WebSocket needed)."""
         announced = False
         while time.monotonic() < deadline:
-            history = await self._json(f"/history/{pid}")
-            entry = history.get(pid) if isinstance(history, dict) else None
+            entry = await self._history_entry(pid)
             if entry:
                 async for status in self._finish(pid, entry, job):
                     yield status
                 return
             queue = await self._json("/queue")
+            if not isinstance(queue, dict):
+                raise ServiceError("/queue is not a JSON object", ErrorClass.BAD_RESPONSE, service=self.record.id)
             running = any(i[1] == pid for i in queue.get("queue_running", []))
             waiting = any(i[1] == pid for i in queue.get("queue_pending", []))
             if not running and not waiting:
                 if pid in self._dropped and self._dropped[pid].is_set():
                     yield JobStatus(StatusCode.CANCELLED, message="removed from ComfyUI's queue")
                     return
-                history = await self._json(f"/history/{pid}")  # it may have ended between the two reads
-                entry = history.get(pid) if isinstance(history, dict) else None
+                entry = await self._history_entry(pid)  # it may have ended between the two reads
                 if entry:
                     async for status in self._finish(pid, entry, job):
                         yield status
@@ -332,6 +336,17 @@ class ComfyUIBackend:
                                 message="following by polling" if not recovering else "re-attached after restart")
             await asyncio.sleep(self.poll_interval)
         yield failed(f"no result after {self.job_timeout:.0f} s", FailureCode.TIMEOUT)
+
+    async def _history_entry(self, pid: str) -> dict[str, Any] | None:
+        """The prompt's /history entry; None while it has none; a BAD_RESPONSE error for anything but an object."""
+        history = await self._json(f"/history/{pid}")
+        if not isinstance(history, dict):
+            raise ServiceError("/history is not a JSON object", ErrorClass.BAD_RESPONSE, service=self.record.id)
+        entry = history.get(pid)
+        if entry is not None and not isinstance(entry, dict):
+            raise ServiceError(f"/history/{pid} holds {type(entry).__name__} where a prompt's record was due",
+                               ErrorClass.BAD_RESPONSE, service=self.record.id)
+        return entry or None
 
     async def _finish(self, pid: str, entry: dict[str, Any], job: JobRequest) -> AsyncIterator[JobStatus]:
         status = entry.get("status") or {}
@@ -350,6 +365,10 @@ class ComfyUIBackend:
         except ServiceError as err:
             yield failed(f"the job finished but its files could not be fetched: {_plain(err)}",
                          FailureCode.MISSING_OUTPUT)
+            return
+        except (BacklotError, OSError) as err:  # our side: a full disk, a read-only output folder
+            why = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) else str(err)
+            yield failed(f"the job finished but its files could not be saved ({why})", FailureCode.STORAGE)
             return
         if not outputs:
             yield failed("ComfyUI finished but the workflow produced no files", FailureCode.MISSING_OUTPUT)
@@ -373,7 +392,18 @@ class ComfyUIBackend:
 
 
 class _Refused(Exception):
-    """The job cannot run here as asked (missing input or node)."""
+    """The job cannot run here as asked (missing input: validation; missing node: capability)."""
+
+    def __init__(self, message: str, code: FailureCode = FailureCode.VALIDATION) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _failure(err: BaseException) -> FailureCode:
+    """Transport errors keep their class; anything else unreadable from the server is a bad response."""
+    if isinstance(err, ServiceError):
+        return failure_for(err)
+    return FailureCode.RUNTIME if isinstance(err, BacklotError) else FailureCode.BAD_RESPONSE
 
 
 def _frac(done: set[str], node: str | None, within: float, weights: dict[str, int], total: int) -> float:

@@ -55,6 +55,22 @@ def node_error_sentences(body: dict[str, Any]) -> list[str]:
     return sentences
 
 
+MODEL_INPUT_SUFFIX = "_name"  # ckpt_name, unet_name, vae_name, lora_name, clip_name, model_name, …
+
+
+def lacks_model_or_node(body: dict[str, Any]) -> bool:
+    """True when ComfyUI refused a workflow for a model file or node class this server does not have."""
+    top = body.get("error")
+    if isinstance(top, dict) and top.get("type") == "invalid_prompt" and "does not exist" in str(top.get("message")):
+        return True  # "Cannot execute because node X does not exist."
+    for entry in (body.get("node_errors") or {}).values():
+        for err in entry.get("errors", []) if isinstance(entry, dict) else []:
+            name = str((err.get("extra_info") or {}).get("input_name", "")) if isinstance(err, dict) else ""
+            if err.get("type") == "value_not_in_list" and name.endswith(MODEL_INPUT_SUFFIX):
+                return True
+    return False
+
+
 def execution_error_sentence(data: dict[str, Any]) -> str:
     """An execution_error frame as one sentence."""
     where = _node(str(data.get("node_id", "?")), data.get("node_type"))

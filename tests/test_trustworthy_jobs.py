@@ -1,0 +1,236 @@
+"""A job never hangs and its record never lies: misbehaving servers, adapters that raise, routes kept, failover."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from services.backends.base import FailureCode, JobRequest, StatusCode
+from services.backends.comfyui.adapter import ComfyUIBackend
+from services.config import load_settings
+from services.connectivity.pool import ConnectionPool
+from services.control import ControlCenter
+from services.events import JobUpdated
+from services.jobs.store import JobStore
+from services.models import JobState, ServiceRecord
+from tests.helpers import EventWaiter, serve
+
+STATS = {"system": {"comfyui_version": "0.8.0"}, "devices": [{"name": "cpu", "type": "cpu"}]}
+
+
+def settings_for(*urls: str, **extra: Any) -> Any:
+    return load_settings(cli={"urls": list(urls), "scan_default_ports": False, "discovery_budget": 1.0,
+                              "health_interval": 0.3, "health_timeout": 1.0, **extra})
+
+
+def fake_comfyui(history: Any, ws_frames: list[Any] | None = None) -> dict[str, Any]:
+    """Routes of a ComfyUI that accepts a prompt and then answers ``history`` (and ``ws_frames`` on its socket)."""
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(STATS)
+
+    async def prompt(req: web.Request) -> web.Response:
+        if req.method == "POST":
+            return web.json_response({"prompt_id": "p1", "number": 1, "node_errors": {}})
+        return web.json_response({"exec_info": {"queue_remaining": 0}})
+
+    async def hist(_: web.Request) -> web.Response:
+        return web.json_response(history)
+
+    async def queue(_: web.Request) -> web.Response:
+        return web.json_response({"queue_running": [[0, "p1"]], "queue_pending": []})
+
+    async def ws(req: web.Request) -> web.StreamResponse:
+        if ws_frames is None:
+            return web.Response(status=404)
+        sock = web.WebSocketResponse()
+        await sock.prepare(req)
+        for frame in ws_frames:
+            if isinstance(frame, bytes):
+                await sock.send_bytes(frame)
+            else:
+                await sock.send_str(frame if isinstance(frame, str) else json.dumps(frame))
+        await sock.receive()  # hold it open until the client goes
+        return sock
+
+    async def object_info(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    return {"/system_stats": stats, "/prompt": prompt, "/history/{pid}": hist, "/queue": queue, "/ws": ws,
+            "/object_info/{cls}": object_info}
+
+
+async def run_one(url: str, task: str = "text_to_image", params: dict[str, Any] | None = None) -> Any:
+    center = ControlCenter(settings_for(url, max_attempts=1))
+    await center.start()
+    try:
+        job = await center.jobs.submit(task, "a quiet harbour", params or {"workflow": "standin_image"})
+        done = await center.jobs.wait(job.id, 20)
+        stored = await center.store.get(job.id)
+        return done, stored
+    finally:
+        await center.stop()
+
+
+@pytest.mark.parametrize("history", [{"p1": "x"}, ["not", "an", "object"], {"p1": {"status": 7, "outputs": 3}}])
+async def test_garbage_history_ends_the_job_instead_of_hanging(history: Any) -> None:
+    async with serve(fake_comfyui(history)) as url:
+        done, stored = await run_one(url)
+    assert done.state is JobState.FAILED and stored.state is JobState.FAILED
+    assert done.attempts[-1]["outcome"].startswith("failed: bad_response"), done.attempts
+
+
+async def test_a_websocket_sending_junk_ends_the_job() -> None:
+    frames: list[Any] = ["not json at all", b"\x00\x01", {"type": "execution_start", "data": {"prompt_id": "p1"}},
+                         {"type": "progress", "data": {"prompt_id": "p1", "value": "lots", "max": 3}}]
+    async with serve(fake_comfyui({}, frames)) as url:
+        done, stored = await run_one(url)
+    assert done.state is JobState.FAILED and stored.state is JobState.FAILED
+    assert "lots" in done.status["message"] or "could not" in done.status["message"], done.status
+
+
+async def test_an_output_that_cannot_be_written_fails_naming_the_path(standin: Any, tmp_path: Path) -> None:
+    sp = standin("comfyui", speed=10)
+    blocker = tmp_path / "outputs-is-a-file"
+    blocker.write_text("not a folder")
+    pool = ConnectionPool()
+    backend = ComfyUIBackend(ServiceRecord("comfyui", "127.0.0.1", sp.port, sp.url, "comfyui"),
+                             lambda: pool.session("c"))
+    try:
+        statuses = [s async for s in backend.submit(JobRequest("j1", "text_to_image", "x", {"workflow": "standin_image"},
+                                                               output_dir=blocker / "job"))]
+    finally:
+        await pool.close()
+    last = statuses[-1]
+    assert last.code is StatusCode.FAILED and last.failure is FailureCode.STORAGE
+    assert str(blocker) in last.message and "could not be saved" in last.message, last.message
+
+
+class Exploding:
+    """An adapter whose stream raises something no adapter should let out."""
+
+    def __init__(self, record: ServiceRecord) -> None:
+        self.record = record
+        self.kind = record.kind
+
+    async def submit(self, job: JobRequest) -> AsyncIterator[Any]:
+        raise RuntimeError("adapter bug")
+        yield  # pragma: no cover  (makes this an async generator)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_adapter_that_raises_ends_the_attempt_and_the_record_says_why(standin: Any) -> None:
+    sp = standin("comfyui", speed=10)
+    center = ControlCenter(settings_for(sp.url, max_attempts=1))
+    await center.start()
+    try:
+        sid = f"comfyui@127.0.0.1:{sp.port}"
+        center._adapters[sid] = Exploding(center.services[sid])  # type: ignore[assignment]
+        job = await center.jobs.submit("text_to_image", "x", {"workflow": "standin_image"})
+        done = await center.jobs.wait(job.id, 10)
+        stored = await center.store.get(job.id)
+    finally:
+        await center.stop()
+    assert done.state is JobState.FAILED and stored.state is JobState.FAILED
+    assert "RuntimeError: adapter bug" in done.attempts[-1]["message"]
+
+
+async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_once(standin: Any) -> None:
+    """The new user's upscale without an input: printed "failed", stored "running". Never again."""
+    sp = standin("comfyui", speed=10)
+    for _ in range(3):
+        center = ControlCenter(settings_for(sp.url))
+        seen: list[Any] = []
+        center.bus.subscribe(lambda e: seen.append(e.job), JobUpdated)
+        await center.start()
+        job = await center.jobs.submit("upscale", "x")
+        done = await center.jobs.wait(job.id, 10)
+        await center.stop()  # at once, as the CLI did
+        store = JobStore(center.store.path)
+        await store.open()
+        try:
+            stored = await store.get(job.id)
+        finally:
+            await store.close()
+        assert done.state is JobState.FAILED and stored is not None and stored.state is JobState.FAILED
+        assert seen[-1].state is JobState.FAILED and "input image" in seen[-1].status["message"]
+
+
+async def test_the_route_shown_at_acceptance_is_the_route_it_runs_on(standin: Any) -> None:
+    a, b = standin("comfyui", speed=10), standin("comfyui", speed=10)
+    center = ControlCenter(settings_for(a.url, b.url))
+    await center.start()
+    try:
+        for i in range(4):
+            job = await center.jobs.submit("text_to_image", f"shot {i}", {"workflow": "standin_image"})
+            shown = job.route["chosen"]
+            done = await center.jobs.wait(job.id, 20)
+            assert done.state is JobState.SUCCEEDED
+            assert done.routed_to == shown or done.route.get("note", "").startswith(f"re-routed from {shown}")
+    finally:
+        await center.stop()
+
+
+async def test_a_server_lacking_the_checkpoint_fails_over_to_one_that_has_it(standin: Any) -> None:
+    empty, full = standin("comfyui", "--checkpoints", "", speed=10), standin("comfyui", speed=10)
+    center = ControlCenter(settings_for(empty.url, full.url, job_concurrency={"comfyui": 1}))
+    await center.start()
+    try:
+        jobs = [await center.jobs.submit("text_to_image", f"shot {i}", {"width": 64, "height": 64, "steps": 2})
+                for i in range(2)]
+        done = [await center.jobs.wait(j.id, 60) for j in jobs]
+    finally:
+        await center.stop()
+    full_id = f"comfyui@127.0.0.1:{full.port}"
+    assert all(d.state is JobState.SUCCEEDED and d.routed_to == full_id for d in done), [d.status for d in done]
+    moved = [d for d in done if len(d.attempts) == 2]
+    assert len(moved) == 1, [d.attempts for d in done]
+    first = moved[0].attempts[0]
+    assert first["outcome"] == "failed: capability" and "not available on this server" in first["message"]
+    assert moved[0].attempts[1]["outcome"] == "succeeded"
+
+
+def test_a_cli_submit_beside_a_running_instance_leaves_its_running_jobs_alone(standin: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery belongs to the lock's holder: a guest CLI runs its own job and touches no other row."""
+    import main
+    from services.instance import InstanceLock
+    from services.models import Job
+
+    sp = standin("comfyui", speed=10)
+    monkeypatch.setenv("BACKLOT_URLS", sp.url)
+    monkeypatch.setenv("BACKLOT_SCAN_DEFAULT_PORTS", "false")
+    settings = settings_for(sp.url)
+
+    async def put_stale() -> None:
+        store = JobStore(settings.data_path / "jobs.sqlite3")
+        await store.open()
+        await store.insert(Job(id="stale1", task="text_to_image", prompt="x", state=JobState.RUNNING,
+                               routed_to=f"comfyui@127.0.0.1:{sp.port}", remote_ref="gone"))
+        await store.close()
+
+    async def read(job_id: str) -> Any:
+        store = JobStore(settings.data_path / "jobs.sqlite3")
+        await store.open()
+        try:
+            return await store.get(job_id)
+        finally:
+            await store.close()
+
+    asyncio.run(put_stale())
+    lock = InstanceLock(settings.data_path)
+    lock.acquire()
+    try:
+        code = main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image",
+                          "--json"])
+    finally:
+        lock.release()
+    assert code == 0
+    assert asyncio.run(read("stale1")).state is JobState.RUNNING
