@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from services import __version__
 from services.config import ConfigError, Settings, load_settings
+from services.instance import FolderError
+from services.jobs.store import StoreError
 
 NOT_YET = {
     "gui": "this version has no window; run `backlot --headless` or `backlot demo --headless`",
@@ -47,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
     demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
     demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
+    for command in sub.choices.values():  # `backlot jobs --home X` works as well as `backlot --home X jobs`
+        command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS,
+                             help=argparse.SUPPRESS)
     return ap
 
 
@@ -59,9 +66,16 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+# Libraries that log every request at INFO: a person reads Backlot's own lines unless they ask for DEBUG.
+CHATTY_LOGGERS = ("httpx", "httpcore", "mcp", "aiohttp", "litellm", "LiteLLM", "gradio_client", "urllib3", "asyncio")
+
+
 def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=getattr(logging, settings.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if settings.log_level != "DEBUG":
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _not_yet(what: str) -> int:
@@ -70,8 +84,26 @@ def _not_yet(what: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (2 for bad configuration or usage)."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; return the exit code (2 bad usage or setup, 130 interrupted)."""
+    args = build_parser().parse_args(argv)  # --help and --version print to stdout, as they should
+    out = sys.stdout
+    try:
+        # stdout carries only the command's own output (``--json``); anything a library prints goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return _main(args, out)
+    except KeyboardInterrupt:
+        print("backlot: interrupted", file=sys.stderr)
+        return 130
+    except (FolderError, StoreError) as err:
+        print(f"backlot: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
+        where = f" {err.filename}" if err.filename else ""
+        print(f"backlot: cannot use{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace, out: TextIO) -> int:
     try:
         settings = load_settings(home=args.home, cli=_cli_overrides(args))
     except ConfigError as err:
@@ -86,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             return _not_yet("gui")
         from cli.demo import run_headless
 
-        return run_headless(settings, speed=args.speed)
+        return run_headless(settings, out=out, speed=args.speed)
     if args.command == "status":
         return _not_yet(args.command)
     if args.screenshot:
@@ -97,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         from cli import commands
 
         if args.command == "discover":
-            work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json)
+            work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json, out)
         elif args.command == "submit":
-            work = commands.submit(settings, args.task, args.prompt, args.param, args.input, args.backend, args.json)
+            work = commands.submit(settings, args.task, args.prompt, args.param, args.input, args.backend, args.json,
+                                   out)
         elif args.command == "jobs":
-            work = commands.jobs(settings, args.state, args.json, args.limit)
+            work = commands.jobs(settings, args.state, args.json, args.limit, out)
         else:
             work = commands.serve(settings)
         return asyncio.run(work)

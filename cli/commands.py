@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from services.config import Settings
 from services.connectivity.discovery import Discovery
 from services.control import ControlCenter
+from services.errors import one_line
 from services.events import EventBus, JobUpdated
 from services.instance import InstanceLock, InstanceLocked
 from services.jobs.manager import JobError
@@ -46,14 +47,16 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
     return 0
 
 
-async def serve(settings: Settings, until: asyncio.Event | None = None, ready: Any = None) -> int:
-    """Run the ControlCenter as this home's instance until SIGINT/SIGTERM (or ``until``)."""
-    lock = InstanceLock(settings.data_path)
-    try:
-        lock.acquire()
-    except InstanceLocked as err:
-        print(f"backlot: {err}", file=sys.stderr)
-        return 2
+async def serve(settings: Settings, until: asyncio.Event | None = None, ready: Any = None,
+                lock: InstanceLock | None = None) -> int:
+    """Run the ControlCenter as this home's instance until SIGINT/SIGTERM (or ``until``); ``lock``: already held."""
+    if lock is None:
+        lock = InstanceLock(settings.data_path)
+        try:
+            lock.acquire()
+        except InstanceLocked as err:
+            print(f"backlot: {err}", file=sys.stderr)
+            return 2
     center = ControlCenter(settings)
     stop = until or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -61,7 +64,8 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
         loop.add_signal_handler(sig, stop.set)
     try:
         await center.start()
-        log.info("Backlot running headless with %d service(s); Ctrl-C stops it", len(center.services))
+        log.info("Backlot running headless with %d service(s), %s; Ctrl-C stops it", len(center.services),
+                 center.gpu.reason or "GPU unknown")
         if ready is not None:
             ready(center)
         await stop.wait()
@@ -135,7 +139,7 @@ async def submit(settings: Settings, task: str, prompt: str, params: list[str], 
     if as_json:
         out.write(json.dumps(final.to_dict()) + "\n")
     else:
-        out.write(f"{final.state.value}: {final.status.get('message', '')}\n")
+        out.write(f"{final.state.value}: {one_line(str(final.status.get('message', '')))}\n")
         if final.routed_to:
             out.write(f"ran on {final.routed_to} ({len(final.attempts)} attempt(s)); route: "
                       f"{final.route.get('explanation', '')}\n")
@@ -163,6 +167,6 @@ async def jobs(settings: Settings, state: str | None, as_json: bool, limit: int 
     table = [["#", "ID", "TASK", "STATE", "BACKEND", "CREATED", "MESSAGE"]]
     for j in rows:
         table.append([str(j.seq), j.id, j.task, j.state.value, j.routed_to or "-",
-                      time.strftime("%m-%d %H:%M:%S", time.localtime(j.created_at)), str(j.status.get("message", ""))[:60]])
+                      time.strftime("%m-%d %H:%M:%S", time.localtime(j.created_at)), one_line(str(j.status.get("message", "")), 60)])
     out.write(format_table(table) + "\n")
     return 0
