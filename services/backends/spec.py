@@ -85,6 +85,8 @@ class BackendSpec:
     configured: ConfiguredServices | None = None
     # Releases what the kind holds per event loop (LiteLLM's cached clients); called once at stop.
     shutdown: Callable[[], Awaitable[None]] | None = None
+    # Workflow templates a job may name (ComfyUI's), JSON-ready; blocking file reads, so call it off the loop.
+    workflows: Callable[[], list[dict[str, Any]]] | None = None
 
     @property
     def capabilities(self) -> tuple[str, ...]:

@@ -17,8 +17,15 @@ def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[s
     return ComfyUIBackend(record, session)
 
 
+def _workflows() -> list[dict[str, Any]]:
+    from services.backends.comfyui.workflows import load_templates
+
+    return [t.to_dict() for t in load_templates().values()]
+
+
 SPEC = BackendSpec(
     kind=KIND, title="ComfyUI", default_ports=(8188, 8189, 8190),
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
-    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences)
+    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
+    workflows=_workflows)
