@@ -41,11 +41,12 @@ class FailureCode(str, Enum):
     BAD_RESPONSE = "bad_response"  # the backend answered nonsense
     UNKNOWN_REMOTE = "unknown_remote"  # recovery: the backend no longer knows the job
     MISSING_OUTPUT = "missing_output"  # it finished but the files never arrived
+    CAPABILITY = "capability"      # this backend lacks what the job needs (a model, its weights): try another
 
     @property
     def backend_side(self) -> bool:
         """True when another backend might succeed."""
-        return self in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT, FailureCode.BAD_RESPONSE)
+        return self in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT, FailureCode.BAD_RESPONSE, FailureCode.CAPABILITY)
 
 
 @dataclass(frozen=True)
