@@ -7,24 +7,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 from PIL import Image
 
-from services.backends.base import FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.wan2gp.adapter import Wan2gpBackend
+from services.backends.base import FailureCode, StatusCode
 from services.backends.wan2gp.probe import match_webui
 from services.backends.wan2gp.settings import candidates, pick_model, takes_start_image
-from services.connectivity.pool import ConnectionPool
-from services.models import ServiceKind, ServiceRecord
 from tests.helpers import serve
+from tests.test_adapter_wan2gp import MakeBackend, collect, job, make, pool  # noqa: F401 (make, pool: fixtures)
 
-MakeBackend = Callable[..., Wan2gpBackend]
 IMAGE_KEYS = ("start", "end", "reference", "single_reference", "multiple_references", "background", "injected_frames",
               "control", "mask")
 
@@ -39,33 +34,6 @@ def real_record(model_type: str, name: str, *, start: bool, audio_prompt: bool =
             "capabilities": {"text_to_video": True, "image_to_video": start, "video_to_video": False,
                              "text_to_image": False, "audio_to_video": audio_prompt},
             "name": name}
-
-
-@pytest.fixture
-async def make() -> AsyncIterator[MakeBackend]:
-    """Adapters for a base URL (fast polling); all are closed afterwards, then the pool."""
-    pool, made = ConnectionPool(), []
-
-    def _make(url: str, **kw: Any) -> Wan2gpBackend:
-        host, port = url.rsplit("/", 1)[-1].split(":")
-        rec = ServiceRecord(ServiceKind("wan2gp"), host, int(port), url, "mcp")
-        b = Wan2gpBackend(rec, lambda: pool.session(rec.id), **{"poll_interval": 0.05, **kw})
-        made.append(b)
-        return b
-
-    yield _make
-    for b in made:
-        await b.close()
-    await pool.close()
-
-
-def job(tmp_path: Path, task: str = "text_to_video", **params: Any) -> JobRequest:
-    inputs = params.pop("inputs", [])
-    return JobRequest("job1", task, "a fox in the snow", params, inputs, tmp_path / "out")
-
-
-async def collect(it: AsyncIterator[JobStatus]) -> list[JobStatus]:
-    return [s async for s in it]
 
 
 def still(tmp_path: Path) -> Path:
