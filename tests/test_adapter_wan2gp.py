@@ -175,10 +175,10 @@ async def test_server_messages_for_missing_and_unknown_models(standin: Any, make
     blank = await collect(b.submit(job(tmp_path, model_type="")))
     assert blank[-1].failure is FailureCode.VALIDATION and blank[0].code is StatusCode.QUEUED
     assert blank[-1].message.startswith("model_type is required")
-    unknown = await collect(b.submit(job(tmp_path, model_type="no_such_model")))
-    assert unknown[-1].code is StatusCode.FAILED and unknown[-1].failure is FailureCode.RUNTIME
-    assert unknown[-1].message == "Unknown model type 'no_such_model': no model definition found"
-    assert unknown[-1].detail["wan2gp"][0]["stage"] == "runtime"
+    # an unknown model is refused up front (Wan2GP itself would accept the job and fail it at runtime)
+    (unknown,) = await collect(b.submit(job(tmp_path, model_type="no_such_model")))
+    assert unknown.code is StatusCode.FAILED and unknown.failure is FailureCode.CAPABILITY and not unknown.remote_ref
+    assert unknown.message.startswith(f"{b.record.id} has no model named 'no_such_model'"), unknown.message
     # refused before anything is sent
     (odd,) = await collect(b.submit(job(tmp_path, width=320)))
     assert odd.failure is FailureCode.VALIDATION and "both width and height" in odd.message
@@ -292,7 +292,7 @@ def test_settings_from_job_params() -> None:
 def test_model_choice_per_task() -> None:
     def rec(model_type: str, output: str, start_image: bool = False, available: bool | None = None) -> dict[str, Any]:
         r: dict[str, Any] = {"model_type": model_type, "main_output": [output], "inputs": ["text"],
-                             "media_inputs": {"image": {"image_start": start_image}}}
+                             "media_inputs": {"image": {"start": start_image}}}
         if available is not None:
             r["availability"] = {"available": available}
         return r
