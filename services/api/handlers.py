@@ -22,6 +22,7 @@ from services.connectivity.health import HealthMonitor
 from services.errors import BacklotError
 from services.events import EventBus
 from services.jobs.manager import JobError, JobManager
+from services.jobs.validate import schema_json
 from services.models import Job, JobState, ServiceRecord
 from services.tasks import TASKS
 
@@ -189,10 +190,8 @@ class Handlers:
     # ----- tasks and routing -----
     @rpc("tasks.list")
     async def tasks_list(self, session: Session, p: NoParams) -> dict[str, Any]:
-        """The tasks Backlot runs and the backend kinds that serve each, first choice first."""
-        s = self.center.settings
-        return {"tasks": [{"name": t, "backends": s.task_backends.get(t, []), "vram_gib": s.vram_estimates_gib.get(t)}
-                          for t in TASKS]}
+        """Every task's schema (params, inputs) and the backend kinds that serve it, first choice first."""
+        return schema_json(self.center.settings)
 
     @rpc("workflows.list")
     async def workflows_list(self, session: Session, p: NoParams) -> dict[str, Any]:

@@ -8,60 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
-from enum import Enum
-from typing import Any
 
 from services.api.dispatch import Session
 from services.api.protocol import encode_notification
-from services.events import Event, EventBus, GpuSampled, HealthSampled, JobUpdated, ServiceDiscovered, ServiceUpdated
+from services.events import EVENT_TYPES, Event, EventBus, types_for_topic
 
 log = logging.getLogger(__name__)
 
-# Until every event class declares its wire name (``topic``), these are the ones the API serves.
-_FALLBACK: dict[str, tuple[type[Event], ...]] = {
-    "job.updated": (JobUpdated,),
-    "service.updated": (ServiceDiscovered, ServiceUpdated),
-    "health.sampled": (HealthSampled,),
-    "gpu.sampled": (GpuSampled,),
-}
-
 
 def topics() -> dict[str, tuple[type[Event], ...]]:
-    """Wire name -> event classes, from the classes' ``topic`` attributes (or the built-in table)."""
-    out: dict[str, tuple[type[Event], ...]] = {}
-    stack = list(Event.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        name = cls.__dict__.get("topic")
-        if isinstance(name, str):
-            out[name] = (*out.get(name, ()), cls)
-    return out or dict(_FALLBACK)
-
-
-def payload(event: Event) -> Any:
-    """The notification's params: the event's own ``to_dict()``, else its fields made JSON-ready."""
-    to_dict = getattr(event, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    return _plain(event)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    """Wire name -> the event classes published under it."""
+    return {t.topic: types_for_topic(t.topic) for t in EVENT_TYPES}
 
 
 class EventFanout:
@@ -108,7 +65,7 @@ class EventFanout:
             subs = self._sessions.get(name)
             if not subs:
                 return
-            line = encode_notification(name, payload(event))
+            line = encode_notification(name, event.to_dict())
             for session in list(subs.values()):
                 session.push(line)
         return send
