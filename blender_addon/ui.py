@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 ADDON = __package__ or "backlot"
 INTERVAL = 0.15
 session: AddonSession | None = None
+_reload_pending = False
 _task_items: list[tuple[str, str, str]] = []  # kept alive: Blender does not copy enum item strings
 
 
@@ -66,9 +67,13 @@ def prefs() -> Any:
 
 def tick() -> float:
     """The ``bpy.app.timers`` callback: drain the client, update strips and panels; never blocks."""
+    global _reload_pending
     if session is None:
         return INTERVAL
     try:
+        if _reload_pending:  # bpy.data is off limits while an addon registers at start-up
+            _reload_pending = False
+            session.reload(timeline.saved_jobs())
         interval = session.tick()
         if session.tasks:
             form.build(session.tasks)
@@ -275,7 +280,7 @@ CLASSES = (BacklotPreferences, BACKLOT_OT_connect, BACKLOT_OT_generate, BACKLOT_
 
 def register() -> None:
     """Register everything; connect at once when the preferences say so."""
-    global session
+    global session, _reload_pending
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     wm = bpy.types.WindowManager
@@ -283,7 +288,7 @@ def register() -> None:
     wm.backlot_prompt = bpy.props.StringProperty(name="Prompt", description="what to generate")
     wm.backlot_backend = bpy.props.EnumProperty(name="Backend", items=_backends)
     session = AddonSession(timeline.BlenderTimeline())
-    session.reload(timeline.saved_jobs())
+    _reload_pending = True
     bpy.app.handlers.load_post.append(_on_load)
     bpy.app.timers.register(tick, first_interval=INTERVAL, persistent=True)
     if prefs().auto_connect:

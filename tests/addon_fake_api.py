@@ -74,7 +74,7 @@ class FakeBacklot:
         self.out_dir, self.token, self.job_seconds = out_dir, token, job_seconds
         self.jobs: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
-        self.held = threading.Event()  # set: jobs stay running until released
+        self.held: set[str] = set()  # prompts whose jobs stay running until released ("*": every job)
         self._release: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._subscribers: set[asyncio.StreamWriter] = set()
@@ -108,9 +108,16 @@ class FakeBacklot:
             await self._server.wait_closed()
             self._server = None
 
-    def release(self) -> None:
-        """Let held jobs finish."""
-        self.held.clear()
+    def hold(self, *prompts: str) -> None:
+        """Keep jobs with these prompts ("*": all) running until released."""
+        self.held.update(prompts or ("*",))
+
+    def release(self, *prompts: str) -> None:
+        """Let held jobs finish (these prompts, or all)."""
+        if prompts:
+            self.held.difference_update(prompts)
+        else:
+            self.held.clear()
         self._loop.call_soon_threadsafe(lambda: self._release.set() if self._release else None)
 
     def stop(self) -> None:
@@ -231,7 +238,7 @@ class FakeBacklot:
                 return
             await self._update(job, state="running", status={"code": "running", "fraction": step / 4})
             await asyncio.sleep(self.job_seconds / 3)
-            while self.held.is_set() and not job["cancel_requested"]:
+            while ("*" in self.held or job["prompt"] in self.held) and not job["cancel_requested"]:
                 assert self._release is not None
                 self._release.clear()
                 await _wait(self._release, 0.2)

@@ -117,7 +117,7 @@ def test_reconnects_and_resubscribes_after_restart(backlot_api: Endpoint, fake_b
 
 def test_pending_call_fails_when_connection_drops(backlot_api: Endpoint, fake_backlot: FakeBacklot) -> None:
     c = ApiClient(backlot_api.host, backlot_api.port, token=backlot_api.token, reconnect=False).connect()
-    fake_backlot.held.set()
+    fake_backlot.hold()
     try:
         job = c.call("jobs.submit", {"task": "text_to_image", "prompt": "x"})
         req = c.call_async("jobs.get", {"job": job["id"]}, tag="late")
