@@ -8,6 +8,8 @@ import sys
 from typing import Any, TextIO
 
 from services import __version__
+from services.api.server import ApiStartError
+from services.api.token import TokenError
 from services.config import ConfigError, Settings, load_settings
 from services.instance import FolderError
 from services.jobs.store import StoreError
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backlot: interrupted", file=sys.stderr)
         return 130
-    except (FolderError, StoreError) as err:
+    except (FolderError, StoreError, ApiStartError, TokenError) as err:
         print(f"backlot: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
