@@ -79,9 +79,9 @@ async def test_models_with_weights_are_preferred(standin: Any, make: MakeBackend
     b = make(sp.url)
     small = {"width": 64, "height": 48, "frames": 5, "steps": 1}
     t2v = await collect(b.submit(job(tmp_path / "t", **small)))
-    assert t2v[0].detail["model_type"] == "t2v" and t2v[-1].code is StatusCode.FINISHED, t2v[-1]  # not t2v_1.3B
+    assert t2v[0].detail["model_type"] == "t2v" and t2v[-1].code is StatusCode.SUCCEEDED, t2v[-1]  # not t2v_1.3B
     i2v = await collect(b.submit(job(tmp_path / "i", task="image_to_video", inputs=[still(tmp_path)], **small)))
-    assert i2v[0].detail["model_type"] == "i2v" and i2v[-1].code is StatusCode.FINISHED, i2v[-1]
+    assert i2v[0].detail["model_type"] == "i2v" and i2v[-1].code is StatusCode.SUCCEEDED, i2v[-1]
 
 
 class CountingProxy:
@@ -115,14 +115,14 @@ async def test_one_mcp_session_per_service_reinitialized_after_a_failure(standin
     async with serve({"/{tail:.*}": proxy.handle}) as url:
         b = make(url, unreachable_grace=10.0)
         first = await collect(b.submit(job(tmp_path / "1", width=320, height=192, frames=9, steps=20)))
-        assert first[-1].code is StatusCode.FINISHED, first[-1]
+        assert first[-1].code is StatusCode.SUCCEEDED, first[-1]
         assert proxy.methods["tools/call"] > 10  # model list, availability, generate, many polls, download link
         assert proxy.methods["initialize"] == 1 and b.mcp.sessions_opened == 1, proxy.methods
         run = b.submit(job(tmp_path / "2", width=64, height=48, frames=5, steps=1))
         assert (await run.__anext__()).code is StatusCode.QUEUED
         proxy.fail_calls = 1  # the next poll fails: that session is dropped, the retry initializes a new one
         second = await collect(run)
-        assert second[-1].code is StatusCode.FINISHED, second[-1]
+        assert second[-1].code is StatusCode.SUCCEEDED, second[-1]
         assert proxy.methods["initialize"] == 2, proxy.methods
 
 

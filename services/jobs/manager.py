@@ -174,8 +174,7 @@ class JobManager:
         final = copy.deepcopy(job)
         final.state = state
         final.finished_at = time.time()
-        final.status = {**final.status, "code": {JobState.SUCCEEDED: "finished", JobState.CANCELLED: "cancelled"}.get(
-            state, "failed"), "message": message}
+        final.status = {**final.status, "code": state.value, "message": message}
         if state is JobState.SUCCEEDED:
             final.status["fraction"] = 1.0
         final.error = error

@@ -237,6 +237,6 @@ class AudioLdmBackend(GradioAppBackend):
                                   FailureCode.BAD_RESPONSE) from err
             outputs = (wav, media)
         message = "; ".join([f"{seconds:g} s of audio for {job.prompt!r}", *notes])
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, step=STEPS, total=STEPS, unit="steps", message=message,
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, step=STEPS, total=STEPS, unit="steps", message=message,
                         remote_ref=ref, outputs=tuple([await asyncio.to_thread(OutputFile.of, p) for p in outputs]),
                         detail={"duration": seconds, "adjusted": notes})

@@ -251,7 +251,7 @@ class Wan2gpBackend:
             yield failed(f"the job finished but its files could not be fetched: {_plain(err)}",
                          FailureCode.MISSING_OUTPUT)
             return
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, remote_ref=job_id, outputs=tuple(outputs),
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, remote_ref=job_id, outputs=tuple(outputs),
                         message=f"{len(outputs)} file(s) from {self.record.id}")
 
     # ----- transfers -----

@@ -141,8 +141,8 @@ class McpLink:
 
     async def _hold(self, ready: asyncio.Future[ClientSession]) -> None:
         """Open the transport and session, hand the session out, and keep both open until cancelled."""
-        from mcp import ClientSession
-        from mcp.client.streamable_http import streamable_http_client
+        from mcp import ClientSession  # loaded off the loop by _sdk()
+        from mcp.client.streamable_http import streamable_http_client  # loaded off the loop by _sdk()
 
         try:
             async with streamable_http_client(self.url, http_client=self._client()) as (read, write, _):
@@ -192,7 +192,7 @@ async def _race(call: Coroutine[Any, Any, dict[str, Any]], holder: asyncio.Task[
 
 async def _call_tool(session: ClientSession, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Call ``tool``; its dict result (list tools give ``{"result": [...]}``), or ToolError."""
-    import mcp.types as mt
+    import mcp.types as mt  # loaded off the loop by _sdk()
 
     # send_request rather than call_tool: call_tool validates against output schemas and so sends a
     # tools/list first; we check the shapes we use ourselves.
@@ -213,7 +213,7 @@ async def _call_tool(session: ClientSession, tool: str, arguments: dict[str, Any
 
 
 def _client_info() -> Any:
-    import mcp.types as mt
+    import mcp.types as mt  # loaded off the loop by _sdk()
 
     return mt.Implementation(name="backlot", version=__version__)
 
@@ -249,7 +249,7 @@ def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
 def translate_mcp(err: BaseException, service: str) -> ServiceError:
     """An httpx, MCP or pydantic error as a ServiceError a person can read (raise it ``from err``)."""
     import httpx
-    from mcp.shared.exceptions import McpError
+    from mcp.shared.exceptions import McpError  # loaded off the loop by _sdk()
     from pydantic import ValidationError
 
     if isinstance(err, httpx.TimeoutException):
