@@ -21,7 +21,7 @@ PROBES = {"comfyui": "/system_stats", "wan2gp": None, "wan2gp-webui": "/config",
 
 
 def start_demo(home: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {**os.environ, "BACKLOT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "BACKLOT_HOME": str(home), "PYTHONUNBUFFERED": "1", "BACKLOT_API_PORT": "0"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "demo", "--headless", "--speed", "4"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(home))
     assert proc.stdout is not None

@@ -26,7 +26,7 @@ async def test_headless_logs_one_failure_and_one_recovery(standin: Any, backlot_
     sp = standin("comfyui")
     env = {**os.environ, "BACKLOT_HOME": str(backlot_home), "BACKLOT_URLS": sp.url, "BACKLOT_HEALTH_INTERVAL": "0.3",
            "BACKLOT_RECONNECT_BACKOFF_BASE": "0.1", "BACKLOT_RECONNECT_BACKOFF_MAX": "0.5",
-           "BACKLOT_DISCOVERY_BUDGET": "1"}
+           "BACKLOT_DISCOVERY_BUDGET": "1", "BACKLOT_API_PORT": "0"}  # a free port: tests run side by side
     proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "main.py"), "--headless",
                                                 env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
     assert proc.stderr is not None
