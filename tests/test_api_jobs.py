@@ -34,6 +34,7 @@ async def test_a_job_through_the_api_from_submit_to_its_output_bytes(standin: An
         assert done["state"] == "succeeded", done["status"]
         assert (await c.result("jobs.get", {"job": 1}))["id"] == job["id"]  # by number
         assert (await c.result("jobs.get", {"job": job["id"]}))["state"] == "succeeded"
+        assert api.center.jobs.known("1") is not None  # a finished job read once is served from memory after
         assert [j["id"] for j in (await c.result("jobs.list", {"state": "succeeded"}))["jobs"]] == [job["id"]]
         listed = await c.result("jobs.outputs", {"job": job["id"]})
         (out,) = listed["outputs"]

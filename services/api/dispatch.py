@@ -1,10 +1,13 @@
 """Dispatch: method names to handlers, parameter validation, and the one place unknown exceptions become -32603.
 
 Handlers are methods decorated with ``@rpc(name, Params)``; ``Methods.collect(obj)`` builds the table
-from an object's decorated methods. A handler gets the caller's ``Session`` and its validated params.
+from an object's decorated methods. A handler gets the caller's ``Session`` and its validated params
+and returns its result, or an awaitable of it when it has to wait: ``begin`` answers a handler that
+did not need to wait at once, so the server spends no task (and no loop turn) on ``session.ping``.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,12 +53,12 @@ class Session:
 
 
 P = TypeVar("P", bound=Params)
-Handler = Callable[[Session, Any], Awaitable[Any]]
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Handler = Callable[[Session, Any], Any]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def rpc(name: str, params: type[Params] = NoParams) -> Callable[[F], F]:
-    """Mark a coroutine method as the handler of ``name``, taking ``params``."""
+    """Mark a method as the handler of ``name``, taking ``params``; it returns the result or an awaitable of it."""
     def mark(fn: F) -> F:
         fn.__dict__["_rpc"] = (name, params)
         return fn
@@ -100,17 +103,40 @@ class Methods:
         except ValidationError as err:
             raise InvalidParams(f"invalid params for {request.method}: {_first_problem(err)}") from err
 
-    async def call(self, session: Session, request: Request) -> Any:
-        """Validate and run; the handler's ApiError passes through, anything else is left to ``dispatch``."""
-        method, params = self.validate(request)
-        return await method.handler(session, params)
+    def begin(self, session: Session, request: Request) -> bytes | None | Awaitable[bytes | None]:
+        """Run a request as far as it goes without waiting: its answer line (None for a notification), or an
+        awaitable that finishes it."""
+        try:
+            method, params = self.validate(request)
+            result = method.handler(session, params)
+        except Exception as err:
+            return self._answer(request, session, error=err)
+        if inspect.isawaitable(result):
+            return self._wait(session, request, result)
+        return self._answer(request, session, result)
 
     async def dispatch(self, session: Session, request: Request) -> bytes | None:
-        """Run one request and encode its answer; an unexpected failure is logged with the request id."""
+        """Run one request to its end and encode its answer."""
+        started = self.begin(session, request)
+        return await started if inspect.isawaitable(started) else started
+
+    async def _wait(self, session: Session, request: Request, pending: Awaitable[Any]) -> bytes | None:
         try:
-            line = encode_result(request.id, await self.call(session, request))
-        except ApiError as err:
-            line = encode_error(request.id, err)
+            result = await pending
+        except Exception as err:
+            return self._answer(request, session, error=err)
+        return self._answer(request, session, result)
+
+    def _answer(self, request: Request, session: Session, result: Any = None, error: Exception | None = None
+                ) -> bytes | None:
+        """The one place errors become wire codes: an ApiError keeps its own, anything else is -32603 and logged."""
+        try:
+            if error is None:
+                line = encode_result(request.id, result)
+            elif isinstance(error, ApiError):
+                line = encode_error(request.id, error)
+            else:
+                raise error
         except Exception:
             log.exception("request %r (%s) from session %d failed", request.id, request.method, session.id)
             line = encode_error(request.id, InternalError(f"internal error (request {request.id!r}); see Backlot's log"))

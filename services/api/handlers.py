@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -129,7 +129,7 @@ class CompleteParams(Params):
 
 
 class Handlers:
-    """Every method of the API, bound to one control center."""
+    """Every method of the API, bound to one control center; plain methods answer without waiting."""
 
     def __init__(self, center: ControlFacade) -> None:
         self.center = center
@@ -141,25 +141,25 @@ class Handlers:
 
     # ----- session -----
     @rpc("session.hello", Hello)
-    async def hello(self, session: Session, p: Hello) -> dict[str, Any]:
+    def hello(self, session: Session, p: Hello) -> dict[str, Any]:
         """Who the server is (the token was checked by the server before this runs)."""
         return {"server": "backlot", "version": __version__, "protocol": PROTOCOL_VERSION, "session": session.id,
                 "topics": sorted(self.events.known)}
 
     @rpc("session.ping")
-    async def ping(self, session: Session, p: NoParams) -> dict[str, Any]:
+    def ping(self, session: Session, p: NoParams) -> dict[str, Any]:
         """Liveness."""
         return {"pong": True}
 
     @rpc("app.shutdown")
-    async def shutdown(self, session: Session, p: NoParams) -> dict[str, Any]:
+    def shutdown(self, session: Session, p: NoParams) -> dict[str, Any]:
         """Ask the instance to stop (its owner waits on ``shutdown_requested``)."""
         self.center.shutdown_requested.set()
         return {"stopping": True}
 
     # ----- services -----
     @rpc("services.list")
-    async def services_list(self, session: Session, p: NoParams) -> dict[str, Any]:
+    def services_list(self, session: Session, p: NoParams) -> dict[str, Any]:
         """Known services with health and breaker state."""
         return {"services": self.center.snapshot()}
 
@@ -171,7 +171,7 @@ class Handlers:
                 "candidates": result.candidates, "timed_out": list(result.timed_out)}
 
     @rpc("health.snapshot")
-    async def health_snapshot(self, session: Session, p: NoParams) -> dict[str, Any]:
+    def health_snapshot(self, session: Session, p: NoParams) -> dict[str, Any]:
         """Each monitored service's state and last check, and the local GPUs."""
         services = {}
         for sid, m in sorted(self.center.monitors.items()):
@@ -189,7 +189,7 @@ class Handlers:
 
     # ----- tasks and routing -----
     @rpc("tasks.list")
-    async def tasks_list(self, session: Session, p: NoParams) -> dict[str, Any]:
+    def tasks_list(self, session: Session, p: NoParams) -> dict[str, Any]:
         """Every task's schema (params, inputs) and the backend kinds that serve it, first choice first."""
         return schema_json(self.center.settings)
 
@@ -202,7 +202,7 @@ class Handlers:
             raise InternalError(str(err)) from err
 
     @rpc("route.explain", ExplainParams)
-    async def route_explain(self, session: Session, p: ExplainParams) -> dict[str, Any]:
+    def route_explain(self, session: Session, p: ExplainParams) -> dict[str, Any]:
         """Where a job like this would go now, and why (nothing is submitted)."""
         if p.task not in TASKS:
             raise InvalidParams(f"unknown task {p.task!r}; tasks: {', '.join(TASKS)}")
@@ -219,9 +219,13 @@ class Handlers:
         return job.to_dict()
 
     @rpc("jobs.get", JobParams)
-    async def jobs_get(self, session: Session, p: JobParams) -> dict[str, Any]:
-        """One job by id or number."""
-        return (await self._job(p.job)).to_dict()
+    def jobs_get(self, session: Session, p: JobParams) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """One job by id or number (from memory at once when the manager holds it, else from the store)."""
+        job = self.center.jobs.known(str(p.job))
+        return job.to_dict() if job is not None else self._job_dict(p.job)
+
+    async def _job_dict(self, ref: str | int) -> dict[str, Any]:
+        return (await self._job(ref)).to_dict()
 
     @rpc("jobs.list", ListParams)
     async def jobs_list(self, session: Session, p: ListParams) -> dict[str, Any]:
@@ -272,7 +276,7 @@ class Handlers:
 
     # ----- events -----
     @rpc("events.subscribe", TopicsParams)
-    async def events_subscribe(self, session: Session, p: TopicsParams) -> dict[str, Any]:
+    def events_subscribe(self, session: Session, p: TopicsParams) -> dict[str, Any]:
         """Receive notifications for these topics (none named: every topic)."""
         names = sorted(self.events.known) if p.topics is None else p.topics
         unknown = self.events.unknown(names)
@@ -282,7 +286,7 @@ class Handlers:
         return {"topics": sorted(session.topics)}
 
     @rpc("events.unsubscribe", TopicsParams)
-    async def events_unsubscribe(self, session: Session, p: TopicsParams) -> dict[str, Any]:
+    def events_unsubscribe(self, session: Session, p: TopicsParams) -> dict[str, Any]:
         """Stop notifications for these topics (none named: all)."""
         self.events.remove(session, p.topics)
         return {"topics": sorted(session.topics)}

@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import itertools
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,12 +207,16 @@ class Connection:
                 self.push(encode_error(request.id, Busy(f"busy: {self.limits.max_outstanding} requests already in "
                                                         "flight on this connection")))
             return
-        task = asyncio.create_task(self._answer(request), name=f"api-{self.session.id}-{request.method}")
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        started = self.server.methods.begin(self.session, request)
+        if isinstance(started, bytes):
+            self.push(started)
+        elif started is not None:  # it has to wait: its own task, so later requests are not held up
+            task = asyncio.create_task(self._send_when_done(started), name=f"api-{self.session.id}-{request.method}")
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
 
-    async def _answer(self, request: Request) -> None:
-        line = await self.server.methods.dispatch(self.session, request)
+    async def _send_when_done(self, started: Awaitable[bytes | None]) -> None:
+        line = await started
         if line is not None:
             self.push(line)
 
@@ -234,7 +239,9 @@ class Connection:
         self.session.authenticated, self.session.client = True, params.client
         log.info("API client %s connected (session %d, %s)", params.client or "unnamed", self.session.id,
                  self.session.peer)
-        await self._answer(request)
+        line = await self.server.methods.dispatch(self.session, request)
+        if line is not None:
+            self.push(line)
 
     def _refuse(self, err: ApiError, reply: bool = True) -> None:
         """Answer an error (not to a notification); before hello, the third one closes the connection."""

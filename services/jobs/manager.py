@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from services.jobs.vram import VramEstimator
 from services.models import Job, JobState
 
 log = logging.getLogger(__name__)
+ENDED_KEPT = 1024  # finished jobs get() serves from memory (they never change again): the API's jobs.get
 
 
 class JobError(BacklotError):
@@ -46,6 +48,7 @@ class JobManager:
         self.bus = bus
         self.estimator = estimator
         self.active: dict[str, Job] = {}
+        self._ended: OrderedDict[str, Job] = OrderedDict()  # recently finished jobs by id and by number
         self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, read_vram)
         self._adapters = adapters
         self._wake = asyncio.Event()
@@ -122,10 +125,31 @@ class JobManager:
 
     async def get(self, job_id: str) -> Job | None:
         """A job by id or number."""
-        if job_id in self.active:
-            return self.active[job_id]
+        known = self.known(job_id)
+        if known is not None:
+            return known
         job = await self.store.get(job_id)
-        return self.active.get(job.id, job) if job else None
+        if job is None:
+            return None
+        if job.id in self.active:
+            return self.active[job.id]
+        if job.state.terminal:
+            self._remember(job)
+        return job
+
+    def known(self, job_id: str) -> Job | None:
+        """A job held in memory (active, or recently finished and read once), by id or number; None: ask ``get``."""
+        job = self.active.get(job_id)
+        if job is None and (job := self._ended.get(job_id)) is not None:
+            self._ended.move_to_end(job_id)
+        return job
+
+    def _remember(self, job: Job) -> None:
+        for key in (job.id, str(job.seq)):
+            self._ended[key] = job
+            self._ended.move_to_end(key)
+        while len(self._ended) > 2 * ENDED_KEPT:
+            self._ended.popitem(last=False)
 
     async def list(self, state: str | None = None, task: str | None = None, backend: str | None = None,
                    since: float | None = None, limit: int = 200) -> list[Job]:
