@@ -14,12 +14,17 @@ import pytest
 
 from cli import commands
 from services.api.dispatch import Methods
-from services.api.handlers import Handlers
 from services.api.server import ApiServer, ApiStartError, Limits
 from services.api.token import ensure_token, read_token
 from services.config import load_settings
 from services.control import ControlCenter
-from tests.apiclient import Api, RawClient, assert_response, center_settings, running_api
+from tests.apiclient import (
+    Api,
+    RawClient,
+    assert_response,
+    center_settings,
+    running_api,
+)
 from tests.helpers import BlackHoles
 
 
@@ -310,10 +315,48 @@ async def _until(predicate: Any) -> None:
 
 
 def test_frames_are_one_json_object_per_line() -> None:
-    from services.api.protocol import Busy, encode_error, encode_notification, encode_result
+    from services.api.protocol import (
+        Busy,
+        encode_error,
+        encode_notification,
+        encode_result,
+    )
 
     lines = [encode_result(1, {"t": "é\n"}), encode_error("x", Busy("busy")), encode_notification("job.updated", {})]
     for line in lines:
         assert line.endswith(b"\n") and line.count(b"\n") == 1
         json.loads(line)
     assert json.loads(lines[1])["error"] == {"code": -32005, "message": "busy"}
+
+
+async def test_the_addon_client_works_against_the_real_server(api: Api) -> None:
+    from blender_addon.client import ApiClient, Notification, RpcError, Unauthorized
+    from services.events import JobUpdated
+    from services.models import Job
+
+    def wrong_token() -> None:
+        c = ApiClient("127.0.0.1", api.server.port, token="not-it", reconnect=False)
+        try:
+            with pytest.raises(Unauthorized):
+                c.connect(10)
+        finally:
+            c.close()
+
+    await asyncio.to_thread(wrong_token)
+    client = ApiClient("127.0.0.1", api.server.port, token_file=api.center.settings.paths.token_file,
+                       client_name="addon-test", topics=["job.updated"], reconnect=False)
+    try:
+        await asyncio.to_thread(client.connect, 10)
+        assert await asyncio.to_thread(client.call, "session.ping") == {"pong": True}
+        with pytest.raises(RpcError) as err:
+            await asyncio.to_thread(client.call, "jobs.get", {"job": "nope"})
+        assert err.value.code == -32003
+        await asyncio.wait_for(_until(lambda: api.center.bus.subscriber_count > 0 and any(
+            c.session.topics for c in api.server._connections.values())), 10)
+        api.center.bus.publish(JobUpdated(Job(id="j1", task="text", prompt="hello")))
+        msg = await asyncio.to_thread(client.next_message, 10)
+        while msg is not None and not isinstance(msg, Notification):
+            msg = await asyncio.to_thread(client.next_message, 10)
+        assert isinstance(msg, Notification) and msg.method == "job.updated" and msg.params["job"]["id"] == "j1"
+    finally:
+        await asyncio.to_thread(client.close)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -103,7 +102,7 @@ frames = (st.binary(max_size=400) | json_values.map(lambda v: json.dumps(v).enco
           | requests.map(lambda r: json.dumps(r).encode()))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frame=frames, authenticated=st.booleans())
 async def test_random_frames_get_valid_answers_or_a_close(api: Api, frame: bytes, authenticated: bool) -> None:
     if not hasattr(api, "witness"):
@@ -120,6 +119,7 @@ async def test_random_frames_get_valid_answers_or_a_close(api: Api, frame: bytes
                 assert not authenticated
                 break
             assert_response(msg)
+            assert msg.get("error", {}).get("code") != -32603, msg  # random input is never an internal error
             if msg["id"] == "probe":
                 break
     finally:

@@ -15,8 +15,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.api.protocol import (ApiError, InternalError, InvalidParams, MethodNotFound, Request, encode_error,
-                                   encode_result)
+from services.api.protocol import (
+    ApiError,
+    InternalError,
+    InvalidParams,
+    MethodNotFound,
+    Request,
+    encode_error,
+    encode_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +116,7 @@ class Methods:
         try:
             method, params = self.validate(request)
             result = method.handler(session, params)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - handed to _answer, the one place that maps it
             return self._answer(request, session, error=err)
         if inspect.isawaitable(result):
             return self._wait(session, request, result)
@@ -123,7 +130,7 @@ class Methods:
     async def _wait(self, session: Session, request: Request, pending: Awaitable[Any]) -> bytes | None:
         try:
             result = await pending
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - handed to _answer, the one place that maps it
             return self._answer(request, session, error=err)
         return self._answer(request, session, result)
 

@@ -13,7 +13,14 @@ from pydantic import Field
 
 from services import __version__
 from services.api.dispatch import Hello, NoParams, Params, Session, rpc
-from services.api.protocol import (PROTOCOL_VERSION, ApiError, InternalError, InvalidParams, NoBackend, UnknownJob)
+from services.api.protocol import (
+    PROTOCOL_VERSION,
+    ApiError,
+    InternalError,
+    InvalidParams,
+    NoBackend,
+    UnknownJob,
+)
 from services.api.topics import EventFanout
 from services.backends import registry
 from services.config import Settings
@@ -75,8 +82,8 @@ class SubmitParams(Params):
 
     task: str
     prompt: str = ""
-    params: dict[str, Any] = {}
-    inputs: list[str] = []
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[str] = Field(default_factory=list)
     backend: str = "auto"
     client: str | None = None
 
@@ -85,7 +92,7 @@ class ExplainParams(Params):
     """``route.explain``."""
 
     task: str
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = Field(default_factory=dict)
     backend: str = "auto"
 
 
@@ -109,8 +116,8 @@ class OutputsParams(Params):
 class DiscoverParams(Params):
     """``services.discover``."""
 
-    hosts: list[str] = []
-    urls: list[str] = []
+    hosts: list[str] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)
     budget: float | None = Field(None, gt=0, le=60)
 
 

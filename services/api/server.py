@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.api.dispatch import Hello, Methods, Session
-from services.api.protocol import (MAX_LINE, PROTOCOL_VERSION, ApiError, Busy, InvalidParams, LineTooLong, Request,
-                                   TooLarge, Unauthorized, encode_error, parse_request, read_line)
+from services.api.protocol import (
+    MAX_LINE,
+    PROTOCOL_VERSION,
+    ApiError,
+    Busy,
+    InvalidParams,
+    LineTooLong,
+    Request,
+    TooLarge,
+    Unauthorized,
+    encode_error,
+    parse_request,
+    read_line,
+)
 from services.errors import BacklotError
 
 log = logging.getLogger(__name__)

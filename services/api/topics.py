@@ -53,13 +53,6 @@ class EventFanout:
         """Names that are not topics."""
         return [n for n in names if n not in self.known]
 
-    def close(self) -> None:
-        """Drop every bus subscription."""
-        for unsub in self._unsubscribe.values():
-            unsub()
-        self._unsubscribe.clear()
-        self._sessions.clear()
-
     def _sender(self, name: str) -> Callable[[Event], None]:
         def send(event: Event) -> None:
             subs = self._sessions.get(name)
