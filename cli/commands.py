@@ -46,7 +46,7 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
             rows.append([r.id, r.kind.value, r.protocol, r.version or "-", r.found_by.value, r.base_url, note])
         out.write(format_table(rows) + "\n")
     for url, why in result.unanswered:
-        out.write(f"Nothing found at {url}: {one_line(why)}\n")
+        out.write(f"Nothing found at {url}: {why}\n")
     return 0
 
 

@@ -13,7 +13,7 @@ import aiohttp
 from services.backends import registry
 from services.backends.spec import Identity, ProbeContext
 from services.config import Settings
-from services.errors import ServiceError
+from services.errors import ServiceError, one_line
 from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceForgotten, ServiceUpdated
 from services.models import FoundBy, ServiceRecord
 
@@ -117,7 +117,7 @@ async def probe_explained(session: aiohttp.ClientSession, cand: Candidate,
         ident = await identify(session, cand.base_url, timeout)
     except ServiceError as err:
         log.debug("probe %s: %s", cand.base_url, err)
-        return str(err)
+        return one_line(str(err))
     if ident is None:
         return "something answered, but not a service Backlot knows"
     return ServiceRecord(kind=ident.kind, host=cand.host, port=cand.port, base_url=cand.base_url,
