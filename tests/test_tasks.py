@@ -173,7 +173,7 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_no_job_row(standin: Any, tmp_
         assert captured.out == ""
         assert asyncio.run(stored_jobs()) == [], sentence
     assert main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image",
-                      "--param", "width=64", "--param", "height=48", "--json"]) == 0
+                      "--param", "width=64", "--param", "height=48", "--wait", "--json"]) == 0
     done = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert done["state"] == "succeeded" and done["params"] == {"workflow": "standin_image", "width": 64, "height": 48}
     (row,) = asyncio.run(stored_jobs())
