@@ -124,7 +124,7 @@ def test_json_stdout_holds_only_the_job_even_at_debug(standin: Any, backlot_home
 def test_ctrl_c_is_one_quiet_line_and_exit_130(standin: Any, backlot_home: Path) -> None:
     sp = standin("comfyui", speed=1)
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "submit", "--task", "text_to_image", "--prompt",
-                             "p", "--param", "workflow=standin_progress", "--param", "seconds=60"],
+                             "p", "--param", "workflow=standin_sleep", "--param", "seconds=60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli(backlot_home, sp.url))
     assert proc.stdout is not None
     first = proc.stdout.readline()  # "job #1 …: text_to_image queued": it is running now
