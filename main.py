@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
     j.add_argument("--json", action="store_true")
     j.add_argument("--limit", type=int, default=50)
+    a = sub.add_parser("addon", help="write the installable Blender addon zip")
+    a.add_argument("--output", default="backlot_addon.zip", metavar="PATH", help="zip file or folder to write to")
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
     demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
     demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
@@ -87,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.demo import run_headless
 
         return run_headless(settings, speed=args.speed)
+    if args.command == "addon":
+        from cli.commands import addon
+
+        return addon(args.output)
     if args.command == "status":
         return _not_yet(args.command)
     if args.screenshot:

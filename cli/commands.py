@@ -166,3 +166,16 @@ async def jobs(settings: Settings, state: str | None, as_json: bool, limit: int 
                       time.strftime("%m-%d %H:%M:%S", time.localtime(j.created_at)), str(j.status.get("message", ""))[:60]])
     out.write(format_table(table) + "\n")
     return 0
+
+
+def addon(output: str, out: TextIO = sys.stdout) -> int:
+    """Write the installable Blender addon zip to ``output`` and print its path (2 when it cannot be written)."""
+    from blender_addon.package import build_zip
+
+    try:
+        path = build_zip(output)
+    except OSError as err:
+        print(f"backlot: cannot write the addon zip to {output}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    out.write(f"{path}\n")
+    return 0
