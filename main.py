@@ -1,4 +1,4 @@
-"""Backlot's command line: ``backlot`` (GUI), ``--headless``, ``discover``, ``status``, ``submit``, ``demo``."""
+"""Backlot's command line: ``backlot`` (GUI), ``--headless``, ``discover``, ``status``, ``submit``, ``demo``, ``addon``."""
 from __future__ import annotations
 
 import argparse

@@ -30,8 +30,9 @@ def _prop(spec: ParamSpec) -> Any:
     """A bpy property for one parameter, with its range, default and help."""
     desc, props = spec.help, bpy.props
     if spec.type == "int":
-        kw = {k: int(v) for k, v in _number_kwargs(spec).items()}
-        return props.IntProperty(name=spec.name, description=desc, default=int(coerce(spec, spec.default or kw.get("min", 0))), **kw)
+        ints = {k: int(v) for k, v in _number_kwargs(spec).items()}
+        return props.IntProperty(name=spec.name, description=desc,
+                                 default=int(coerce(spec, spec.default or ints.get("min", 0))), **ints)
     if spec.type == "float":
         kw = {k: float(v) for k, v in _number_kwargs(spec).items()}
         return props.FloatProperty(name=spec.name, description=desc,
@@ -100,7 +101,7 @@ def values(form: Any, task: TaskSpec, active_strip: Any = None) -> tuple[dict[st
 def strip_file(strip: Any, media: str) -> str:
     """The file behind a strip when it holds this media (image, video, audio), else ''."""
     if media == "image" and strip.type == "IMAGE" and strip.elements:
-        return os.path.join(strip.directory, strip.elements[0].filename)
+        return str(os.path.join(strip.directory, strip.elements[0].filename))
     if media == "video" and strip.type == "MOVIE":
         return str(strip.filepath)
     if media == "audio" and strip.type == "SOUND" and strip.sound:

@@ -119,4 +119,4 @@ def test_real_timers_under_xvfb(blender: Runner) -> None:
     r = blender("timers", windowed=True, timeout=240)
     image, = [s for s in r["strips"] if s["type"] == "IMAGE"]
     assert (image["name"], image["start"]) == ("timer driven", 7)
-    assert r["ticks"] > 3  # Blender's own timer drove the addon
+    assert r["ticks"] >= 2  # only Blender's own timer ticks the addon in this mode (the script never pumps)
