@@ -91,9 +91,9 @@ def outside_blender(fake: FakeBacklot, jobs: int) -> dict[str, Any]:
             idle.append((time.perf_counter() - t0) * 1000)
         for i in range(300):
             for k in range(jobs):
-                s.client.inbox.append(Notification("job.updated", {  # type: ignore[union-attr]
+                s.client.inbox.append(Notification("job.updated", {"job": {  # type: ignore[union-attr]
                     "id": f"job{k}", "state": "running", "updated_at": 2.0 + i,
-                    "status": {"fraction": ((i + k) % 100) / 100}}))
+                    "status": {"fraction": ((i + k) % 100) / 100}}}))
             t0 = time.perf_counter()
             s.tick()
             updates.append((time.perf_counter() - t0) * 1000)

@@ -100,7 +100,7 @@ def test_reopened_file_imports_finished_and_follows_running_jobs(
         while True:  # wait for the job to finish while no Blender is open
             msg = c.next_message(30)
             assert msg is not None, "the held job never finished"
-            if isinstance(msg, Notification) and msg.params["id"] == done_id and msg.params["state"] == "succeeded":
+            if isinstance(msg, Notification) and msg.params["job"]["id"] == done_id and msg.params["job"]["state"] == "succeeded":
                 break
     r = blender("reopen")
     assert r["loaded"] == ["finished while closed", "still running"]

@@ -202,3 +202,17 @@ def test_cli_addon_writes_the_zip(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "file").write_text("x")
     assert main(["addon", "--output", str(tmp_path / "file" / "addon.zip")]) == 2
     assert "cannot write the addon zip" in capsys.readouterr().err
+
+
+def test_form_leaves_out_untouched_params_without_default() -> None:
+    from blender_addon.schema import form_params
+
+    spec = parse_tasks({"tasks": [{"name": "text_to_video", "params": [
+        {"name": "width", "type": "int", "min": 16, "max": 16384, "default": None},
+        {"name": "resolution", "type": "str", "default": None},
+        {"name": "frames", "type": "int", "min": 1, "max": 100, "default": 24},
+        {"name": "extra", "type": "object", "default": None}]}]})[0]
+    assert [p.name for p in spec.params] == ["width", "resolution", "frames"]  # no form for objects
+    assert form_params(spec.params, {"width": 16, "resolution": "", "frames": 24}) == {"frames": 24}
+    assert form_params(spec.params, {"width": 512, "resolution": "720p", "frames": 500}) == {
+        "width": 512, "resolution": "720p", "frames": 100}

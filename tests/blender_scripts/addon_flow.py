@@ -162,7 +162,7 @@ def bench(ui: object) -> None:
             clock[0] += 1e-7
             job = {"id": rec.job, "seq": rec.seq, "state": "running", "updated_at": clock[0],
                    "status": {"code": "running", "fraction": ((i + k) % 100) / 100}, "outputs": []}
-            ui.session.client.inbox.append(Notification("job.updated", job))
+            ui.session.client.inbox.append(Notification("job.updated", {"job": job}))
 
     RESULT["updates_ms"] = _timed(ui, 300, inject)
     RESULT["updates_per_tick"] = len(recs)
