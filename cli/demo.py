@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from services.config import Settings, forget_standins, record_standins
+from services.instance import InstanceLock, InstanceLocked
 from standins import launcher
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,12 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, speed: float = 1.
     Stops everything on SIGINT/SIGTERM. Runs on the main thread: the stand-ins are told to die with
     the thread that started them, so a killed demo leaves no orphans.
     """
+    lock = InstanceLock(settings.data_path)
+    try:  # before anything starts: a running instance's stand-ins and their record stay untouched
+        lock.acquire()
+    except InstanceLocked as err:
+        print(f"backlot demo: {err}", file=sys.stderr)
+        return 2
     early_stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: early_stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs: dict[str, launcher.StandinProcess] = {}
@@ -36,17 +43,19 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, speed: float = 1.
         record_standins(settings.paths, urls)
         with_standins = settings.model_copy(update={"standins": urls})
         with_standins._paths = settings.paths
-        return asyncio.run(_run_center(with_standins, procs, urls, out, early_stop, ready))
+        return asyncio.run(_run_center(with_standins, procs, urls, out, early_stop, ready, lock))
     finally:
         forget_standins(settings.paths)
         launcher.stop_all(procs)
+        lock.release()
         log.info("demo: all stand-ins stopped")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 async def _run_center(settings: Settings, procs: dict[str, launcher.StandinProcess], urls: dict[str, str],
-                      out: TextIO, early_stop: threading.Event, ready: Callable[[dict[str, str]], None] | None) -> int:
+                      out: TextIO, early_stop: threading.Event, ready: Callable[[dict[str, str]], None] | None,
+                      lock: InstanceLock) -> int:
     from cli.commands import serve
 
     until = asyncio.Event()
@@ -73,7 +82,7 @@ async def _run_center(settings: Settings, procs: dict[str, launcher.StandinProce
 
     watcher = asyncio.create_task(watch(), name="demo-watch")
     try:
-        code = await serve(settings, until, on_ready)
+        code = await serve(settings, until, on_ready, lock)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)

@@ -19,7 +19,6 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
     EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
@@ -180,7 +179,7 @@ def _sources(paths: Paths, cwd: Path, env: Mapping[str, str], cli: dict[str, Any
     return [
         ("the command line", InitSettingsSource(Settings, cli)),
         ("the environment", _EnvSource(Settings, env)),
-        (str(dotenv), DotEnvSettingsSource(Settings, env_file=dotenv if dotenv.is_file() else None)),
+        (str(dotenv), _EnvSource(Settings, _dotenv_backlot(dotenv))),
         (str(paths.standins_file), TomlConfigSettingsSource(Settings, toml_file=paths.standins_file)),
         (str(paths.config_file), TomlConfigSettingsSource(Settings, toml_file=paths.config_file)),
     ]
@@ -195,6 +194,16 @@ class _EnvSource(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return self._explicit
+
+
+def _dotenv_backlot(path: Path) -> dict[str, str]:
+    """The ``BACKLOT_*`` lines of a ``.env``; a project's other keys (``OPENAI_API_KEY`` …) are not ours."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    values = dotenv_values(path)
+    return {k: v for k, v in values.items() if k.upper().startswith(ENV_PREFIX) and v is not None}
 
 
 def _check_readable(paths: Paths, cwd: Path) -> None:
@@ -212,15 +221,17 @@ def _check_readable(paths: Paths, cwd: Path) -> None:
                 raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
 
 
-def _unknown_env(env: Mapping[str, str]) -> None:
+def _unknown_env(env: Mapping[str, str], where: str = "the environment") -> None:
     fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     for key in env:
         if not key.upper().startswith(ENV_PREFIX) or key.upper() in NON_SETTING_ENV:
             continue
         base = key.upper().split("__", 1)[0]
-        if base not in fields:
+        if base not in fields and where == "the environment":
             raise ConfigError(f"the environment sets {key}, which is not a Backlot setting "
                               f"(known: {', '.join(sorted(fields))})")
+        if base not in fields:
+            raise ConfigError(f"{where}: unknown setting '{key}' (known settings: {', '.join(sorted(fields))})")
 
 
 def _describe(err: dict[str, Any], sources: list[tuple[str, PydanticBaseSettingsSource]]) -> str:
@@ -255,6 +266,7 @@ def load_settings(home: str | os.PathLike[str] | None = None, cli: dict[str, Any
     cli = {k: v for k, v in (cli or {}).items() if v is not None}
     _check_readable(paths, cwd)
     _unknown_env(env)
+    _unknown_env(_dotenv_backlot(cwd / ".env"), str(cwd / ".env"))
     sources = _sources(paths, cwd, env, cli)
 
     class _Layered(Settings):

@@ -8,6 +8,10 @@ from pathlib import Path
 from services.errors import BacklotError
 
 
+class FolderError(BacklotError):
+    """Backlot's home or data folder cannot be created or written (read-only, a file in the way, full)."""
+
+
 class InstanceLocked(BacklotError):
     """Another Backlot already runs for this home."""
 
@@ -37,8 +41,11 @@ class InstanceLock:
 
     def acquire(self) -> None:
         """Take the lock or raise InstanceLocked naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise FolderError(f"cannot use the data folder {self.path.parent}: {err.strerror or err}") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -147,11 +147,12 @@ def _upload_stats(path: Path) -> dict[str, Any]:
     return stats
 
 
-def build(data: Path, speed: float = 1.0, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> tuple[FastMCP, WanGPState]:
+def build(data: Path, speed: float = 1.0, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+          weights: set[str] | None = None, offline: bool = False) -> tuple[FastMCP, WanGPState]:
     """The FastMCP server and its state, not yet running (call state.runner.start())."""
     outputs = data / "outputs"
     outputs.mkdir(parents=True, exist_ok=True)
-    catalogue, gallery = Catalogue(), Gallery(data)
+    catalogue, gallery = Catalogue(weights=weights, offline=offline), Gallery(data)
     state = WanGPState(catalogue, gallery, Transfers(gallery, outputs / "mcp_uploads", max_upload_bytes),
                        JobRunner(catalogue, gallery, outputs, speed))
     mcp = FastMCP("WanGP", json_response=True, stateless_http=True, streamable_http_path=MCP_PATH,
@@ -209,11 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = _common.common_parser("wan2gp", "Stand-in for Wan2GP's MCP server (wgp.py --mcp).")
     ap.add_argument("--max-upload-bytes", type=int, default=DEFAULT_MAX_UPLOAD_BYTES,
                     help=f"largest accepted gallery upload (default {DEFAULT_MAX_UPLOAD_BYTES})")
+    ap.add_argument("--weights", metavar="MODEL,..",
+                    help="the models whose weights are on disk, comma-separated, or 'none' (default: all but t2v)")
+    ap.add_argument("--no-weights", action="store_const", const="none", dest="weights",
+                    help="no model has its weights (like a fresh Wan2GP); same as --weights none")
+    ap.add_argument("--offline", action="store_true",
+                    help="a model without weights fails to download, as a Wan2GP without Internet access does")
     args = ap.parse_args(argv)
     _common.check_speed(ap, args.speed)
+    weights = None if args.weights is None else {w.strip() for w in args.weights.split(",")
+                                                 if w.strip() and w.strip() != "none"}
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data = _common.data_dir(args.data, "wan2gp")
-    mcp, state = build(data, args.speed, args.max_upload_bytes)
+    try:
+        mcp, state = build(data, args.speed, args.max_upload_bytes, weights, args.offline)
+    except ValueError as err:
+        ap.error(str(err))
     logging.getLogger("mcp").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     try:
         sock = bind(args.host, args.port)

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 MAX_STORED_EVENTS = 500
 DEFAULT_EVENT_LIMIT = 20
 DOWNLOAD_SECONDS = 1.0  # simulated first download of a 'missing' model, at --speed 1
+# What the real Wan2GP says (after ~23 s of download retries) when a model's weights are missing and the Hugging
+# Face hub cannot be reached: it names no model.
+OFFLINE_DOWNLOAD_ERROR = ("An error happened while trying to locate the file on the Hub and we cannot find the "
+                          "requested files in the local cache. Please check your connection and try again or make "
+                          "sure your Internet connection is on.")
 
 
 class Cancelled(Exception):
@@ -225,6 +230,8 @@ class JobRunner:
             job.emit("status", f"Downloading {model.name} model files")
             self._progress(job, "downloading", "Downloading model", 0, 1)
             self._pause(job, DOWNLOAD_SECONDS)
+            if self.catalogue.offline:
+                raise TaskError(OFFLINE_DOWNLOAD_ERROR, "runtime")
             self.catalogue.mark_installed(model.model_type)
         job.emit("status", f"Loading model {model.name}")
         self._progress(job, "loading_model", "Loading model", 0, 1)

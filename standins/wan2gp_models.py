@@ -14,11 +14,33 @@ REFERENCE_WORK = 81 * 832 * 480
 STEP_OVERHEAD_SECONDS = 0.01
 
 
-def _media(**enabled: bool) -> dict[str, dict[str, bool]]:
-    """The media_inputs block: which image/video/audio inputs a model accepts."""
-    groups = {"image": ("image_start", "image_end", "image_refs"), "video": ("video_guide", "video_source", "video_mask"),
-              "audio": ("audio_guide", "audio_source")}
-    return {kind: {key: bool(enabled.get(key, False)) for key in keys} for kind, keys in groups.items()}
+IMAGE_INPUTS = ("start", "end", "reference", "single_reference", "multiple_references", "background",
+                "injected_frames", "control", "mask")
+VIDEO_INPUTS = ("continue", "last", "control", "mask")
+AUDIO_INPUTS = ("prompt", "output")
+
+
+def _media(image: tuple[str, ...] = (), video: tuple[str, ...] = (), audio: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The media_inputs block, with the real server's keys (``image.start``, not the settings name image_start)."""
+    return {"image": {key: key in image for key in IMAGE_INPUTS}, "video": {key: key in video for key in VIDEO_INPUTS},
+            "audio": {key: key in audio for key in AUDIO_INPUTS}}
+
+
+def _capabilities(main: str, outputs: list[str], inputs: tuple[str, ...], media: dict[str, Any]) -> dict[str, bool]:
+    """The capabilities block, derived as Wan2GP's models/model_metadata.py infers it."""
+    image, video, audio = media["image"], media["video"], media["audio"]
+    return {
+        "text_to_video": main == "video" and "text" in inputs, "image_to_video": main == "video" and image["start"],
+        "video_to_video": main == "video" and (video["continue"] or video["control"]),
+        "text_to_image": main == "image" and "text" in inputs,
+        "image_to_image": main == "image" and (image["start"] or image["reference"] or image["control"]),
+        "text_to_audio": main == "audio" and "text" in inputs, "audio_to_audio": main == "audio" and audio["prompt"],
+        "audio_to_video": main == "video" and audio["prompt"], "audio_output": "audio" in outputs,
+        "inpainting": image["mask"] or video["mask"], "outpainting": False, "reference_images": image["reference"],
+        "background_image": image["background"], "injected_frames": image["injected_frames"],
+        "control_image": image["control"], "control_video": video["control"], "video_continuation": video["continue"],
+        "sliding_window": main == "video", "lora": main != "audio",
+    }
 
 
 @dataclass
@@ -32,7 +54,7 @@ class Model:
     main_output: str  # video | image | audio
     description: str
     inputs: tuple[str, ...] = ("text",)
-    media: dict[str, bool] = field(default_factory=dict)
+    media: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image/video/audio -> the inputs it takes
     cost: float = 1.0  # relative work per step
     load_seconds: float = 0.3
     installed: bool = True
@@ -42,16 +64,13 @@ class Model:
 
     def record(self) -> dict[str, Any]:
         """The compact metadata record wangp_list_models returns."""
-        video = self.main_output == "video"
+        outputs = [self.main_output]
+        media = _media(**self.media)
         return {
             "model_type": self.model_type, "family": self.family, "family_label": self.family_label,
             "base_model_type": self.model_type, "finetune": False, "main_output": [self.main_output],
-            "outputs": [self.main_output] + (["image"] if video else []), "inputs": list(self.inputs),
-            "media_inputs": _media(**self.media),
-            "capabilities": {"negative_prompt": self.main_output != "audio", "guidance": True, "seed": True,
-                             "loras": self.main_output != "audio", "sliding_window": video,
-                             "image_mode": video, "batch": True},
-            "name": self.name,
+            "outputs": outputs, "inputs": list(self.inputs), "media_inputs": media,
+            "capabilities": _capabilities(self.main_output, outputs, self.inputs, media), "name": self.name,
         }
 
     def work(self, settings: dict[str, Any]) -> float:
@@ -79,7 +98,7 @@ CATALOGUE: tuple[Model, ...] = (
           installed=False, defaults={**_VIDEO_DEFAULTS, "resolution": "1280x720"}),
     Model("i2v", "Wan2.1 Image2video 480p 14B", "wan", "Wan2.1", "video",
           "Animates a start image (and optionally an end image) following a prompt.", size="14B", cost=3.0,
-          load_seconds=0.8, inputs=("text", "image"), media={"image_start": True, "image_end": True},
+          load_seconds=0.8, inputs=("text", "image"), media={"image": ("start", "end")},
           defaults={**_VIDEO_DEFAULTS, "image_prompt_type": "S"}),
     Model("flux", "Flux 1 Dev 12B", "flux", "Flux 1", "image",
           "Text-to-image model with embedded guidance.", size="12B", cost=1.5, load_seconds=0.5,
@@ -87,6 +106,7 @@ CATALOGUE: tuple[Model, ...] = (
                     "seed": -1, "batch_size": 1, "image_mode": 1, "activated_loras": [], "loras_multipliers": ""}),
     Model("ace_step_v1", "ACE-Step v1 3.5B", "ace_step", "ACE-Step", "audio",
           "Song generation from a style prompt and lyrics.", size="3.5B", cost=1.0, inputs=("text", "lyrics"),
+          media={"audio": ("output",)},
           defaults={"prompt": "", "lyrics": "", "duration_seconds": 20, "num_inference_steps": 60,
                     "guidance_scale": 7.0, "seed": -1, "batch_size": 1}),
 )
@@ -110,8 +130,17 @@ _SETTING_DOCS = {
 class Catalogue:
     """Thread-safe view of the model catalogue; availability changes once a 'missing' model is downloaded."""
 
-    def __init__(self, models: tuple[Model, ...] = CATALOGUE) -> None:
+    def __init__(self, models: tuple[Model, ...] = CATALOGUE, weights: set[str] | None = None,
+                 offline: bool = False) -> None:
+        """``weights``: the models whose files are on disk (None: the catalogue's own); ``offline``: downloads fail."""
         self._models = {m.model_type: copy.deepcopy(m) for m in models}
+        if weights is not None:
+            unknown = weights - set(self._models)
+            if unknown:
+                raise ValueError(f"unknown model(s) in --weights: {', '.join(sorted(unknown))}")
+            for model in self._models.values():
+                model.installed = model.model_type in weights
+        self.offline = offline
         self._lock = threading.Lock()
 
     def get(self, model_type: str) -> Model | None:
@@ -127,10 +156,11 @@ class Catalogue:
         """Local file availability of one model."""
         model = self.get(model_type)
         if model is None:
-            raise KeyError(f"Unknown model_type: {model_type}")
+            raise ValueError(f"Unknown model_type: {model_type}")  # the real server's words, no KeyError quotes
         with self._lock:
             installed = model.installed
         return {"model_type": model.model_type, "status": "available" if installed else "missing",
+                "status_code": 2 if installed else 0, "indicator": "blue_square" if installed else "black_square",
                 "available": installed}
 
     def select(self, *, query: str | None = None, **filters: str | None) -> list[Model]:

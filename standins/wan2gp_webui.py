@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KIND = "wan2gp-webui"
+WANGP_VERSION = "12.60"  # the version whose header this copies (wgp.py WanGP_version)
 MODELS = [("Wan2.1 Text2video 14B", "t2v"), ("Wan2.1 Text2video 1.3B", "t2v_1.3B"),
           ("Wan2.1 Image2video 480p 14B", "i2v"), ("LTX Video 0.9.8 13B", "ltxv_13B"),
           ("Hunyuan Video Text2video 720p 13B", "hunyuan")]
@@ -166,8 +167,8 @@ def build_app(studio: Studio) -> gr.Blocks:
     import gradio as gr
 
     with gr.Blocks(title="WanGP") as demo:
-        gr.Markdown("<div align=center><H1>Wan<SUP>GP</SUP> - AI Generative Models for the GPU Poor by "
-                    "<I>DeepBeepMeep</I></H1></div> (Backlot stand-in)")
+        gr.Markdown(f'<div align=center><H1>Wan<SUP style="color: #2563eb;">GP</SUP> v{WANGP_VERSION} <FONT SIZE=4>by '
+                    '<I>DeepBeepMeep</I></FONT> <FONT SIZE=3></H1></div> (Backlot stand-in)')
         state = gr.State(_new_state())
         with gr.Row():
             with gr.Column():

@@ -56,7 +56,7 @@ async def test_text_to_image_gives_a_png_with_step_progress(standin: Any, pool: 
     statuses = await collect(backend(sp.url, pool).submit(job(tmp_path, width=256, height=192, steps=6, seed=7)))
     codes = [s.code for s in statuses]
     assert codes[0] is StatusCode.QUEUED and statuses[0].remote_ref
-    assert StatusCode.RUNNING in codes and codes[-1] is StatusCode.FINISHED, statuses[-1]
+    assert StatusCode.RUNNING in codes and codes[-1] is StatusCode.SUCCEEDED, statuses[-1]
     steps = [(s.step, s.total) for s in statuses if s.unit == "steps"]
     assert steps and steps[-1] == (6, 6)
     fractions = [s.fraction for s in statuses if s.code is StatusCode.PROGRESS]
@@ -81,7 +81,7 @@ async def test_text_to_video_gives_an_mp4_with_the_requested_frames(standin: Any
     sp = standin("comfyui", speed=10)
     statuses = await collect(backend(sp.url, pool).submit(
         job(tmp_path, task="text_to_video", width=160, height=96, frames=9, steps=3, fps=8)))
-    assert statuses[-1].code is StatusCode.FINISHED, statuses[-1]
+    assert statuses[-1].code is StatusCode.SUCCEEDED, statuses[-1]
     (out,) = statuses[-1].outputs
     assert out.mime == "video/mp4"
     with av.open(str(out.path)) as c:
@@ -95,7 +95,7 @@ async def test_upscale_uploads_the_input_image(standin: Any, pool: ConnectionPoo
     src = tmp_path / "still.png"
     Image.new("RGB", (40, 30), (200, 10, 10)).save(src)
     statuses = await collect(backend(sp.url, pool).submit(job(tmp_path, task="upscale", inputs=[src])))
-    assert statuses[-1].code is StatusCode.FINISHED, statuses[-1]
+    assert statuses[-1].code is StatusCode.SUCCEEDED, statuses[-1]
     assert image(statuses[-1].outputs[0].path).size == (160, 120)
     missing = await collect(backend(sp.url, pool).submit(job(tmp_path, task="upscale")))
     assert missing[-1].failure is FailureCode.VALIDATION and "needs an input image" in missing[-1].message
@@ -150,7 +150,7 @@ async def test_websocket_dropped_mid_job_still_completes_via_history(standin: An
                 assert proxy.cut_websockets() == 1
     finally:
         await proxy.close()
-    assert statuses[-1].code is StatusCode.FINISHED, statuses[-1]
+    assert statuses[-1].code is StatusCode.SUCCEEDED, statuses[-1]
     assert any(s.message == "following by polling" for s in statuses), [(s.code.value, s.message, s.step) for s in statuses]
     assert image(statuses[-1].outputs[0].path).format == "PNG"
 
@@ -163,7 +163,7 @@ async def test_lookup_recovers_a_finished_job_and_knows_unknown_ones(standin: An
     pid = done[0].remote_ref
     fresh = backend(sp.url, pool)  # as after a restart of Backlot
     again = await collect(fresh.lookup(pid, job(tmp_path / "recovered", workflow="standin_image")))  # type: ignore[arg-type]
-    assert again[-1].code is StatusCode.FINISHED and again[-1].outputs[0].path.parent == tmp_path / "recovered" / "out"
+    assert again[-1].code is StatusCode.SUCCEEDED and again[-1].outputs[0].path.parent == tmp_path / "recovered" / "out"
     unknown = await collect(fresh.lookup("not-a-prompt", job(tmp_path)))
     assert unknown[-1].failure is FailureCode.UNKNOWN_REMOTE
 

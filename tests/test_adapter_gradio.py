@@ -224,7 +224,7 @@ async def test_rvc_converts_in_both_layouts(apps: dict[str, Any], pool: Connecti
     job = _job(tmp_path, inputs=[_tone(tmp_path / "line.wav")], pitch=semitones)
     statuses = await _run(backend, job)
     await backend.close()
-    assert [s.code for s in statuses] == [StatusCode.RUNNING] + [StatusCode.PROGRESS] * 3 + [StatusCode.FINISHED]
+    assert [s.code for s in statuses] == [StatusCode.RUNNING] + [StatusCode.PROGRESS] * 3 + [StatusCode.SUCCEEDED]
     assert [(s.step, s.total) for s in statuses[1:4]] == [(1, 3), (2, 3), (3, 3)]
     assert "loading voice aria-v2-40k.pth" in statuses[1].message and "uploading" in statuses[2].message
     done = statuses[-1]
@@ -248,7 +248,7 @@ async def test_rvc_voice_comes_from_params_then_default_then_first(apps: dict[st
     backend = _rvc(apps["rvc"].url, pool, default_voice=default)
     statuses = await _run(backend, _job(tmp_path, inputs=[_tone(tmp_path / "in.wav")], **params))
     done = statuses[-1]
-    assert done.code is StatusCode.FINISHED and done.detail["voice"] == voice
+    assert done.code is StatusCode.SUCCEEDED and done.detail["voice"] == voice
     # The server's own words: the index it used is the loaded voice's (the browser's hand-over, reproduced).
     assert f"/logs/{voice.removesuffix('.pth')}/" in done.message
     assert _analyse(done.outputs[0].path)[0] == rate
@@ -272,7 +272,7 @@ async def test_rvc_finds_a_voice_added_after_its_page_was_built(apps: dict[str, 
     statuses = await _run(backend, _job(tmp_path, inputs=[_tone(tmp_path / "in.wav")], voice="dora-v2.pth",
                                         pitch=12))
     done = statuses[-1]
-    assert done.code is StatusCode.FINISHED and done.detail["voice"] == "dora-v2.pth"
+    assert done.code is StatusCode.SUCCEEDED and done.detail["voice"] == "dora-v2.pth"
     assert _analyse(done.outputs[0].path)[2] == pytest.approx(2 * TONE_HZ, rel=0.03)
 
 
@@ -339,7 +339,7 @@ async def test_rvc_cancel_says_running_work_cannot_be_stopped(apps: dict[str, An
             await asyncio.sleep(0.01)
     result = await backend.cancel(first.remote_ref or "")
     assert not result.confirmed and not result.can_stop and "cannot stop work that has started" in result.message
-    assert (await converting).code is StatusCode.FINISHED  # it really did run to the end
+    assert (await converting).code is StatusCode.SUCCEEDED  # it really did run to the end
     await statuses.aclose()
 
 
@@ -353,7 +353,7 @@ async def test_audioldm_gives_a_16k_wav_and_the_mp4(apps: dict[str, Any], pool: 
     job = _job(tmp_path, "rain on a tin roof", duration=5, seed=7, candidates=1, model="audioldm-s-full")
     statuses = await _run(backend, job)
     assert [s.code for s in statuses] == [StatusCode.RUNNING, StatusCode.PROGRESS, StatusCode.PROGRESS,
-                                          StatusCode.FINISHED]
+                                          StatusCode.SUCCEEDED]
     wav, mp4 = statuses[-1].outputs
     assert (wav.mime, mp4.mime) == ("audio/x-wav", "video/mp4") and wav.path.stem == mp4.path.stem
     rate, seconds, _ = _analyse(wav.path)
@@ -420,7 +420,7 @@ async def test_modern_gradio_reports_progress_and_delivers_files(apps: dict[str,
     assert steps and all(unit == "steps" and message == "sampling" for _, _, unit, message in steps)
     assert [s for s, *_ in steps] == sorted(s for s, *_ in steps)
     done = statuses[-1]
-    assert done.code is StatusCode.FINISHED, done.message
+    assert done.code is StatusCode.SUCCEEDED, done.message
     assert "using 5 s (this app takes 5–15 s in steps of 2.5)" in done.message
     assert "this app has no model choice; model 'audioldm-m-full' is ignored" in done.message
     wav, mp4 = done.outputs
@@ -458,7 +458,7 @@ async def test_modern_gradio_cancel_drops_queued_work_only(apps: dict[str, Any],
         gone = [s async for s in second]
         rest = [s async for s in first]
     assert [s.code for s in gone] == [StatusCode.CANCELLED] and gone[0].remote_ref == waiting[-1].remote_ref
-    assert rest[-1].code is StatusCode.FINISHED  # dropping the queued job left the running one alone
+    assert rest[-1].code is StatusCode.SUCCEEDED  # dropping the queued job left the running one alone
     await backend.close()
 
 

@@ -114,7 +114,7 @@ async def test_streamed_reply_shows_progress_and_writes_a_text_file(lit: ModuleT
     statuses = await run(backend, job(tmp_path, seed=7, temperature=0.7, system="You are a film-making assistant."))
     codes = [s.code for s in statuses]
     assert codes[0] is StatusCode.RUNNING and statuses[0].remote_ref == "job-1"
-    assert codes[-1] is StatusCode.FINISHED, statuses[-1]
+    assert codes[-1] is StatusCode.SUCCEEDED, statuses[-1]
     progress = [s for s in statuses if s.code is StatusCode.PROGRESS]
     done = statuses[-1]
     text = done.detail["text"]
@@ -139,7 +139,7 @@ async def test_plain_reply_matches_the_streamed_one(lit: ModuleType, llm: Standi
     backend = server(llm, http)
     streamed = await run(backend, job(tmp_path, "a", seed=3, temperature=0.5))
     plain = await run(backend, job(tmp_path, "b", seed=3, temperature=0.5, stream=False))
-    assert [s.code for s in plain] == [StatusCode.RUNNING, StatusCode.FINISHED]
+    assert [s.code for s in plain] == [StatusCode.RUNNING, StatusCode.SUCCEEDED]
     assert plain[-1].detail["text"] == streamed[-1].detail["text"]
     assert plain[-1].step == streamed[-1].step  # usage's completion tokens = one delta per token
     assert (tmp_path / "out" / "b.txt").read_text(encoding="utf-8") == plain[-1].detail["text"]
@@ -162,7 +162,7 @@ async def test_ollama_route(lit: ModuleType, llm: StandinProcess, http: aiohttp.
     assert await models_for(rec, http) == [f"{MODEL}:latest", "backlot-standin-tiny:latest"]
     backend = LlmBackend.for_server(rec, lambda: http)
     statuses = await run(backend, job(tmp_path, model="backlot-standin-tiny", seed=5))
-    assert statuses[-1].code is StatusCode.FINISHED, statuses[-1]
+    assert statuses[-1].code is StatusCode.SUCCEEDED, statuses[-1]
     assert statuses[-1].detail["model"] == "backlot-standin-tiny:latest"
     assert any(s.code is StatusCode.PROGRESS for s in statuses)
     plain = await run(backend, job(tmp_path, "p", model="backlot-standin-tiny", seed=5, stream=False))
@@ -308,7 +308,7 @@ async def test_keys_never_reach_logs_statuses_or_errors(lit: ModuleType, llm: St
         except ServiceError as err:
             texts += [str(err), repr(err), "".join(traceback.format_exception(err))]
         texts += [await backend.check_key(), repr(backend), repr(backend.__dict__)]
-    assert statuses[-1].code is StatusCode.FINISHED  # the right key did work
+    assert statuses[-1].code is StatusCode.SUCCEEDED  # the right key did work
     assert any("invalid key" in t for t in texts)
     assert "POST Request Sent from LiteLLM" in caplog.text  # litellm's debug logging was on
     printed = capfd.readouterr()  # litellm also prints through its own stderr handler

@@ -79,7 +79,7 @@ async def test_text_to_video_gives_the_requested_mp4_with_rising_progress(standi
     assert first.code is StatusCode.QUEUED and first.remote_ref and first.detail["model_type"] == "t2v_1.3B"
     assert first.detail["settings"] == {"prompt": "a fox in the snow", "resolution": "320x192", "video_length": 17,
                                         "num_inference_steps": 30, "seed": 7, "model_type": "t2v_1.3B"}
-    assert last.code is StatusCode.FINISHED, last
+    assert last.code is StatusCode.SUCCEEDED, last
     fractions = [s.fraction for s in statuses if s.code is StatusCode.PROGRESS]
     assert fractions == sorted(fractions) and any(0 < f < 1 for f in fractions if f is not None), fractions
     steps = [(s.step, s.total) for s in statuses if s.unit == "steps"]
@@ -98,14 +98,14 @@ async def test_model_auto_pick_explicit_default_and_image_upload(standin: Any, m
     sp = standin("wan2gp", speed=20)
     b = make(sp.url)
     preview = await collect(b.submit(job(tmp_path / "p", task="quick_preview")))
-    assert preview[0].detail["model_type"] == "t2v_1.3B" and preview[-1].code is StatusCode.FINISHED, preview[-1]
+    assert preview[0].detail["model_type"] == "t2v_1.3B" and preview[-1].code is StatusCode.SUCCEEDED, preview[-1]
     assert video_facts(preview[-1].outputs[0].path) == (17, 480, 272)  # the small preview defaults
 
     explicit = await collect(b.submit(job(tmp_path / "e", model_type="t2v", width=64, height=48, frames=5, steps=2)))
-    assert explicit[0].detail["model_type"] == "t2v" and explicit[-1].code is StatusCode.FINISHED, explicit[-1]
+    assert explicit[0].detail["model_type"] == "t2v" and explicit[-1].code is StatusCode.SUCCEEDED, explicit[-1]
     configured = make(sp.url, default_model="t2v")
     chosen = await collect(configured.submit(job(tmp_path / "d", width=64, height=48, frames=5, steps=2)))
-    assert chosen[0].detail["model_type"] == "t2v" and chosen[-1].code is StatusCode.FINISHED
+    assert chosen[0].detail["model_type"] == "t2v" and chosen[-1].code is StatusCode.SUCCEEDED
 
     still = tmp_path / "start.png"
     Image.new("RGB", (64, 48), (10, 200, 30)).save(still)
@@ -114,7 +114,7 @@ async def test_model_auto_pick_explicit_default_and_image_upload(standin: Any, m
     settings = i2v[0].detail["settings"]
     assert settings["model_type"] == "i2v" and settings["image_prompt_type"] == "S"
     assert settings["image_start"].startswith("visual:")  # the gallery id the upload got
-    assert i2v[-1].code is StatusCode.FINISHED and video_facts(i2v[-1].outputs[0].path) == (5, 64, 48)
+    assert i2v[-1].code is StatusCode.SUCCEEDED and video_facts(i2v[-1].outputs[0].path) == (5, 64, 48)
     models = (await b.probe())["models"]
     assert {"model_type": "i2v", "name": "Wan2.1 Image2video 480p 14B", "main_output": "video"} in models
     assert {m["main_output"] for m in models} == {"video", "image", "audio"}
@@ -165,8 +165,8 @@ async def test_a_second_job_waits_queued_then_completes(standin: Any, make: Make
     later = [i for i, (name, _) in enumerate(seen) if name == "second"]
     # while the first job was mid-run, the second reported nothing beyond its QUEUED (it has no events yet)
     assert mid_run and later and max(mid_run) < min(later), [(n, s.code.value, s.step) for n, s in seen]
-    assert [s for n, s in seen if n == "first"][-1].code is StatusCode.FINISHED
-    assert [s for n, s in seen if n == "second"][-1].code is StatusCode.FINISHED
+    assert [s for n, s in seen if n == "first"][-1].code is StatusCode.SUCCEEDED
+    assert [s for n, s in seen if n == "second"][-1].code is StatusCode.SUCCEEDED
 
 
 async def test_server_messages_for_missing_and_unknown_models(standin: Any, make: MakeBackend, tmp_path: Path) -> None:
@@ -175,10 +175,10 @@ async def test_server_messages_for_missing_and_unknown_models(standin: Any, make
     blank = await collect(b.submit(job(tmp_path, model_type="")))
     assert blank[-1].failure is FailureCode.VALIDATION and blank[0].code is StatusCode.QUEUED
     assert blank[-1].message.startswith("model_type is required")
-    unknown = await collect(b.submit(job(tmp_path, model_type="no_such_model")))
-    assert unknown[-1].code is StatusCode.FAILED and unknown[-1].failure is FailureCode.RUNTIME
-    assert unknown[-1].message == "Unknown model type 'no_such_model': no model definition found"
-    assert unknown[-1].detail["wan2gp"][0]["stage"] == "runtime"
+    # an unknown model is refused up front (Wan2GP itself would accept the job and fail it at runtime)
+    (unknown,) = await collect(b.submit(job(tmp_path, model_type="no_such_model")))
+    assert unknown.code is StatusCode.FAILED and unknown.failure is FailureCode.CAPABILITY and not unknown.remote_ref
+    assert unknown.message.startswith(f"{b.record.id} has no model named 'no_such_model'"), unknown.message
     # refused before anything is sent
     (odd,) = await collect(b.submit(job(tmp_path, width=320)))
     assert odd.failure is FailureCode.VALIDATION and "both width and height" in odd.message
@@ -198,11 +198,11 @@ async def test_lookup_reattaches_running_and_finished_jobs(standin: Any, make: M
     fresh = make(sp.url)
     statuses = await collect(fresh.lookup(ref, job(tmp_path / "back")))  # type: ignore[arg-type]
     assert statuses[0].code is StatusCode.PROGRESS and statuses[0].message == "re-attached after restart"
-    assert statuses[-1].code is StatusCode.FINISHED and video_facts(statuses[-1].outputs[0].path) == (9, 320, 192)
+    assert statuses[-1].code is StatusCode.SUCCEEDED and video_facts(statuses[-1].outputs[0].path) == (9, 320, 192)
     assert statuses[-1].outputs[0].path.parent == tmp_path / "back" / "out"
 
     again = await collect(make(sp.url).lookup(ref, job(tmp_path / "again")))  # type: ignore[arg-type]
-    assert [s.code for s in again] == [StatusCode.FINISHED]  # a finished job: straight to its (re-fetched) files
+    assert [s.code for s in again] == [StatusCode.SUCCEEDED]  # a finished job: straight to its (re-fetched) files
     assert again[0].outputs[0].path.parent == tmp_path / "again" / "out"
 
 
@@ -292,7 +292,7 @@ def test_settings_from_job_params() -> None:
 def test_model_choice_per_task() -> None:
     def rec(model_type: str, output: str, start_image: bool = False, available: bool | None = None) -> dict[str, Any]:
         r: dict[str, Any] = {"model_type": model_type, "main_output": [output], "inputs": ["text"],
-                             "media_inputs": {"image": {"image_start": start_image}}}
+                             "media_inputs": {"image": {"start": start_image}}}
         if available is not None:
             r["availability"] = {"available": available}
         return r

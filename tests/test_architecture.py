@@ -1,6 +1,7 @@
 """Layering rules from DESIGN.md, enforced with import-linter contracts in pyproject.toml."""
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,23 @@ def test_the_core_passes_mypy_strict(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy"), "services"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+HEAVY = {"av", "litellm", "gradio_client", "numpy", "torch", "PIL", "mcp"}
+
+
+def test_no_heavy_import_runs_on_the_event_loop() -> None:
+    """An import inside ``async def`` runs on the loop (``import av`` stalled it 110 ms): heavy modules load in threads."""
+    found = []
+    for path in (ROOT / "services").rglob("*.py"):
+        source = path.read_text(encoding="utf-8").splitlines()
+        for fn in ast.walk(ast.parse("\n".join(source))):
+            if not isinstance(fn, ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                if names and "loaded off the loop" in source[node.lineno - 1]:
+                    continue  # a module a guard already loaded in a worker thread: a sys.modules lookup
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in HEAVY]
+    assert found == []

@@ -65,7 +65,7 @@ class TinyFoleyBackend:
         job.output_dir.mkdir(parents=True, exist_ok=True)
         out = job.output_dir / "foley.raw"
         out.write_bytes(reply.body)
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, outputs=(OutputFile.of(out),), message="rendered")
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, outputs=(OutputFile.of(out),), message="rendered")
 
     async def cancel(self, remote_ref: str) -> CancelResult:
         return CancelResult(False, "TinyFoley cannot stop a render", can_stop=False)

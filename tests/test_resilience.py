@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.connectivity.resilience import Backoff, CircuitBreaker, retry_read
+from services.connectivity.resilience import Backoff, CircuitBreaker
 from services.errors import ErrorClass, ServiceError
 from services.models import BreakerSnapshot
 
@@ -66,38 +66,3 @@ def test_probe_now_lets_a_user_reconnect_skip_the_wait() -> None:
     assert not b.allow()
     b.probe_now()
     assert b.allow()
-
-
-async def test_retry_read_backs_off_exponentially_and_only_on_transport_errors() -> None:
-    slept: list[float] = []
-
-    async def record(seconds: float) -> None:
-        slept.append(seconds)
-
-    calls = 0
-
-    async def flaky() -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 4:
-            raise ServiceError("refused", ErrorClass.REFUSED)
-        return "ok"
-
-    assert await retry_read(flaky, attempts=5, sleep=record) == "ok"
-    assert calls == 4 and len(slept) == 3
-    assert all(0 <= s <= cap for s, cap in zip(slept, (1, 2, 4)))
-
-    async def bad_request() -> str:
-        raise ServiceError("HTTP 400", ErrorClass.CLIENT_ERROR)
-
-    slept.clear()
-    with pytest.raises(ServiceError, match="400"):
-        await retry_read(bad_request, attempts=5, sleep=record)
-    assert slept == []
-
-    async def always_down() -> str:
-        raise ServiceError("refused", ErrorClass.REFUSED)
-
-    with pytest.raises(ServiceError):
-        await retry_read(always_down, attempts=8, max_delay=60, sleep=record)
-    assert len(slept) == 7 and max(slept) <= 60

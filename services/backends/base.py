@@ -17,19 +17,19 @@ SessionProvider = Callable[[], aiohttp.ClientSession]
 
 
 class StatusCode(str, Enum):
-    """Normalized job status codes (the last three are terminal)."""
+    """Normalized job status codes (the last three are terminal); a job's ``status.code`` uses these words."""
 
     QUEUED = "queued"
     RUNNING = "running"
     PROGRESS = "progress"
-    FINISHED = "finished"
+    SUCCEEDED = "succeeded"  # the same word as JobState.SUCCEEDED: one vocabulary for statuses and states
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        """True for finished, failed and cancelled."""
-        return self in (StatusCode.FINISHED, StatusCode.FAILED, StatusCode.CANCELLED)
+        """True for succeeded, failed and cancelled."""
+        return self in (StatusCode.SUCCEEDED, StatusCode.FAILED, StatusCode.CANCELLED)
 
 
 class FailureCode(str, Enum):

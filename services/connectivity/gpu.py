@@ -54,7 +54,7 @@ class GpuSampler:
     async def start(self) -> None:
         """Initialise NVML off the loop."""
         await asyncio.to_thread(self._start_blocking)
-        log.info("GPU: %s", self.reason)
+        log.debug("GPU: %s", self.reason)  # the instance says it once in its start-up line
 
     def _sample_blocking(self, services: list[ServiceRecord]) -> tuple[GpuSample, ...]:
         nvml: Any = self._nvml

@@ -1,4 +1,4 @@
-"""Retry policies (tenacity) for idempotent reads, reconnect backoff, and a circuit breaker per service."""
+"""Reconnect backoff and a circuit breaker per service (both on an injected clock)."""
 from __future__ import annotations
 
 import asyncio
@@ -6,41 +6,11 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import TypeVar
-
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from services.errors import ErrorClass, ServiceError
 from services.models import BreakerSnapshot
 
-T = TypeVar("T")
 Clock = Callable[[], float]
-RETRYABLE = (ErrorClass.REFUSED, ErrorClass.TIMEOUT, ErrorClass.RESET, ErrorClass.BUSY, ErrorClass.UNREACHABLE,
-             ErrorClass.HTTP_ERROR)
-
-
-def _retryable(err: BaseException) -> bool:
-    return isinstance(err, ServiceError) and err.error_class in RETRYABLE
-
-
-def read_retrying(attempts: int = 4, max_delay: float = 60.0, first: float = 1.0, give_up_after: float = 120.0,
-                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
-    """Retry an idempotent read: exponential backoff with full jitter from ``first`` s doubling to ``max_delay``.
-
-    Only transport-level failures are retried; a 4xx or a bad answer is final. Generations are never
-    retried here (the job manager's failover knows whether a backend started one).
-    """
-    return AsyncRetrying(stop=stop_after_attempt(attempts) | stop_after_delay(give_up_after),
-                         wait=wait_random_exponential(multiplier=first, max=max_delay),
-                         retry=retry_if_exception(_retryable), sleep=sleep, reraise=True)
-
-
-async def retry_read(fn: Callable[[], Awaitable[T]], **policy: object) -> T:
-    """Run ``fn`` under ``read_retrying(**policy)``."""
-    async for attempt in read_retrying(**policy):  # type: ignore[arg-type]
-        with attempt:
-            return await fn()
-    raise AssertionError("unreachable: tenacity reraises the last error")
 
 
 class Backoff:

@@ -169,7 +169,7 @@ class JobRunner:
             if status.remote_ref and status.remote_ref != job.remote_ref:
                 job.remote_ref = status.remote_ref
                 last_write = 0.0  # the backend's reference must be on disk before anything else happens
-            if status.code is StatusCode.FINISHED:
+            if status.code is StatusCode.SUCCEEDED:
                 await self._succeeded(job, sid, status, started)
                 return
             if status.code is StatusCode.CANCELLED:

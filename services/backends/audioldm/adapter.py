@@ -139,6 +139,13 @@ def demux_wav(video: Path, target: Path) -> Path:
     import av
     import numpy as np
 
+    try:
+        return _demux(av, np, video, target)
+    except av.FFmpegError as err:
+        raise ValueError(str(err)) from err
+
+
+def _demux(av: Any, np: Any, video: Path, target: Path) -> Path:
     with av.open(str(video)) as container:
         if not container.streams.audio:
             raise GradioError(f"{video.name} has no audio track", FailureCode.BAD_RESPONSE)
@@ -223,14 +230,13 @@ class AudioLdmBackend(GradioAppBackend):
             outputs: tuple[Path, ...] = (media,)
         else:
             yield progress(2, STEPS, f"extracting the audio from {media.name}", ref)
-            import av  # PyAV loads FFmpeg: only when there is something to demux
-            try:
+            try:  # PyAV (and FFmpeg) load in the worker thread: importing it here would stall the loop
                 wav = await asyncio.to_thread(demux_wav, media, unique_path(job.output_dir, media.stem + ".wav"))
-            except (OSError, ValueError, av.FFmpegError) as err:
+            except (OSError, ValueError) as err:
                 raise GradioError(f"{self.record.id}: could not read the audio of {media.name}: {err}",
                                   FailureCode.BAD_RESPONSE) from err
             outputs = (wav, media)
         message = "; ".join([f"{seconds:g} s of audio for {job.prompt!r}", *notes])
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, step=STEPS, total=STEPS, unit="steps", message=message,
-                        remote_ref=ref, outputs=tuple(OutputFile.of(p) for p in outputs),
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, step=STEPS, total=STEPS, unit="steps", message=message,
+                        remote_ref=ref, outputs=tuple([await asyncio.to_thread(OutputFile.of, p) for p in outputs]),
                         detail={"duration": seconds, "adjusted": notes})

@@ -373,7 +373,7 @@ class ComfyUIBackend:
         if not outputs:
             yield failed("ComfyUI finished but the workflow produced no files", FailureCode.MISSING_OUTPUT)
             return
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, remote_ref=pid, outputs=tuple(outputs),
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, remote_ref=pid, outputs=tuple(outputs),
                         message=f"{len(outputs)} file(s) from {self.record.id}")
 
     async def _download_outputs(self, outputs: dict[str, Any], job: JobRequest) -> list[OutputFile]:

@@ -9,7 +9,7 @@ import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -24,6 +24,7 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
+from services.backends.gradio.modern import ModernClient
 from services.backends.gradio.probe import gradio_protocol
 from services.backends.gradio.types import (
     FILE_TYPES,
@@ -38,9 +39,6 @@ from services.backends.gradio.types import (
 )
 from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
 from services.http import Reply, download, request
-
-if TYPE_CHECKING:
-    from services.backends.gradio.modern import ModernClient
 
 __all__ = ["FILE_TYPES", "CallResult", "Component", "Endpoint", "GradioApp", "GradioError", "GradioTimeouts",
            "LocalFile", "file_ref", "not_resumable", "progress"]
@@ -161,8 +159,7 @@ class GradioApp:
             yield await self._call_rest(ep, data, output_dir, ref)
             return
         if self._modern is None:
-            from services.backends.gradio.modern import ModernClient
-            self._modern = ModernClient(self.base_url, self.service, self.timeouts)
+            self._modern = await asyncio.to_thread(_modern_client, self.base_url, self.service, self.timeouts)
         async for item in self._modern.call(ep, data, output_dir, ref):
             yield item
 
@@ -298,6 +295,11 @@ def progress(step: int, total: int, message: str, remote_ref: str | None = None)
     """A PROGRESS status for step ``step`` of ``total`` (the fraction counts steps already done)."""
     return JobStatus(StatusCode.PROGRESS, fraction=(step - 1) / total, step=step, total=total, unit="steps",
                      message=message, remote_ref=remote_ref)
+
+
+def _modern_client(base_url: str, service: str, timeouts: GradioTimeouts) -> ModernClient:
+    """The gradio_client transport, made off the event loop (it creates its download folder)."""
+    return ModernClient(base_url, service, timeouts)
 
 
 class GradioAppBackend:

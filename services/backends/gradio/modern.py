@@ -123,12 +123,10 @@ class ModernClient:
 
         A job dropped from the queue by ``cancel()`` ends with a CANCELLED status instead of a result.
         """
-        from gradio_client import handle_file
-
         client = await self._client()
         job: Job | None = None
         try:
-            args = [handle_file(str(v.path)) if isinstance(v, LocalFile) else v for v in data]
+            args = _client_args(data)
             doing = f"running {ep.name}"
             try:
                 job = client.submit(*args, api_name="/" + ep.api_name) if ep.api_name else \
@@ -206,3 +204,10 @@ class ModernClient:
         if self._cleanups:
             await asyncio.wait(set(self._cleanups), timeout=self.timeouts.config)
         await asyncio.to_thread(shutil.rmtree, self._downloads, True)
+
+
+def _client_args(data: list[Any]) -> list[Any]:
+    """Call arguments with local files wrapped for upload (gradio_client is loaded by now: ``_make`` ran)."""
+    from gradio_client import handle_file
+
+    return [handle_file(str(v.path)) if isinstance(v, LocalFile) else v for v in data]

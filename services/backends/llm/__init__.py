@@ -1,6 +1,7 @@
 """LLMs through LiteLLM (imported lazily): local OpenAI-compatible and Ollama servers, and configured cloud models."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,9 +28,9 @@ def _configured(options: Mapping[str, Any], session: SessionProvider) -> list[Ba
 
 
 async def _shutdown() -> None:
-    from services.backends.llm.adapter import close_litellm_clients
-
-    await close_litellm_clients()
+    adapter = sys.modules.get("services.backends.llm.adapter")  # never imported: nothing of litellm's to close
+    if adapter is not None:
+        await adapter.close_litellm_clients()
 
 
 SPEC = BackendSpec(kind=KIND, title="LLM server", default_ports=(11434, 1234, 8080),

@@ -324,7 +324,7 @@ class LlmBackend:
         path = job.output_dir / Path(f"{job.id}.txt").name
         await asyncio.to_thread(_write_text, path, text)
         tokens = item.tokens if item.tokens is not None else len(parts)
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, step=tokens, unit="tokens", message=f"{tokens} tokens",
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, step=tokens, unit="tokens", message=f"{tokens} tokens",
                         remote_ref=job.id, outputs=(OutputFile.of(path),),
                         detail={"text": text, "model": model, "finish_reason": item.finish_reason})
 

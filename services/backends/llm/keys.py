@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -41,9 +42,18 @@ def import_litellm() -> ModuleType:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         module = importlib.import_module("litellm")
         setattr(module, "suppress_debug_info", True)  # silences its "Give Feedback" banner on errors
+        _logs_to_stderr()
         _warm_up(module)
         _litellm = module
     return _litellm
+
+
+def _logs_to_stderr() -> None:
+    """litellm's loggers write to stdout; stdout belongs to the command's output (``--json``), so move them."""
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
 
 
 def _warm_up(module: ModuleType) -> None:

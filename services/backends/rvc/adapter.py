@@ -267,6 +267,6 @@ class RvcBackend(GradioAppBackend):
         named = unique_path(job.output_dir, f"{source.stem}_{Path(voice).stem}{audio.suffix or '.wav'}")
         audio = audio.rename(named)
         log.info("RVC converted %s with %s (pitch %s) into %s", source.name, voice, pitch, audio)
-        return JobStatus(StatusCode.FINISHED, fraction=1.0, step=STEPS, total=STEPS, unit="steps",
+        return JobStatus(StatusCode.SUCCEEDED, fraction=1.0, step=STEPS, total=STEPS, unit="steps",
                          message=info.strip() or "converted", remote_ref=ref, outputs=(OutputFile.of(audio),),
                          detail={"voice": voice, "pitch": pitch, "f0_method": method})

@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from services.backends.base import (
     CancelResult,
@@ -23,18 +24,24 @@ from services.backends.base import (
     unique_path,
 )
 from services.backends.wan2gp.events import EventTracker
-from services.backends.wan2gp.mcp import McpLink, ToolError, ToolSession
+from services.backends.wan2gp.mcp import McpLink, ToolError
 from services.backends.wan2gp.probe import KIND, TASKS
-from services.backends.wan2gp.settings import InvalidParams, build_settings, pick_model
+from services.backends.wan2gp.settings import InvalidParams, available, build_settings, candidates, describe, suggest
 from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
 from services.http import download, request
 from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 UNKNOWN_JOB = "Unknown WanGP job_id"
+UNKNOWN_MODEL = "Unknown model_type"
 PAGE = 10         # wangp_list_models never returns more than 10 records
+AVAILABILITY_PAGE = 50  # nor wangp_list_model_availability more than 50
 MAX_PAGES = 50    # a bound in case a server ignores offset
 REFUSED_BY = {"wangp_generate": FailureCode.VALIDATION, "wangp_create_gallery_upload": FailureCode.VALIDATION}
+
+
+class Unusable(Exception):
+    """This Wan2GP cannot run the job as asked (no such model, no weights): another server might."""
 
 
 class Wan2gpBackend:
@@ -45,7 +52,9 @@ class Wan2gpBackend:
     def __init__(self, record: ServiceRecord, session: SessionProvider, *,
                  default_model: str | Mapping[str, str] | None = None, poll_interval: float = 0.5,
                  call_timeout: float = 15.0, unreachable_grace: float = 60.0, job_timeout: float = 6 * 3600,
-                 transfer_timeout: float = 300.0, event_limit: int = 100, model_cache_seconds: float = 300.0) -> None:
+                 transfer_timeout: float = 300.0, event_limit: int = 100, model_cache_seconds: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.record = record
         self._session = session
         self.default_model = default_model  # a model_type for every task, or one per task
@@ -58,6 +67,7 @@ class Wan2gpBackend:
         self.transfer_timeout = aiohttp.ClientTimeout(total=transfer_timeout, sock_connect=min(5.0, call_timeout),
                                                       sock_read=min(60.0, transfer_timeout))
         self._video_models: tuple[float, list[dict[str, Any]]] | None = None
+        self._clock, self._sleep = clock, sleep  # injected so tests of the waits need not wait
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -78,24 +88,25 @@ class Wan2gpBackend:
             if job.task == "image_to_video":
                 if not job.inputs:
                     raise InvalidParams("image_to_video needs an input image (--input FILE)")
-                if not job.inputs[0].is_file():
+                if not await asyncio.to_thread(job.inputs[0].is_file):
                     raise InvalidParams(f"input image {job.inputs[0]} does not exist")
         except InvalidParams as err:
             yield failed(str(err), FailureCode.VALIDATION)
             return
+        missing_weights = False
         try:
             if "model_type" not in settings:
-                model = self._default_for(job.task) or await self._pick(job.task)
-                if model is None:
-                    yield failed(f"{self.record.id} offers no model for {job.task}; name one with model_type",
-                                 FailureCode.RUNTIME)
-                    return
-                settings["model_type"] = model
+                settings["model_type"] = self._default_for(job.task) or await self._choose(job.task)
+            if str(settings["model_type"]).strip():  # a blank one is Wan2GP's to refuse, in its own words
+                missing_weights = not await self._check_named(str(settings["model_type"]))
             if job.task == "image_to_video":
                 settings["image_start"] = await self._upload(job.inputs[0])
                 settings.setdefault("image_prompt_type", "S")  # S = animate from a start image
             snap = await self.mcp.call("wangp_generate", {"source": settings, "event_limit": self.event_limit})
             job_id = str(snap["job_id"])
+        except Unusable as err:
+            yield failed(str(err), FailureCode.CAPABILITY)
+            return
         except InvalidParams as err:
             yield failed(str(err), FailureCode.VALIDATION)
             return
@@ -108,10 +119,15 @@ class Wan2gpBackend:
         except KeyError:
             yield failed(f"{self.record.id} answered wangp_generate without a job_id", FailureCode.BAD_RESPONSE)
             return
-        log.info("%s: job %s started as Wan2GP job %s (%s)", self.record.id, job.id, job_id, settings["model_type"])
-        yield JobStatus(StatusCode.QUEUED, remote_ref=job_id, message=f"queued on {self.record.id}",
-                        detail={"model_type": settings["model_type"], "settings": settings})
+        model = str(settings["model_type"])
+        log.info("%s: job %s started as Wan2GP job %s (%s)", self.record.id, job.id, job_id, model)
+        note = f"; the weights of {model} are not there, so Wan2GP will try to download them" if missing_weights else ""
+        yield JobStatus(StatusCode.QUEUED, remote_ref=job_id, message=f"queued on {self.record.id}{note}",
+                        detail={"model_type": model, "settings": settings})
         async for status in self._follow(job_id, job, snap):
+            if missing_weights and status.code is StatusCode.FAILED and status.failure is FailureCode.RUNTIME:
+                status = failed(f"{model} had no weights on {self.record.id} and Wan2GP could not get them: "
+                                f"{status.message}", FailureCode.CAPABILITY, **status.detail)
             yield status
 
     async def cancel(self, remote_ref: str) -> CancelResult:
@@ -146,8 +162,7 @@ class Wan2gpBackend:
         tracker = EventTracker(job_id)
         recovering = snap is None
         contact = not recovering
-        deadline = time.monotonic() + self.job_timeout
-        failing_since: float | None = None
+        deadline = self._clock() + self.job_timeout
         while True:
             if snap is not None:
                 events = _list(snap.get("events"))
@@ -163,13 +178,14 @@ class Wan2gpBackend:
                     async for status in self._finish(job_id, snap, tracker, job):
                         yield status
                     return
-            if time.monotonic() >= deadline:
+            if self._clock() >= deadline:
                 yield failed(f"no result after {self.job_timeout:.0f} s", FailureCode.TIMEOUT)
                 return
             if contact:
-                await asyncio.sleep(self.poll_interval)
+                await self._sleep(self.poll_interval)
+            started = self._clock()
             try:
-                snap = await self.mcp.call("wangp_get_job", {"job_id": job_id, "event_limit": self.event_limit})
+                snap = await self._poll(job_id, self.unreachable_grace if contact else 0.0)
             except ToolError as err:
                 if UNKNOWN_JOB in err.message:
                     yield failed(f"{self.record.id} no longer knows this job (Wan2GP was restarted or forgot it)",
@@ -178,23 +194,39 @@ class Wan2gpBackend:
                     yield failed(f"Wan2GP could not report the job: {err.message}", FailureCode.BAD_RESPONSE)
                 return
             except ServiceError as err:
-                snap, now = None, time.monotonic()
                 if not contact:
                     yield failed(f"{self.record.id}: cannot check the job: {_plain(err)}", failure_for(err))
-                    return
-                if failing_since is None:
-                    failing_since = now
-                    log.warning("%s: cannot poll job %s (%s); retrying for %.0f s", self.record.id, job_id,
-                                _plain(err), self.unreachable_grace)
-                if now - failing_since >= self.unreachable_grace:
-                    yield failed(f"lost contact with {self.record.id} for {now - failing_since:.0f} s: {_plain(err)}",
-                                 failure_for(err))
-                    return
-                continue
-            if failing_since is not None:
-                log.info("%s: reachable again; following job %s", self.record.id, job_id)
-                failing_since = None
+                else:
+                    yield failed(f"lost contact with {self.record.id} for {self._clock() - started:.0f} s: "
+                                 f"{_plain(err)}", failure_for(err))
+                return
             contact = True
+
+    async def _poll(self, job_id: str, grace: float) -> dict[str, Any]:
+        """``wangp_get_job``, retried while the server is unreachable for at most ``grace`` seconds."""
+        started = self._clock()
+
+        def out_of_grace(state: RetryCallState) -> bool:
+            return self._clock() - started >= grace
+
+        def waiting(state: RetryCallState) -> None:
+            if state.attempt_number == 1:
+                err = state.outcome.exception() if state.outcome else None
+                log.warning("%s: cannot poll job %s (%s); retrying for %.0f s", self.record.id, job_id,
+                            _plain(err) if err else "?", grace)
+
+        retrying = AsyncRetrying(stop=out_of_grace, retry=retry_if_exception_type(ServiceError),
+                                 wait=wait_exponential(multiplier=max(self.poll_interval, 0.05), max=5.0),
+                                 sleep=self._sleep, before_sleep=waiting, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                snap = await self.mcp.call("wangp_get_job", {"job_id": job_id, "event_limit": self.event_limit})
+            if attempt.retry_state.outcome is not None and attempt.retry_state.outcome.failed:
+                continue  # tenacity waits, then tries again (or re-raises once out of grace)
+            if attempt.retry_state.attempt_number > 1:
+                log.info("%s: reachable again; following job %s", self.record.id, job_id)
+            return snap
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _finish(self, job_id: str, snap: dict[str, Any], tracker: EventTracker,
                       job: JobRequest) -> AsyncIterator[JobStatus]:
@@ -219,7 +251,7 @@ class Wan2gpBackend:
             yield failed(f"the job finished but its files could not be fetched: {_plain(err)}",
                          FailureCode.MISSING_OUTPUT)
             return
-        yield JobStatus(StatusCode.FINISHED, fraction=1.0, remote_ref=job_id, outputs=tuple(outputs),
+        yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, remote_ref=job_id, outputs=tuple(outputs),
                         message=f"{len(outputs)} file(s) from {self.record.id}")
 
     # ----- transfers -----
@@ -228,18 +260,15 @@ class Wan2gpBackend:
         return self.record.base_url.rstrip("/") + path if path.startswith("/") else path
 
     async def _fetch(self, items: list[dict[str, Any]], job: JobRequest) -> list[OutputFile]:
-        async def links(session: ToolSession) -> list[dict[str, Any]]:
-            return [await session.call("wangp_create_gallery_download", {"gallery_id": str(i["gallery_id"])})
-                    for i in items]
-
         files = []
-        for item, link in zip(items, await self.mcp.run(links)):
+        for item in items:
+            link = await self.mcp.call("wangp_create_gallery_download", {"gallery_id": str(item["gallery_id"])})
             name = str(link.get("filename") or item.get("filename") or Path(str(item.get("path", "output"))).name)
             url = link.get("download_url")
             if not url:
                 raise ServiceError(f"Wan2GP gave no download URL for {name}", ErrorClass.BAD_RESPONSE,
                                    service=self.record.id)
-            target = unique_path(job.output_dir, name)
+            target = await asyncio.to_thread(unique_path, job.output_dir, name)
             await download(self._session(), self._url(str(url)), target,
                            timeout=self.transfer_timeout, service=self.record.id)
             files.append(await asyncio.to_thread(OutputFile.of, target))
@@ -277,31 +306,69 @@ class Wan2gpBackend:
             return self.default_model or None
         return self.default_model.get(task) if self.default_model else None
 
-    async def _pick(self, task: str) -> str | None:
-        now = time.monotonic()
+    async def _choose(self, task: str) -> str:
+        """A model for ``task`` whose weights are on the server (asked now, not cached); Unusable when none is."""
+        fits = candidates(await self._video_records(), task)
+        if not fits:
+            raise Unusable(f"{self.record.id} offers no model for {task}; name one with model_type")
+        present = await self._availability()
+        for record in fits:
+            if present.get(str(record["model_type"]), True):  # not listed: let Wan2GP decide
+                return str(record["model_type"])
+        suggestion = suggest(fits)
+        raise Unusable(f"no Wan2GP model for {task} has its weights on {self.record.id} (checked {len(fits)}); "
+                       f"download one in Wan2GP, e.g. {describe(suggestion)}")
+
+    async def _check_named(self, model_type: str) -> bool:
+        """Whether a named model's weights are present; Unusable when this Wan2GP has no such model."""
+        try:
+            info = await self.mcp.call("wangp_get_model_availability", {"model_type": model_type})
+        except ToolError as err:
+            if UNKNOWN_MODEL in err.message:
+                raise Unusable(f"{self.record.id} has no model named {model_type!r}; see its models with "
+                               f"wangp_list_models or Wan2GP's model list") from err
+            log.info("%s: availability of %s unknown (%s)", self.record.id, model_type, err.message)
+            return True
+        return available({"availability": info}) is not False
+
+    async def _video_records(self) -> list[dict[str, Any]]:
+        """The video models' records (cached: they change only when Wan2GP is updated or given finetunes)."""
+        now = self._clock()
         if self._video_models is None or now - self._video_models[0] > self.model_cache_seconds:
-            self._video_models = (now, await self._list_models(main_output="video", include_availability=True))
-        return pick_model(self._video_models[1], task)
+            self._video_models = (now, await self._list_models(main_output="video"))
+        return self._video_models[1]
+
+    async def _availability(self) -> dict[str, bool]:
+        """model_type -> weights present, for every video model, as the server sees its disk now."""
+        present: dict[str, bool] = {}
+        try:
+            for n in range(MAX_PAGES):
+                page = (await self.mcp.call("wangp_list_model_availability", {
+                    "main_output": "video", "limit": AVAILABILITY_PAGE, "offset": n * AVAILABILITY_PAGE})).get("result")
+                rows = [r for r in _list(page) if isinstance(r, dict) and r.get("model_type")]
+                fresh = {str(r["model_type"]): bool(r.get("available")) for r in rows
+                         if str(r["model_type"]) not in present}
+                present.update(fresh)
+                if len(rows) < AVAILABILITY_PAGE or not fresh:
+                    break
+        except ToolError as err:  # an older Wan2GP without the tool: Wan2GP itself will say what is missing
+            log.info("%s: cannot list model availability (%s)", self.record.id, err.message)
+        return present
 
     async def _list_models(self, **filters: Any) -> list[dict[str, Any]]:
-        """Every model record, page by page, in one MCP session."""
-        async def pages(session: ToolSession) -> list[dict[str, Any]]:
-            records: list[dict[str, Any]] = []
-            seen: set[str] = set()
-            for n in range(MAX_PAGES):
-                page = (await session.call("wangp_list_models", {**filters, "limit": PAGE,
-                                                                 "offset": n * PAGE})).get("result")
-                if not isinstance(page, list):
-                    raise ServiceError("wangp_list_models returned no list", ErrorClass.BAD_RESPONSE)
-                fresh = [r for r in page if isinstance(r, dict) and r.get("model_type")
-                         and str(r["model_type"]) not in seen]
-                records += fresh
-                seen.update(str(r["model_type"]) for r in fresh)
-                if len(page) < PAGE or not fresh:
-                    return records
-            return records
-
-        return await self.mcp.run(pages)
+        """Every model record, page by page, over the one MCP session."""
+        records: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for n in range(MAX_PAGES):
+            page = (await self.mcp.call("wangp_list_models", {**filters, "limit": PAGE, "offset": n * PAGE})).get("result")
+            if not isinstance(page, list):
+                raise ServiceError("wangp_list_models returned no list", ErrorClass.BAD_RESPONSE, service=self.record.id)
+            fresh = [r for r in page if isinstance(r, dict) and r.get("model_type") and str(r["model_type"]) not in seen]
+            records += fresh
+            seen.update(str(r["model_type"]) for r in fresh)
+            if len(page) < PAGE or not fresh:
+                break
+        return records
 
 
 def _dict(value: Any) -> dict[str, Any]:

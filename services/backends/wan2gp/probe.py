@@ -1,6 +1,7 @@
 """Wan2GP: its MCP server's fingerprint (``initialize`` → ``WanGP``), its web UI's, and the health check."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ MCP_ACCEPT = "application/json, text/event-stream"
 MCP_INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-03-26", "capabilities": {},
                        "clientInfo": {"name": "backlot", "version": "0"}}}
+# The web UI's header: <H1>Wan<SUP ...>GP</SUP> v12.60 <FONT ...>by <I>DeepBeepMeep</I> (wgp.py, WanGP_version)
+_HEADER_VERSION = re.compile(r"Wan\s*(?:<SUP[^>]*>)?\s*GP\s*(?:</SUP>)?\s*v(\d+(?:\.\d+)+)", re.IGNORECASE)
 
 
 async def fingerprint(ctx: ProbeContext) -> Identity | None:
@@ -40,6 +43,7 @@ async def fingerprint(ctx: ProbeContext) -> Identity | None:
         return None
     if not isinstance(info, dict) or info.get("name") != "WanGP":
         return None
+    # serverInfo.version is the MCP SDK's (1.10.1), not Wan2GP's; the MCP server says nothing of its own version
     return Identity(KIND, "mcp", "", "WanGP", details={"mcp_sdk": info.get("version", "")})
 
 
@@ -47,8 +51,21 @@ def match_webui(config: dict[str, Any]) -> Identity | None:
     """A Gradio app titled ``WanGP`` is Wan2GP's web UI alone: listed, not usable, with the ``--mcp`` hint."""
     if config.get("title") != "WanGP":
         return None
-    return Identity(KIND, gradio_protocol(config), str(config.get("version", "")), "WanGP", usable=False,
-                    hint=WEBUI_HINT, details={"webui_only": True})
+    # /config's own "version" is Gradio's (5.29.0); Wan2GP's is only in the header it renders
+    return Identity(KIND, gradio_protocol(config), webui_version(config), "WanGP", usable=False,
+                    hint=WEBUI_HINT, details={"webui_only": True, "gradio": str(config.get("version", ""))})
+
+
+def webui_version(config: dict[str, Any]) -> str:
+    """Wan2GP's version ("12.60") from the header Markdown in the web UI's /config, or "" when not found."""
+    components = config.get("components")
+    for component in components if isinstance(components, list) else []:
+        props = component.get("props") if isinstance(component, dict) else None
+        value = props.get("value") if isinstance(props, dict) else None
+        match = _HEADER_VERSION.search(value) if isinstance(value, str) else None
+        if match:
+            return match[1]
+    return ""
 
 
 async def health(session: aiohttp.ClientSession, rec: ServiceRecord, timeout: aiohttp.ClientTimeout) -> HealthSample:

@@ -9,6 +9,7 @@ from typing import Any
 PREVIEW = {"resolution": "480x272", "video_length": 17, "num_inference_steps": 6}
 _RESOLUTION = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 _SECONDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*s?\s*")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)B\b")  # "1.3B" in a model's name: its parameter count
 
 
 class InvalidParams(ValueError):
@@ -122,27 +123,71 @@ def makes_video(record: Mapping[str, Any]) -> bool:
     return "video" in (_values(record, "main_output") or _values(record, "outputs"))
 
 
+def _flags(record: Mapping[str, Any], *path: str) -> Mapping[str, Any] | None:
+    """A nested block of booleans (``media_inputs.image``, ``capabilities``), or None when absent."""
+    value: Any = record
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value if isinstance(value, Mapping) else None
+
+
 def takes_start_image(record: Mapping[str, Any]) -> bool:
-    """The model animates a start image (``media_inputs.image.image_start``, else an ``image`` input)."""
-    media = record.get("media_inputs")
-    if isinstance(media, Mapping) and isinstance(media.get("image"), Mapping):
-        return bool(media["image"].get("image_start"))
+    """The model animates a start image: ``capabilities.image_to_video``, else ``media_inputs.image.start``.
+
+    Those are the real server's keys (``image_start`` is the *settings* field carrying the image); a record
+    with neither block falls back to an ``image`` entry in ``inputs``.
+    """
+    capabilities = _flags(record, "capabilities")
+    if capabilities is not None and "image_to_video" in capabilities:
+        return bool(capabilities["image_to_video"])
+    image = _flags(record, "media_inputs", "image")
+    if image is not None and "start" in image:
+        return bool(image["start"])
     return "image" in _values(record, "inputs")
 
 
-def pick_model(records: Sequence[Mapping[str, Any]], task: str) -> str | None:
-    """The first video model fitting ``task`` (image_to_video: one taking a start image; else one that doesn't).
+def _extra_inputs(record: Mapping[str, Any]) -> int:
+    """How many other media inputs a model can take (control video, audio, references...): fewer is simpler."""
+    media = _flags(record, "media_inputs") or {}
+    flags = [v for block in media.values() if isinstance(block, Mapping) for k, v in block.items()
+             if k not in ("start", "end", "output")]
+    return sum(1 for v in flags if v is True)
 
-    Models whose files are present come first (when the listing says), so a job does not start a download of
-    many gigabytes just because an uninstalled model is listed earlier.
-    """
+
+def candidates(records: Sequence[Mapping[str, Any]], task: str) -> list[Mapping[str, Any]]:
+    """The video models fitting ``task``, simplest first (image_to_video: one taking a start image; else one that
+    doesn't), so an automatic choice does not land on a model that also wants an audio track or a control video."""
     wants_image = task == "image_to_video"
     fits = [r for r in records if makes_video(r) and takes_start_image(r) == wants_image and r.get("model_type")]
-    present = [r for r in fits if _available(r) is not False]
+    return sorted(fits, key=_extra_inputs)
+
+
+def pick_model(records: Sequence[Mapping[str, Any]], task: str) -> str | None:
+    """The first model fitting ``task`` whose weights are present, when the listing says (else the first fit)."""
+    fits = candidates(records, task)
+    present = [r for r in fits if available(r) is not False]
     chosen = (present or fits)[:1]
     return str(chosen[0]["model_type"]) if chosen else None
 
 
-def _available(record: Mapping[str, Any]) -> bool | None:
+def available(record: Mapping[str, Any]) -> bool | None:
+    """Whether the model's weights are on the server (its ``availability`` block), None when not said."""
     info = record.get("availability")
     return bool(info.get("available")) if isinstance(info, Mapping) and "available" in info else None
+
+
+def suggest(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The model to tell a person to download: the simplest, then the smallest by the size in its name."""
+    return min(records, key=lambda r: (_extra_inputs(r), _size(str(r.get("name") or ""))))
+
+
+def _size(name: str) -> float:
+    """A model's parameter count in billions from its name ("Wan2.1 Text2video 1.3B" -> 1.3), else infinity."""
+    sizes = [float(m) for m in _SIZE.findall(name)]
+    return min(sizes) if sizes else float("inf")
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """``Wan2.1 Text2video 1.3B (t2v_1.3B)``: a model as a person finds it in Wan2GP's model list."""
+    name, model_type = str(record.get("name") or ""), str(record.get("model_type") or "")
+    return f"{name} ({model_type})" if name and name != model_type else model_type
