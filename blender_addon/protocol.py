@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 PROTOCOL = 1
@@ -63,8 +62,7 @@ def rpc_error(error: dict[str, Any]) -> RpcError:
     return cls(str(error.get("message") or "request failed"), code, error.get("data"))
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """The answer to a ``call_async`` request; exactly one of ``result`` / ``error`` is meaningful."""
 
     id: int
