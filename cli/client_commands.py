@@ -13,6 +13,7 @@ from cli import remote
 from cli.format import job_lines, progress_line, services_table
 from services.config import Settings
 from services.errors import one_line
+from services.instance import FolderError
 from services.jobs.store import JobStore
 from services.models import JobState
 
@@ -108,6 +109,11 @@ def _follow(client: ApiClient, job: dict[str, Any], as_json: bool, out: TextIO) 
 
 def _local_read(settings: Settings, fn: Any) -> Any:
     """Run ``fn(store)`` on this home's store opened read-only (no instance runs)."""
+
+    try:  # a home that cannot hold a data folder is said so, as for every other command
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FolderError(f"cannot use the data folder {settings.data_path}: {err.strerror or err}") from err
 
     async def run() -> Any:
         store = JobStore(settings.data_path / "jobs.sqlite3", read_only=True)

@@ -84,10 +84,11 @@ def test_params_are_coerced_by_the_schema_in_one_place() -> None:
     settings = load_settings(cli={"scan_default_ports": False})
     params, _ = check_params(settings, "text", {"max_tokens": "40", "temperature": "0.5", "stream": "false",
                                                 "seed": "7", "model": "123", "system": None})
-    assert params == {"max_tokens": 40, "temperature": 0.5, "stream": False, "seed": 7, "model": "123", "system": None}
+    assert params == {"max_tokens": 40, "temperature": 0.5, "stream": False, "seed": 7, "model": "123"}
     params, _ = check_params(settings, "text_to_video", {"width": 320.0, "guidance_scale": "4", "settings": '{"a": 1}',
-                                                         "complexity": "high"})
-    assert params == {"width": 320, "guidance_scale": 4.0, "settings": {"a": 1}, "complexity": "high"}
+                                                         "complexity": "high", "height": " ", "negative": ""})
+    assert params == {"width": 320, "guidance_scale": 4.0, "settings": {"a": 1}, "complexity": "high",
+                      "negative": ""}  # a blank number is unset (a form's empty field) and dropped; blank text is text
     for bad, sentence in (({"stream": "maybe"}, "stream must be true or false"),
                           ({"temperature": "3"}, "temperature must be at most 2, got 3"),
                           ({"max_tokens": True}, "max_tokens must be a whole number"),
@@ -173,7 +174,7 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_no_job_row(standin: Any, tmp_
         assert captured.out == ""
         assert asyncio.run(stored_jobs()) == [], sentence
     assert main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image",
-                      "--param", "width=64", "--param", "height=48", "--json"]) == 0
+                      "--param", "width=64", "--param", "height=48", "--wait", "--json"]) == 0
     done = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert done["state"] == "succeeded" and done["params"] == {"workflow": "standin_image", "width": 64, "height": 48}
     (row,) = asyncio.run(stored_jobs())

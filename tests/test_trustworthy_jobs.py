@@ -201,9 +201,9 @@ async def test_a_server_lacking_the_checkpoint_fails_over_to_one_that_has_it(sta
     assert moved[0].attempts[1]["outcome"] == "succeeded"
 
 
-def test_a_cli_submit_beside_a_running_instance_leaves_its_running_jobs_alone(standin: Any,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Recovery belongs to the lock's holder: a guest CLI runs its own job and touches no other row."""
+def test_no_cli_process_runs_jobs_or_recovery_itself(standin: Any, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The lock's holder owns the jobs: a CLI beside a holder that serves no API runs nothing and touches no row."""
     import main
     from services.instance import InstanceLock
     from services.models import Job
@@ -232,9 +232,8 @@ def test_a_cli_submit_beside_a_running_instance_leaves_its_running_jobs_alone(st
     lock = InstanceLock(settings.data_path)
     lock.acquire()
     try:
-        code = main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image",
-                          "--json"])
+        code = main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image"])
     finally:
         lock.release()
-    assert code == 0
+    assert code == 4 and "could not start" in capsys.readouterr().err
     assert asyncio.run(read("stale1")).state is JobState.RUNNING
