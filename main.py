@@ -8,14 +8,14 @@ import sys
 from typing import Any, TextIO
 
 from services import __version__
+from services.api.server import ApiStartError
+from services.api.token import TokenError
 from services.config import ConfigError, Settings, load_settings
 from services.instance import FolderError
 from services.jobs.store import StoreError
 
 NOT_YET = {
-    "gui": "this version has no window; run `backlot --headless` or `backlot demo --headless`",
     "status": "this version cannot ask a running Backlot for its status; `backlot jobs` lists the jobs",
-    "screenshot": "this version has no window to take a screenshot of",
 }
 
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backlot: interrupted", file=sys.stderr)
         return 130
-    except (FolderError, StoreError) as err:
+    except (FolderError, StoreError, ApiStartError, TokenError) as err:
         print(f"backlot: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
@@ -117,7 +117,7 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
             print("backlot: --speed must be greater than 0", file=sys.stderr)
             return 2
         if not args.headless:
-            return _not_yet("gui")
+            return _window(settings, demo=True, speed=args.speed, screenshot=args.screenshot)
         from cli.demo import run_headless
 
         return run_headless(settings, out=out, speed=args.speed)
@@ -128,7 +128,7 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
 
         return commands.tasks(settings, args.json, out)
     if args.screenshot:
-        return _not_yet("screenshot")
+        return _window(settings, screenshot=args.screenshot)
     if args.command in ("discover", "submit", "jobs") or args.headless:
         import asyncio
 
@@ -144,7 +144,18 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         else:
             work = commands.serve(settings)
         return asyncio.run(work)
-    return _not_yet("gui")
+    return _window(settings)
+
+
+def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screenshot: str | None = None) -> int:
+    """Open the window; without a display say so in one line (``--screenshot`` needs none: it draws offscreen)."""
+    from app.launch import has_display, run_window
+
+    if not screenshot and not has_display():
+        print("backlot: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); run `backlot --headless`, "
+              "`backlot demo --headless`, or `backlot --screenshot PATH`", file=sys.stderr)
+        return 2
+    return run_window(settings, demo=demo, speed=speed, screenshot=screenshot)
 
 
 if __name__ == "__main__":

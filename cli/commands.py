@@ -58,7 +58,7 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
         except InstanceLocked as err:
             print(f"backlot: {err}", file=sys.stderr)
             return 2
-    center = ControlCenter(settings)
+    center = ControlCenter(settings, serve_api=True)
     stop = until or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,7 +69,7 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
                  center.gpu.reason or "GPU unknown")
         if ready is not None:
             ready(center)
-        await stop.wait()
+        await _first(stop, center.shutdown_requested)  # Ctrl-C, SIGTERM, the caller, or the API's app.shutdown
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -77,6 +77,17 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
         lock.release()
         log.info("Backlot stopped")
     return 0
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of the events is set."""
+    waits = [asyncio.create_task(e.wait(), name="serve-wait") for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.api.factory import create_server
+from services.api.server import ApiServer
 from services.backends import registry
 from services.backends.base import Backend
 from services.config import Settings
@@ -32,7 +34,8 @@ class ControlCenter:
     """Starts and stops everything in order; the GUI and the API talk to the core through this object."""
 
     def __init__(self, settings: Settings, bus: EventBus | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 gpu: GpuSampler | None = None, discover_on_start: bool = True, run_queue: bool = True) -> None:
+                 gpu: GpuSampler | None = None, discover_on_start: bool = True, run_queue: bool = True,
+                 serve_api: bool = False) -> None:
         self.settings = settings
         self.bus = bus or EventBus()
         self.clock = clock
@@ -56,6 +59,9 @@ class ControlCenter:
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._started = False
+        self.serve_api = serve_api  # the instance serves the socket API; tests and tools build one without it
+        self.api: ApiServer | None = None
+        self.shutdown_requested = asyncio.Event()  # set by the API's app.shutdown; the owner stops the center
 
     @property
     def services(self) -> dict[str, ServiceRecord]:
@@ -77,6 +83,9 @@ class ControlCenter:
         self._spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
             self._spawn("gpu-sampler", self._gpu_loop())
+        if self.serve_api:  # last: requests may only arrive once the jobs have been recovered
+            self.api = await create_server(self)
+            await self.api.start()
 
     async def discover(self, **kwargs: Any) -> DiscoveryResult:
         """Run one discovery round now (monitors follow from the events)."""
@@ -174,7 +183,10 @@ class ControlCenter:
         return None
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop in order — jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
+        """Stop in order — API, jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         if self._started:
             await self.jobs.stop()
         for unsub in self._unsubscribe:

@@ -25,11 +25,20 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert word in out
 
 
-@pytest.mark.parametrize("argv", [["status"],
-                                  ["--screenshot", "x.png"], []])
+@pytest.mark.parametrize("argv", [["status"]])
 def test_unbuilt_commands_say_so(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "not available yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [[], ["demo"]])
+def test_window_without_display_says_so_in_one_line(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no display" in err and "--headless" in err
 
 
 def test_console_script_matches_main_py(backlot_home: Path) -> None:
