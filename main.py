@@ -112,6 +112,9 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         print(f"backlot: configuration error: {err}", file=sys.stderr)
         return 2
     _setup_logging(settings)
+    if args.command == "discover" and args.budget is not None and not args.budget > 0:
+        print("backlot: --budget must be greater than 0", file=sys.stderr)
+        return 2
     if args.command == "demo":
         if not args.speed > 0:
             print("backlot: --speed must be greater than 0", file=sys.stderr)

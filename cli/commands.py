@@ -35,7 +35,8 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
     records = sorted(result.records, key=lambda r: (r.kind.value, r.host, r.port))
     if as_json:
         out.write(json.dumps({"services": [r.to_dict() for r in records], "duration_ms": round(result.duration_ms, 1),
-                              "candidates": result.candidates, "timed_out": list(result.timed_out)}) + "\n")
+                              "candidates": result.candidates, "timed_out": list(result.timed_out),
+                              "unanswered": [{"url": u, "reason": why} for u, why in result.unanswered]}) + "\n")
         return 0
     late = f", {len(result.timed_out)} did not answer in time" if result.timed_out else ""
     out.write(f"Found {len(records)} service(s) in {result.duration_ms:.0f} ms ({result.candidates} candidates probed{late})\n")
@@ -45,6 +46,8 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
             note = "" if r.usable else f"not usable: {r.hint}"
             rows.append([r.id, r.kind.value, r.protocol, r.version or "-", r.found_by.value, r.base_url, note])
         out.write(format_table(rows) + "\n")
+    for url, why in result.unanswered:
+        out.write(f"Nothing found at {url}: {one_line(why)}\n")
     return 0
 
 
