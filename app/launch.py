@@ -108,6 +108,7 @@ async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | N
         await asyncio.gather(starting, return_exceptions=True)
         await shell.stop()
         parts.close()
+        log.info("Backlot window closed, core stopped")
     return code
 
 
