@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 WINDOWS = {"1 min": 60.0, "10 min": 600.0, "1 h": 3600.0}
 REPAINT_HZ = 5
 MAX_MARKERS = 200
+FEW = 30
 
 
 class RingBuffer:
@@ -91,7 +92,9 @@ class TimePlot:
         for key in self.dirty:
             buf, item = self.series[key]
             t, v = buf.arrays()
-            item.setData(t, v)
+            # Dots while a series is young, so its first points show before there is a line to draw.
+            item.setData(t, v, symbol="o" if len(t) < FEW else None, symbolSize=5,
+                         symbolBrush=item.opts["pen"].color(), symbolPen=None)
         self.dirty.clear()
         self.widget.setXRange(now - window, now, padding=0)
 
