@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")
     s.add_argument("--wait", action="store_true", help="wait for the result (always, until the socket API lands)")
     s.add_argument("--json", action="store_true", help="print the finished job as JSON on the last line")
+    t = sub.add_parser("tasks", help="list the tasks with their parameters, inputs and backends")
+    t.add_argument("--json", action="store_true", help="print the task schema as JSON")
     j = sub.add_parser("jobs", help="list job history")
     j.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
     j.add_argument("--json", action="store_true")
@@ -121,6 +123,10 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         return run_headless(settings, out=out, speed=args.speed)
     if args.command == "status":
         return _not_yet(args.command)
+    if args.command == "tasks":
+        from cli import commands
+
+        return commands.tasks(settings, args.json, out)
     if args.screenshot:
         return _not_yet("screenshot")
     if args.command in ("discover", "submit", "jobs") or args.headless:

@@ -1,4 +1,4 @@
-"""Headless command implementations for the CLI: ``discover``, ``--headless``, ``submit``, ``jobs``."""
+"""Headless command implementations for the CLI: ``discover``, ``--headless``, ``submit``, ``jobs``, ``tasks``."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +16,7 @@ from services.errors import one_line
 from services.events import EventBus, JobUpdated
 from services.instance import InstanceLock, InstanceLocked
 from services.jobs.manager import JobError
+from services.jobs.validate import InvalidJob, schema_json, validate_job
 from services.models import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -79,16 +80,13 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; values that read as JSON (numbers, true, lists) are taken as such."""
+    """``k=v`` pairs as text; the task schema gives them their types (``services.jobs.validate``)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise JobError(f"--param {item!r} is not KEY=VALUE", "invalid")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
+        if not sep or not key.strip():
+            raise InvalidJob(f"--param {item!r} is not KEY=VALUE")
+        out[key.strip()] = raw
     return out
 
 
@@ -102,6 +100,11 @@ def _progress_line(job: Job) -> str:
 async def submit(settings: Settings, task: str, prompt: str, params: list[str], inputs: list[str], backend: str | None,
                  as_json: bool, out: TextIO = sys.stdout) -> int:
     """Submit one job and follow it to the end (this process runs it: no socket API instance to hand it to)."""
+    try:  # bad input is refused before anything starts or is written
+        valid = await validate_job(settings, task, parse_params(params), inputs)
+    except InvalidJob as err:
+        print(f"backlot: {err}", file=sys.stderr)
+        return 2
     lock = InstanceLock(settings.data_path)
     try:  # only the lock's holder may recover or run other jobs; beside a running instance this is a guest
         lock.acquire()
@@ -111,7 +114,8 @@ async def submit(settings: Settings, task: str, prompt: str, params: list[str], 
     center = ControlCenter(settings, run_queue=owner)
     try:
         await center.start()
-        job = await center.jobs.submit(task, prompt, parse_params(params), inputs, backend or "auto", client="cli")
+        job = await center.jobs.submit(task, prompt, valid.params, [str(p) for p in valid.inputs], backend or "auto",
+                                       client="cli")
         if not as_json:
             out.write(f"job #{job.seq} {job.id}: {task} queued\nroute: {job.route.get('explanation', '')}\n")
             out.flush()
@@ -170,3 +174,34 @@ async def jobs(settings: Settings, state: str | None, as_json: bool, limit: int 
                       time.strftime("%m-%d %H:%M:%S", time.localtime(j.created_at)), one_line(str(j.status.get("message", "")), 60)])
     out.write(format_table(table) + "\n")
     return 0
+
+
+def tasks(settings: Settings, as_json: bool, out: TextIO = sys.stdout) -> int:
+    """Every task: its parameters (type, range, default, help), input files and the backend kinds serving it."""
+    schema = schema_json(settings)
+    if as_json:
+        out.write(json.dumps(schema) + "\n")
+        return 0
+    for task in schema["tasks"]:
+        inputs = ", ".join(f"{i['name']} ({i['media']}{'' if i['required'] else ', optional'})" for i in task["inputs"])
+        out.write(f"{task['name']}: {task['description']}\n  backends: {', '.join(task['backends']) or 'none'}\n"
+                  f"  inputs: {inputs or 'none'}\n")
+        rows = [["PARAM", "TYPE", "RANGE", "DEFAULT", "HELP"]]
+        for p in task["params"]:
+            also = f" (also: {', '.join(p['aliases'])})" if p.get("aliases") else ""
+            rows.append([p["name"], p["type"], _range(p), "-" if p["default"] is None else json.dumps(p["default"]),
+                         p["help"] + also])
+        out.write("\n".join("  " + line for line in format_table(rows).splitlines()) + "\n\n")
+    out.write("A ComfyUI workflow (--param workflow=NAME) adds the parameters its bindings name.\n")
+    return 0
+
+
+def _range(p: dict[str, Any]) -> str:
+    if p.get("choices"):
+        return "|".join(p["choices"])
+    low, high = p["min"], p["max"]
+    if low is None and high is None:
+        return "-"
+    if high is None:
+        return f">= {low:g}"
+    return f"<= {high:g}" if low is None else f"{low:g}..{high:g}"

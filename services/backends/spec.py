@@ -16,6 +16,7 @@ from services.backends.base import Backend, SessionProvider
 from services.errors import ErrorClass, ServiceError
 from services.http import get_json
 from services.models import HealthSample, ServiceKind, ServiceRecord
+from services.tasks import TaskSpec
 
 
 @dataclass
@@ -47,6 +48,8 @@ HealthCheck = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTime
 AdapterFactory = Callable[[ServiceRecord, SessionProvider, Mapping[str, Any]], Backend | None]
 # (settings as plain values, session provider) -> adapters for services configured rather than discovered.
 ConfiguredServices = Callable[[Mapping[str, Any], SessionProvider], list[Backend]]
+# (task, the job's params) -> what such a job may set on this kind beyond the task's schema, or None.
+JobSchema = Callable[[str, Mapping[str, Any]], TaskSpec | None]
 # A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
 GradioMatcher = Callable[[dict[str, Any]], Identity | None]
 
@@ -85,6 +88,9 @@ class BackendSpec:
     configured: ConfiguredServices | None = None
     # Releases what the kind holds per event loop (LiteLLM's cached clients); called once at stop.
     shutdown: Callable[[], Awaitable[None]] | None = None
+    # Parameters and inputs a job adds for this kind (a ComfyUI workflow's bindings). It may read files, so it
+    # is called off the loop; it raises services.tasks.SchemaError for a job the kind cannot take (no such workflow).
+    job_schema: JobSchema | None = None
 
     @property
     def capabilities(self) -> tuple[str, ...]:

@@ -18,9 +18,9 @@ from services.events import EventBus, HealthSampled, JobUpdated
 from services.jobs.router import RouteDecision, Router
 from services.jobs.runner import JobRunner
 from services.jobs.store import JobStore, StoreError
+from services.jobs.validate import InvalidJob, check_inputs, check_params
 from services.jobs.vram import VramEstimator
 from services.models import Job, JobState
-from services.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,17 @@ class JobManager:
     async def submit(self, task: str, prompt: str, params: dict[str, Any] | None = None, inputs: list[str] | None = None,
                      requested_backend: str = "auto", client: str = "") -> Job:
         """Validate, persist (before anything is sent) and queue a job; raises JobError with a clear sentence."""
-        params = dict(params or {})
-        if task not in TASKS:
-            raise JobError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}", "invalid")
         if not isinstance(prompt, str):
             raise JobError("prompt must be text", "invalid")
-        files = [Path(p).expanduser() for p in inputs or []]
-        for f in files:
-            if not f.is_file():
-                raise JobError(f"input file {f} does not exist", "invalid")
-        decision = self.router.route(task, params, requested_backend or "auto", advance=False)
-        if decision.no_capable_backend:
-            raise JobError(decision.explain(), "no_backend")
-        job = Job(id=uuid.uuid4().hex[:12], task=task, prompt=prompt, params=params, requested_backend=requested_backend
+        try:  # parameters, then the route, then the input files: nothing is written before all three pass
+            values, schema = await asyncio.to_thread(check_params, self.settings, task, dict(params or {}))
+            decision = self.router.route(task, values, requested_backend or "auto", advance=False)
+            if decision.no_capable_backend:
+                raise JobError(decision.explain(), "no_backend")
+            files = await asyncio.to_thread(check_inputs, schema, list(inputs or []))
+        except InvalidJob as err:
+            raise JobError(str(err), "invalid") from err
+        job = Job(id=uuid.uuid4().hex[:12], task=task, prompt=prompt, params=values, requested_backend=requested_backend
                   or "auto", client=client)
         folder = self.output_dir(job)
         try:

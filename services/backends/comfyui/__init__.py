@@ -7,8 +7,10 @@ from typing import Any
 from services.backends.base import Backend, SessionProvider
 from services.backends.comfyui.messages import node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
+from services.backends.comfyui.workflows import TemplateError, load_templates, template_for
 from services.backends.spec import BackendSpec, Fingerprint
 from services.models import ServiceRecord
+from services.tasks import SchemaError, TaskSpec
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
@@ -17,8 +19,19 @@ def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[s
     return ComfyUIBackend(record, session)
 
 
+def _job_schema(task: str, params: Mapping[str, Any]) -> TaskSpec | None:
+    """A job naming a workflow may set that template's bindings (blocking: reads the template files)."""
+    if not params.get("workflow"):
+        return None
+    try:
+        return template_for(load_templates(), task, dict(params)).schema()
+    except TemplateError as err:
+        raise SchemaError(str(err)) from err
+
+
 SPEC = BackendSpec(
     kind=KIND, title="ComfyUI", default_ports=(8188, 8189, 8190),
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
-    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences)
+    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
+    job_schema=_job_schema)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import BacklotError
+from services.tasks import InputSpec, ParamSpec, ParamType, TaskSpec
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "resources" / "workflows"
 # The template a task uses on ComfyUI when the job names none.
@@ -16,6 +17,9 @@ DEFAULT_FOR_TASK = {"text_to_image": "text_to_image", "quick_preview": "quick_pr
                     "character_consistency": "character_consistency", "upscale": "upscale",
                     "text_to_video": "text_to_video", "image_to_video": "image_to_video"}
 SEED_MAX = 2**32 - 1
+# Bindings that are not job parameters: the prompt comes from the job's prompt, the image from its inputs.
+NOT_PARAMS = ("prompt", "input_image")
+_TYPE_OF: tuple[tuple[type, ParamType], ...] = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"))
 
 
 class TemplateError(BacklotError):
@@ -45,6 +49,28 @@ class Template:
         """For the job console and the API."""
         return {"name": self.name, "task": self.task, "description": self.description, "params": self.params,
                 "requires_input": self.requires_input}
+
+    def schema(self) -> TaskSpec:
+        """What a job naming this template may set: its bindings, typed by the workflow's values, and its image."""
+        params: list[ParamSpec] = []
+        for name in self.params:
+            if name in NOT_PARAMS:
+                continue
+            try:
+                value = self.current(name)
+            except (KeyError, IndexError, TypeError) as err:
+                raise TemplateError(f"template {self.name}: binding {name} points at a missing input") from err
+            kind = next((t for cls, t in _TYPE_OF if isinstance(value, cls)), None)
+            if kind is None:  # bound to a link between nodes: nothing a job can set
+                continue
+            where = ", ".join(f"node {n} {self.workflow[n].get('class_type', '?')}.{i}" for n, i in self.bindings[name])
+            if name == "seed":
+                params.append(ParamSpec(name, kind, f"random seed; -1 picks a new one ({where})", -1, -1))
+            else:
+                params.append(ParamSpec(name, kind, f"{self.name} workflow: {where}", self.defaults.get(name, value)))
+        inputs = (InputSpec("image", "image", self.requires_input, f"the image {self.name} works from"),) \
+            if "input_image" in self.bindings else ()
+        return TaskSpec(self.task, self.description, tuple(params), inputs)
 
     def current(self, param: str) -> Any:
         """The value the workflow has for a parameter now (its first binding)."""
