@@ -1,48 +1,100 @@
-"""A typed, synchronous event bus: the core publishes, the GUI bridge and the API subscribe."""
+"""A typed, synchronous event bus: the core publishes, the GUI bridge and the API subscribe.
+
+Every event is frozen and has a wire form: a class-level ``topic`` and a JSON-ready ``to_dict()``.
+``ServiceDiscovered`` shares the ``service.updated`` topic with ``ServiceUpdated`` (its ``changes`` are
+``["discovered"]``), so a client that follows one topic learns every service record's latest state.
+"""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from services.models import BreakerSnapshot, GpuSample, HealthSample, ServiceRecord, ServiceState
+from services.models import BreakerSnapshot, GpuSample, HealthSample, Job, ServiceRecord, ServiceState
 
 log = logging.getLogger(__name__)
 
 
+def wire(value: Any) -> Any:
+    """A value as plain JSON types: dataclasses become dicts, enums their values, tuples lists."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return wire(value.value)
+    if isinstance(value, (list, tuple)):
+        return [wire(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): wire(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
 class Event:
-    """Base of all events."""
+    """Base of all events; ``to_dict()`` is the wire form published under ``topic``."""
+
+    topic: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready payload (the fields, converted by ``wire``)."""
+        return {f.name: wire(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
 class ServiceDiscovered(Event):
-    """A service was seen for the first time."""
+    """A service was seen for the first time (or a configured cloud model was added)."""
 
+    topic: ClassVar[str] = "service.updated"
     record: ServiceRecord
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"service": record, "changes": ["discovered"]}``."""
+        return {"service": self.record.to_dict(), "changes": ["discovered"]}
 
 
 @dataclass(frozen=True)
 class ServiceUpdated(Event):
     """A known service changed: moved port, new version, vanished (``record.present`` False) or came back."""
 
+    topic: ClassVar[str] = "service.updated"
     record: ServiceRecord
     changes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"service": record, "changes": [...]}``."""
+        return {"service": self.record.to_dict(), "changes": list(self.changes)}
+
+
+@dataclass(frozen=True)
+class ServiceForgotten(Event):
+    """The user forgot a service: it is no longer listed or watched."""
+
+    topic: ClassVar[str] = "service.forgotten"
+    service_id: str
 
 
 @dataclass(frozen=True)
 class DiscoveryFinished(Event):
-    """A discovery round ended."""
+    """A discovery round ended; ``unanswered`` holds (url, reason) for explicit URLs that found nothing."""
 
+    topic: ClassVar[str] = "discovery.finished"
     found: tuple[str, ...]
     duration_ms: float
     candidates: int
+    unanswered: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class HealthChanged(Event):
     """A service's health state changed."""
 
+    topic: ClassVar[str] = "health.changed"
     service_id: str
     old: ServiceState
     new: ServiceState
@@ -54,6 +106,7 @@ class HealthChanged(Event):
 class HealthSampled(Event):
     """A health check finished (every check, not only changes)."""
 
+    topic: ClassVar[str] = "health.sampled"
     sample: HealthSample
     state: ServiceState
 
@@ -62,6 +115,7 @@ class HealthSampled(Event):
 class BreakerChanged(Event):
     """A circuit breaker opened, half-opened or closed."""
 
+    topic: ClassVar[str] = "breaker.changed"
     service_id: str
     snapshot: BreakerSnapshot
 
@@ -70,6 +124,7 @@ class BreakerChanged(Event):
 class GpuSampled(Event):
     """NVML read the local GPUs."""
 
+    topic: ClassVar[str] = "gpu.sampled"
     samples: tuple[GpuSample, ...]
 
 
@@ -77,24 +132,76 @@ class GpuSampled(Event):
 class MetricsSampled(Event):
     """A metrics series got a new point."""
 
+    topic: ClassVar[str] = "metrics.sampled"
     series: str
     at: float
     value: float
 
 
+@dataclass(frozen=True)
+class JobUpdated(Event):
+    """A job changed state, status, route or outputs; ``job`` is a snapshot taken at publish (don't mutate it)."""
+
+    topic: ClassVar[str] = "job.updated"
+    job: Job
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"job": Job.to_dict()}``."""
+        return {"job": wire(self.job.to_dict())}
+
+
+@dataclass(frozen=True)
+class LogRecorded(Event):
+    """A log record, for the window's log view and API clients (``service``: the service it is about, if known)."""
+
+    topic: ClassVar[str] = "log.record"
+    level: str
+    logger: str
+    message: str
+    at: float
+    service: str | None = None
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (ServiceDiscovered, ServiceUpdated, ServiceForgotten, DiscoveryFinished,
+                                        HealthChanged, HealthSampled, BreakerChanged, GpuSampled, MetricsSampled,
+                                        JobUpdated, LogRecorded)
+
+
+def types_for_topic(topic: str) -> tuple[type[Event], ...]:
+    """The event classes published under a wire topic (empty for an unknown topic)."""
+    return tuple(t for t in EVENT_TYPES if t.topic == topic)
+
+
 E = TypeVar("E", bound=Event)
-Handler = Callable[[Any], None]
+F = TypeVar("F", bound=Event)
+G = TypeVar("G", bound=Event)
+_Entry = tuple[tuple[type[Event], ...], Callable[[Any], None]]
 
 
 class EventBus:
-    """Publish events to subscribers by type; a failing subscriber is logged, never fatal to the publisher."""
+    """Publish events to subscribers by type; a failing subscriber is logged, never fatal to the publisher.
+
+    Publish from the event loop's thread only (the log handler hands records over with ``call_soon_threadsafe``).
+    """
 
     def __init__(self) -> None:
-        self._subs: list[tuple[tuple[type[Event], ...], Handler]] = []
+        self._subs: list[_Entry] = []
 
-    def subscribe(self, handler: Callable[[Any], None], *types: type[Event]) -> Callable[[], None]:
+    @overload
+    def subscribe(self, handler: Callable[[Event], None], /) -> Callable[[], None]: ...
+    @overload
+    def subscribe(self, handler: Callable[[E], None], t1: type[E], /) -> Callable[[], None]: ...
+    @overload
+    def subscribe(self, handler: Callable[[E | F], None], t1: type[E], t2: type[F], /) -> Callable[[], None]: ...
+    @overload
+    def subscribe(self, handler: Callable[[E | F | G], None], t1: type[E], t2: type[F], t3: type[G], /
+                  ) -> Callable[[], None]: ...
+    @overload
+    def subscribe(self, handler: Callable[[Event], None], /, *types: type[Event]) -> Callable[[], None]: ...
+
+    def subscribe(self, handler: Callable[[Any], None], /, *types: type[Event]) -> Callable[[], None]:
         """Call ``handler`` for events of ``types`` (all events if none); returns the unsubscribe function."""
-        entry = (tuple(types) or (Event,), handler)
+        entry: _Entry = (tuple(types) or (Event,), handler)
         self._subs.append(entry)
 
         def unsubscribe() -> None:
@@ -112,14 +219,67 @@ class EventBus:
                 except Exception:
                     log.exception("event subscriber %r failed on %s", handler, type(event).__name__)
 
+    def stream(self, *types: type[E], maxsize: int = 1000) -> EventStream[E]:
+        """An async iterator over events of ``types`` (all if none) through a queue of at most ``maxsize``."""
+        return EventStream(self, types, maxsize)
+
     @property
     def subscriber_count(self) -> int:
         """How many subscriptions are live (tests check owners unsubscribe)."""
         return len(self._subs)
 
 
-@dataclass(frozen=True)
-class JobUpdated(Event):
-    """A job changed state, status, route or outputs."""
+class EventStream(Generic[E]):
+    """A bounded queue of events for a slow consumer: when full, the oldest queued event is dropped.
 
-    job: Any
+    The oldest goes because the newest ``job.updated``/``service.updated`` carries the current state;
+    ``dropped`` counts the losses (the socket API disconnects a client once it is non-zero).
+    ``close()`` (or leaving ``async with``) unsubscribes and ends the iteration.
+    """
+
+    def __init__(self, bus: EventBus, types: tuple[type[E], ...], maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.dropped = 0
+        self.closed = False
+        self._queue: deque[E] = deque()
+        self._maxsize = maxsize
+        self._ready = asyncio.Event()
+        self._unsubscribe = bus.subscribe(self._put, *types)
+
+    def _put(self, event: E) -> None:
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __aiter__(self) -> EventStream[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        while not self._queue:
+            if self.closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        if self.closed:
+            raise StopAsyncIteration
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        """Unsubscribe, drop what is queued and end the iteration (twice is harmless)."""
+        if not self.closed:
+            self.closed = True
+            self._unsubscribe()
+            self._queue.clear()
+            self._ready.set()
+
+    async def __aenter__(self) -> EventStream[E]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -34,11 +35,20 @@ class FoundBy(str, Enum):
     CUSTOM_PORT = "custom port"
     CONFIGURED_URL = "configured URL"
     STANDIN = "demo stand-in"
+    CLOUD = "configured cloud model"
 
 
-@dataclass
+class Origin(str, Enum):
+    """Where a record came from, which decides its lifecycle (see ``ServiceRecord.origin``)."""
+
+    DISCOVERED = "discovered"  # found by probing; marked vanished (not present) when a round misses it
+    CONFIGURED = "configured"  # an explicit URL from settings or --url; probed like the rest, down when silent
+    CLOUD = "cloud"            # a configured cloud model: never probed, never health-polled, never vanishes
+
+
+@dataclass(frozen=True)
 class ServiceRecord:
-    """One service found by discovery; ``id`` is ``kind@host:port``."""
+    """One known service; ``id`` is ``kind@host:port``. Frozen: a change is a new record (``dataclasses.replace``)."""
 
     kind: ServiceKind
     host: str
@@ -51,24 +61,34 @@ class ServiceRecord:
     usable: bool = True
     hint: str = ""
     capabilities: tuple[str, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
     first_seen: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
     present: bool = True  # False once a later discovery no longer finds it
 
     def __post_init__(self) -> None:
-        self.kind = ServiceKind(self.kind)
+        object.__setattr__(self, "kind", ServiceKind(self.kind))
+
+    def __hash__(self) -> int:  # ``details`` is a dict, so hash by identity of the service
+        return hash(self.id)
 
     @property
     def id(self) -> str:
         """Stable identity: kind, host and port."""
         return f"{self.kind.value}@{self.host}:{self.port}"
 
+    @property
+    def origin(self) -> Origin:
+        """Discovered, configured URL or cloud model, derived from ``found_by``."""
+        if self.found_by is FoundBy.CLOUD:
+            return Origin.CLOUD
+        return Origin.CONFIGURED if self.found_by is FoundBy.CONFIGURED_URL else Origin.DISCOVERED
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the CLI and the API."""
         return {"id": self.id, "kind": self.kind.value, "host": self.host, "port": self.port, "url": self.base_url,
                 "protocol": self.protocol, "version": self.version, "title": self.title,
-                "found_by": self.found_by.value, "usable": self.usable, "hint": self.hint,
+                "found_by": self.found_by.value, "origin": self.origin.value, "usable": self.usable, "hint": self.hint,
                 "capabilities": list(self.capabilities), "first_seen": self.first_seen,
                 "last_seen": self.last_seen, "present": self.present}
 

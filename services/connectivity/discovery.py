@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -154,6 +154,7 @@ class Discovery:
         return self.services.pop(service_id, None) is not None
 
     def _merge(self, found: Iterable[ServiceRecord]) -> None:
+        # Records are frozen: every change stores a new record, so what was published never changes after.
         now = time.time()
         found = list(found)
         seen_ids = {r.id for r in found}
@@ -166,8 +167,7 @@ class Discovery:
                 if moved is not None:  # same kind on the same host, new port: the same service moved
                     del vanished[moved.id]
                     del self.services[moved.id]
-                    rec.first_seen = moved.first_seen
-                    rec.details["previous_id"] = moved.id
+                    rec = replace(rec, first_seen=moved.first_seen, details={**rec.details, "previous_id": moved.id})
                     self.services[rec.id] = rec
                     self.bus.publish(ServiceUpdated(rec, (f"moved from port {moved.port}",)))
                     continue
@@ -177,11 +177,12 @@ class Discovery:
             changes = tuple(f for f in ("version", "protocol", "title", "usable") if getattr(old, f) != getattr(rec, f))
             if not old.present:
                 changes += ("back",)
-            old.version, old.protocol, old.title, old.usable, old.hint = rec.version, rec.protocol, rec.title, rec.usable, rec.hint
-            old.capabilities, old.details, old.last_seen, old.present = rec.capabilities, rec.details, now, True
+            new = replace(old, version=rec.version, protocol=rec.protocol, title=rec.title, usable=rec.usable,
+                          hint=rec.hint, capabilities=rec.capabilities, details=rec.details, last_seen=now, present=True)
+            self.services[rec.id] = new
             if changes:
-                self.bus.publish(ServiceUpdated(old, changes))
+                self.bus.publish(ServiceUpdated(new, changes))
         for rec in vanished.values():
             if rec.present:
-                rec.present = False
-                self.bus.publish(ServiceUpdated(rec, ("vanished",)))
+                gone = self.services[rec.id] = replace(rec, present=False)
+                self.bus.publish(ServiceUpdated(gone, ("vanished",)))
