@@ -1,0 +1,108 @@
+"""The task form: a PropertyGroup built at run time from ``tasks.list``, one property per parameter and input."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import bpy
+
+from .schema import ParamSpec, TaskSpec, coerce
+
+_registered: list[type] = []
+_built_for: tuple[TaskSpec, ...] = ()
+
+
+def prop_name(task: str, name: str, is_input: bool = False) -> str:
+    """The form property holding one parameter (or input file) of a task."""
+    return f"{task}__{'in__' if is_input else ''}{name}"[:63]
+
+
+def _number_kwargs(spec: ParamSpec) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if spec.min is not None:
+        kw["min"] = spec.min
+    if spec.max is not None:
+        kw["max"] = spec.max
+    return kw
+
+
+def _prop(spec: ParamSpec) -> Any:
+    """A bpy property for one parameter, with its range, default and help."""
+    desc, props = spec.help, bpy.props
+    if spec.type == "int":
+        kw = {k: int(v) for k, v in _number_kwargs(spec).items()}
+        return props.IntProperty(name=spec.name, description=desc, default=int(coerce(spec, spec.default or kw.get("min", 0))), **kw)
+    if spec.type == "float":
+        kw = {k: float(v) for k, v in _number_kwargs(spec).items()}
+        return props.FloatProperty(name=spec.name, description=desc,
+                                   default=float(coerce(spec, spec.default or kw.get("min", 0.0))), **kw)
+    if spec.type == "bool":
+        return props.BoolProperty(name=spec.name, description=desc, default=bool(spec.default))
+    if spec.type == "choice":
+        items = [(c, c, "") for c in spec.choices]
+        default = str(spec.default) if spec.default in spec.choices else spec.choices[0]
+        return props.EnumProperty(name=spec.name, description=desc, items=items, default=default)
+    return props.StringProperty(name=spec.name, description=desc, default=str(spec.default or ""))
+
+
+def build(tasks: list[TaskSpec]) -> None:
+    """(Re)register ``WindowManager.backlot_form`` for this schema; a no-op when the schema is unchanged."""
+    global _built_for
+    if tuple(tasks) == _built_for and _registered:
+        return
+    unregister()
+    annotations: dict[str, Any] = {}
+    for task in tasks:
+        for p in task.params:
+            annotations[prop_name(task.name, p.name)] = _prop(p)
+        for i in task.inputs:
+            annotations[prop_name(task.name, i.name, True)] = bpy.props.StringProperty(
+                name=i.name, description=f"{i.media} file ({i.help})" if i.help else f"{i.media} file",
+                subtype="FILE_PATH")
+    cls = type("BACKLOT_PG_form", (bpy.types.PropertyGroup,), {"__annotations__": annotations})
+    bpy.utils.register_class(cls)
+    bpy.types.WindowManager.backlot_form = bpy.props.PointerProperty(type=cls)
+    _registered.append(cls)
+    _built_for = tuple(tasks)
+
+
+def unregister() -> None:
+    """Remove the form class."""
+    global _built_for
+    if hasattr(bpy.types.WindowManager, "backlot_form"):
+        del bpy.types.WindowManager.backlot_form
+    while _registered:
+        bpy.utils.unregister_class(_registered.pop())
+    _built_for = ()
+
+
+def draw(layout: Any, form: Any, task: TaskSpec) -> None:
+    """The task's parameters and input files."""
+    for p in task.params:
+        layout.prop(form, prop_name(task.name, p.name))
+    for i in task.inputs:
+        layout.prop(form, prop_name(task.name, i.name, True), text=f"{i.name} ({i.media})")
+
+
+def values(form: Any, task: TaskSpec, active_strip: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """The params and input paths to submit; an empty input takes the active strip's file when its media fits."""
+    params = {p.name: coerce(p, getattr(form, prop_name(task.name, p.name))) for p in task.params} if form else {}
+    inputs: list[str] = []
+    for i in task.inputs:
+        path = getattr(form, prop_name(task.name, i.name, True), "") if form else ""
+        if not path and active_strip is not None:
+            path = strip_file(active_strip, i.media)
+        if path:
+            inputs.append(bpy.path.abspath(path))
+    return params, inputs
+
+
+def strip_file(strip: Any, media: str) -> str:
+    """The file behind a strip when it holds this media (image, video, audio), else ''."""
+    if media == "image" and strip.type == "IMAGE" and strip.elements:
+        return os.path.join(strip.directory, strip.elements[0].filename)
+    if media == "video" and strip.type == "MOVIE":
+        return str(strip.filepath)
+    if media == "audio" and strip.type == "SOUND" and strip.sound:
+        return str(strip.sound.filepath)
+    return ""

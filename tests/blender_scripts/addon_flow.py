@@ -1,0 +1,184 @@
+"""Runs inside real Blender: install the addon zip, connect to a Backlot API, generate, and check the timeline.
+
+Driven by environment variables from tests/test_addon_blender.py: BACKLOT_TEST_MODE (generate | batch |
+save | reopen | timers), BACKLOT_TEST_ZIP, _HOST, _PORT, _TOKEN, _BLEND (a .blend path), _RESULT (JSON
+written at the end). In ``-b`` mode timers never fire, so the script pumps the addon's tick itself;
+``timers`` mode runs under Xvfb and lets Blender's own timer do it. Any failed check raises (exit 1).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+
+import bpy
+
+ENV = os.environ
+MODE = ENV["BACKLOT_TEST_MODE"]
+RESULT: dict = {"mode": MODE}
+
+
+def setup() -> object:
+    """Install and enable the zip, point the preferences at the test server, connect."""
+    bpy.ops.preferences.addon_install(filepath=ENV["BACKLOT_TEST_ZIP"], overwrite=True)
+    bpy.ops.preferences.addon_enable(module="backlot")
+    prefs = bpy.context.preferences.addons["backlot"].preferences
+    prefs.host, prefs.port, prefs.token = ENV["BACKLOT_TEST_HOST"], int(ENV["BACKLOT_TEST_PORT"]), ENV["BACKLOT_TEST_TOKEN"]
+    bpy.ops.backlot.connect()
+    import backlot.ui as ui
+
+    return ui
+
+
+def pump(ui: object, cond, what: str, timeout: float = 30.0) -> None:
+    """Call the addon's timer callback until ``cond()`` holds (timers do not fire in -b)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ui.tick()
+        if cond():
+            return
+        if ui.session.client is not None:
+            ui.session.client.wait(0.05)
+    raise AssertionError(f"timed out waiting for {what}; jobs: {[vars(r) for r in ui.session.book.records.values()]}")
+
+
+def strips(scene=None) -> list:
+    ed = (scene or bpy.context.scene).sequence_editor
+    return list(ed.sequences_all) if ed else []
+
+
+def placeholders() -> list:
+    return [s for s in strips() if s.type == "COLOR" and s.get("backlot_key")]
+
+
+def record(ui: object, prompt: str):
+    return next(r for r in ui.session.book.records.values() if r.prompt == prompt)
+
+
+def connected(ui: object) -> None:
+    pump(ui, lambda: ui.session.connected and ui.session.tasks and hasattr(bpy.types.WindowManager, "backlot_form"),
+         "the connection and the task list")
+    RESULT["services"] = [row[1] for row in ui.session.service_rows()]
+
+
+def describe(s) -> dict:
+    return {"name": s.name, "type": s.type, "channel": s.channel, "start": s.frame_final_start,
+            "length": s.frame_final_duration, "job": s.get("backlot_job")}
+
+
+def generate(ui: object) -> None:
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    connected(ui)
+    wm = bpy.context.window_manager
+    wm.backlot_form.text_to_video__frames = 30
+    wm.backlot_form.sound_effects__duration = 1.5
+    cases = [("a red fox running", "text_to_video", 10), ("a lighthouse at dusk", "text_to_image", 100),
+             ("rain on a tin roof", "sound_effects", 200)]
+    t0 = time.perf_counter()
+    for prompt, task, frame in cases:
+        scene.frame_current = frame
+        assert bpy.ops.backlot.generate(prompt=prompt, task=task) == {"FINISHED"}
+    RESULT["generate_ms"] = (time.perf_counter() - t0) * 1000 / len(cases)
+    RESULT["placeholders"] = [describe(s) for s in sorted(placeholders(), key=lambda s: s.frame_final_start)]
+    pump(ui, lambda: all(record(ui, p).job for p, _, _ in cases), "the jobs to be accepted")
+    RESULT["accepted_names"] = sorted(s.name for s in placeholders())
+    pump(ui, lambda: all(record(ui, p).imported for p, _, _ in cases), "the results")
+    RESULT["strips"] = [describe(s) for s in sorted(strips(), key=lambda s: (s.frame_final_start, s.channel))]
+    RESULT["jobs"] = {p: record(ui, p).job for p, _, _ in cases}
+    RESULT["scene_jobs"] = json.loads(scene["backlot_jobs"])
+    RESULT["tick_max_ms"] = ui.session.tick_max * 1000
+
+
+def batch(ui: object) -> None:
+    scene = bpy.context.scene
+    connected(ui)
+    ed = scene.sequence_editor_create()
+    for text, frame in (("a storm over the sea", 1), ("a quiet harbour at dawn", 50)):
+        strip = ed.sequences.new_effect(name=text[:10], type="TEXT", channel=1, frame_start=frame, frame_end=frame + 20)
+        strip.text, strip.select = text, True
+    assert bpy.ops.backlot.generate_selected(task="text_to_image") == {"FINISHED"}
+    RESULT["placeholders"] = [describe(s) for s in sorted(placeholders(), key=lambda s: s.frame_final_start)]
+    pump(ui, lambda: len(ui.session.book.records) == 2 and all(r.imported for r in ui.session.book.records.values()),
+         "both results")
+    RESULT["strips"] = [describe(s) for s in sorted(strips(), key=lambda s: (s.frame_final_start, s.channel))
+                        if s.type != "TEXT"]
+
+
+def save(ui: object) -> None:
+    connected(ui)
+    scene = bpy.context.scene
+    for prompt, task, frame in (("finished while closed", "text_to_image", 5), ("still running", "text_to_video", 60)):
+        scene.frame_current = frame
+        assert bpy.ops.backlot.generate(prompt=prompt, task=task) == {"FINISHED"}
+    pump(ui, lambda: all(r.state == "running" for r in ui.session.book.records.values()), "both jobs running")
+    ui.tick()  # writes the scene property
+    RESULT["jobs"] = {r.prompt: r.job for r in ui.session.book.records.values()}
+    bpy.ops.wm.save_as_mainfile(filepath=ENV["BACKLOT_TEST_BLEND"])
+
+
+def reopen(ui: object) -> None:
+    connected(ui)
+    bpy.ops.wm.open_mainfile(filepath=ENV["BACKLOT_TEST_BLEND"])  # the addon's load_post handler takes over
+    RESULT["loaded"] = sorted(r.prompt for r in ui.session.book.records.values())
+    pump(ui, lambda: record(ui, "finished while closed").imported and record(ui, "still running").state == "running",
+         "the finished job imported and the running one picked up")
+    RESULT["after_open"] = [describe(s) for s in sorted(strips(), key=lambda s: s.frame_final_start)]
+    running = record(ui, "still running")
+    assert bpy.ops.backlot.cancel(job=running.job) == {"FINISHED"}
+    pump(ui, lambda: running.state == "cancelled" and not placeholders(), "the cancel")
+    RESULT["after_cancel"] = [describe(s) for s in sorted(strips(), key=lambda s: s.frame_final_start)]
+
+
+def finish(code: int) -> None:
+    with open(ENV["BACKLOT_TEST_RESULT"], "w", encoding="utf-8") as f:
+        json.dump(RESULT, f)
+    if MODE == "timers":
+        os._exit(code)
+    if code:
+        raise SystemExit(code)
+
+
+def timers_mode(ui: object) -> None:
+    """Under Xvfb: the addon's own bpy.app.timers tick must connect, place and import with no pumping."""
+    deadline = time.monotonic() + 90
+    state = {"sent": False}
+
+    def driver() -> float | None:
+        try:
+            if time.monotonic() > deadline:
+                RESULT["error"] = "timed out"
+                finish(1)
+            s = ui.session
+            if not state["sent"]:
+                if s.connected and s.tasks and hasattr(bpy.types.WindowManager, "backlot_form"):
+                    bpy.context.scene.frame_current = 7
+                    bpy.ops.backlot.generate(prompt="timer driven", task="text_to_image")
+                    state["sent"] = True
+                return 0.1
+            rec = record(ui, "timer driven")
+            if rec.imported:
+                RESULT["strips"] = [describe(x) for x in strips()]
+                RESULT["ticks"] = s.tick_count
+                RESULT["tick_max_ms"] = s.tick_max * 1000
+                finish(0)
+            return 0.1
+        except Exception:  # noqa: BLE001
+            RESULT["error"] = traceback.format_exc()
+            finish(1)
+            return None
+
+    bpy.app.timers.register(driver, first_interval=0.1)
+
+
+try:
+    UI = setup()
+    {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode}[MODE](UI)
+except Exception:
+    RESULT["error"] = traceback.format_exc()
+    finish(1)
+if MODE != "timers":
+    bpy.ops.backlot.connect  # noqa: B018  (the operator still resolves after the run)
+    UI.session.disconnect()
+    finish(0)
