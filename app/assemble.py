@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.console_controller import ConsoleController
 from app.shell import Shell
 from app.tray import Tray
 from app.window import MainWindow
 from services.backends import registry
 from services.config import Settings
+from widgets.api_panel import ApiPanel
 
 
 @dataclass
@@ -35,7 +37,15 @@ def assemble(settings: Settings, *, owner: bool = True) -> Parts:
     """Build the shell, the window and the tray and connect them (``owner``: this process holds the home)."""
     shell = Shell(settings, serve_api=owner, run_queue=owner)
     settings.paths.config_dir.mkdir(parents=True, exist_ok=True)
-    window = MainWindow(titles(), str(settings.paths.config_dir / "window.ini"))
+    console = ConsoleController.build_console(shell.center)
+    api_panel = ApiPanel()
+    window = MainWindow(titles(), str(settings.paths.config_dir / "window.ini"), console, api_panel)
+    shell.console = ConsoleController(shell.center, console, api_panel, spawn=shell.keeper.spawn, parent=shell)
+    shell.console.bind(shell.bridge)
+    window.settings_requested.connect(lambda: shell.console and shell.console.open_settings(window))
+    dash_pin = window.dashboard.pin_changed
+    dash_pin.connect(console.form.set_backend)
+    console.form.changed.connect(lambda _task, _params, backend: window.dashboard.set_pinned(backend))
     tray = Tray(window)
     b, dash, graphs, logs = shell.bridge, window.dashboard, window.graphs, window.log_view
     # core → views
@@ -52,7 +62,6 @@ def assemble(settings: Settings, *, owner: bool = True) -> Parts:
     for signal in (b.service_changed, b.service_forgotten, b.health_sampled):
         signal.connect(window._on_states_changed)
     window.overall_changed.connect(tray._on_state)
-    shell.api_status.connect(window._on_api_status)
     # views → core, through the shell
     dash.discover_requested.connect(shell.discover)
     dash.demo_requested.connect(shell.start_demo)

@@ -5,10 +5,11 @@ import asyncio
 import logging
 import time
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
 from app.bridge import Bridge
+from app.console_controller import ConsoleController
 from app.tasks import TaskKeeper
 from services.config import Settings, forget_standins, record_standins
 from services.control import ControlCenter
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 class Shell(QObject):
     """Carries out what the window asks (discover, reconnect, forget, open, demo) as tracked tasks."""
 
-    api_status = Signal(str)
     demo_state = Signal(str)  # "starting", "running", "failed: reason"
 
     def __init__(self, settings: Settings, *, serve_api: bool = True, run_queue: bool = True) -> None:
@@ -35,9 +35,7 @@ class Shell(QObject):
         self.speed = 1.0
         self.started = asyncio.Event()
         self.stopped = False
-        self._api_timer = QTimer(self)
-        self._api_timer.setInterval(1000)
-        self._api_timer.timeout.connect(self._on_api_timer)
+        self.console: ConsoleController | None = None  # set by assemble once the console is built
 
     # ----- lifecycle -----
     async def start(self, demo: bool = False) -> None:
@@ -46,16 +44,17 @@ class Shell(QObject):
             await self._start_standins()
         await self.center.start()
         self.center.set_dashboard_visible(True)
+        if self.console is not None:
+            await self.console.start()
         self.started.set()
-        self._api_timer.start()
-        self._on_api_timer()
 
     async def stop(self) -> None:
         """Stop our tasks, the core, and the stand-ins we started; unsubscribe the bridge. Twice is harmless."""
         if self.stopped:
             return
         self.stopped = True
-        self._api_timer.stop()
+        if self.console is not None:
+            await self.console.close()
         await self.keeper.cancel_all()
         await self.center.stop()
         self.bridge.close()
@@ -127,11 +126,3 @@ class Shell(QObject):
         self.demo_state.emit("running")
         log.info("demo: %d stand-ins ready", len(procs))
         return True
-
-    def _on_api_timer(self) -> None:
-        api = self.center.api
-        if api is None:
-            self.api_status.emit("API ○ off" if not self.center.serve_api else "API ◌ starting")
-            return
-        n = api.connections
-        self.api_status.emit(f"API ● {self.settings.api_host}:{api.port} · {n} client{'s' if n != 1 else ''}")

@@ -39,7 +39,8 @@ class MainWindow(QMainWindow):
     settings_requested = Signal()
     overall_changed = Signal(str, str)  # state, summary ("4 up · 1 down")
 
-    def __init__(self, titles: Mapping[str, str], settings_file: str, console: QWidget | None = None) -> None:
+    def __init__(self, titles: Mapping[str, str], settings_file: str, console: QWidget | None = None,
+                 api_panel: QWidget | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Backlot")
         self.setObjectName("BacklotMain")
@@ -51,7 +52,7 @@ class MainWindow(QMainWindow):
         self.console = console or self._console_placeholder()
         self.overall = QLabel()
         self.overall.setObjectName("overall")
-        self.api_label = QLabel("API starting…")
+        self.api_panel = api_panel or QLabel("API")
         self._build_toolbar()
         split = QSplitter(Qt.Orientation.Vertical)
         split.setObjectName("centralSplit")
@@ -95,7 +96,7 @@ class MainWindow(QMainWindow):
         bar.addAction(self.discover_action)
         bar.addAction(self.settings_action)
         bar.addSeparator()
-        bar.addWidget(self.api_label)
+        bar.addWidget(self.api_panel)
         bar.addSeparator()
         bar.addAction(self.demo_action)
         spacer = QWidget()
@@ -120,10 +121,6 @@ class MainWindow(QMainWindow):
         self.overall.setStyleSheet(f"color: {st.color}; font-weight: 600; padding: 0 8px;")
         self.setWindowIcon(state_icon(state))
         self.overall_changed.emit(state, summary(states))
-
-    def _on_api_status(self, text: str) -> None:
-        """The socket API's address and client count."""
-        self.api_label.setText(text)
 
     # ----- layout memory -----
     def restore_layout(self) -> None:

@@ -72,13 +72,22 @@ def test_window_discovers_stand_ins_shows_cards_and_stops_clean(qapp: Any, qtbot
         await until(lambda: len(window.dashboard.cards) == 2)
         await until(lambda: all(c.state == "up" for c in window.dashboard.cards.values()))
         assert window.overall.text().endswith("2 up")
-        assert "API ●" in window.api_label.text()
+        assert "serving" in window.api_panel.state.text()
         assert any("discovery" in ln for ln in window.log_view.visible_lines())  # the bus's log events arrive
         window.dashboard.discover_requested.emit()  # F5's path: a tracked task through the shell
         await until(lambda: not shell.keeper.tasks)
         await asyncio.sleep(1.5)  # health checks at 0.5 s and the graphs' 5 Hz repaint run under the probe
         cid = next(sid for sid in window.dashboard.cards if sid.startswith("comfyui"))
         assert len(window.graphs.latency.series[cid][0]) >= 2
+        console = window.console
+        console.form.set_task("text_to_image")
+        console.form.prompt.setPlainText("a lighthouse at dusk")
+        console.form.submit()  # the console's Generate: through its controller to the JobManager
+        await until(lambda: console.table.jobs.rowCount() == 1)
+        await until(lambda: console.table.jobs.job(0)["state"] == "succeeded", timeout=60)
+        await until(lambda: console.preview.kind == "image", timeout=20)
+        assert not console.preview._image.isNull()
+        assert [m.label.format for m in window.graphs.vram.markers][-2:] == ["▲ #1", "▼ #1"]
         stop_probe.set()
         await probe
         window.close()
