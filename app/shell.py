@@ -17,6 +17,9 @@ from services.events import EventBus
 from standins import launcher
 
 log = logging.getLogger(__name__)
+# The window's demo gives the ComfyUI stand-in a GPU to report, so the VRAM bar and graph have something to show.
+DEMO_EXTRA = {"comfyui": ["--gpu-name", "RTX 4090 (stand-in)", "--vram-total", "24", "--vram-free", "21",
+                          "--job-vram", "5"]}
 
 
 class Shell(QObject):
@@ -110,7 +113,8 @@ class Shell(QObject):
         self.demo_state.emit("starting")
         log.info("demo: starting the stand-in backends")
         data = self.settings.data_path / "standins"
-        procs = {kind: launcher.spawn(kind, 0, speed=self.speed, data=data / kind) for kind in launcher.KINDS}
+        procs = {kind: launcher.spawn(kind, 0, speed=self.speed, data=data / kind, extra=DEMO_EXTRA.get(kind))
+                 for kind in launcher.KINDS}
         self.standins = procs
         try:
             await asyncio.gather(*(asyncio.to_thread(p.wait_ready, 90.0) for p in procs.values()))

@@ -58,8 +58,7 @@ class MainWindow(QMainWindow):
         split.setObjectName("centralSplit")
         split.addWidget(self.graphs)
         split.addWidget(self.console)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
+        split.setSizes([360, 440])
         self.split = split
         self.setCentralWidget(split)
         self.services_dock = self._dock("Services", "servicesDock", self.dashboard,
@@ -68,7 +67,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+L"), self, activated=self.log_view.focus_filter)
         self.resize(1440, 900)
         self.resizeDocks([self.services_dock], [380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.log_dock], [150], Qt.Orientation.Vertical)
+        self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
         self._on_states_changed()
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:

@@ -45,14 +45,15 @@ class RingBuffer:
 class TimePlot:
     """One plot of named series, each a ring buffer drawn by one PlotDataItem fed with ``setData``."""
 
-    def __init__(self, title: str, unit: str) -> None:
+    def __init__(self, title: str, unit: str, empty: str = "") -> None:
         self.widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
         self.widget.setMenuEnabled(False)
         self.widget.setMouseEnabled(x=False, y=False)
         self.widget.hideButtons()
         # No grid: on a software-rendered view its lines cost more than the curves (measured ~15 ms a repaint).
-        self.widget.getPlotItem().setTitle(f"{title} ({unit})", size="9pt")
-        self.legend = self.widget.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.title = f"{title} ({unit})"
+        self.widget.getPlotItem().setTitle(f"{self.title}{' · ' + empty if empty else ''}", size="9pt")
+        self.legend = self.widget.addLegend(offset=(10, 5), labelTextSize="8pt")  # top left: new data enters right
         self.series: dict[str, tuple[RingBuffer, pg.PlotDataItem]] = {}
         self.dirty: set[str] = set()
         self.markers: list[pg.InfiniteLine] = []
@@ -67,6 +68,8 @@ class TimePlot:
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
             entry = self.series[key] = (RingBuffer(), item)
+            if len(self.series) == 1:
+                self.widget.getPlotItem().setTitle(self.title, size="9pt")
         entry[0].append(at, value)
         self.dirty.add(key)
 
@@ -116,7 +119,7 @@ class Graphs(QWidget):
         self.window = WINDOWS["10 min"]
         pg.setConfigOptions(antialias=False, foreground=self.palette().color(QPalette.ColorRole.Text),
                             background=self.palette().color(QPalette.ColorRole.Base))
-        self.vram = TimePlot("VRAM used", "GiB")
+        self.vram = TimePlot("VRAM used", "GiB", "no readings yet: no local NVIDIA GPU (NVML) and no service reports VRAM")
         self.latency = TimePlot("Latency", "ms")
         self.latency.widget.setXLink(self.vram.widget)
         bar = QHBoxLayout()
