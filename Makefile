@@ -47,8 +47,14 @@ $(STAMPS)/gradio3: standins/gradio3/requirements.txt
 	$(G3VENV)/bin/python -m pip install -q -r standins/gradio3/requirements.txt
 	@touch $@
 
+# The window on the stand-ins when there is a display; without one, the same core headless.
 run: setup
-	$(VENV)/bin/backlot demo --headless
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  $(VENV)/bin/backlot demo; \
+	else \
+	  echo "make run: no display (\$$DISPLAY and \$$WAYLAND_DISPLAY are unset), so Backlot runs headless on the stand-ins"; \
+	  $(VENV)/bin/backlot demo --headless; \
+	fi
 
 test: setup $(STAMPS)/blender
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -14,10 +14,6 @@ from services.config import ConfigError, Settings, load_settings
 from services.instance import FolderError
 from services.jobs.store import StoreError
 
-NOT_YET = {
-    "gui": "this version has no window; run `backlot --headless` or `backlot demo --headless`",
-    "screenshot": "this version has no window to take a screenshot of",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,11 +87,6 @@ def _setup_logging(settings: Settings) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _not_yet(what: str) -> int:
-    print(f"backlot: not available yet: {NOT_YET[what]}.", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 bad usage or setup, 130 interrupted)."""
     args = build_parser().parse_args(argv)  # --help and --version print to stdout, as they should
@@ -131,7 +122,7 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
             print("backlot: --speed must be greater than 0", file=sys.stderr)
             return 2
         if not args.headless:
-            return _not_yet("gui")
+            return _window(settings, demo=True, speed=args.speed, screenshot=args.screenshot)
         from cli.demo import run_headless
 
         return run_headless(settings, out=out, speed=args.speed)
@@ -142,7 +133,7 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
     if args.command in CLIENT_COMMANDS:
         return _client_command(args, settings, out)
     if args.screenshot:
-        return _not_yet("screenshot")
+        return _window(settings, screenshot=args.screenshot)
     if args.command == "discover" or args.headless:
         import asyncio
 
@@ -153,7 +144,18 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         else:
             work = commands.serve(settings)
         return asyncio.run(work)
-    return _not_yet("gui")
+    return _window(settings)
+
+
+def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screenshot: str | None = None) -> int:
+    """Open the window; without a display say so in one line (``--screenshot`` needs none: it draws offscreen)."""
+    from app.launch import has_display, run_window
+
+    if not screenshot and not has_display():
+        print("backlot: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); run `backlot --headless`, "
+              "`backlot demo --headless`, or `backlot --screenshot PATH`", file=sys.stderr)
+        return 2
+    return run_window(settings, demo=demo, speed=speed, screenshot=screenshot)
 
 
 CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")

@@ -32,10 +32,14 @@ def test_commands_that_need_the_instance_say_it_is_not_running(capsys: pytest.Ca
         assert "Backlot is not running for this home" in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv", [["--screenshot", "x.png"], []])
-def test_unbuilt_commands_say_so(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("argv", [[], ["demo"]])
+def test_window_without_display_says_so_in_one_line(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
     assert main(argv) == 2
-    assert "not available yet" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no display" in err and "--headless" in err
 
 
 def test_console_script_matches_main_py(backlot_home: Path) -> None:

@@ -1,0 +1,95 @@
+"""Writes changes into the user's ``config.toml`` with tomlkit, so their comments and layout survive, atomically.
+
+Blocking (file I/O): call it through ``asyncio.to_thread``. Values are checked by the Settings model before the
+file is replaced, so a save can never leave a configuration Backlot refuses at its next start.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from pydantic import ValidationError
+from tomlkit.items import Table
+
+from services.config import Settings
+
+TABLES = ("ports", "llm_keys")  # settings kept as a [table] with one key per kind or provider
+SECRET_TABLES = ("llm_keys",)
+
+
+class ConfigWriteError(Exception):
+    """The file could not be read, checked or written; the message is one sentence (never a secret)."""
+
+
+def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
+    """``text`` (TOML) with ``changes`` applied: None removes a key, tables are changed key by key."""
+    doc = tomlkit.parse(text)
+    for key, value in changes.items():
+        if key in TABLES:
+            _apply_table(doc, key, value)
+        elif value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = str(value) if isinstance(value, Path) else value
+    return tomlkit.dumps(doc)
+
+
+def _apply_table(doc: Any, key: str, values: Mapping[str, Any]) -> None:
+    table = doc.get(key)
+    if table is None:
+        table = tomlkit.table()
+        doc[key] = table
+    for name, value in values.items():
+        if value is None or value == []:
+            table.pop(name, None)
+        else:
+            table[name] = value
+    if isinstance(table, Table) and not table:
+        doc.pop(key)
+
+
+def check(text: str) -> None:
+    """ConfigWriteError naming the setting when the new file would not load."""
+    import tomllib
+
+    try:
+        Settings.model_validate(tomllib.loads(text))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        got = "" if where.startswith("llm_keys") else f" (got {first.get('input')!r})"
+        raise ConfigWriteError(f"not saved: setting '{where}' {first['msg'][0].lower()}{first['msg'][1:]}{got}") from None
+
+
+def write_config(path: Path, changes: Mapping[str, Any]) -> None:
+    """Apply ``changes`` to the TOML file at ``path`` (created if missing): checked, written to a temp file, replaced."""
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except OSError as err:
+        raise ConfigWriteError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        new = apply_changes(text, changes)
+    except tomlkit.exceptions.TOMLKitError as err:
+        raise ConfigWriteError(f"{path} is not valid TOML, so it was left as it is: {err}") from err
+    check(new)
+    secret = any(t in tomlkit.parse(new) for t in SECRET_TABLES)
+    mode = 0o600 if secret or not path.exists() else path.stat().st_mode & 0o777
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ConfigWriteError(f"cannot write in {path.parent}: {err.strerror or err}") from err
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of it
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigWriteError(f"cannot write {path}: {err.strerror or err}") from err

@@ -1,0 +1,245 @@
+"""ConsoleController: connects the job console, the settings dialog and the API panel to the ControlCenter.
+
+The widgets never call the core: their signals land here, the work runs as named, kept asyncio tasks (qasync's
+loop), and the answers go back to the widgets' ``_on_*`` slots. Files are read and written off the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
+from PySide6.QtWidgets import QWidget
+
+from app.config_writer import ConfigWriteError, write_config
+from services.backends import registry
+from services.backends.llm.keys import KNOWN_BASES, check_key, configured_key, provider_of
+from services.control import ControlCenter
+from services.jobs.manager import JobError
+from services.models import Job
+from services.tasks import SCHEMA
+from widgets.api_panel import ApiPanel
+from widgets.job_console import JobConsole
+from widgets.settings_dialog import SECONDS, SettingsDialog
+
+log = logging.getLogger(__name__)
+Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+
+class _Bridge(Protocol):
+    """The signals of ``app.bridge.Bridge`` this controller listens to."""
+
+    job_updated: Any
+    service_changed: Any
+    service_forgotten: Any
+    health_changed: Any
+    breaker_changed: Any
+
+
+class ConsoleController(QObject):
+    """Carries the console's, the settings dialog's and the API panel's requests to the core and back."""
+
+    def __init__(self, center: ControlCenter, console: JobConsole, api_panel: ApiPanel | None = None, *,
+                 spawn: Spawn | None = None, open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.center, self.console, self.api_panel = center, console, api_panel
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._spawn_with = spawn
+        self._open_url = open_url
+        self.dialog: SettingsDialog | None = None
+        form, table, preview = console.form, console.table, console.preview
+        form.changed.connect(self._on_form_changed)
+        form.submitted.connect(lambda *a: self.spawn("console: submit", self._submit(*a)))
+        for view in (table, preview):
+            view.retry_requested.connect(lambda job_id: self.spawn("console: retry", self._retry(job_id)))
+            view.open_folder_requested.connect(self._on_open_folder)
+        table.cancel_requested.connect(lambda job_id: self.spawn("console: cancel", self._cancel(job_id)))
+        preview.load_requested.connect(lambda *a: self.spawn("console: load preview", self._load(*a)))
+        self._api_timer = QTimer(self, interval=1000)
+        if api_panel is not None:
+            api_panel.copy_token_requested.connect(lambda: self.spawn("console: copy token", self._copy_token()))
+            self._api_timer.timeout.connect(self._on_api_tick)
+
+    @classmethod
+    def build_console(cls, center: ControlCenter, parent: QWidget | None = None) -> JobConsole:
+        """A JobConsole for this core's tasks and the backend kinds serving each (from the settings)."""
+        return JobConsole(list(SCHEMA.values()), center.settings.task_backends, parent)
+
+    def bind(self, bridge: _Bridge) -> None:
+        """Follow the bridge: job snapshots into the table, service changes into the pin list and the route."""
+        bridge.job_updated.connect(self._on_job_updated)
+        for signal in (bridge.service_changed, bridge.service_forgotten, bridge.health_changed, bridge.breaker_changed):
+            signal.connect(self._on_services_changed)
+
+    async def start(self) -> None:
+        """Fill the table from the job history and the pin list from the services (after ``center.start()``)."""
+        for job in reversed(await self.center.jobs.list(limit=200)):
+            self.console.table.jobs._on_job(job.to_dict())
+        self._on_services_changed()
+        self._api_timer.start()
+        self._on_api_tick()
+
+    async def close(self) -> None:
+        """Stop the API poll and cancel and await every task this controller started."""
+        self._api_timer.stop()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a named task that is kept until it ends and logged if it fails."""
+        if self._spawn_with is not None:
+            return self._spawn_with(name, coro)
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %s", task.get_name(), task.exception(), exc_info=task.exception())
+
+    # ----- the core -> the console -----
+    @Slot(object)
+    def _on_job_updated(self, job: Job | dict[str, Any]) -> None:
+        """A job snapshot from the bridge (a Job or its dict)."""
+        self.console.table.jobs._on_job(job.to_dict() if isinstance(job, Job) else job)
+
+    @Slot()
+    def _on_services_changed(self, *_: Any) -> None:
+        """Services or their health changed: new pin choices, and the route may have changed too."""
+        self.console.form._on_services([r.to_dict() for r in self.center.services.values()])
+        self.refresh_route()
+
+    def refresh_route(self) -> None:
+        """Ask the router again for the form as it stands."""
+        form = self.console.form
+        self._on_form_changed(form.task, form.params(), form.backend)
+
+    def _on_form_changed(self, task: str, params: dict[str, Any], backend: str) -> None:
+        decision = self.center.jobs.route_explain(task, params, backend)  # in memory, no I/O: answered at once
+        self.console.form._on_route_explained(decision.explain(), not decision.no_capable_backend)
+
+    # ----- the console -> the core -----
+    async def _submit(self, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str) -> None:
+        try:
+            job = await self.center.jobs.submit(task, prompt, params, inputs, backend, client="window")
+        except JobError as err:
+            self.console.form._on_submit_failed(str(err))
+            return
+        snapshot = job.to_dict()
+        self.console.form._on_submitted(snapshot)
+        self.console.table.jobs._on_job(snapshot)
+        self.console.table.select_job(job.id)
+
+    async def _cancel(self, job_id: str) -> None:
+        try:
+            await self.center.jobs.cancel(job_id)
+        except JobError as err:
+            log.warning("cannot cancel job %s: %s", job_id, err)
+
+    async def _retry(self, job_id: str) -> None:
+        old = await self.center.jobs.get(job_id)
+        if old is None:
+            log.warning("cannot retry job %s: it is no longer in the history", job_id)
+            return
+        await self._submit(old.task, old.prompt, old.params, old.inputs, old.requested_backend)
+
+    def _on_open_folder(self, job_id: str) -> None:
+        folder = self.center.settings.output_path / job_id
+        if not self._open_url(QUrl.fromLocalFile(str(folder))):
+            log.warning("could not open the output folder %s", folder)
+
+    async def _load(self, job_id: str, path: str, kind: str) -> None:
+        preview = self.console.preview
+        try:
+            if kind == "image":
+                image = await asyncio.to_thread(QImage, path)  # QImage (not QPixmap) may be made off the GUI thread
+                preview._on_image(job_id, image)
+            else:
+                preview._on_text(job_id, await asyncio.to_thread(Path(path).read_text, encoding="utf-8", errors="replace"))
+        except OSError as err:
+            preview._on_load_failed(job_id, f"cannot read {path}: {err.strerror or err}")
+
+    # ----- API panel -----
+    def _on_api_tick(self) -> None:
+        api = getattr(self.center, "api", None)
+        if self.api_panel is not None:
+            if api is None:
+                self.api_panel._on_status("", 0, 0, False)
+            else:
+                self.api_panel._on_status(self.center.settings.api_host, int(api.port), int(api.connections), True)
+
+    async def _copy_token(self) -> None:
+        assert self.api_panel is not None
+        path = self.center.settings.paths.token_file
+        try:
+            token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
+        except FileNotFoundError:
+            self.api_panel._on_token_failed(f"no API token yet at {path}; it is made when Backlot serves the API")
+            return
+        except OSError as err:
+            self.api_panel._on_token_failed(f"cannot read the API token file {path}: {err.strerror or err}")
+            return
+        QGuiApplication.clipboard().setText(token)
+        self.api_panel._on_token_copied()
+
+    # ----- settings -----
+    def open_settings(self, parent: QWidget | None = None) -> SettingsDialog:
+        """Open the settings dialog (``open()``, no nested loop); saving writes config.toml through this controller."""
+        s = self.center.settings
+        values: dict[str, Any] = {"hosts": list(s.hosts), "urls": list(s.urls), "ports": dict(s.ports),
+                                  "api_host": s.api_host, "api_port": s.api_port,
+                                  "output_dir": str(s.output_dir) if s.output_dir else ""}
+        values.update({name: getattr(s, name) for name in SECONDS})
+        providers = {p: self._key_presence(p) for p in self.providers()}
+        dialog = SettingsDialog(values, [str(k) for k in registry.kinds()], providers, parent)
+        dialog.save_requested.connect(lambda changes: self.spawn("settings: save", self._save(dialog, changes)))
+        dialog.check_key_requested.connect(lambda p, k: self.spawn("settings: check key", self._check(dialog, p, k)))
+        dialog.finished.connect(dialog.deleteLater)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def providers(self) -> list[str]:
+        """LLM providers with a key row: those of the configured models and keys, and the ones a check is known for."""
+        s = self.center.settings
+        names = {provider_of(m) for m in s.llm_models} | set(s.llm_keys) | set(KNOWN_BASES)
+        return sorted(names - {"unknown"})
+
+    def _key_presence(self, provider: str) -> str:
+        if configured_key(self.center.settings.llm_keys, provider) is not None:
+            return "● key set in Backlot's settings"
+        var = f"{provider.upper()}_API_KEY"
+        return f"● key in the environment ({var})" if os.environ.get(var) else "○ no key"
+
+    async def _save(self, dialog: SettingsDialog, changes: dict[str, Any]) -> None:
+        path = self.center.settings.paths.config_file
+        try:
+            await asyncio.to_thread(write_config, path, changes)
+        except ConfigWriteError as err:
+            dialog._on_save_failed(str(err))
+            return
+        log.info("settings saved to %s (%s)", path, ", ".join(sorted(changes)) or "no changes")
+        dialog._on_saved(f"Saved to {path}. Restart Backlot to apply the changes.")
+
+    async def _check(self, dialog: SettingsDialog, provider: str, typed: str) -> None:
+        env_key = os.environ.get(f"{provider.upper()}_API_KEY", "")
+        key = typed or configured_key(self.center.settings.llm_keys, provider) or env_key
+        if not key:
+            dialog._on_key_status(provider, "○ no key to check")
+            return
+        if provider not in KNOWN_BASES:
+            dialog._on_key_status(provider, f"◌ no check is known for {provider}")
+            return
+        result = await check_key(provider, key, session=self.center.pool.session(f"llm-key-check@{provider}"))
+        symbol = "●" if result == "valid" else "○"
+        dialog._on_key_status(provider, f"{symbol} {result} (checked now)")

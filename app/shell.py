@@ -1,0 +1,132 @@
+"""Shell: the app layer between the window and the core. It owns the ControlCenter, the bridge and the tasks."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from PySide6.QtCore import QObject, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+
+from app.bridge import Bridge
+from app.console_controller import ConsoleController
+from app.tasks import TaskKeeper
+from services.config import Settings, forget_standins, record_standins
+from services.control import ControlCenter
+from services.events import EventBus
+from standins import launcher
+
+log = logging.getLogger(__name__)
+# The window's demo gives the ComfyUI stand-in a GPU to report, so the VRAM bar and graph have something to show.
+DEMO_EXTRA = {"comfyui": ["--gpu-name", "RTX 4090 (stand-in)", "--vram-total", "24", "--vram-free", "21",
+                          "--job-vram", "5"]}
+
+
+class Shell(QObject):
+    """Carries out what the window asks (discover, reconnect, forget, open, demo) as tracked tasks."""
+
+    demo_state = Signal(str)  # "starting", "running", "failed: reason"
+
+    def __init__(self, settings: Settings, *, serve_api: bool = True, run_queue: bool = True) -> None:
+        super().__init__()
+        self.settings = settings
+        self.bus = EventBus()
+        self.bridge = Bridge(self.bus, self)
+        self.keeper = TaskKeeper()
+        self.center = ControlCenter(settings, self.bus, serve_api=serve_api, run_queue=run_queue)
+        self.standins: dict[str, launcher.StandinProcess] = {}
+        self.speed = 1.0
+        self.started = asyncio.Event()
+        self.stopped = False
+        self.console: ConsoleController | None = None  # set by assemble once the console is built
+
+    # ----- lifecycle -----
+    async def start(self, demo: bool = False) -> None:
+        """Start the stand-ins (demo) and then the core; the window is already on screen."""
+        if demo:
+            await self._start_standins()
+        await self.center.start()
+        self.center.set_dashboard_visible(True)
+        if self.console is not None:
+            await self.console.start()
+        self.started.set()
+
+    async def stop(self) -> None:
+        """Stop our tasks, the core, and the stand-ins we started; unsubscribe the bridge. Twice is harmless."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.console is not None:
+            await self.console.close()
+        await self.keeper.cancel_all()
+        await self.center.stop()
+        self.bridge.close()
+        if self.standins:
+            procs, self.standins = self.standins, {}
+            forget_standins(self.settings.paths)
+            await asyncio.to_thread(launcher.stop_all, procs)
+            log.info("demo: all stand-ins stopped")
+
+    async def wait_health_round(self, timeout: float = 20.0) -> bool:
+        """Wait until every watched service has had one health check (``--screenshot`` waits for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            monitors = list(self.center.monitors.values())
+            if all(m.last is not None for m in monitors):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # ----- actions (slots connected to the window's signals) -----
+    def discover(self) -> None:
+        """Run a discovery round now."""
+        if self.started.is_set():
+            self.keeper.spawn("discover", self.center.discover())
+
+    def reconnect(self, service_id: str) -> None:
+        """Check a service now, skipping its back-off."""
+        if not self.center.reconnect(service_id):
+            log.warning("%s is no longer watched; run Discover to find it again", service_id)
+
+    def forget(self, service_id: str) -> None:
+        """Stop watching a service and drop its card."""
+        self.keeper.spawn(f"forget {service_id}", self.center.forget(service_id))
+
+    def open_url(self, url: str) -> None:
+        """Open a service's web UI in the user's browser."""
+        if not QDesktopServices.openUrl(QUrl(url)):
+            log.warning("could not open %s in a browser", url)
+
+    def start_demo(self) -> None:
+        """Start the stand-in backends from the window and discover them."""
+        if self.standins:
+            log.info("the demo backends are already running")
+            return
+        self.keeper.spawn("start demo", self._demo_then_discover())
+
+    async def _demo_then_discover(self) -> None:
+        if await self._start_standins():
+            await self.center.discover()
+
+    async def _start_standins(self) -> bool:
+        """Spawn every stand-in (on this, the main thread: they die with it) and wait for them off the loop."""
+        self.demo_state.emit("starting")
+        log.info("demo: starting the stand-in backends")
+        data = self.settings.data_path / "standins"
+        procs = {kind: launcher.spawn(kind, 0, speed=self.speed, data=data / kind, extra=DEMO_EXTRA.get(kind))
+                 for kind in launcher.KINDS}
+        self.standins = procs
+        try:
+            await asyncio.gather(*(asyncio.to_thread(p.wait_ready, 90.0) for p in procs.values()))
+        except launcher.StandinError as err:
+            log.error("demo: %s", str(err).splitlines()[0])
+            self.standins = {}
+            await asyncio.to_thread(launcher.stop_all, procs)
+            self.demo_state.emit(f"failed: {str(err).splitlines()[0]}")
+            return False
+        urls = {kind: p.url for kind, p in procs.items()}
+        await asyncio.to_thread(record_standins, self.settings.paths, urls)
+        self.settings.standins = urls  # discovery reads the settings at every round
+        self.demo_state.emit("running")
+        log.info("demo: %d stand-ins ready", len(procs))
+        return True

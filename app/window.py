@@ -1,0 +1,148 @@
+"""MainWindow: places the dashboard, the graphs, the job console and the log; remembers its layout."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QToolBar, QWidget
+
+from widgets.dashboard import Dashboard
+from widgets.graphs import Graphs
+from widgets.log_view import LogView
+from widgets.style import look, state_icon
+
+STATE_ORDER = ("up", "degraded", "down", "unknown")
+
+
+def overall_state(states: Mapping[str, str]) -> str:
+    """The worst state among services that matter: down > degraded > unknown > up (``unknown`` when none)."""
+    values = set(states.values())
+    for state in ("down", "degraded", "unknown", "up"):
+        if state in values:
+            return state
+    return "unknown"
+
+
+def summary(states: Mapping[str, str]) -> str:
+    """"4 up · 1 down" (or "no services")."""
+    counts = Counter(states.values())
+    parts = [f"{counts[s]} {look(s).word}" for s in STATE_ORDER if counts[s]]
+    return " · ".join(parts) if parts else "no services"
+
+
+class MainWindow(QMainWindow):
+    """The control-center window. A view: the app layer connects its signals to the core."""
+
+    close_requested = Signal()
+    settings_requested = Signal()
+    overall_changed = Signal(str, str)  # state, summary ("4 up · 1 down")
+
+    def __init__(self, titles: Mapping[str, str], settings_file: str, console: QWidget | None = None,
+                 api_panel: QWidget | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Backlot")
+        self.setObjectName("BacklotMain")
+        self.setWindowIcon(state_icon("unknown"))
+        self.ui_settings = QSettings(settings_file, QSettings.Format.IniFormat)
+        self.dashboard = Dashboard(titles)
+        self.graphs = Graphs()
+        self.log_view = LogView()
+        self.console = console or self._console_placeholder()
+        self.overall = QLabel()
+        self.overall.setObjectName("overall")
+        self.api_panel = api_panel or QLabel("API")
+        self._build_toolbar()
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("centralSplit")
+        split.addWidget(self.graphs)
+        split.addWidget(self.console)
+        split.setSizes([360, 440])
+        self.split = split
+        self.setCentralWidget(split)
+        self.services_dock = self._dock("Services", "servicesDock", self.dashboard,
+                                        Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.log_dock = self._dock("Log", "logDock", self.log_view, Qt.DockWidgetArea.BottomDockWidgetArea)
+        QShortcut(QKeySequence("Ctrl+L"), self, activated=self.log_view.focus_filter)
+        self.resize(1440, 900)
+        self.resizeDocks([self.services_dock], [380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+        self._on_states_changed()
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        self.discover_action = QAction("⟳ Discover", self)
+        self.discover_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
+        self.discover_action.setToolTip("Look for backends now (F5)")
+        self.discover_action.triggered.connect(self.dashboard.discover_requested)
+        self.settings_action = QAction("⚙ Settings", self)
+        self.settings_action.triggered.connect(self.settings_requested)
+        self.demo_action = QAction("▶ Demo", self)
+        self.demo_action.setToolTip("Start the built-in stand-in backends")
+        self.demo_action.triggered.connect(self.dashboard.demo_requested)
+        bar.addAction(self.discover_action)
+        bar.addAction(self.settings_action)
+        bar.addSeparator()
+        bar.addWidget(self.api_panel)
+        bar.addSeparator()
+        bar.addAction(self.demo_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
+        bar.addWidget(spacer)
+        bar.addWidget(self.overall)
+        self.addToolBar(bar)
+
+    @staticmethod
+    def _console_placeholder() -> QWidget:
+        label = QLabel("Job console")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        return label
+
+    # ----- slots -----
+    def _on_states_changed(self, *_: object) -> None:
+        """Recount the cards' states for the title bar (and the tray, which the app connects)."""
+        states = self.dashboard.states()
+        state = overall_state(states)
+        st = look(state)
+        self.overall.setText(f"{st.symbol} {summary(states)}")
+        self.overall.setStyleSheet(f"color: {st.color}; font-weight: 600; padding: 0 8px;")
+        self.setWindowIcon(state_icon(state))
+        self.overall_changed.emit(state, summary(states))
+
+    # ----- layout memory -----
+    def restore_layout(self) -> None:
+        """Geometry, docks and splitter as the user left them."""
+        geometry = self.ui_settings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = self.ui_settings.value("windowState")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        split = self.ui_settings.value("centralSplit")
+        if isinstance(split, QByteArray):
+            self.split.restoreState(split)
+
+    def save_layout(self) -> None:
+        """Write geometry, docks and splitter to the settings file."""
+        self.ui_settings.setValue("geometry", self.saveGeometry())
+        self.ui_settings.setValue("windowState", self.saveState())
+        self.ui_settings.setValue("centralSplit", self.split.saveState())
+        self.ui_settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        """Save the layout and ask the app layer to shut down (it stops the core, then the loop)."""
+        self.save_layout()
+        self.close_requested.emit()
+        event.accept()

@@ -1,0 +1,143 @@
+"""Dashboard: the service cards, ordered by kind then host, or the empty state that teaches what to do."""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+
+from services.models import BreakerSnapshot, HealthSample, ServiceRecord
+from widgets.service_card import ServiceCard
+
+EMPTY_TEXT = ("No backends found on localhost. Start ComfyUI, Wan2GP (with --mcp), RVC or AudioLDM, "
+              "add a host in Settings, or try the demo backends.")
+
+
+class Dashboard(QWidget):
+    """Service cards in a scroll area; actions are re-emitted as signals for the app layer to carry out."""
+
+    discover_requested = Signal()
+    demo_requested = Signal()
+    open_requested = Signal(str)
+    reconnect_requested = Signal(str)
+    forget_requested = Signal(str)
+    pin_changed = Signal(str)  # the pinned service id, or "auto"
+
+    def __init__(self, titles: Mapping[str, str] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.titles = dict(titles or {})
+        self.cards: dict[str, ServiceCard] = {}
+        self.pinned = "auto"
+        self.empty = QWidget()
+        empty_layout = QVBoxLayout(self.empty)
+        self.empty_label = QLabel(EMPTY_TEXT)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.discover_button = QPushButton("Discover")
+        self.discover_button.clicked.connect(self.discover_requested)
+        self.demo_button = QPushButton("Start demo backends")
+        self.demo_button.clicked.connect(self.demo_requested)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.discover_button)
+        buttons.addWidget(self.demo_button)
+        buttons.addStretch(1)
+        empty_layout.addStretch(1)
+        empty_layout.addWidget(self.empty_label)
+        empty_layout.addLayout(buttons)
+        empty_layout.addStretch(2)
+        self.list = QWidget()
+        self.list_layout = QVBoxLayout(self.list)
+        self.list_layout.setContentsMargins(4, 4, 4, 4)
+        self.list_layout.setSpacing(6)
+        self.list_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.list)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll = scroll
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.empty)
+        layout.addWidget(scroll)
+        self.ticker = QTimer(self)  # the breaker countdowns tick once a second
+        self.ticker.setInterval(1000)
+        self.ticker.timeout.connect(self._on_tick)
+        self.ticker.start()
+        self._update_empty()
+
+    # ----- slots (the bridge's signals) -----
+    def _on_service(self, record: ServiceRecord) -> None:
+        """A service was discovered or changed."""
+        card = self.cards.get(record.id)
+        previous = record.details.get("previous_id")
+        if card is None and previous in self.cards:  # it moved port: the card follows it
+            card = self.cards.pop(previous)
+            self.cards[record.id] = card
+        if card is None:
+            card = ServiceCard(record, self.titles.get(record.kind.value, record.kind.value))
+            card.open_requested.connect(self.open_requested)
+            card.reconnect_requested.connect(self.reconnect_requested)
+            card.forget_requested.connect(self.forget_requested)
+            card.pin_toggled.connect(self._on_pin_toggled)
+            self.cards[record.id] = card
+            self._place()
+        else:
+            card._on_record(record)
+        self._update_empty()
+
+    def _on_forgotten(self, service_id: str) -> None:
+        """The user forgot a service: its card goes."""
+        card = self.cards.pop(service_id, None)
+        if card is not None:
+            card.setParent(None)
+            card.deleteLater()
+        if self.pinned == service_id:
+            self.pinned = "auto"
+            self.pin_changed.emit("auto")
+        self._update_empty()
+
+    def _on_health(self, sample: HealthSample, state: str) -> None:
+        """A health check finished."""
+        card = self.cards.get(sample.service_id)
+        if card is not None:
+            card._on_health(sample, state)
+
+    def _on_breaker(self, service_id: str, snapshot: BreakerSnapshot) -> None:
+        """A breaker opened, half-opened or closed."""
+        card = self.cards.get(service_id)
+        if card is not None:
+            card._on_breaker(snapshot)
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        for card in self.cards.values():
+            card._on_tick(now)
+
+    def _on_pin_toggled(self, service_id: str, on: bool) -> None:
+        self.set_pinned(service_id if on else "auto")
+        self.pin_changed.emit(self.pinned)
+
+    def set_pinned(self, service_id: str) -> None:
+        """Mark the pinned service (``auto``: none) without emitting."""
+        self.pinned = service_id
+        for sid, card in self.cards.items():
+            card.set_pinned(sid == service_id)
+
+    def states(self) -> dict[str, str]:
+        """Each card's state word (the tray and the title bar count them)."""
+        return {sid: card.state for sid, card in self.cards.items() if card.record.present}
+
+    # ----- layout -----
+    def _place(self) -> None:
+        ordered = sorted(self.cards.values(), key=lambda c: (c.record.kind.value, c.record.host, c.record.port))
+        for card in ordered:
+            self.list_layout.removeWidget(card)
+        for i, card in enumerate(ordered):
+            self.list_layout.insertWidget(i, card)
+
+    def _update_empty(self) -> None:
+        has = bool(self.cards)
+        self.empty.setVisible(not has)
+        self.scroll.setVisible(has)

@@ -1,0 +1,178 @@
+"""Graphs: VRAM per GPU and per service, latency per service, on one time axis; repainted by a UI timer."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+WINDOWS = {"1 min": 60.0, "10 min": 600.0, "1 h": 3600.0}
+REPAINT_HZ = 4
+MAX_MARKERS = 200
+FEW = 30
+
+
+class RingBuffer:
+    """A fixed-capacity (time, value) series; the oldest points are overwritten."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._t = np.zeros(capacity)
+        self._v = np.zeros(capacity)
+        self._n = 0  # points written in all
+
+    def append(self, at: float, value: float) -> None:
+        """Add a point."""
+        i = self._n % self.capacity
+        self._t[i] = at
+        self._v[i] = value
+        self._n += 1
+
+    def __len__(self) -> int:
+        return min(self._n, self.capacity)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The points in time order."""
+        if self._n <= self.capacity:
+            return self._t[: self._n], self._v[: self._n]
+        i = self._n % self.capacity
+        return np.concatenate((self._t[i:], self._t[:i])), np.concatenate((self._v[i:], self._v[:i]))
+
+
+class TimePlot:
+    """One plot of named series, each a ring buffer drawn by one PlotDataItem fed with ``setData``."""
+
+    def __init__(self, title: str, unit: str, empty: str = "") -> None:
+        self.widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
+        self.widget.setMenuEnabled(False)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.widget.hideButtons()
+        # No grid: on a software-rendered view its lines cost more than the curves (measured ~15 ms a repaint).
+        self.title = f"{title} ({unit})"
+        self.widget.getPlotItem().setTitle(f"{self.title}{' · ' + empty if empty else ''}", size="9pt")
+        self.legend = self.widget.addLegend(offset=(10, 5), labelTextSize="8pt")  # top left: new data enters right
+        self.series: dict[str, tuple[RingBuffer, pg.PlotDataItem]] = {}
+        self.dirty: set[str] = set()
+        self.markers: list[pg.InfiniteLine] = []
+        self.shown: tuple[float, float] = (0.0, 0.0)  # the x range last set
+
+    def add(self, key: str, label: str, at: float, value: float) -> None:
+        """Append a point to a series (made on first use)."""
+        entry = self.series.get(key)
+        if entry is None:
+            pen = pg.mkPen(pg.intColor(len(self.series), hues=9, values=1, maxValue=220), width=2)
+            item = self.widget.plot([], [], pen=pen, name=label)
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            entry = self.series[key] = (RingBuffer(), item)
+            if len(self.series) == 1:
+                self.widget.getPlotItem().setTitle(self.title, size="9pt")
+        entry[0].append(at, value)
+        self.dirty.add(key)
+
+    def remove(self, key: str) -> None:
+        """Drop a series (its service was forgotten)."""
+        entry = self.series.pop(key, None)
+        if entry is not None:
+            self.widget.removeItem(entry[1])
+            self.legend.removeItem(entry[1])
+        self.dirty.discard(key)
+
+    def marker(self, at: float, text: str, start: bool) -> None:
+        """A vertical job start/end line."""
+        color = "#2e9d4f" if start else "#7a5cc7"
+        line = pg.InfiniteLine(pos=at, angle=90, movable=False, pen=pg.mkPen(color, width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
+                               label=text, labelOpts={"position": 0.92 if start else 0.82, "color": color})
+        self.widget.addItem(line)
+        self.markers.append(line)
+        while len(self.markers) > MAX_MARKERS:
+            self.widget.removeItem(self.markers.pop(0))
+
+    def repaint(self, now: float, window: float) -> None:
+        """Push changed series to their items and scroll the view to [now - window, now]."""
+        for key in self.dirty:
+            buf, item = self.series[key]
+            t, v = buf.arrays()
+            # Dots while a series is young, so its first points show before there is a line to draw.
+            item.setData(t, v, symbol="o" if len(t) < FEW else None, symbolSize=5,
+                         symbolBrush=item.opts["pen"].color(), symbolPen=None)
+        self.dirty.clear()
+        # Scroll only when the view would move by a pixel or more: a long window repaints rarely.
+        per_pixel = window / max(1, self.widget.getPlotItem().vb.width())
+        lo, hi = now - window, now + window * 0.02  # a little room right of "now" so the newest points show
+        if abs(hi - self.shown[1]) >= per_pixel or hi - lo != self.shown[1] - self.shown[0]:
+            self.widget.setXRange(lo, hi, padding=0)
+            self.shown = (lo, hi)
+
+
+class Graphs(QWidget):
+    """VRAM and latency plots sharing one time axis, with a 1 min / 10 min / 1 h window."""
+
+    window_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None, clock: object = time.time) -> None:
+        super().__init__(parent)
+        self.clock = clock
+        self.window = WINDOWS["10 min"]
+        pg.setConfigOptions(antialias=False, foreground=self.palette().color(QPalette.ColorRole.Text),
+                            background=self.palette().color(QPalette.ColorRole.Base))
+        self.vram = TimePlot("VRAM used", "GiB", "no readings yet: no local NVIDIA GPU (NVML) and no service reports VRAM")
+        self.latency = TimePlot("Latency", "ms")
+        self.latency.widget.setXLink(self.vram.widget)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Window"))
+        self.window_group = QButtonGroup(self)
+        for name, seconds in WINDOWS.items():
+            b = QPushButton(name)
+            b.setCheckable(True)
+            b.setChecked(seconds == self.window)
+            b.setProperty("seconds", seconds)
+            self.window_group.addButton(b)
+            bar.addWidget(b)
+        self.window_group.buttonClicked.connect(lambda b: self.set_window(float(b.property("seconds"))))
+        bar.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.vram.widget, 3)
+        layout.addWidget(self.latency.widget, 2)
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000 // REPAINT_HZ)
+        self.timer.timeout.connect(self._on_repaint)
+        self.timer.start()
+        self.repaints = 0
+
+    def set_window(self, seconds: float) -> None:
+        """Show the last ``seconds`` of history."""
+        self.window = seconds
+        for b in self.window_group.buttons():
+            b.setChecked(float(b.property("seconds")) == seconds)
+        self.window_changed.emit(seconds)
+        self._on_repaint()
+
+    # ----- slots -----
+    def _on_vram(self, key: str, label: str, at: float, used_bytes: float) -> None:
+        """VRAM in use on a GPU or by a service."""
+        self.vram.add(key, label, at, used_bytes / 2**30)
+
+    def _on_latency(self, service_id: str, at: float, latency_ms: float) -> None:
+        """A health check's latency."""
+        self.latency.add(service_id, service_id, at, latency_ms)
+
+    def _on_job_marker(self, at: float, text: str, start: bool) -> None:
+        """A job started or ended."""
+        self.vram.marker(at, text, start)
+
+    def _on_forgotten(self, service_id: str) -> None:
+        """Drop a forgotten service's series."""
+        self.latency.remove(service_id)
+        self.vram.remove(f"service:{service_id}")
+
+    def _on_repaint(self) -> None:
+        now = float(self.clock())  # type: ignore[operator]
+        self.vram.repaint(now, self.window)
+        self.latency.repaint(now, self.window)
+        self.repaints += 1

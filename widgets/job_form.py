@@ -1,0 +1,284 @@
+"""The job form: task, prompt, input files, parameters from the task schema, backend auto or pinned, live route."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from services.tasks import InputSpec, TaskSpec
+from widgets.param_fields import ParamField, mark_invalid
+
+# File name patterns offered by the input pickers, per media type (the core sniffs the content at submit).
+MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "image": ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"),
+    "audio": ("wav", "mp3", "flac", "ogg", "m4a", "aac", "opus"),
+    "video": ("mp4", "mov", "mkv", "webm", "avi"),
+}
+AUTO = "auto"
+
+
+def task_label(name: str) -> str:
+    """``text_to_video`` -> "Text → video"."""
+    words = name.replace("_to_", " → ").replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
+def input_problem(spec: InputSpec, path: str) -> str | None:
+    """Why this input path cannot do, judged from the name alone (the core reads the file at submit)."""
+    if not path:
+        return f"choose the {spec.media} file: {spec.help}" if spec.required else None
+    suffix = PurePath(path).suffix.lower().lstrip(".")
+    other = next((m for m, names in MEDIA_SUFFIXES.items() if suffix in names and m != spec.media), None)
+    if other:
+        return f"{PurePath(path).name} is {_a(other)} file, not {_a(spec.media)} file ({spec.help})"
+    return None
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+class JobForm(QWidget):
+    """Task picker and form built from the task schema; emits ``changed`` for the live route and ``submitted``."""
+
+    changed = Signal(str, dict, str)  # task, params, backend ("auto" or a service id)
+    submitted = Signal(str, str, dict, list, str)  # task, prompt, params, inputs, backend
+
+    def __init__(self, tasks: Sequence[TaskSpec], serving: Mapping[str, Sequence[str]] | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._tasks = {t.name: t for t in tasks}
+        self._serving = {k: list(v) for k, v in (serving or {}).items()}
+        self._services: list[dict[str, Any]] = []
+        self.fields: dict[str, ParamField] = {}
+        self.input_edits: list[tuple[InputSpec, QLineEdit]] = []
+        self._file_dialog: QFileDialog | None = None
+
+        self.task_combo = QComboBox(objectName="task")
+        for t in tasks:
+            self.task_combo.addItem(task_label(t.name), t.name)
+            self.task_combo.setItemData(self.task_combo.count() - 1, t.description, Qt.ItemDataRole.ToolTipRole)
+        self.backend_combo = QComboBox(objectName="backend")
+        self.description = QLabel(wordWrap=True, objectName="task-description")
+        self.prompt = QPlainTextEdit(objectName="prompt")
+        self.prompt.setPlaceholderText("Describe the shot, the sound or the text you want")
+        self.prompt.setFixedHeight(self.prompt.fontMetrics().lineSpacing() * 4)
+        self.inputs_box = QWidget()
+        self.params_box = QWidget()
+        scroll = QScrollArea(widgetResizable=True)
+        scroll.setWidget(self.params_box)
+        scroll.setMaximumHeight(180)
+        self.route_label = QLabel(wordWrap=True, objectName="route")
+        self.route_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problem_label = QLabel(wordWrap=True, objectName="problem")
+        self.status_label = QLabel(objectName="submit-status")
+        self.generate = QPushButton("Generate  ⌃⏎", objectName="generate")
+        self.generate.setToolTip("Submit the job (Ctrl+Enter)")
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Task"))
+        top.addWidget(self.task_combo, 2)
+        top.addWidget(QLabel("Backend"))
+        top.addWidget(self.backend_combo, 2)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.problem_label, 1)
+        bottom.addWidget(self.status_label)
+        bottom.addWidget(self.generate)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for part in (top, self.description, self.prompt, self.inputs_box, scroll, self.route_label, bottom):
+            layout.addLayout(part) if isinstance(part, QHBoxLayout) else layout.addWidget(part)
+
+        self.task_combo.currentIndexChanged.connect(self._on_task_picked)
+        self.backend_combo.currentIndexChanged.connect(self._on_edited)
+        self.prompt.textChanged.connect(self._on_edited)
+        self.generate.clicked.connect(self.submit)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self, self.submit, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._on_task_picked()
+
+    # ----- reading the form -----
+    @property
+    def task(self) -> str:
+        """The task picked."""
+        return str(self.task_combo.currentData())
+
+    @property
+    def backend(self) -> str:
+        """``auto`` or the pinned service id."""
+        return str(self.backend_combo.currentData() or AUTO)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters set to something other than their default (invalid ones left out)."""
+        return {name: v for name, f in self.fields.items() if (v := f.value()) is not None}
+
+    def inputs(self) -> list[str]:
+        """Input paths in schema order, up to the last one given."""
+        paths = [edit.text().strip() for _, edit in self.input_edits]
+        while paths and not paths[-1]:
+            paths.pop()
+        return paths
+
+    def problems(self) -> list[str]:
+        """Every reason the job cannot be submitted as it stands, one sentence each."""
+        out = [e for f in self.fields.values() if (e := f.error())]
+        out += [p for spec, edit in self.input_edits if (p := input_problem(spec, edit.text().strip()))]
+        if not self.prompt.toPlainText().strip() and not any(s.required for s, _ in self.input_edits):
+            out.append("write a prompt")
+        return out
+
+    def set_task(self, name: str) -> None:
+        """Pick a task by name."""
+        self.task_combo.setCurrentIndex(self.task_combo.findData(name))
+
+    def set_backend(self, service_id: str) -> None:
+        """Pin a service (``auto`` to let the router choose); unknown ids fall back to auto."""
+        self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(service_id)))
+
+    def submit(self) -> None:
+        """Emit ``submitted`` when the form is valid (Generate, Ctrl+Enter)."""
+        if self.problems():
+            self._refresh_problems()
+            return
+        self.status_label.setText("")
+        self.submitted.emit(self.task, self.prompt.toPlainText().strip(), self.params(), self.inputs(), self.backend)
+
+    # ----- slots fed by the controller -----
+    @Slot(list)
+    def _on_services(self, services: Iterable[Mapping[str, Any]]) -> None:
+        """The services known now (``ServiceRecord.to_dict()`` shapes): the pin choices."""
+        self._services = [dict(s) for s in services]
+        self._fill_backends()
+
+    @Slot(str, bool)
+    def _on_route_explained(self, explanation: str, ok: bool) -> None:
+        """The router's answer for the form as it stands."""
+        self.route_label.setText(("→ " if ok else "✕ no backend can run this now: ") + explanation)
+        self.route_label.setProperty("ok", ok)
+        mark_invalid(self.route_label, None if ok else explanation)
+
+    @Slot(str)
+    def _on_submit_failed(self, message: str) -> None:
+        """The core refused the job; its sentence is shown where the problems are."""
+        self.problem_label.setText(message)
+        self.status_label.setText("")
+
+    @Slot(dict)
+    def _on_submitted(self, job: Mapping[str, Any]) -> None:
+        """The core accepted the job (its snapshot)."""
+        self.problem_label.setText("")
+        self.status_label.setText(f"#{job.get('seq', '?')} {job.get('state', 'queued')}")
+
+    # ----- building -----
+    def _on_task_picked(self) -> None:
+        spec = self._tasks[self.task]
+        self.description.setText(spec.description)
+        self._build_inputs(spec)
+        self._build_params(spec)
+        self._fill_backends()
+        self._on_edited()
+
+    def _build_inputs(self, spec: TaskSpec) -> None:
+        _clear(self.inputs_box)
+        self.input_edits = []
+        form = self.inputs_box.layout() or QFormLayout(self.inputs_box)
+        assert isinstance(form, QFormLayout)
+        form.setContentsMargins(0, 0, 0, 0)
+        for want in spec.inputs:
+            edit = QLineEdit(objectName=f"input-{want.name}")
+            edit.setPlaceholderText(f"{want.media} file{'' if want.required else ' (optional)'}: {want.help}")
+            edit.textChanged.connect(self._on_edited)
+            browse = QPushButton("Browse…")
+            browse.clicked.connect(lambda _=False, w=want, e=edit: self._pick_file(w, e))
+            row = QHBoxLayout()
+            row.addWidget(edit, 1)
+            row.addWidget(browse)
+            form.addRow(want.name.capitalize(), row)
+            self.input_edits.append((want, edit))
+
+    def _build_params(self, spec: TaskSpec) -> None:
+        _clear(self.params_box)
+        for old in self.fields.values():
+            old.deleteLater()
+        self.fields = {}
+        grid = self.params_box.layout() or QGridLayout(self.params_box)
+        assert isinstance(grid, QGridLayout)
+        for i, param in enumerate(spec.params):
+            field = ParamField(param, self.params_box)
+            field.changed.connect(self._on_edited)
+            label = QLabel(param.name.replace("_", " "))
+            label.setToolTip(field.describe())
+            row, col = divmod(i, 2)
+            grid.addWidget(label, row, col * 2)
+            grid.addWidget(field.widget, row, col * 2 + 1)
+            self.fields[param.name] = field
+
+    def _fill_backends(self) -> None:
+        current = self.backend
+        kinds = self._serving.get(self.task)
+        self.backend_combo.blockSignals(True)
+        self.backend_combo.clear()
+        self.backend_combo.addItem("Auto (router decides)", AUTO)
+        for s in sorted(self._services, key=lambda s: (str(s.get("kind")), str(s.get("id")))):
+            if kinds is not None and s.get("kind") not in kinds:
+                continue
+            note = "" if s.get("usable", True) else " (not usable)"
+            self.backend_combo.addItem(f"{s['id']}{note}", s["id"])
+        self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(current)))
+        self.backend_combo.blockSignals(False)
+        if self.backend != current:
+            self._on_edited()
+
+    def _pick_file(self, want: InputSpec, edit: QLineEdit) -> None:
+        patterns = " ".join(f"*.{s}" for s in MEDIA_SUFFIXES[want.media])
+        dialog = QFileDialog(self, f"Choose the {want.media} file", "", f"{want.media.capitalize()} files ({patterns})")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.fileSelected.connect(edit.setText)
+        self._file_dialog = dialog  # kept until the next pick: open() returns at once
+        dialog.open()
+
+    def _on_edited(self) -> None:
+        self._refresh_problems()
+        self.changed.emit(self.task, self.params(), self.backend)
+
+    def _refresh_problems(self) -> None:
+        for field in self.fields.values():
+            mark_invalid(field.widget, field.error(), field.describe())
+        for spec, edit in self.input_edits:
+            mark_invalid(edit, input_problem(spec, edit.text().strip()) if edit.text().strip() else None)
+        problems = self.problems()
+        self.generate.setEnabled(not problems)
+        self.problem_label.setText(f"Cannot generate: {problems[0]}" if problems else "")
+        self.generate.setToolTip("; ".join(problems) if problems else "Submit the job (Ctrl+Enter)")
+
+
+def _clear(box: QWidget) -> None:
+    """Remove every child widget and nested layout of ``box`` (the form is rebuilt per task)."""
+    if box.layout() is not None:
+        _clear_layout(box.layout())
+
+
+def _clear_layout(layout: Any) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        if item.widget() is not None:
+            item.widget().deleteLater()
+        elif item.layout() is not None:
+            _clear_layout(item.layout())

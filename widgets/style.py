@@ -1,0 +1,60 @@
+"""The window's visual language: state symbol, word and colour (never colour alone), fixed-width digits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QIcon, QPainter, QPixmap
+from PySide6.QtCore import Qt
+
+
+@dataclass(frozen=True)
+class StateLook:
+    """How one state reads: a symbol, a word and a colour."""
+
+    symbol: str
+    word: str
+    color: str
+
+
+STATES: dict[str, StateLook] = {
+    "up": StateLook("●", "up", "#2e9d4f"),
+    "degraded": StateLook("◐", "degraded", "#d08a00"),
+    "down": StateLook("○", "down", "#d33c3c"),
+    "unknown": StateLook("◌", "unknown", "#8a8a8a"),
+}
+
+
+def look(state: str) -> StateLook:
+    """The look of a health state (``unknown`` for anything else)."""
+    return STATES.get(state, STATES["unknown"])
+
+
+def mono_font(point_delta: int = 0) -> QFont:
+    """The system's fixed-width font, so numbers update in place without shifting layout."""
+    font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    if point_delta:
+        font.setPointSize(max(6, font.pointSize() + point_delta))
+    return font
+
+
+def state_icon(state: str, size: int = 32) -> QIcon:
+    """A round icon in the state's colour (the tray and the window title)."""
+    pix = QPixmap(size, size)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(look(state).color))
+    painter.setPen(QColor("#202020"))
+    painter.drawEllipse(2, 2, size - 4, size - 4)
+    painter.end()
+    return QIcon(pix)
+
+
+def fmt_bytes_gib(value: float | None) -> str:
+    """Bytes as GiB with one decimal ("–" when unknown)."""
+    return "–" if value is None else f"{value / 2**30:.1f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds, right-aligned to a fixed width ("–" when unknown)."""
+    return "    – ms" if value is None else f"{value:5.0f} ms"
