@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from services.tasks import InputSpec, TaskSpec
-from widgets.param_fields import ParamField, mark_invalid
+from widgets.param_fields import INVALID_STYLE, ParamField, mark_invalid
 
 # File name patterns offered by the input pickers, per media type (the core sniffs the content at submit).
 MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -64,6 +64,7 @@ class JobForm(QWidget):
     def __init__(self, tasks: Sequence[TaskSpec], serving: Mapping[str, Sequence[str]] | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setStyleSheet(INVALID_STYLE)
         self._tasks = {t.name: t for t in tasks}
         self._serving = {k: list(v) for k, v in (serving or {}).items()}
         self._services: list[dict[str, Any]] = []

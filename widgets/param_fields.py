@@ -11,6 +11,8 @@ from services.tasks import ParamSpec, SchemaError
 
 AUTO = "auto"  # shown where a parameter is left to the backend's own default
 _INT_LIMIT = 2_000_000_000  # QSpinBox is 32-bit; no parameter needs more
+# Set on a form or dialog: an editor holding an invalid value gets a red frame (its reason is shown in words too).
+INVALID_STYLE = '*[invalid="true"] { border: 1px solid #cc3b3b; border-radius: 2px; }'
 
 
 def mark_invalid(widget: QWidget, reason: str | None, tip: str = "") -> None:

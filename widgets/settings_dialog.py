@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from widgets.param_fields import mark_invalid
+from widgets.param_fields import INVALID_STYLE, mark_invalid
 
 # name -> (label, min, max, suffix): the same bounds Settings enforces, so the dialog cannot write a value it refuses.
 SECONDS: dict[str, tuple[str, float, float]] = {
@@ -71,6 +71,7 @@ class SettingsDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Backlot settings")
+        self.setStyleSheet(INVALID_STYLE)
         self.hosts = QLineEdit(", ".join(values.get("hosts", [])), objectName="hosts")
         self.hosts.setPlaceholderText("gpu-box, 10.0.0.5 (localhost is always scanned)")
         self.urls = QLineEdit(", ".join(values.get("urls", [])), objectName="urls")
