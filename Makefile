@@ -6,7 +6,7 @@ STAMPS := .stamps
 APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libpulse0
 PYTEST_ARGS ?=
 
-.PHONY: setup system run test clean
+.PHONY: setup system blender run test clean
 
 setup: system $(STAMPS)/venv $(STAMPS)/gradio3
 
@@ -19,6 +19,17 @@ $(STAMPS)/system:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing system packages: $$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+# Debian's Blender (about 224 MB) runs the addon's tests; `make test` installs it, `make run` does not.
+blender: $(STAMPS)/blender
+$(STAMPS)/blender:
+	@mkdir -p $(STAMPS)
+	@if ! command -v blender >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Blender for the addon tests"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq blender >/dev/null; \
 	fi
 	@touch $@
 
@@ -39,7 +50,7 @@ $(STAMPS)/gradio3: standins/gradio3/requirements.txt
 run: setup
 	$(VENV)/bin/backlot demo --headless
 
-test: setup
+test: setup $(STAMPS)/blender
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:

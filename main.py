@@ -8,13 +8,14 @@ import sys
 from typing import Any, TextIO
 
 from services import __version__
+from services.api.server import ApiStartError
+from services.api.token import TokenError
 from services.config import ConfigError, Settings, load_settings
 from services.instance import FolderError
 from services.jobs.store import StoreError
 
 NOT_YET = {
     "gui": "this version has no window; run `backlot --headless` or `backlot demo --headless`",
-    "status": "this version cannot ask a running Backlot for its status; `backlot jobs` lists the jobs",
     "screenshot": "this version has no window to take a screenshot of",
 }
 
@@ -34,21 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--hosts", help="comma-separated extra hosts")
     d.add_argument("--url", action="append", help="a service URL to probe (repeatable)")
     d.add_argument("--budget", type=float, help="seconds for the whole discovery")
-    sub.add_parser("status", help="show services and jobs of the running Backlot")
+    st = sub.add_parser("status", help="show services and jobs of the running Backlot (exit 4: not running)")
+    st.add_argument("--json", action="store_true")
     s = sub.add_parser("submit", help="submit a generation job")
     s.add_argument("--task", required=True)
     s.add_argument("--prompt", required=True)
     s.add_argument("--param", action="append", default=[], metavar="K=V")
     s.add_argument("--input", action="append", default=[], metavar="FILE", help="input file (repeatable)")
     s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")
-    s.add_argument("--wait", action="store_true", help="wait for the result (always, until the socket API lands)")
-    s.add_argument("--json", action="store_true", help="print the finished job as JSON on the last line")
+    s.add_argument("--wait", action="store_true", help="follow the job to its end (Ctrl-C detaches; it keeps running)")
+    s.add_argument("--json", action="store_true", help="print the accepted (or, with --wait, finished) job as JSON")
     t = sub.add_parser("tasks", help="list the tasks with their parameters, inputs and backends")
     t.add_argument("--json", action="store_true", help="print the task schema as JSON")
     j = sub.add_parser("jobs", help="list job history")
     j.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
     j.add_argument("--json", action="store_true")
     j.add_argument("--limit", type=int, default=50)
+    sh = sub.add_parser("show", help="one job in full: route, attempts, error, outputs (a text job's text)")
+    sh.add_argument("job", metavar="N|ID")
+    sh.add_argument("--json", action="store_true")
+    for name, what in (("cancel", "stop a job (queued: removed; running: the backend's interrupt)"),
+                       ("retry", "run a job again as a new job (same task, prompt, parameters and inputs)")):
+        sub.add_parser(name, help=what).add_argument("job", metavar="N|ID")
+    sub.add_parser("stop", help="stop the running Backlot of this home")
+    ad = sub.add_parser("addon", help="write the installable Blender addon zip")
+    ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
     demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
     demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backlot: interrupted", file=sys.stderr)
         return 130
-    except (FolderError, StoreError) as err:
+    except (FolderError, StoreError, ApiStartError, TokenError) as err:
         print(f"backlot: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
@@ -112,6 +123,9 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         print(f"backlot: configuration error: {err}", file=sys.stderr)
         return 2
     _setup_logging(settings)
+    if args.command == "discover" and args.budget is not None and not args.budget > 0:
+        print("backlot: --budget must be greater than 0", file=sys.stderr)
+        return 2
     if args.command == "demo":
         if not args.speed > 0:
             print("backlot: --speed must be greater than 0", file=sys.stderr)
@@ -121,30 +135,57 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         from cli.demo import run_headless
 
         return run_headless(settings, out=out, speed=args.speed)
-    if args.command == "status":
-        return _not_yet(args.command)
     if args.command == "tasks":
         from cli import commands
 
         return commands.tasks(settings, args.json, out)
+    if args.command in CLIENT_COMMANDS:
+        return _client_command(args, settings, out)
     if args.screenshot:
         return _not_yet("screenshot")
-    if args.command in ("discover", "submit", "jobs") or args.headless:
+    if args.command == "discover" or args.headless:
         import asyncio
 
         from cli import commands
 
         if args.command == "discover":
             work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json, out)
-        elif args.command == "submit":
-            work = commands.submit(settings, args.task, args.prompt, args.param, args.input, args.backend, args.json,
-                                   out)
-        elif args.command == "jobs":
-            work = commands.jobs(settings, args.state, args.json, args.limit, out)
         else:
             work = commands.serve(settings)
         return asyncio.run(work)
     return _not_yet("gui")
+
+
+CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")
+
+
+def _client_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """Commands served by the running instance through the socket API (jobs/show fall back to the store)."""
+    import asyncio
+
+    from cli import client_commands as cc
+    from cli.commands import parse_params
+    from services.jobs.validate import InvalidJob, validate_job
+
+    if args.command == "submit":
+        try:  # bad input is refused here, before an instance is asked or started (the instance checks again)
+            valid = asyncio.run(validate_job(settings, args.task, parse_params(args.param), args.input))
+        except InvalidJob as err:
+            print(f"backlot: {err}", file=sys.stderr)
+            return 2
+        return cc.submit(settings, args.task, args.prompt, valid.params, [str(p) for p in valid.inputs], args.backend,
+                         args.wait, args.json, out)
+    if args.command in ("cancel", "retry"):
+        return cc.call_instance(settings, f"jobs.{args.command}", {"job": args.job}, out)
+    if args.command == "jobs":
+        return cc.jobs(settings, args.state, args.json, args.limit, out)
+    if args.command == "show":
+        return cc.show(settings, args.job, args.json, out)
+    if args.command == "status":
+        return cc.status(settings, args.json, out)
+    if args.command == "stop":
+        return cc.stop(settings, out)
+    return cc.addon(args.output, out)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 All network I/O runs on one background thread (a ``selectors`` loop); other threads talk to it through
 an outbox and read what arrives from ``drain()``, so a caller such as Blender's UI timer never waits on
 the network. ``call()`` is the blocking form for scripts and the command line. Stdlib only: Blender
-bundles its own Python, so the backoff here is hand-written rather than tenacity's.
+bundles its own Python, so the backoff here is hand-written rather than tenacity's. The errors, codes
+and message types live in ``protocol`` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -11,102 +12,26 @@ import collections
 import itertools
 import json
 import logging
-import random
 import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .protocol import (BUSY, CONNECTED, CONNECTING, DEFAULT_HOST, DEFAULT_PORT, DISCONNECTED, INTERNAL_ERROR,
+                       INVALID_PARAMS, INVALID_REQUEST, MAX_LINE, METHOD_NOT_FOUND, NO_BACKEND, NOT_CONNECTED,
+                       PARSE_ERROR, PROTOCOL, STOPPED, TIMED_OUT, TOO_LARGE, UNAUTHORIZED, UNAUTHORIZED_STATE,
+                       UNKNOWN_JOB, Backoff, CallTimeout, ClientError, Message, NotConnected, Notification, Reply,
+                       RpcError, StateChanged, Unauthorized, encode, rpc_error)
+
+__all__ = ["ApiClient", "Backoff", "CallTimeout", "ClientError", "Message", "NotConnected", "Notification", "Reply",
+           "RpcError", "StateChanged", "Unauthorized", "rpc_error", "PROTOCOL", "DEFAULT_HOST", "DEFAULT_PORT",
+           "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "INTERNAL_ERROR", "UNAUTHORIZED",
+           "NO_BACKEND", "UNKNOWN_JOB", "TOO_LARGE", "BUSY", "NOT_CONNECTED", "TIMED_OUT", "MAX_LINE", "STOPPED",
+           "CONNECTING", "CONNECTED", "DISCONNECTED", "UNAUTHORIZED_STATE"]
 
 log = logging.getLogger(__name__)
-
-PROTOCOL = 1
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8770
-# Wire codes (DESIGN.md "Local socket API").
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
-UNAUTHORIZED, NO_BACKEND, UNKNOWN_JOB, TOO_LARGE, BUSY = -32001, -32002, -32003, -32004, -32005
-# Client-side codes carried by the local exceptions (outside JSON-RPC's reserved range).
-NOT_CONNECTED, TIMED_OUT = -1, -2
-MAX_LINE = 64 * 1024 * 1024  # a reply with base64 outputs may be large; a longer line drops the connection
-
-# Connection states, as shown in the Blender panel.
-STOPPED, CONNECTING, CONNECTED, DISCONNECTED, UNAUTHORIZED_STATE = (
-    "stopped", "connecting", "connected", "disconnected", "unauthorized")
-
-
-class ClientError(Exception):
-    """Base of the client's errors; ``code`` is the JSON-RPC error code or a negative local code."""
-
-    code: int = INTERNAL_ERROR
-
-    def __init__(self, message: str, code: int | None = None, data: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        self.data = data
-
-
-class RpcError(ClientError):
-    """The server answered a request with a JSON-RPC error."""
-
-
-class Unauthorized(RpcError):
-    """The server refused the token (-32001)."""
-
-    code = UNAUTHORIZED
-
-
-class NotConnected(ClientError):
-    """Backlot is not reachable, or the connection was lost before the reply came."""
-
-    code = NOT_CONNECTED
-
-
-class CallTimeout(ClientError):
-    """No reply within the call's timeout."""
-
-    code = TIMED_OUT
-
-
-def rpc_error(error: dict[str, Any]) -> RpcError:
-    """The exception for a JSON-RPC error object."""
-    code = int(error.get("code", INTERNAL_ERROR))
-    cls = Unauthorized if code == UNAUTHORIZED else RpcError
-    return cls(str(error.get("message") or "request failed"), code, error.get("data"))
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The answer to a ``call_async`` request; exactly one of ``result`` / ``error`` is meaningful."""
-
-    id: int
-    method: str
-    tag: Any
-    result: Any = None
-    error: ClientError | None = None
-
-
-@dataclass(frozen=True)
-class Notification:
-    """A server notification, e.g. ``job.updated`` with the job dict as params."""
-
-    method: str
-    params: Any
-
-
-@dataclass(frozen=True)
-class StateChanged:
-    """The connection state changed; ``message`` says why in one sentence."""
-
-    state: str
-    message: str = ""
-
-
-Message = Reply | Notification | StateChanged
 
 
 class _Pending:
@@ -115,23 +40,6 @@ class _Pending:
         self.done = threading.Event() if sync else None
         self.result: Any = None
         self.error: ClientError | None = None
-
-
-class Backoff:
-    """Reconnect delays doubling from ``base`` to ``cap`` with ±20% jitter; ``reset()`` after a success."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] = random.random) -> None:
-        self.base, self.cap, self._rand, self.attempt = base, cap, rand, 0
-
-    def next(self) -> float:
-        """The next delay in seconds."""
-        delay = min(self.cap, self.base * (2 ** self.attempt))
-        self.attempt += 1
-        return delay * (0.8 + 0.4 * self._rand())
-
-    def reset(self) -> None:
-        """Start again from ``base``."""
-        self.attempt = 0
 
 
 class ApiClient:
@@ -272,7 +180,7 @@ class ApiClient:
         if not self._connected.is_set():
             self._finish(req_id, pending, error=NotConnected(self.message or "Backlot is not connected."))
             return pending, req_id
-        line = _encode({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params if params is not None else {}})
+        line = encode({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params if params is not None else {}})
         with self._lock:
             self._pending[req_id] = pending
             self._outbox.append(line)
@@ -361,7 +269,7 @@ class ApiClient:
                 sel.register(sock, selectors.EVENT_READ)
                 sel.register(self._wake_r, selectors.EVENT_READ)
                 hello_id = next(self._ids)
-                out = bytearray(_encode({"jsonrpc": "2.0", "id": hello_id, "method": "session.hello",
+                out = bytearray(encode({"jsonrpc": "2.0", "id": hello_id, "method": "session.hello",
                                          "params": {"token": token, "client": self.client_name, "protocol": PROTOCOL}}))
                 self._loop(sock, sel, out, hello_id)
 
@@ -417,15 +325,17 @@ class ApiClient:
                 with self._lock:
                     self._pending[sub_id] = _Pending("events.subscribe", None,
                                                      time.monotonic() + self.call_timeout, False)
-                out += _encode({"jsonrpc": "2.0", "id": sub_id, "method": "events.subscribe",
+                out += encode({"jsonrpc": "2.0", "id": sub_id, "method": "events.subscribe",
                                 "params": {"topics": self.topics}})
             self.backoff.reset()
             self._connected.set()
             self._settled.set()
             self._set_state(CONNECTED, f"Connected to Backlot at {self.host}:{self.port}.")
             return None
+        if not isinstance(msg_id, int):
+            return handshake
         with self._lock:
-            pending = self._pending.pop(msg_id, None) if isinstance(msg_id, int) else None
+            pending = self._pending.pop(msg_id, None)
         if pending is not None:
             if "error" in msg:
                 self._finish(msg_id, pending, error=rpc_error(msg["error"] or {}))
@@ -441,10 +351,6 @@ class ApiClient:
                 del self._pending[req_id]
         for req_id, p in late:
             self._finish(req_id, p, error=CallTimeout(f"Backlot did not answer {p.method} in time."))
-
-
-def _encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def _describe(err: Exception, host: str, port: int) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from .schema import ParamSpec, TaskSpec, coerce
+from .schema import ParamSpec, TaskSpec, coerce, form_params, unset_value
 
 _registered: list[type] = []
 _built_for: tuple[TaskSpec, ...] = ()
@@ -29,13 +29,16 @@ def _number_kwargs(spec: ParamSpec) -> dict[str, Any]:
 def _prop(spec: ParamSpec) -> Any:
     """A bpy property for one parameter, with its range, default and help."""
     desc, props = spec.help, bpy.props
+    if spec.default is None:
+        desc = f"{desc} (left at {unset_value(spec)!r}: Backlot or the backend chooses)".strip()
     if spec.type == "int":
-        kw = {k: int(v) for k, v in _number_kwargs(spec).items()}
-        return props.IntProperty(name=spec.name, description=desc, default=int(coerce(spec, spec.default or kw.get("min", 0))), **kw)
+        ints = {k: max(-2**31, min(2**31 - 1, int(v))) for k, v in _number_kwargs(spec).items()}  # Blender's int
+        start = unset_value(spec) if spec.default is None else spec.default
+        return props.IntProperty(name=spec.name, description=desc, default=int(coerce(spec, start)), **ints)
     if spec.type == "float":
         kw = {k: float(v) for k, v in _number_kwargs(spec).items()}
-        return props.FloatProperty(name=spec.name, description=desc,
-                                   default=float(coerce(spec, spec.default or kw.get("min", 0.0))), **kw)
+        start = unset_value(spec) if spec.default is None else spec.default
+        return props.FloatProperty(name=spec.name, description=desc, default=float(coerce(spec, start)), **kw)
     if spec.type == "bool":
         return props.BoolProperty(name=spec.name, description=desc, default=bool(spec.default))
     if spec.type == "choice":
@@ -86,7 +89,8 @@ def draw(layout: Any, form: Any, task: TaskSpec) -> None:
 
 def values(form: Any, task: TaskSpec, active_strip: Any = None) -> tuple[dict[str, Any], list[str]]:
     """The params and input paths to submit; an empty input takes the active strip's file when its media fits."""
-    params = {p.name: coerce(p, getattr(form, prop_name(task.name, p.name))) for p in task.params} if form else {}
+    raw = {p.name: getattr(form, prop_name(task.name, p.name)) for p in task.params} if form else {}
+    params = form_params(task.params, raw)
     inputs: list[str] = []
     for i in task.inputs:
         path = getattr(form, prop_name(task.name, i.name, True), "") if form else ""
@@ -100,7 +104,7 @@ def values(form: Any, task: TaskSpec, active_strip: Any = None) -> tuple[dict[st
 def strip_file(strip: Any, media: str) -> str:
     """The file behind a strip when it holds this media (image, video, audio), else ''."""
     if media == "image" and strip.type == "IMAGE" and strip.elements:
-        return os.path.join(strip.directory, strip.elements[0].filename)
+        return str(os.path.join(strip.directory, strip.elements[0].filename))
     if media == "video" and strip.type == "MOVIE":
         return str(strip.filepath)
     if media == "audio" and strip.type == "SOUND" and strip.sound:

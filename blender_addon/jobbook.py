@@ -76,9 +76,10 @@ class JobBook:
         self.version = 0
         self.dirty_scenes: set[str] = set()
 
-    def _touch(self, rec: Tracked) -> None:
+    def _touch(self, rec: Tracked, persist: bool = True) -> None:
         self.version += 1
-        self.dirty_scenes.add(rec.scene)
+        if persist:  # progress alone is not worth rewriting the scene property on every tick
+            self.dirty_scenes.add(rec.scene)
 
     def add(self, scene: str, prompt: str, task: str, frame: int, channel: int, length: int, output: str) -> Tracked:
         """Track a job about to be submitted."""
@@ -124,6 +125,7 @@ class JobBook:
         if rec.terminal or (updated and updated < rec.updated_at):
             return None
         status = job.get("status") or {}
+        persist = (rec.state, rec.seq) != (job.get("state", rec.state), job.get("seq", rec.seq))
         rec.updated_at = updated or rec.updated_at
         rec.seq = job.get("seq", rec.seq)
         rec.state = str(job.get("state") or rec.state)
@@ -132,7 +134,7 @@ class JobBook:
         error = job.get("error") or {}
         rec.message = str(error.get("message") or status.get("message") or "")
         rec.outputs = list(job.get("outputs") or [])
-        self._touch(rec)
+        self._touch(rec, persist)
         return rec
 
     def mark_imported(self, rec: Tracked, strips: list[str], message: str = "") -> None:

@@ -85,7 +85,8 @@ def parse_tasks(result: Any) -> list[TaskSpec]:
         output = t.get("output") or t.get("media") or default_output(name)
         tasks.append(TaskSpec(name=name, title=str(t.get("title") or name.replace("_", " ")),
                               output=str(output if isinstance(output, str) else output.get("media", "")),
-                              params=tuple(_param(n, p) for n, p in _named(t.get("params"))),
+                              params=tuple(_param(n, p) for n, p in _named(t.get("params"))
+                                           if str(p.get("type", "")).lower() != "object"),  # no form for these
                               inputs=inputs, help=str(t.get("help") or t.get("description") or "")))
     return tasks
 
@@ -102,3 +103,25 @@ def coerce(spec: ParamSpec, value: Any) -> Any:
             num = min(num, spec.max)
         return int(num) if spec.type == "int" else float(num)
     return str(value)
+
+
+def unset_value(spec: ParamSpec) -> Any:
+    """The form's value for a parameter with no default (the backend decides): the range's low end, 0 or ''."""
+    if spec.type in ("int", "float"):
+        low = spec.min if spec.min is not None else 0
+        return int(low) if spec.type == "int" else float(low)
+    return {"bool": False, "choice": spec.choices[0] if spec.choices else ""}.get(spec.type, "")
+
+
+def form_params(specs: tuple[ParamSpec, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """The params to submit: each value coerced, leaving out ones with no default still at their unset value."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name not in values:
+            continue
+        value = coerce(spec, values[spec.name])
+        if spec.default is None and value == unset_value(spec):
+            continue  # untouched: let Backlot and the backend choose
+        out[spec.name] = value
+    return out
+

@@ -44,6 +44,14 @@ def service_state(svc: dict[str, Any]) -> str:
     return str(state) if str(state) in STATE_SYMBOLS else "unknown"
 
 
+def job_of(payload: Any) -> dict[str, Any]:
+    """The job dict in a ``job.updated`` notification (``{"job": {...}}``) or a jobs.* reply (the job itself)."""
+    if isinstance(payload, dict):
+        inner = payload.get("job")
+        return inner if isinstance(inner, dict) else payload
+    return {}
+
+
 class AddonSession:
     """Connection, services, tasks and tracked jobs of one Blender session; ``tick()`` is the timer callback."""
 
@@ -164,7 +172,7 @@ class AddonSession:
                 self.refresh()
         elif isinstance(msg, rpc.Notification):
             if msg.method == "job.updated" and isinstance(msg.params, dict):
-                self._job(msg.params)
+                self._job(job_of(msg.params))
             elif msg.method == "service.updated" and isinstance(msg.params, dict):
                 svc = msg.params.get("service", msg.params)
                 if isinstance(svc, dict) and svc.get("id"):
@@ -195,8 +203,7 @@ class AddonSession:
                 if rec is not None:
                     self.host.update_placeholder(rec)
                 return
-            job = msg.result.get("job", msg.result) if isinstance(msg.result, dict) else {}
-            rec = self.book.accepted(tag[1], job)
+            rec = self.book.accepted(tag[1], job_of(msg.result))
             if rec is not None:
                 self._settle(rec)
         elif msg.error is not None:
@@ -208,8 +215,8 @@ class AddonSession:
         elif what == "tasks":
             self.tasks = parse_tasks(msg.result)
             self.book.version += 1
-        elif what == "job" and isinstance(msg.result, dict):
-            self._job(msg.result.get("job", msg.result))
+        elif what == "job":
+            self._job(job_of(msg.result))
 
     def _failed_reply(self, what: Any, tag: tuple[Any, ...], error: rpc.ClientError) -> None:
         if what == "job" and error.code == rpc.UNKNOWN_JOB:

@@ -43,15 +43,24 @@ def find_placeholder(scene: Any, rec: Tracked) -> Any:
 class BlenderTimeline:
     """The ``TimelineHost`` the session drives inside Blender."""
 
+    def __init__(self) -> None:
+        self._shown: dict[str, tuple[str, str, str | None]] = {}  # key -> what its placeholder shows
+
     def update_placeholder(self, rec: Tracked) -> None:
-        """Rename and recolour a job's placeholder strip."""
+        """Rename and recolour a job's placeholder strip when what it shows changed."""
+        shown = (rec.label, rec.state, rec.job)
+        if self._shown.get(rec.key) == shown:  # progress alone changes nothing on the strip
+            return
         strip = find_placeholder(bpy.data.scenes.get(rec.scene), rec)
         if strip is None:
             return
+        self._shown[rec.key] = shown
         name = rec.label if rec.state in ("sending", "queued", "running") else f"{rec.label} {rec.state}"
         if strip.name != name:
             strip.name = name
-        strip.color = COLOURS.get(rec.state, COLOURS["running"])
+        colour = COLOURS.get(rec.state, COLOURS["running"])
+        if tuple(round(c, 3) for c in strip.color) != colour:  # writing RNA costs even when unchanged
+            strip.color = colour
         if rec.job and strip.get(JOB_PROP) != rec.job:
             strip[JOB_PROP] = rec.job
 

@@ -1,4 +1,4 @@
-"""Headless command implementations for the CLI: ``discover``, ``--headless``, ``submit``, ``jobs``, ``tasks``."""
+"""Commands that run in this process: ``discover``, ``tasks`` and the headless instance (``--headless``)."""
 from __future__ import annotations
 
 import asyncio
@@ -6,26 +6,20 @@ import json
 import logging
 import signal
 import sys
-import time
 from typing import Any, TextIO
 
+from cli.format import format_table
+from cli.remote import forget_instance, record_instance
 from services.config import Settings
 from services.connectivity.discovery import Discovery
 from services.control import ControlCenter
-from services.errors import one_line
-from services.events import EventBus, JobUpdated
+from services.events import EventBus
 from services.instance import InstanceLock, InstanceLocked
 from services.jobs.manager import JobError
 from services.jobs.validate import InvalidJob, schema_json, validate_job
 from services.models import Job, JobState
 
 log = logging.getLogger(__name__)
-
-
-def format_table(rows: list[list[str]]) -> str:
-    """Left-aligned columns, two spaces apart."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
 async def discover(settings: Settings, hosts: list[str], urls: list[str], budget: float | None, as_json: bool,
@@ -35,7 +29,8 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
     records = sorted(result.records, key=lambda r: (r.kind.value, r.host, r.port))
     if as_json:
         out.write(json.dumps({"services": [r.to_dict() for r in records], "duration_ms": round(result.duration_ms, 1),
-                              "candidates": result.candidates, "timed_out": list(result.timed_out)}) + "\n")
+                              "candidates": result.candidates, "timed_out": list(result.timed_out),
+                              "unanswered": [{"url": u, "reason": why} for u, why in result.unanswered]}) + "\n")
         return 0
     late = f", {len(result.timed_out)} did not answer in time" if result.timed_out else ""
     out.write(f"Found {len(records)} service(s) in {result.duration_ms:.0f} ms ({result.candidates} candidates probed{late})\n")
@@ -45,6 +40,8 @@ async def discover(settings: Settings, hosts: list[str], urls: list[str], budget
             note = "" if r.usable else f"not usable: {r.hint}"
             rows.append([r.id, r.kind.value, r.protocol, r.version or "-", r.found_by.value, r.base_url, note])
         out.write(format_table(rows) + "\n")
+    for url, why in result.unanswered:
+        out.write(f"Nothing found at {url}: {why}\n")
     return 0
 
 
@@ -58,25 +55,40 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
         except InstanceLocked as err:
             print(f"backlot: {err}", file=sys.stderr)
             return 2
-    center = ControlCenter(settings)
+    center = ControlCenter(settings, serve_api=True)
     stop = until or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await center.start()
+        api = getattr(center, "api", None)
+        if api is not None:  # clients (the CLI, Blender) find the instance's address here
+            record_instance(settings, api.host, api.port)
         log.info("Backlot running headless with %d service(s), %s; Ctrl-C stops it", len(center.services),
                  center.gpu.reason or "GPU unknown")
         if ready is not None:
             ready(center)
-        await stop.wait()
+        await _first(stop, center.shutdown_requested)  # Ctrl-C, SIGTERM, the caller, or the API's app.shutdown
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        forget_instance(settings)
         await center.stop()
         lock.release()
         log.info("Backlot stopped")
     return 0
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of the events is set."""
+    waits = [asyncio.create_task(e.wait(), name="serve-wait") for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -88,92 +100,6 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             raise InvalidJob(f"--param {item!r} is not KEY=VALUE")
         out[key.strip()] = raw
     return out
-
-
-def _progress_line(job: Job) -> str:
-    st = job.status
-    frac = f"{st['fraction'] * 100:3.0f}% " if st.get("fraction") is not None else ""
-    step = f" step {st['step']}/{st['total']}" if st.get("step") is not None and st.get("total") else ""
-    return f"  {frac}{st.get('code', '')}: {st.get('message', '')}{step}"
-
-
-async def submit(settings: Settings, task: str, prompt: str, params: list[str], inputs: list[str], backend: str | None,
-                 as_json: bool, out: TextIO = sys.stdout) -> int:
-    """Submit one job and follow it to the end (this process runs it: no socket API instance to hand it to)."""
-    try:  # bad input is refused before anything starts or is written
-        valid = await validate_job(settings, task, parse_params(params), inputs)
-    except InvalidJob as err:
-        print(f"backlot: {err}", file=sys.stderr)
-        return 2
-    lock = InstanceLock(settings.data_path)
-    try:  # only the lock's holder may recover or run other jobs; beside a running instance this is a guest
-        lock.acquire()
-        owner = True
-    except InstanceLocked:
-        owner = False
-    center = ControlCenter(settings, run_queue=owner)
-    try:
-        await center.start()
-        job = await center.jobs.submit(task, prompt, valid.params, [str(p) for p in valid.inputs], backend or "auto",
-                                       client="cli")
-        if not as_json:
-            out.write(f"job #{job.seq} {job.id}: {task} queued\nroute: {job.route.get('explanation', '')}\n")
-            out.flush()
-        last: dict[str, Any] = {"at": 0.0, "line": ""}
-
-        def show(event: JobUpdated) -> None:
-            line = _progress_line(event.job)
-            if event.job.id == job.id and not as_json and line != last["line"] and time.monotonic() - last["at"] > 0.5:
-                last["at"], last["line"] = time.monotonic(), line
-                out.write(line + "\n")
-                out.flush()
-
-        unsub = center.bus.subscribe(show, JobUpdated)
-        try:
-            final = await center.jobs.wait(job.id)
-        finally:
-            unsub()
-    except JobError as err:
-        print(f"backlot: {err}", file=sys.stderr)
-        return 2 if err.code in ("invalid", "unknown_job") else 3
-    finally:
-        await center.stop()
-        if owner:
-            lock.release()
-    if as_json:
-        out.write(json.dumps(final.to_dict()) + "\n")
-    else:
-        out.write(f"{final.state.value}: {one_line(str(final.status.get('message', '')))}\n")
-        if final.routed_to:
-            out.write(f"ran on {final.routed_to} ({len(final.attempts)} attempt(s)); route: "
-                      f"{final.route.get('explanation', '')}\n")
-        for o in final.outputs:
-            out.write(f"output: {o['path']} ({o['mime']}, {o['bytes']} bytes)\n")
-    return 0 if final.state is JobState.SUCCEEDED else 1
-
-
-async def jobs(settings: Settings, state: str | None, as_json: bool, limit: int = 50, out: TextIO = sys.stdout) -> int:
-    """List job history from this home's store."""
-    from services.jobs.store import JobStore
-
-    store = JobStore(settings.data_path / "jobs.sqlite3")
-    await store.open()
-    try:
-        rows = await store.query(state=state, limit=limit)
-    finally:
-        await store.close()
-    if as_json:
-        out.write(json.dumps([j.to_dict() for j in rows]) + "\n")
-        return 0
-    if not rows:
-        out.write("no jobs\n")
-        return 0
-    table = [["#", "ID", "TASK", "STATE", "BACKEND", "CREATED", "MESSAGE"]]
-    for j in rows:
-        table.append([str(j.seq), j.id, j.task, j.state.value, j.routed_to or "-",
-                      time.strftime("%m-%d %H:%M:%S", time.localtime(j.created_at)), one_line(str(j.status.get("message", "")), 60)])
-    out.write(format_table(table) + "\n")
-    return 0
 
 
 def tasks(settings: Settings, as_json: bool, out: TextIO = sys.stdout) -> int:

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.api.factory import create_server
+from services.api.server import ApiServer
 from services.backends import registry
 from services.backends.base import Backend
 from services.config import Settings
@@ -18,12 +20,14 @@ from services.connectivity.health import HealthMonitor
 from services.connectivity.metrics import Metrics
 from services.connectivity.pool import ConnectionPool
 from services.connectivity.resilience import Backoff, CircuitBreaker
-from services.events import BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered, ServiceUpdated
+from services.events import (BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered, ServiceForgotten,
+                             ServiceUpdated)
 from services.jobs.manager import JobManager
 from services.jobs.router import Router, ServiceHealth
 from services.jobs.store import JobStore
 from services.jobs.vram import VramEstimator
-from services.models import ServiceRecord
+from services.logbus import BusLogHandler
+from services.models import Origin, ServiceRecord
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ class ControlCenter:
     """Starts and stops everything in order; the GUI and the API talk to the core through this object."""
 
     def __init__(self, settings: Settings, bus: EventBus | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 gpu: GpuSampler | None = None, discover_on_start: bool = True, run_queue: bool = True) -> None:
+                 gpu: GpuSampler | None = None, discover_on_start: bool = True, run_queue: bool = True,
+                 serve_api: bool = False) -> None:
         self.settings = settings
         self.bus = bus or EventBus()
         self.clock = clock
@@ -41,6 +46,7 @@ class ControlCenter:
         self.discovery = Discovery(settings, self.bus)
         self.gpu = gpu or GpuSampler()
         self.monitors: dict[str, HealthMonitor] = {}
+        self.cloud: dict[str, ServiceRecord] = {}  # configured cloud models: never probed, polled or marked vanished
         self.breakers: dict[str, CircuitBreaker] = {}
         self.gpu_samples: tuple[Any, ...] = ()
         self.store = JobStore(settings.data_path / "jobs.sqlite3")
@@ -55,12 +61,16 @@ class ControlCenter:
         self.run_queue = run_queue  # False: a guest beside a running instance runs only the jobs it submits
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._unsubscribe: list[Callable[[], None]] = []
+        self._log_handler: BusLogHandler | None = None
         self._started = False
+        self.serve_api = serve_api  # the instance serves the socket API; tests and tools build one without it
+        self.api: ApiServer | None = None
+        self.shutdown_requested = asyncio.Event()  # set by the API's app.shutdown; the owner stops the center
 
     @property
     def services(self) -> dict[str, ServiceRecord]:
-        """Known services by id."""
-        return self.discovery.services
+        """Known services by id: discovered and configured URLs (discovery's table) plus configured cloud models."""
+        return {**self.discovery.services, **self.cloud}
 
     async def start(self) -> None:
         """Subscribe, discover, start a monitor per service, GPU sampling and background discovery."""
@@ -68,6 +78,8 @@ class ControlCenter:
             return
         await self.store.open()  # a read-only or full data folder stops start-up here, with a clear sentence
         self._started = True
+        self._log_handler = BusLogHandler(self.bus, asyncio.get_running_loop())
+        self._log_handler.install()
         self._unsubscribe.append(self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceUpdated))
         await self.gpu.start()
         if self.discover_on_start:
@@ -77,6 +89,9 @@ class ControlCenter:
         self._spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
             self._spawn("gpu-sampler", self._gpu_loop())
+        if self.serve_api:  # last: requests may only arrive once the jobs have been recovered
+            self.api = await create_server(self)
+            await self.api.start()
 
     async def discover(self, **kwargs: Any) -> DiscoveryResult:
         """Run one discovery round now (monitors follow from the events)."""
@@ -98,8 +113,11 @@ class ControlCenter:
         return True
 
     async def forget(self, service_id: str) -> bool:
-        """Stop watching a service and drop it from the registry."""
+        """Stop watching a service and drop it from the registry (publishes ``ServiceForgotten``)."""
         await self._stop_monitor(service_id)
+        if self.cloud.pop(service_id, None) is not None:
+            self.bus.publish(ServiceForgotten(service_id))
+            return True
         return self.discovery.forget(service_id)
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -123,8 +141,11 @@ class ControlCenter:
             if spec.configured is None:
                 continue
             for backend in spec.configured(options, functools.partial(self.pool.session, f"{spec.kind}-configured")):
-                self.services[backend.record.id] = backend.record  # a cloud API bills or rate-limits polling
+                # Their own table: discovery never sees them (so never marks them vanished) and, as a cloud API
+                # bills or rate-limits polling, no monitor is started for them (see _on_service).
+                self.cloud[backend.record.id] = backend.record
                 self._adapters[backend.record.id] = backend
+                self.bus.publish(ServiceDiscovered(backend.record))
 
     def adapter(self, service_id: str) -> Backend | None:
         """The adapter driving a service (made on first use)."""
@@ -174,12 +195,18 @@ class ControlCenter:
         return None
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop in order — jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
+        """Stop in order — API, jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         if self._started:
             await self.jobs.stop()
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe.clear()
+        if self._log_handler is not None:
+            self._log_handler.remove()
+            self._log_handler = None
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for t in tasks:
@@ -219,6 +246,8 @@ class ControlCenter:
 
     def _on_service(self, event: ServiceDiscovered | ServiceUpdated) -> None:
         rec = event.record
+        if rec.origin is Origin.CLOUD:
+            return
         previous = rec.details.get("previous_id")
         if previous and previous in self.monitors:  # it moved: retire the old id's monitor, adapter and session
             self._spawn(f"retire {previous}", self._stop_monitor(previous))

@@ -35,8 +35,13 @@ class ParamSpec:
     aliases: tuple[str, ...] = ()
 
     def coerce(self, value: Any, name: str | None = None) -> Any:
-        """``value`` as this parameter's type (CLI strings included), inside its range; SchemaError if it is not."""
+        """``value`` as this parameter's type (CLI strings included), inside its range; SchemaError if it is not.
+
+        None, and blank text for anything but text, mean unset (a form's empty field): the backend's default.
+        """
         name = name or self.name
+        if value is None or (self.type != "str" and isinstance(value, str) and not value.strip()):
+            return None
         out = _COERCE[self.type](self, name, value)
         if isinstance(out, (int, float)) and not isinstance(out, bool):
             if self.min is not None and out < self.min:

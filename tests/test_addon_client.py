@@ -30,7 +30,7 @@ def _until(c: ApiClient, pred, timeout: float = 10.0) -> list[rpc.Message]:
 def test_hello_then_calls(backlot_api: Endpoint, fake_backlot: FakeBacklot) -> None:
     with ApiClient(backlot_api.host, backlot_api.port, token=backlot_api.token, client_name="pytest").connect() as c:
         assert c.state == rpc.CONNECTED
-        services = c.call("services.list")
+        services = c.call("services.list")["services"]
         tasks = c.call("tasks.list", timeout=5)
     assert {s["kind"] for s in services} >= {"wan2gp", "comfyui"}
     assert any(t["name"] == "text_to_video" for t in tasks["tasks"])
@@ -87,10 +87,10 @@ def test_async_submit_and_notifications(backlot_api: Endpoint) -> None:
     with ApiClient(backlot_api.host, backlot_api.port, token=backlot_api.token, topics=["job.updated"]).connect() as c:
         req = c.call_async("jobs.submit", {"task": "text_to_image", "prompt": "a cat", "params": {}, "inputs": [],
                                            "backend": "auto"}, tag=("submit", "k1"))
-        seen = _until(c, lambda m: isinstance(m, rpc.Notification) and m.params["state"] == "succeeded")
+        seen = _until(c, lambda m: isinstance(m, rpc.Notification) and m.params["job"]["state"] == "succeeded")
     reply = next(m for m in seen if isinstance(m, rpc.Reply) and m.id == req)
     assert reply.tag == ("submit", "k1") and reply.error is None and reply.result["state"] == "queued"
-    updates = [m.params for m in seen if isinstance(m, rpc.Notification)]
+    updates = [m.params["job"] for m in seen if isinstance(m, rpc.Notification)]
     assert all(u["id"] == reply.result["id"] for u in updates)
     assert any(u["state"] == "running" for u in updates)
     assert Path(updates[-1]["outputs"][0]["path"]).is_file()
@@ -109,8 +109,8 @@ def test_reconnects_and_resubscribes_after_restart(backlot_api: Endpoint, fake_b
         fake_backlot.start(backlot_api.port)
         _until(c, lambda m: isinstance(m, rpc.StateChanged) and m.state == rpc.CONNECTED)
         job = c.call("jobs.submit", {"task": "text_to_image", "prompt": "again"})
-        _until(c, lambda m: isinstance(m, rpc.Notification) and m.params["id"] == job["id"]
-               and m.params["state"] == "succeeded")
+        _until(c, lambda m: isinstance(m, rpc.Notification) and m.params["job"]["id"] == job["id"]
+               and m.params["job"]["state"] == "succeeded")
     finally:
         c.close()
 

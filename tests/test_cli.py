@@ -25,8 +25,14 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert word in out
 
 
-@pytest.mark.parametrize("argv", [["status"],
-                                  ["--screenshot", "x.png"], []])
+def test_commands_that_need_the_instance_say_it_is_not_running(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["status"], ["cancel", "1"], ["retry", "1"], ["stop"]):
+        assert main(argv) == 4, argv
+        err = capsys.readouterr().err
+        assert "Backlot is not running for this home" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["--screenshot", "x.png"], []])
 def test_unbuilt_commands_say_so(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "not available yet" in capsys.readouterr().err

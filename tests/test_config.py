@@ -13,6 +13,12 @@ from services.config import ConfigError, Paths, forget_standins, load_settings, 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+
+@pytest.fixture(autouse=True)
+def _layering_from_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check where each value comes from: no port override from the test harness."""
+    monkeypatch.delenv("BACKLOT_API_PORT", raising=False)
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

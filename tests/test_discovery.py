@@ -1,19 +1,22 @@
 """Discovery against real stand-in processes: kinds, protocols, ports, budget, moves and vanishings."""
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from services.config import load_settings
 from services.connectivity.discovery import Discovery, candidates, scan
-from services.events import EventBus, ServiceDiscovered, ServiceUpdated
+from main import main
+from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceUpdated
 from services.models import FoundBy, ServiceKind
 from standins import launcher
-from tests.helpers import BlackHoles, EventWaiter
+from tests.helpers import BlackHoles, EventWaiter, serve
 
 EXPECTED = {  # stand-in kind -> (record kind, protocol, usable)
     "comfyui": (ServiceKind("comfyui"), "comfyui", True),
@@ -115,3 +118,48 @@ async def test_moved_service_keeps_identity_and_vanished_one_is_marked_down(stan
     assert disc.services[new_id].present is False
     assert isinstance(events.events[-1], ServiceUpdated) and events.events[-1].changes == ("vanished",)
     events.close()
+
+
+async def test_explicit_urls_that_found_nothing_are_reported_with_the_reason() -> None:
+    async def not_found(_: web.Request) -> web.Response:
+        return web.Response(status=404, text="nothing here")
+
+    holes = BlackHoles(1)
+    bus = EventBus()
+    finished = EventWaiter(bus, DiscoveryFinished)
+    bad = ["http://127.0.0.1:notaport", "ftp://127.0.0.1:21", "http://:8188", "http://127.0.0.1:99999"]
+    try:
+        async with serve({"/{tail:.*}": not_found}) as other:
+            refused = f"http://127.0.0.1:{holes.closed_ports[0]}"
+            silent = f"localhost:{holes.ports[0]}"
+            settings = load_settings(cli={"urls": [refused, *bad], "scan_default_ports": False})
+            result = await Discovery(settings, bus).run(urls=[silent, other], budget=1.0)
+    finally:
+        holes.close()
+    why = dict(result.unanswered)
+    assert set(why) == {refused, silent, other, *bad} and not result.records
+    assert why[refused] == "connection refused (is it running?)"
+    assert why[silent] == "no answer within the 1 s discovery budget"  # reported as the user wrote it
+    assert why[other] == "something answered, but not a service Backlot knows"
+    assert why["http://127.0.0.1:notaport"].startswith("malformed URL: port could not be cast")
+    assert why["ftp://127.0.0.1:21"] == "malformed URL: the scheme must be http or https, not ftp"
+    assert why["http://:8188"] == "malformed URL: no host"
+    assert why["http://127.0.0.1:99999"] == "malformed URL: port out of range 0-65535"
+    event = await finished.wait(lambda e: True, 5)
+    assert dict(event.unanswered) == why and event.to_dict()["unanswered"][0] == list(result.unanswered[0])
+
+
+def test_discover_prints_unanswered_urls_and_refuses_a_bad_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    holes = BlackHoles(1)
+    holes.close()
+    closed = holes.closed_ports[0]
+    url = f"http://127.0.0.1:{closed}"
+    assert main(["discover", "--url", url, "--url", "http://h:x", "--budget", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {(u["url"], u["reason"]) for u in report["unanswered"]} >= {
+        (url, "connection refused (is it running?)"), ("http://h:x", "malformed URL: port could not be cast to integer value as 'x'")}
+    assert main(["discover", "--url", url, "--budget", "1"]) == 0
+    assert f"Nothing found at {url}: connection refused (is it running?)" in capsys.readouterr().out
+    for budget in ("0", "-1", "nan"):
+        assert main(["discover", "--budget", budget]) == 2
+        assert capsys.readouterr().err.strip() == "backlot: --budget must be greater than 0"

@@ -47,9 +47,9 @@ def test_home_and_log_level_work_after_the_command(tmp_path: Path, capsys: pytes
 
 
 def test_a_shared_dotenv_with_other_keys_is_fine(backlot_home: Path, tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-not-ours\nDATABASE_URL=postgres://x\nBACKLOT_API_PORT=9005\n")
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-not-ours\nDATABASE_URL=postgres://x\nBACKLOT_HEALTH_INTERVAL=12\n")
     s = load_settings(cwd=tmp_path)
-    assert s.api_port == 9005
+    assert s.health_interval == 12
 
 
 def test_unknown_keys_inside_tables_list_the_valid_ones(backlot_home: Path, tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def _cli(home: Path, url: str) -> dict[str, str]:
 def test_json_stdout_holds_only_the_job_even_at_debug(standin: Any, backlot_home: Path) -> None:
     sp = standin("comfyui", speed=10)
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--log-level", "DEBUG", "submit", "--task",
-                           "text_to_image", "--prompt", "p", "--param", "workflow=standin_image", "--json"],
+                           "text_to_image", "--prompt", "p", "--param", "workflow=standin_image", "--wait", "--json"],
                           capture_output=True, text=True, env=_cli(backlot_home, sp.url), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
@@ -124,7 +124,7 @@ def test_json_stdout_holds_only_the_job_even_at_debug(standin: Any, backlot_home
 def test_ctrl_c_is_one_quiet_line_and_exit_130(standin: Any, backlot_home: Path) -> None:
     sp = standin("comfyui", speed=1)
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "submit", "--task", "text_to_image", "--prompt",
-                             "p", "--param", "workflow=standin_sleep", "--param", "seconds=60"],
+                             "p", "--param", "workflow=standin_progress", "--param", "seconds=60", "--wait"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli(backlot_home, sp.url))
     assert proc.stdout is not None
     first = proc.stdout.readline()  # "job #1 …: text_to_image queued": it is running now

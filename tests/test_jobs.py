@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from services.config import load_settings
 from services.control import ControlCenter
@@ -179,7 +180,8 @@ async def test_full_disk_at_submit_is_a_clear_error_and_nothing_half_written(sta
         await c.start()
         try:
             big = tmp_path / "big.png"
-            big.write_bytes(os.urandom(700 * 1024))  # larger than what is left on the data disk
+            # a real picture (inputs are sniffed), of noise so it stays larger than what is left on the data disk
+            Image.frombytes("RGB", (480, 500), os.urandom(480 * 500 * 3)).save(big)
             with pytest.raises(JobError) as err:
                 await c.jobs.submit("upscale", "x", inputs=[str(big)])
             assert err.value.code == "storage" and "No space left" in str(err.value)

@@ -143,14 +143,18 @@ async def test_an_adapter_that_raises_ends_the_attempt_and_the_record_says_why(s
 
 
 async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_once(standin: Any) -> None:
-    """The new user's upscale without an input: printed "failed", stored "running". Never again."""
-    sp = standin("comfyui", speed=10)
+    """The new user's upscale without an input: printed "failed", stored "running". Never again.
+
+    That upscale is now refused before a job exists (tests/test_tasks.py); a job the backend fails at once
+    (a ComfyUI without the checkpoint) stands in for it.
+    """
+    sp = standin("comfyui", "--checkpoints", "", speed=10)
     for _ in range(3):
         center = ControlCenter(settings_for(sp.url))
         seen: list[Any] = []
         center.bus.subscribe(lambda e: seen.append(e.job), JobUpdated)
         await center.start()
-        job = await center.jobs.submit("upscale", "x")
+        job = await center.jobs.submit("text_to_image", "x", {"width": 64, "height": 64, "steps": 2})
         done = await center.jobs.wait(job.id, 10)
         await center.stop()  # at once, as the CLI did
         store = JobStore(center.store.path)
@@ -160,7 +164,7 @@ async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_onc
         finally:
             await store.close()
         assert done.state is JobState.FAILED and stored is not None and stored.state is JobState.FAILED
-        assert seen[-1].state is JobState.FAILED and "input image" in seen[-1].status["message"]
+        assert seen[-1].state is JobState.FAILED and "not available on this server" in seen[-1].status["message"]
 
 
 async def test_the_route_shown_at_acceptance_is_the_route_it_runs_on(standin: Any) -> None:
@@ -197,9 +201,9 @@ async def test_a_server_lacking_the_checkpoint_fails_over_to_one_that_has_it(sta
     assert moved[0].attempts[1]["outcome"] == "succeeded"
 
 
-def test_a_cli_submit_beside_a_running_instance_leaves_its_running_jobs_alone(standin: Any,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Recovery belongs to the lock's holder: a guest CLI runs its own job and touches no other row."""
+def test_no_cli_process_runs_jobs_or_recovery_itself(standin: Any, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The lock's holder owns the jobs: a CLI beside a holder that serves no API runs nothing and touches no row."""
     import main
     from services.instance import InstanceLock
     from services.models import Job
@@ -228,9 +232,8 @@ def test_a_cli_submit_beside_a_running_instance_leaves_its_running_jobs_alone(st
     lock = InstanceLock(settings.data_path)
     lock.acquire()
     try:
-        code = main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image",
-                          "--json"])
+        code = main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=standin_image"])
     finally:
         lock.release()
-    assert code == 0
+    assert code == 4 and "could not start" in capsys.readouterr().err
     assert asyncio.run(read("stale1")).state is JobState.RUNNING

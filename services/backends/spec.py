@@ -91,6 +91,8 @@ class BackendSpec:
     # Parameters and inputs a job adds for this kind (a ComfyUI workflow's bindings). It may read files, so it
     # is called off the loop; it raises services.tasks.SchemaError for a job the kind cannot take (no such workflow).
     job_schema: JobSchema | None = None
+    # Workflow templates a job may name (ComfyUI's), JSON-ready; blocking file reads, so call it off the loop.
+    workflows: Callable[[], list[dict[str, Any]]] | None = None
 
     @property
     def capabilities(self) -> tuple[str, ...]:

@@ -13,8 +13,8 @@ import aiohttp
 from services.backends import registry
 from services.backends.spec import Identity, ProbeContext
 from services.config import Settings
-from services.errors import ServiceError
-from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceUpdated
+from services.errors import ServiceError, one_line
+from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceForgotten, ServiceUpdated
 from services.models import FoundBy, ServiceRecord
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class Candidate:
     port: int
     found_by: FoundBy
     scheme: str = "http"
+    source: str = ""  # an explicit URL as the user wrote it (reported back when nothing answers there)
 
     @property
     def base_url(self) -> str:
@@ -43,6 +44,7 @@ class DiscoveryResult:
     duration_ms: float
     candidates: int
     timed_out: tuple[str, ...]
+    unanswered: tuple[tuple[str, str], ...] = ()  # (explicit URL as given, why nothing of ours was found there)
 
 
 def _norm_host(host: str) -> str:
@@ -50,15 +52,41 @@ def _norm_host(host: str) -> str:
     return "127.0.0.1" if host.lower() in ("localhost", "") else host
 
 
+def url_candidate(raw: str) -> Candidate:
+    """The candidate for an explicit URL (``host:port`` alone means http); ValueError says why it is malformed."""
+    try:
+        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+        port = parts.port
+    except ValueError as err:  # a port that is not a number or out of range
+        raise ValueError(f"malformed URL: {str(err).lower()}") from err
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"malformed URL: the scheme must be http or https, not {parts.scheme}")
+    if not parts.hostname:
+        raise ValueError("malformed URL: no host")
+    host = _norm_host(parts.hostname)
+    return Candidate(host, port or (443 if parts.scheme == "https" else 80), FoundBy.CONFIGURED_URL, parts.scheme, raw)
+
+
+def malformed_urls(settings: Settings, urls: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """Explicit URLs (settings and ``urls``) that cannot be probed, each with the reason."""
+    bad = []
+    for raw in [*settings.urls, *urls]:
+        try:
+            url_candidate(raw)
+        except ValueError as err:
+            bad.append((raw, str(err)))
+    return bad
+
+
 def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str] = ()) -> list[Candidate]:
     """Every (host, port) to probe: localhost and configured hosts × default and custom ports, plus URLs."""
     out: dict[tuple[str, int], Candidate] = {}
     for raw in [*settings.urls, *urls]:
-        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
-        if parts.hostname:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            out[(_norm_host(parts.hostname), port)] = Candidate(_norm_host(parts.hostname), port,
-                                                                FoundBy.CONFIGURED_URL, parts.scheme or "http")
+        try:
+            cand = url_candidate(raw)
+        except ValueError:
+            continue  # reported by malformed_urls
+        out[(cand.host, cand.port)] = cand
     for raw in settings.standins.values():
         parts = urlsplit(raw)
         if parts.hostname and parts.port:
@@ -78,13 +106,20 @@ def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str
 
 async def probe(session: aiohttp.ClientSession, cand: Candidate, timeout: aiohttp.ClientTimeout) -> ServiceRecord | None:
     """Fingerprint one candidate; None if nothing of ours answers there."""
+    found = await probe_explained(session, cand, timeout)
+    return found if isinstance(found, ServiceRecord) else None
+
+
+async def probe_explained(session: aiohttp.ClientSession, cand: Candidate,
+                          timeout: aiohttp.ClientTimeout) -> ServiceRecord | str:
+    """Fingerprint one candidate; when nothing of ours is there, why not (one sentence)."""
     try:
         ident = await identify(session, cand.base_url, timeout)
     except ServiceError as err:
         log.debug("probe %s: %s", cand.base_url, err)
-        return None
+        return one_line(str(err))
     if ident is None:
-        return None
+        return "something answered, but not a service Backlot knows"
     return ServiceRecord(kind=ident.kind, host=cand.host, port=cand.port, base_url=cand.base_url,
                          protocol=ident.protocol, version=ident.version, title=ident.title, found_by=cand.found_by,
                          usable=ident.usable, hint=ident.hint,
@@ -115,7 +150,8 @@ async def scan(cands: list[Candidate], budget: float, connect_timeout: float,
     if session is None:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128, force_close=True))
     try:
-        tasks = {asyncio.create_task(probe(session, c, timeout), name=f"probe {c.base_url}"): c for c in cands}
+        tasks = {asyncio.create_task(probe_explained(session, c, timeout), name=f"probe {c.base_url}"): c
+                 for c in cands}
         done, pending = await asyncio.wait(tasks, timeout=budget) if tasks else (set(), set())
         for t in pending:
             t.cancel()
@@ -123,9 +159,12 @@ async def scan(cands: list[Candidate], budget: float, connect_timeout: float,
     finally:
         if own:
             await session.close()
-    records = tuple(r for t in done if (r := t.result()) is not None)
+    records = tuple(r for t in done if isinstance(r := t.result(), ServiceRecord))
     late = tuple(tasks[t].base_url for t in pending)
-    return DiscoveryResult(records, (time.perf_counter() - start) * 1000, len(cands), late)
+    why = {tasks[t]: r for t in done if isinstance(r := t.result(), str)}
+    why.update((tasks[t], f"no answer within the {budget:g} s discovery budget") for t in pending)
+    unanswered = tuple((c.source, why[c]) for c in cands if c.source and c in why)
+    return DiscoveryResult(records, (time.perf_counter() - start) * 1000, len(cands), late, unanswered)
 
 
 class Discovery:
@@ -142,16 +181,23 @@ class Discovery:
         async with self._lock:
             cands = candidates(self.settings, hosts, urls)
             result = await scan(cands, budget or self.settings.discovery_budget, self.settings.connect_timeout)
+            result = replace(result, unanswered=(*malformed_urls(self.settings, urls), *result.unanswered))
             self._merge(result.records)
             log.info("discovery: %d service(s) in %.0f ms over %d candidates%s", len(result.records),
                      result.duration_ms, result.candidates,
                      f" ({len(result.timed_out)} did not answer in time)" if result.timed_out else "")
-            self.bus.publish(DiscoveryFinished(tuple(r.id for r in result.records), result.duration_ms, result.candidates))
+            for url, why in result.unanswered:
+                log.debug("discovery: nothing found at %s: %s", url, why)  # DiscoveryFinished carries these
+            self.bus.publish(DiscoveryFinished(tuple(r.id for r in result.records), result.duration_ms, result.candidates,
+                                               result.unanswered))
             return result
 
     def forget(self, service_id: str) -> bool:
-        """Drop a service from the registry (the user's "forget")."""
-        return self.services.pop(service_id, None) is not None
+        """Drop a service from the registry (the user's "forget"), publishing ``ServiceForgotten``."""
+        if self.services.pop(service_id, None) is None:
+            return False
+        self.bus.publish(ServiceForgotten(service_id))
+        return True
 
     def _merge(self, found: Iterable[ServiceRecord]) -> None:
         # Records are frozen: every change stores a new record, so what was published never changes after.

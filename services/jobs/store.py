@@ -59,8 +59,9 @@ def _explain(err: sqlite3.Error, path: Path) -> StoreError:
 class JobStore:
     """All SQLite work happens on one dedicated thread, so the event loop never blocks on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only  # a client reading history while no instance runs: never writes, never migrates
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobstore")
         self._db: sqlite3.Connection | None = None
 
@@ -72,6 +73,9 @@ class JobStore:
         await self._run(self._open)
 
     def _open(self) -> None:
+        if self.read_only:
+            self._open_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -92,6 +96,24 @@ class JobStore:
             db.execute("PRAGMA quick_check").fetchone()
         except sqlite3.Error as err:
             raise _explain(err, self.path) from err
+        self._db = db
+
+    def _open_read_only(self) -> None:
+        if not self.path.exists():
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)  # no database yet: no jobs
+            for stmt in filter(str.strip, ";".join(MIGRATIONS).split(";")):
+                self._db.execute(stmt)
+            return
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as err:
+            raise _explain(err, self.path) from err
+        if version < len(MIGRATIONS):
+            db.close()
+            raise StoreError(f"the job database {self.path} is from an older Backlot; start Backlot once to "
+                             "upgrade it")
         self._db = db
 
     @property

@@ -77,12 +77,10 @@ def check_params(settings: Settings, task: str, params: Mapping[str, Any]) -> tu
             names = ", ".join(sorted(p.name for p in spec.params))
             raise InvalidJob(f"{task} has no parameter {name!r} (it takes {names})")
         out[name] = _coerce(param.coerce, name, value)
-    return out, spec
+    return {k: v for k, v in out.items() if v is not None}, spec  # unset is absent: the backend's default
 
 
 def _coerce(coerce: Any, name: str, value: Any) -> Any:
-    if value is None:  # unset: the backend's own default
-        return None
     try:
         return coerce(value, name)
     except SchemaError as err:

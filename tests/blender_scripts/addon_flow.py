@@ -131,6 +131,56 @@ def reopen(ui: object) -> None:
     RESULT["after_cancel"] = [describe(s) for s in sorted(strips(), key=lambda s: s.frame_final_start)]
 
 
+def _timed(ui: object, n: int, before=None) -> list[float]:
+    times = []
+    for i in range(n):
+        if before is not None:
+            before(i)
+        t0 = time.perf_counter()
+        ui.tick()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def bench(ui: object) -> None:
+    """Tick durations: idle, with 10 job updates per tick (placeholders renamed and recoloured), and imports."""
+    from backlot.client import Notification
+
+    connected(ui)
+    scene = bpy.context.scene
+    jobs = int(ENV.get("BACKLOT_BENCH_JOBS", "10"))
+    for i in range(jobs):
+        scene.frame_current = 1 + i * 60
+        bpy.ops.backlot.generate(prompt=f"bench {i}", task=("text_to_image", "text_to_video", "sound_effects")[i % 3])
+    pump(ui, lambda: all(r.state == "running" for r in ui.session.book.records.values()), "the jobs running")
+    recs = list(ui.session.book.records.values())
+    RESULT["idle_ms"] = _timed(ui, 500)
+    clock = [max(r.updated_at for r in recs)]  # just after the real updates, so later real ones still apply
+
+    def inject(i: int) -> None:
+        for k, rec in enumerate(recs):
+            clock[0] += 1e-7
+            job = {"id": rec.job, "seq": rec.seq, "state": "running", "updated_at": clock[0],
+                   "status": {"code": "running", "fraction": ((i + k) % 100) / 100}, "outputs": []}
+            ui.session.client.inbox.append(Notification("job.updated", {"job": job}))
+
+    RESULT["updates_ms"] = _timed(ui, 300, inject)
+    RESULT["updates_per_tick"] = len(recs)
+    with open(ENV["BACKLOT_BENCH_READY"], "w") as f:  # the bench host releases the jobs now
+        f.write("ready")
+    imports: list[float] = []
+    deadline = time.monotonic() + 60
+    while not all(r.imported for r in recs) and time.monotonic() < deadline:
+        before = sum(r.imported for r in recs)
+        t0 = time.perf_counter()
+        ui.tick()
+        took = (time.perf_counter() - t0) * 1000
+        if sum(r.imported for r in recs) > before:
+            imports.append(took)
+        ui.session.client.wait(0.02)
+    RESULT["import_ms"] = imports
+
+
 def finish(code: int) -> None:
     with open(ENV["BACKLOT_TEST_RESULT"], "w", encoding="utf-8") as f:
         json.dump(RESULT, f)
@@ -174,7 +224,8 @@ def timers_mode(ui: object) -> None:
 
 try:
     UI = setup()
-    {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode}[MODE](UI)
+    {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode,
+     "bench": bench}[MODE](UI)
 except Exception:
     RESULT["error"] = traceback.format_exc()
     finish(1)

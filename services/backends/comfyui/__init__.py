@@ -29,9 +29,14 @@ def _job_schema(task: str, params: Mapping[str, Any]) -> TaskSpec | None:
         raise SchemaError(str(err)) from err
 
 
+def _workflows() -> list[dict[str, Any]]:
+    """Templates a job may name (blocking: reads the template files)."""
+    return [t.to_dict() for t in load_templates().values()]
+
+
 SPEC = BackendSpec(
     kind=KIND, title="ComfyUI", default_ports=(8188, 8189, 8190),
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
     adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
-    job_schema=_job_schema)
+    job_schema=_job_schema, workflows=_workflows)

@@ -151,7 +151,7 @@ class LlmBackend:
         provider = provider_of(models[0])
         base = api_base or KNOWN_BASES.get(provider, "")
         record = ServiceRecord(KIND, provider, 443, base, "litellm", title=f"{provider} (cloud)",
-                               found_by=FoundBy.CONFIGURED_URL, capabilities=("text",),
+                               found_by=FoundBy.CLOUD, capabilities=("text",),
                                details={"models": list(models), "provider": provider, "cloud": True})
         return cls(record, session, route="", models=models, api_base=api_base, provider=provider,
                    api_key=configured_key(keys, provider))

@@ -1,0 +1,243 @@
+"""Commands that talk to the running instance through the socket API: the CLI runs no jobs of its own."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
+from cli import remote
+from cli.format import job_lines, progress_line, services_table
+from services.config import Settings
+from services.errors import one_line
+from services.instance import FolderError
+from services.jobs.store import JobStore
+from services.models import JobState
+
+TERMINAL = {s.value for s in JobState if s.terminal}
+
+
+def _err(message: str) -> None:
+    print(f"backlot: {message}", file=sys.stderr)
+
+
+def _exit_for(err: ClientError) -> int:
+    """Wire codes as exit codes: bad input 2, no backend 3, unknown job 2, anything else 1."""
+    return {INVALID_PARAMS: 2, NO_BACKEND: 3, UNKNOWN_JOB: 2}.get(err.code, 1)
+
+
+def _job_of(params: Any) -> dict[str, Any] | None:
+    """A job.updated notification's job (the job itself, or under ``job``)."""
+    if isinstance(params, dict) and isinstance(params.get("job"), dict):
+        return dict(params["job"])
+    return dict(params) if isinstance(params, dict) and "id" in params else None
+
+
+def submit(settings: Settings, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str | None,
+           wait: bool, as_json: bool, out: TextIO) -> int:
+    """Hand the job to the running instance (starting one if needed); ``wait`` follows it to the end."""
+    files = [str(Path(p).expanduser().resolve()) for p in inputs]
+    try:
+        inst = remote.ensure(settings, _err)
+        with inst.client(topics=["job.updated"] if wait else None) as client:
+            try:
+                job = client.call("jobs.submit", {"task": task, "prompt": prompt, "params": params, "inputs": files,
+                                                  "backend": backend or "auto", "client": "cli"})
+            except ClientError as err:
+                _err(err.message)
+                return _exit_for(err)
+            if not as_json or not wait:
+                _accepted(job, as_json, out)
+            if not wait:
+                return 0
+            try:
+                final = _follow(client, job, as_json, out)
+            except KeyboardInterrupt:
+                _err(f"job #{job['seq']} keeps running; `backlot cancel {job['seq']}` stops it")
+                return 130
+    except remote.NotRunning as err:
+        _err(str(err))
+        return 4
+    except ClientError as err:
+        _err(err.message)
+        return 1
+    if as_json:
+        out.write(json.dumps(final) + "\n")
+    else:
+        out.write(f"{final['state']}: {one_line(str(final['status'].get('message', '')))}\n")
+        for line in job_lines(final, brief=True):
+            out.write(line + "\n")
+    return 0 if final["state"] == JobState.SUCCEEDED.value else 1
+
+
+def _accepted(job: dict[str, Any], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(job) + "\n")
+    else:
+        out.write(f"job #{job['seq']} {job['id']}: {job['task']} queued\n"
+                  f"route: {job.get('route', {}).get('explanation', '')}\n")
+    out.flush()
+
+
+def _follow(client: ApiClient, job: dict[str, Any], as_json: bool, out: TextIO) -> dict[str, Any]:
+    """Print progress from job.updated notifications until the job ends; returns the final job."""
+    last = {"at": 0.0, "line": ""}
+    current = client.call("jobs.get", {"job": job["id"]})  # it may have ended before we listened
+    while current["state"] not in TERMINAL:
+        msg = client.next_message(timeout=30.0)
+        if msg is None:
+            current = client.call("jobs.get", {"job": job["id"]})  # quiet for a while: ask
+            continue
+        if not isinstance(msg, Notification) or msg.method != "job.updated":
+            if not client.connected:
+                raise ClientError("lost the connection to Backlot; the job keeps running there")
+            continue
+        seen = _job_of(msg.params)
+        if seen is None or seen.get("id") != job["id"]:
+            continue
+        current = seen
+        line = progress_line(current)
+        if not as_json and line != last["line"] and time.monotonic() - last["at"] > 0.5:
+            last.update(at=time.monotonic(), line=line)
+            out.write(line + "\n")
+            out.flush()
+    return current
+
+
+def _local_read(settings: Settings, fn: Any) -> Any:
+    """Run ``fn(store)`` on this home's store opened read-only (no instance runs)."""
+
+    try:  # a home that cannot hold a data folder is said so, as for every other command
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FolderError(f"cannot use the data folder {settings.data_path}: {err.strerror or err}") from err
+
+    async def run() -> Any:
+        store = JobStore(settings.data_path / "jobs.sqlite3", read_only=True)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def jobs(settings: Settings, state: str | None, as_json: bool, limit: int, out: TextIO) -> int:
+    """Job history: from the instance when one runs, else straight from the store, read-only."""
+    from cli.format import jobs_table
+
+    inst = remote.find(settings)
+    if inst is not None:
+        with inst.client() as client:
+            rows = client.call("jobs.list", {"state": state, "limit": limit})
+        rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
+    else:
+        rows = [j.to_dict() for j in _local_read(settings, lambda s: s.query(state=state, limit=limit))]
+    out.write((json.dumps(rows) if as_json else jobs_table(rows)) + "\n")
+    return 0
+
+
+def show(settings: Settings, ref: str, as_json: bool, out: TextIO) -> int:
+    """One job in full (number or id)."""
+    inst = remote.find(settings)
+    if inst is not None:
+        with inst.client() as client:
+            try:
+                job = client.call("jobs.get", {"job": ref})
+            except ClientError as err:
+                _err(err.message)
+                return _exit_for(err)
+    else:
+        found = _local_read(settings, lambda s: s.get(ref))
+        if found is None:
+            _err(f"no job {ref}")
+            return 2
+        job = found.to_dict()
+    if as_json:
+        out.write(json.dumps(job) + "\n")
+    else:
+        out.write("\n".join(job_lines(job)) + "\n")
+    return 0
+
+
+def call_instance(settings: Settings, method: str, params: dict[str, Any], out: TextIO) -> int:
+    """cancel / retry: one call to the running instance, printed as the job it returns."""
+    try:
+        inst = remote.require(settings)
+        with inst.client() as client:
+            job = client.call(method, params)
+    except remote.NotRunning as err:
+        _err(str(err))
+        return 4
+    except ClientError as err:
+        _err(err.message)
+        return _exit_for(err)
+    verb = {"jobs.cancel": "cancel", "jobs.retry": "retry"}.get(method, method)
+    msg = one_line(str(job.get("status", {}).get("message", "")))
+    out.write(f"job #{job['seq']} {job['id']}: {job['state']} ({verb}: {msg})\n")
+    return 0
+
+
+def status(settings: Settings, as_json: bool, out: TextIO) -> int:
+    """The instance's pid, API address, token file (never the token), services and job counts."""
+    try:
+        inst = remote.require(settings)
+        with inst.client() as client:
+            services = client.call("services.list")
+            services = services.get("services", services) if isinstance(services, dict) else services
+            rows = client.call("jobs.list", {"limit": 1000})
+            rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
+    except remote.NotRunning as err:
+        _err(str(err))
+        return 4
+    except ClientError as err:
+        _err(err.message)
+        return 1
+    counts: dict[str, int] = {}
+    for j in rows:
+        counts[j["state"]] = counts.get(j["state"], 0) + 1
+    info = {"pid": inst.pid, "api_host": inst.api_host, "api_port": inst.api_port, "token_file": str(inst.token_file),
+            "services": services, "jobs": counts}
+    if as_json:
+        out.write(json.dumps(info) + "\n")
+        return 0
+    out.write(f"Backlot running (pid {inst.pid}), API {inst.api_host}:{inst.api_port}, token in {inst.token_file}\n")
+    out.write(services_table(services) + "\n")
+    out.write("jobs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none") + "\n")
+    return 0
+
+
+def stop(settings: Settings, out: TextIO) -> int:
+    """Ask the instance to stop and wait until it has."""
+    try:
+        inst = remote.require(settings)
+        with inst.client() as client:
+            client.call("app.shutdown")
+    except remote.NotRunning as err:
+        _err(str(err))
+        return 4
+    except ClientError as err:
+        _err(err.message)
+        return 1
+    deadline = time.monotonic() + 30
+    while remote.find(settings) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the other process releases its lock when it has stopped; nothing to wait on here
+    if remote.find(settings) is not None:
+        _err(f"Backlot (pid {inst.pid}) is still stopping; `kill {inst.pid}` stops it at once")
+        return 1
+    out.write(f"stopped Backlot (pid {inst.pid})\n")
+    return 0
+
+
+def addon(output: str | None, out: TextIO) -> int:
+    """Write the installable Blender addon zip."""
+    from blender_addon.package import build_zip
+
+    path = build_zip(output or "backlot_addon.zip")
+    out.write(f"{path}\nInstall it in Blender: Edit > Preferences > Add-ons > Install…, pick the zip, enable "
+              "\"Backlot\", then set the token file in its preferences.\n")
+    return 0

@@ -1,0 +1,89 @@
+"""How jobs and services read in a terminal: tables, progress lines and a job in full."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from services.errors import one_line
+
+
+def format_table(rows: list[list[str]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def progress_line(job: dict[str, Any]) -> str:
+    """``  62% progress: node 3 (KSampler) step 12/20``."""
+    st = job.get("status") or {}
+    frac = f"{st['fraction'] * 100:3.0f}% " if st.get("fraction") is not None else ""
+    step = f" step {st['step']}/{st['total']}" if st.get("step") is not None and st.get("total") else ""
+    return f"  {frac}{st.get('code', '')}: {one_line(str(st.get('message', '')))}{step}"
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> str:
+    """One line per job, newest first."""
+    if not rows:
+        return "no jobs"
+    table = [["#", "ID", "TASK", "STATE", "BACKEND", "CREATED", "MESSAGE"]]
+    for j in rows:
+        table.append([str(j["seq"]), j["id"], j["task"], j["state"], j.get("routed_to") or "-",
+                      time.strftime("%m-%d %H:%M:%S", time.localtime(j["created_at"])),
+                      one_line(str((j.get("status") or {}).get("message", "")), 60)])
+    return format_table(table)
+
+
+def services_table(services: list[dict[str, Any]]) -> str:
+    """Services with their state."""
+    if not services:
+        return "no services"
+    table = [["ID", "STATE", "VERSION", "LATENCY", "QUEUE", "NOTE"]]
+    for s in services:
+        latency = f"{s['latency_ms']:.0f} ms" if s.get("latency_ms") is not None else "-"
+        note = s.get("hint", "") if not s.get("usable", True) else ""
+        table.append([s["id"], str(s.get("state", "unknown")), s.get("version") or "-", latency,
+                      str(s.get("queue_depth") if s.get("queue_depth") is not None else "-"), one_line(note, 60)])
+    return format_table(table)
+
+
+def job_lines(job: dict[str, Any], brief: bool = False) -> list[str]:
+    """A job in full (``brief``: where it ran and its outputs only)."""
+    route = job.get("route") or {}
+    lines: list[str] = []
+    if not brief:
+        st = job.get("status") or {}
+        lines += [f"job #{job['seq']} {job['id']}: {job['task']} {job['state']}",
+                  f"prompt: {one_line(str(job.get('prompt', '')))}",
+                  f"status: {st.get('code', '')}: {one_line(str(st.get('message', '')))}"]
+        if job.get("params"):
+            lines.append("params: " + ", ".join(f"{k}={v}" for k, v in sorted(job["params"].items())))
+    if job.get("routed_to"):
+        lines.append(f"ran on {job['routed_to']} ({job.get('attempts', 0)} attempt(s)); route: "
+                     f"{route.get('explanation', '')}")
+    elif not brief:
+        lines.append(f"route: {route.get('explanation', '') or '-'}")
+    if not brief:
+        for a in job.get("attempt_log") or []:
+            lines.append(f"  attempt {a.get('n')}: {a.get('backend')}: {a.get('outcome') or 'running'}"
+                         + (f" ({one_line(str(a.get('message', '')), 200)})" if a.get("message") else ""))
+        err = job.get("error") or {}
+        if err:
+            lines.append(f"error: {err.get('code', '')}: {one_line(str(err.get('message', '')))}")
+    for o in job.get("outputs") or []:
+        lines.append(f"output: {o['path']} ({o['mime']}, {o['bytes']} bytes)")
+    if not brief and job.get("task") == "text":
+        lines += _text_of(job)
+    return lines
+
+
+def _text_of(job: dict[str, Any]) -> list[str]:
+    """A text job's reply, read from its output file."""
+    from pathlib import Path
+
+    for o in job.get("outputs") or []:
+        if str(o.get("mime", "")).startswith("text/"):
+            try:
+                return ["", Path(o["path"]).read_text(encoding="utf-8")]
+            except OSError as err:
+                return [f"(cannot read {o['path']}: {err.strerror})"]
+    return []

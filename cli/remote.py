@@ -1,0 +1,136 @@
+"""The running instance as the CLI sees it: where it listens, how to reach it, and starting one in the background.
+
+The instance (``backlot --headless``, ``backlot demo`` or the window) writes ``<data>/instance.json``
+with its pid and API address once it serves; clients read it, check the pid still holds the
+instance lock, and talk to it with the same stdlib client the Blender addon uses.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blender_addon.client import ApiClient, ClientError
+from services.config import Settings
+from services.instance import FolderError, InstanceLock
+
+START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
+
+
+class NotRunning(Exception):
+    """No Backlot instance serves this home (exit code 4)."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Where the running instance of a home listens."""
+
+    pid: int
+    api_host: str
+    api_port: int
+    token_file: Path
+
+    def client(self, name: str = "backlot-cli", topics: list[str] | None = None) -> ApiClient:
+        """A connected client (hello done); raises ClientError when it cannot connect."""
+        return ApiClient(self.api_host, self.api_port, token_file=self.token_file, client_name=name, topics=topics,
+                         reconnect=False, call_timeout=60.0).connect(timeout=10.0)
+
+
+def instance_file(settings: Settings) -> Path:
+    """``<data>/instance.json``."""
+    return settings.data_path / "instance.json"
+
+
+def record_instance(settings: Settings, host: str, port: int) -> None:
+    """Written by the instance once its API listens (atomically: readers never see half a file)."""
+    path = instance_file(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "api_host": host, "api_port": port}), encoding="utf-8")
+    tmp.replace(path)
+
+
+def forget_instance(settings: Settings) -> None:
+    """Removed by the instance when it stops."""
+    instance_file(settings).unlink(missing_ok=True)
+
+
+def find(settings: Settings) -> Instance | None:
+    """The running instance of this home, or None (a stale file of a dead instance does not count)."""
+    pid = InstanceLock(settings.data_path).holder()
+    if pid is None:
+        return None
+    try:
+        info = json.loads(instance_file(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # holding the lock but not serving yet (still starting), or an instance without the API
+    if info.get("pid") != pid:
+        return None
+    return Instance(pid, str(info["api_host"]), int(info["api_port"]), settings.paths.token_file)
+
+
+def require(settings: Settings) -> Instance:
+    """The running instance, or NotRunning with the sentence to print."""
+    found = find(settings)
+    if found is None:
+        raise NotRunning("Backlot is not running for this home; start it with `backlot --headless` (or `backlot`)")
+    return found
+
+
+@contextmanager
+def _starting_lock(settings: Settings) -> Iterator[None]:
+    """One starter at a time: ten concurrent submits start one instance, not ten."""
+    path = settings.data_path / "starting.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise FolderError(f"cannot use the data folder {path.parent}: {err.strerror or err}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def ensure(settings: Settings, say: Any) -> Instance:
+    """The running instance, starting ``backlot --headless`` in the background when none runs (``say`` tells)."""
+    found = find(settings)
+    if found is not None:
+        return found
+    with _starting_lock(settings):
+        found = find(settings)
+        if found is not None:
+            return found
+        log_path = settings.data_path / "backlot.log"
+        args = [sys.executable, "-c", "import sys, main; sys.exit(main.main(sys.argv[1:]))", "--headless"]
+        env = dict(os.environ)
+        if settings.paths.home is not None:
+            env["BACKLOT_HOME"] = str(settings.paths.home)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                    start_new_session=True, cwd=os.getcwd())
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            found = find(settings)
+            if found is not None and found.pid == proc.pid:
+                say(f"started Backlot in the background (pid {proc.pid}, log {log_path}); `backlot stop` stops it")
+                return found
+            if proc.poll() is not None:
+                raise NotRunning(f"Backlot could not start in the background (exit {proc.returncode}); "
+                                 f"see {log_path}")
+            time.sleep(0.1)  # polling a file another process writes: nothing to wait on instead
+        proc.terminate()
+        raise NotRunning(f"Backlot did not start within {START_TIMEOUT:.0f} s; see {log_path}")
+
+
+__all__ = ["ClientError", "Instance", "NotRunning", "ensure", "find", "forget_instance", "record_instance",
+           "require"]

@@ -1,0 +1,215 @@
+"""The addon's pure parts outside Blender: placement, job bookkeeping, the task schema, the session tick, the zip."""
+from __future__ import annotations
+
+import ast
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from addon_fake_api import TASKS, Endpoint, FakeBacklot, backlot_api, fake_backlot  # noqa: F401
+from blender_addon import client as rpc
+from blender_addon.jobbook import JobBook, Tracked, choose_output, free_channel, placeholder_length, strip_name
+from blender_addon.package import build_zip
+from blender_addon.schema import coerce, parse_tasks
+from blender_addon.session import AddonSession
+
+
+class FakeTimeline:
+    """Records what the session asks of Blender."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.saved: dict[str, str] = {}
+
+    def update_placeholder(self, rec: Tracked) -> None:
+        self.calls.append(("update", rec.state))
+
+    def remove_placeholder(self, rec: Tracked) -> None:
+        self.calls.append(("remove", rec.key))
+
+    def import_result(self, rec: Tracked, kind: str, path: str) -> list[str]:
+        assert Path(path).is_file()
+        self.calls.append(("import", (rec.prompt, kind)))
+        return [rec.prompt]
+
+    def save_scene(self, scene: str, text: str) -> None:
+        self.saved[scene] = text
+
+    def busy(self) -> bool:
+        return False
+
+    def redraw(self) -> None:
+        self.calls.append(("redraw", None))
+
+
+def pump(s: AddonSession, cond: Any, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s.tick()
+        if cond():
+            return
+        assert s.client is not None
+        s.client.wait(0.05)
+    raise AssertionError("condition not met")
+
+
+def test_free_channel_skips_overlaps_and_needs_span() -> None:
+    occupied = [(1, 0, 100), (2, 50, 60), (3, 0, 10)]
+    assert free_channel(occupied, 10, 20) == 2  # channel 2 is busy only from 50
+    assert free_channel(occupied, 40, 20) == 3
+    assert free_channel(occupied, 40, 20, span=2) == 3  # 3 and 4 free over 40..60
+    assert free_channel(occupied, 5, 10, span=2) == 4  # 3 busy until 10
+    assert free_channel(occupied, 100, 5) == 1  # strips end exclusive
+    assert free_channel(occupied, 5, 20, lowest=3) == 4
+
+
+def test_placeholder_length_from_params() -> None:
+    assert placeholder_length({"frames": 81}, 24, "video") == 81
+    assert placeholder_length({"duration": 1.5}, 24, "audio") == 36
+    assert placeholder_length({}, 25, "image") == 50
+    assert placeholder_length({"frames": 0, "seconds": 2}, 30, "video") == 60
+
+
+def test_choose_output_prefers_expected_media() -> None:
+    outs = [{"path": "/a/x.png", "mime": "image/png"}, {"path": "/a/y.mp4", "mime": "video/mp4"}]
+    assert choose_output(outs, "video") == ("video", "/a/y.mp4")
+    assert choose_output(outs, "image") == ("image", "/a/x.png")
+    # AudioLDM answers with a waveform MP4: an audio task imports it as sound
+    assert choose_output([{"path": "/a/w.mp4", "mime": "video/mp4"}], "audio") == ("audio", "/a/w.mp4")
+    assert choose_output([{"path": "/a/z.bin", "mime": "application/octet-stream"}], "video") is None
+    assert strip_name("  a   long\nprompt ") == "a long prompt"
+    assert len(strip_name("x" * 200)) == 48
+
+
+def test_book_ignores_stale_updates_and_round_trips_json() -> None:
+    book = JobBook()
+    rec = book.add("Scene", "p", "text_to_video", 10, 2, 30, "video")
+    book.accepted(rec.key, {"id": "j1", "seq": 7, "state": "queued", "updated_at": 1.0})
+    assert rec.label == "job #7"
+    book.apply({"id": "j1", "state": "running", "status": {"fraction": 0.5}, "updated_at": 3.0})
+    assert book.apply({"id": "j1", "state": "queued", "updated_at": 2.0}) is None  # older than what we have
+    assert (rec.state, rec.progress) == ("running", "running 50%")
+    assert book.apply({"id": "other", "state": "running"}) is None
+    orphan = book.add("Scene", "q", "text_to_image", 0, 1, 48, "image")
+    text = book.dumps("Scene")
+    again = JobBook()
+    assert again.load("Scene", text) == 2
+    assert again.by_job("j1").state == "running" and again.by_job("j1").frame == 10
+    lost = again.get(orphan.key)
+    assert lost.state == "rejected" and "saved before" in lost.message  # never accepted: nothing to follow
+    assert [r.job for r in again.watching()] == ["j1"]
+
+
+def test_parse_tasks_accepts_list_or_mapping() -> None:
+    tasks = parse_tasks({"tasks": TASKS})
+    t2v = next(t for t in tasks if t.name == "text_to_video")
+    frames = next(p for p in t2v.params if p.name == "frames")
+    assert (frames.type, frames.min, frames.max, frames.default) == ("int", 8, 240, 24)
+    assert next(p for p in t2v.params if p.name == "sampler").choices == ("euler", "dpmpp")
+    i2v = next(t for t in tasks if t.name == "image_to_video")
+    assert [(i.name, i.media, i.required) for i in i2v.inputs] == [("image", "image", True)]
+    mapped = parse_tasks({"tasks": {"sound_effects": {"params": {"duration": {"type": "number", "min": 0.5}}}}})
+    assert mapped[0].output == "audio" and mapped[0].params[0].type == "float"
+    assert coerce(frames, 999) == 240 and coerce(frames, "12") == 12
+
+
+def test_session_tick_submits_follows_and_imports(backlot_api: Endpoint) -> None:
+    host = FakeTimeline()
+    s = AddonSession(host)
+    s.connect(backlot_api.host, backlot_api.port, token=backlot_api.token)
+    try:
+        pump(s, lambda: s.connected and s.tasks and s.services)
+        assert s.service_rows()[0] == ("○", "audioldm@127.0.0.1:7863", "down")
+        rec = s.book.add("Scene", "a cat", "text_to_image", 1, 1, 48, "image")
+        s.submit(rec, {"width": 64, "height": 64}, [])
+        pump(s, lambda: rec.imported)
+        assert ("import", ("a cat", "image")) in host.calls
+        assert ("update", "running") in host.calls
+        saved = json.loads(host.saved["Scene"])
+        assert saved[0]["job"] == rec.job and saved[0]["imported"] is True
+        bad = s.book.add("Scene", "x", "no_such_task", 1, 1, 48, "image")
+        s.submit(bad, {}, [])
+        pump(s, lambda: bad.state == "rejected")
+        assert "unknown task" in bad.message
+    finally:
+        s.disconnect()
+
+
+def test_session_reload_picks_up_a_finished_job(backlot_api: Endpoint, fake_backlot: FakeBacklot) -> None:
+    with rpc.ApiClient(backlot_api.host, backlot_api.port, token=backlot_api.token).connect() as c:
+        job = c.call("jobs.submit", {"task": "sound_effects", "prompt": "wind", "params": {"duration": 1.0}})
+    book = JobBook()
+    rec = book.add("Shot", "wind", "sound_effects", 5, 1, 24, "audio")
+    book.accepted(rec.key, job)
+    host = FakeTimeline()
+    s = AddonSession(host)
+    s.connect(backlot_api.host, backlot_api.port, token=backlot_api.token)
+    try:
+        s.reload({"Shot": book.dumps("Shot")})
+        pump(s, lambda: s.book.by_job(job["id"]) is not None and s.book.by_job(job["id"]).imported)
+        assert ("import", ("wind", "audio")) in host.calls
+    finally:
+        s.disconnect()
+
+
+def test_session_shows_lost_connection() -> None:
+    s = AddonSession(FakeTimeline())
+    s.connect("127.0.0.1", 1, token="t")
+    try:
+        pump(s, lambda: s.state == rpc.DISCONNECTED)
+        assert "not running" in s.message
+    finally:
+        s.disconnect()
+
+
+def test_build_zip_is_installable(tmp_path: Path) -> None:
+    path = build_zip(tmp_path)
+    assert path == tmp_path / "backlot_addon.zip"
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert "backlot/__init__.py" in names and "backlot/client.py" in names
+        assert all(n.startswith("backlot/") and n.endswith(".py") for n in names)
+        init = ast.parse(zf.read("backlot/__init__.py"))
+    bl_info = next(n for n in init.body if isinstance(n, ast.Assign) and n.targets[0].id == "bl_info")
+    assert ast.literal_eval(bl_info.value)["name"] == "Backlot"
+
+
+def test_client_and_pure_modules_use_only_the_stdlib() -> None:
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"bpy", "addon_utils"}
+    for file in Path("blender_addon").resolve().parent.joinpath("blender_addon").glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] in allowed, f"{file.name} imports {mod}"
+
+
+def test_cli_addon_writes_the_zip(tmp_path: Path, capsys: Any) -> None:
+    from main import main
+
+    assert main(["addon", "--output", str(tmp_path / "out" / "addon.zip")]) == 0
+    printed = capsys.readouterr().out.splitlines()[0].strip()
+    assert printed == str(tmp_path / "out" / "addon.zip") and zipfile.is_zipfile(printed)
+
+
+def test_form_leaves_out_untouched_params_without_default() -> None:
+    from blender_addon.schema import form_params
+
+    spec = parse_tasks({"tasks": [{"name": "text_to_video", "params": [
+        {"name": "width", "type": "int", "min": 16, "max": 16384, "default": None},
+        {"name": "resolution", "type": "str", "default": None},
+        {"name": "frames", "type": "int", "min": 1, "max": 100, "default": 24},
+        {"name": "extra", "type": "object", "default": None}]}]})[0]
+    assert [p.name for p in spec.params] == ["width", "resolution", "frames"]  # no form for objects
+    assert form_params(spec.params, {"width": 16, "resolution": "", "frames": 24}) == {"frames": 24}
+    assert form_params(spec.params, {"width": 512, "resolution": "720p", "frames": 500}) == {
+        "width": 512, "resolution": "720p", "frames": 100}
