@@ -17,6 +17,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
 from PySide6.QtWidgets import QWidget
 
 from app.config_writer import ConfigWriteError, write_config
+from services.api.token import TokenError, read_token
 from services.backends import registry
 from services.backends.llm.keys import KNOWN_BASES, check_key, configured_key, provider_of
 from services.control import ControlCenter
@@ -171,7 +172,7 @@ class ConsoleController(QObject):
 
     # ----- API panel -----
     def _on_api_tick(self) -> None:
-        api = getattr(self.center, "api", None)
+        api = self.center.api
         if self.api_panel is not None:
             if api is None:
                 self.api_panel._on_status("", 0, 0, False)
@@ -182,12 +183,12 @@ class ConsoleController(QObject):
         assert self.api_panel is not None
         path = self.center.settings.paths.token_file
         try:
-            token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
+            token = await asyncio.to_thread(read_token, path)
         except FileNotFoundError:
             self.api_panel._on_token_failed(f"no API token yet at {path}; it is made when Backlot serves the API")
             return
-        except OSError as err:
-            self.api_panel._on_token_failed(f"cannot read the API token file {path}: {err.strerror or err}")
+        except TokenError as err:
+            self.api_panel._on_token_failed(str(err))
             return
         QGuiApplication.clipboard().setText(token)
         self.api_panel._on_token_copied()

@@ -193,29 +193,35 @@ def test_settings_saved_keep_the_users_comments(qloop: Any, qtbot: Any, backlot_
     assert not list(config.parent.glob(".config.toml.*"))  # no temp file left behind
 
 
-def test_api_panel_copies_the_token_without_showing_it(qloop: Any, qtbot: Any, backlot_home: Path) -> None:
-    token_file = backlot_home / "config" / "api-token"
-    token_file.parent.mkdir(parents=True)
-    token_file.write_text("tok-123456\n", encoding="utf-8")
+def test_api_panel_shows_clients_and_copies_the_token_without_showing_it(qloop: Any, qtbot: Any) -> None:
     panel = ApiPanel()
     qtbot.addWidget(panel)
 
-    class FakeApi:  # the two things the panel reads from the running API server
-        port, connections = 8771, 1
-
-    async def scenario() -> None:
-        center = ControlCenter(load_settings())
+    async def scenario() -> str:
+        center = ControlCenter(load_settings(cli={"api_port": 0, "scan_default_ports": False}), serve_api=True,
+                               discover_on_start=False)
         console = ConsoleController.build_console(center)
         qtbot.addWidget(console)
         controller = ConsoleController(center, console, panel)
-        center.api = FakeApi()  # type: ignore[attr-defined]
         controller._on_api_tick()
-        assert panel.address.text() == "127.0.0.1:8771" and panel.clients.text() == "· 1 client"
-        panel.copy_button.click()
-        await until(panel.note.text)
-        await controller.close()
+        assert not panel.copy_button.isEnabled() and "not serving" in panel.state.text()
+        await center.start()
+        assert center.api is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", center.api.port)  # a Blender-style client
+        try:
+            await until(lambda: center.api is not None and center.api.connections == 1)
+            controller._on_api_tick()
+            assert panel.address.text() == f"127.0.0.1:{center.api.port}" and panel.clients.text() == "· 1 client"
+            panel.copy_button.click()
+            await until(panel.note.text)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            await controller.close()
+            await center.stop()
+        return center.settings.paths.token_file.read_text(encoding="utf-8").strip()
 
-    run(qloop, scenario())
-    assert QGuiApplication.clipboard().text() == "tok-123456"
+    token = run(qloop, scenario())
+    assert len(token) > 20 and QGuiApplication.clipboard().text() == token
     assert panel.note.text() == "token copied"
-    assert all("tok-123456" not in w.text() for w in (panel.state, panel.address, panel.clients, panel.note))
+    assert all(token not in w.text() for w in (panel.state, panel.address, panel.clients, panel.note))
