@@ -180,3 +180,27 @@ def test_api_panel_shows_address_and_clients(qtbot: Any) -> None:
     assert panel.address.text() == "127.0.0.1:8770" and panel.clients.text() == "· 2 clients"
     with qtbot.waitSignal(panel.copy_token_requested):
         panel.copy_button.click()
+
+
+def test_preview_picks_the_output_worth_showing(qtbot: Any, tmp_path: Any) -> None:
+    from widgets.preview import PreviewPanel
+
+    panel = PreviewPanel()
+    qtbot.addWidget(panel)
+    text_job = snapshot(1.0, "succeeded", task="text", outputs=[{"path": str(tmp_path / "reply.txt"), "mime": "text/plain"}])
+    with qtbot.waitSignal(panel.load_requested) as got:
+        panel._on_job(text_job)
+    assert got.args == ["j1", str(tmp_path / "reply.txt"), "text"]
+    panel._on_text("j1", "INT. LIGHTHOUSE - NIGHT")
+    assert panel.kind == "text" and panel.text.toPlainText() == "INT. LIGHTHOUSE - NIGHT"
+    with qtbot.assertNotEmitted(panel.load_requested):
+        panel._on_job(text_job)  # the same job again (a progress tick): nothing reloads
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    panel._on_job({**snapshot(1.0, "succeeded", id="j2"), "outputs": [
+        {"path": str(tmp_path / "frame.png"), "mime": "image/png"}, {"path": str(video), "mime": "video/mp4"}]})
+    assert panel.kind == "video" and panel.player is not None and panel.play_button.isVisibleTo(panel)
+    assert panel.player.source().toLocalFile() == str(video)
+    panel._on_job(snapshot(None, "failed", id="j3", error={"message": "ComfyUI rejected node 5 (KSampler)"}))
+    assert panel.kind is None and panel.message.text() == "No result: ComfyUI rejected node 5 (KSampler)."
+    assert panel.player.source().isEmpty()  # playback of the previous job stopped

@@ -60,8 +60,8 @@ class ParamField(QObject):
             span = (s.max if s.max is not None else 1e9) - (s.min if s.min is not None else 0)
             dbox.setDecimals(2)
             dbox.setSingleStep(0.05 if span <= 2 else 0.5 if span <= 100 else 1.0)
-            lo = s.min if s.min is not None else -1e9
-            dbox.setRange(lo - dbox.singleStep() if s.default is None else lo, s.max if s.max is not None else 1e9)
+            low = float(s.min) if s.min is not None else -1e9
+            dbox.setRange(low - dbox.singleStep() if s.default is None else low, s.max if s.max is not None else 1e9)
             self._auto_at_minimum(dbox)
             dbox.setValue(float(s.default) if s.default is not None else dbox.minimum())
             dbox.valueChanged.connect(self.changed)
@@ -123,8 +123,10 @@ class ParamField(QObject):
     def set_value(self, value: Any) -> None:
         """Put a value in the editor (None: back to the default)."""
         w, value = self.widget, self.spec.default if value is None else value
-        if isinstance(w, (QSpinBox, QDoubleSpinBox)):
-            w.setValue(w.minimum() if value is None else value)
+        if isinstance(w, QSpinBox):
+            w.setValue(w.minimum() if value is None else int(value))
+        elif isinstance(w, QDoubleSpinBox):
+            w.setValue(w.minimum() if value is None else float(value))
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
         elif isinstance(w, QComboBox):

@@ -92,7 +92,7 @@ class SettingsDialog(QDialog):
         self.key_status: dict[str, QLabel] = {}
         self.removed_keys: set[str] = set()
         self.problem = QLabel(objectName="problem", wordWrap=True)
-        self.result = QLabel(objectName="result", wordWrap=True)
+        self.outcome = QLabel(objectName="outcome", wordWrap=True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
@@ -104,7 +104,7 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._api_tab(), "API and output")
         tabs.addTab(self._keys_tab(providers), "LLM keys")
         layout = QVBoxLayout(self)
-        for w in (tabs, self.problem, self.result, self.buttons):
+        for w in (tabs, self.problem, self.outcome, self.buttons):
             layout.addWidget(w)
         for edit in (self.hosts, self.urls, self.api_host, self.output_dir, *self.ports.values()):
             edit.textChanged.connect(self._validate)
@@ -199,20 +199,20 @@ class SettingsDialog(QDialog):
         """Ask the controller to write the changes (the dialog stays open until it says they are saved)."""
         if self.problems():
             return
-        self.result.setText("Saving…")
+        self.outcome.setText("Saving…")
         self.save_requested.emit(self.changes())
 
     # ----- slots fed by the controller -----
     @Slot(str)
     def _on_saved(self, message: str) -> None:
         """The changes are written; the dialog closes."""
-        self.result.setText(message)
+        self.outcome.setText(message)
         self.accept()
 
     @Slot(str)
     def _on_save_failed(self, message: str) -> None:
         """Writing failed (one sentence); the dialog stays open with the values."""
-        self.result.setText(message)
+        self.outcome.setText(message)
 
     @Slot(str, str)
     def _on_key_status(self, provider: str, status: str) -> None:
