@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import asyncio  # noqa: E402
+import gc  # noqa: E402
 import tomllib  # noqa: E402
 from collections.abc import Callable, Coroutine, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -37,6 +38,10 @@ def qloop(qapp: Any) -> Iterator[qasync.QEventLoop]:
     asyncio.set_event_loop(loop)
     yield loop
     loop.close()
+    # Collect this loop's leftovers now: qasync's Qt timers and notifiers, freed by the garbage collector while a
+    # later test's loop is running, crash Qt (seen as a segfault a few tests later). The app has one loop, so only
+    # tests that make a loop per test need this.
+    gc.collect()
     asyncio.set_event_loop(None)
 
 
