@@ -95,6 +95,14 @@ def test_route_explanation_changes_when_the_pin_or_task_changes(qloop: Any, qtbo
                                                "voice_conversion is available (wanted: rvc)")
             form.set_task("upscale")
             assert form.route_label.text().startswith(f"→ {sid}: ")
+            form.set_task("text_to_image")
+            form.prompt.setPlainText("a lighthouse")
+            form.fields["workflow"].widget.setText("no_such_flow")  # the core reads the templates, off the loop
+            await until(lambda: form.schema_problem)
+            assert "no_such_flow" in form.problem_label.text() and not form.generate.isEnabled()
+            form.fields["workflow"].widget.setText("standin_progress")  # its bindings add their parameters
+            await until(lambda: "seconds" in form.fields)
+            assert form.fields["seconds"].raw() == 2.0 and form.generate.isEnabled() and not form.schema_problem
         finally:
             await shut(center, controller)
 
@@ -109,9 +117,13 @@ def test_cancel_from_the_context_menu_reaches_the_job_manager(qloop: Any, qtbot:
         table = controller.console.table
         waiter = EventWaiter(center.bus, JobUpdated)
         try:
-            # The form as it would emit a standin_sleep job (workflow parameters come from its bindings).
-            controller.console.form.submitted.emit("text_to_image", "hold still",
-                                                   {"workflow": "standin_progress", "seconds": 60}, [], "auto")
+            form = controller.console.form
+            form.set_task("text_to_image")
+            form.prompt.setPlainText("hold still")
+            form.fields["workflow"].widget.setText("standin_progress")  # the stand-in's StandinSleep node
+            await until(lambda: "seconds" in form.fields)
+            form.fields["seconds"].widget.setValue(60)
+            form.submit()
             ev = await waiter.wait(lambda e: e.job.status.get("fraction"), 30)
             job_id = ev.job.id
             row = table.jobs.row_of(job_id)
