@@ -234,6 +234,7 @@ class JobForm(QWidget):
         for name, label in self._extra.items():  # only the added rows go: the field being typed in keeps its focus
             field = self.fields.pop(name)
             for w in (field.widget, label):
+                w.hide()
                 w.deleteLater()
             field.deleteLater()
         labels = self._add_params(extras, len(base.params))

@@ -171,6 +171,7 @@ def _clear_layout(layout: Any) -> None:
     while layout.count():
         item = layout.takeAt(0)
         if item.widget() is not None:
+            item.widget().hide()  # gone from view now, even before the deferred delete runs
             item.widget().deleteLater()
         elif item.layout() is not None:
             _clear_layout(item.layout())

@@ -8,26 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from widgets.param_fields import INVALID_STYLE, mark_invalid
 
-# name -> (label, min, max, suffix): the same bounds Settings enforces, so the dialog cannot write a value it refuses.
+# name -> (label, min, max) in seconds: the same bounds Settings enforces, so the dialog cannot write a value it refuses.
 SECONDS: dict[str, tuple[str, float, float]] = {
     "discovery_budget": ("Discovery budget", 0.1, 60),
     "discovery_interval": ("Discover every", 5, 86400),
