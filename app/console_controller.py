@@ -17,12 +17,14 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
 from PySide6.QtWidgets import QWidget
 
 from app.config_writer import ConfigWriteError, write_config
+from services.api.token import TokenError, read_token
 from services.backends import registry
 from services.backends.llm.keys import KNOWN_BASES, check_key, configured_key, provider_of
 from services.control import ControlCenter
 from services.jobs.manager import JobError
+from services.jobs.validate import InvalidJob, job_schema
 from services.models import Job
-from services.tasks import SCHEMA
+from services.tasks import SCHEMA, SchemaError
 from widgets.api_panel import ApiPanel
 from widgets.job_console import JobConsole
 from widgets.settings_dialog import SECONDS, SettingsDialog
@@ -53,6 +55,7 @@ class ConsoleController(QObject):
         self._spawn_with = spawn
         self._open_url = open_url
         self.dialog: SettingsDialog | None = None
+        self._schema_key: tuple[str, Any] | None = None
         form, table, preview = console.form, console.table, console.preview
         form.changed.connect(self._on_form_changed)
         form.submitted.connect(lambda *a: self.spawn("console: submit", self._submit(*a)))
@@ -127,6 +130,19 @@ class ConsoleController(QObject):
     def _on_form_changed(self, task: str, params: dict[str, Any], backend: str) -> None:
         decision = self.center.jobs.route_explain(task, params, backend)  # in memory, no I/O: answered at once
         self.console.form._on_route_explained(decision.explain(), not decision.no_capable_backend)
+        key = (task, params.get("workflow"))
+        if key != self._schema_key:  # a workflow adds its bindings' parameters (read from files, off the loop)
+            self._schema_key = key
+            self.spawn("console: task schema", self._schema(key, params))
+
+    async def _schema(self, key: tuple[str, Any], params: dict[str, Any]) -> None:
+        spec, problem = None, ""
+        try:
+            spec = await asyncio.to_thread(job_schema, self.center.settings, key[0], params)
+        except (SchemaError, InvalidJob) as err:
+            problem = str(err)
+        if key == self._schema_key:  # answers to earlier keystrokes are dropped
+            self.console.form._on_schema(key[0], spec, problem)
 
     # ----- the console -> the core -----
     async def _submit(self, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str) -> None:
@@ -171,7 +187,7 @@ class ConsoleController(QObject):
 
     # ----- API panel -----
     def _on_api_tick(self) -> None:
-        api = getattr(self.center, "api", None)
+        api = self.center.api
         if self.api_panel is not None:
             if api is None:
                 self.api_panel._on_status("", 0, 0, False)
@@ -182,12 +198,12 @@ class ConsoleController(QObject):
         assert self.api_panel is not None
         path = self.center.settings.paths.token_file
         try:
-            token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
+            token = await asyncio.to_thread(read_token, path)
         except FileNotFoundError:
             self.api_panel._on_token_failed(f"no API token yet at {path}; it is made when Backlot serves the API")
             return
-        except OSError as err:
-            self.api_panel._on_token_failed(f"cannot read the API token file {path}: {err.strerror or err}")
+        except TokenError as err:
+            self.api_panel._on_token_failed(str(err))
             return
         QGuiApplication.clipboard().setText(token)
         self.api_panel._on_token_copied()

@@ -33,6 +33,7 @@ def test_services_never_import_qt() -> None:
     ("services/sneaky.py", "import cli.commands", "The core never imports the command line or the stand-ins"),
     ("services/backends/rvc/sneaky.py", "import services.backends.comfyui.adapter",
      "Backend kinds are independent of each other"),
+    ("widgets/sneaky.py", "import services.jobs.manager", "Widgets are views: plain data from the core, nothing"),
 ])
 def test_the_contracts_catch_a_forbidden_import(tmp_path: Path, where: str, line: str, contract: str) -> None:
     """The same contracts, on a copy of the tree with one forbidden import added, must break."""

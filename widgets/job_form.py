@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePath
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -22,15 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.tasks import InputSpec, TaskSpec
-from widgets.param_fields import ParamField, mark_invalid
+from services.tasks import InputSpec, ParamSpec, TaskSpec
+from widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
 
-# File name patterns offered by the input pickers, per media type (the core sniffs the content at submit).
-MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "image": ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"),
-    "audio": ("wav", "mp3", "flac", "ogg", "m4a", "aac", "opus"),
-    "video": ("mp4", "mov", "mkv", "webm", "avi"),
-}
 AUTO = "auto"
 
 
@@ -38,21 +31,6 @@ def task_label(name: str) -> str:
     """``text_to_video`` -> "Text → video"."""
     words = name.replace("_to_", " → ").replace("_", " ")
     return words[:1].upper() + words[1:]
-
-
-def input_problem(spec: InputSpec, path: str) -> str | None:
-    """Why this input path cannot do, judged from the name alone (the core reads the file at submit)."""
-    if not path:
-        return f"choose the {spec.media} file: {spec.help}" if spec.required else None
-    suffix = PurePath(path).suffix.lower().lstrip(".")
-    other = next((m for m, names in MEDIA_SUFFIXES.items() if suffix in names and m != spec.media), None)
-    if other:
-        return f"{PurePath(path).name} is {_a(other)} file, not {_a(spec.media)} file ({spec.help})"
-    return None
-
-
-def _a(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 class JobForm(QWidget):
@@ -64,10 +42,13 @@ class JobForm(QWidget):
     def __init__(self, tasks: Sequence[TaskSpec], serving: Mapping[str, Sequence[str]] | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setStyleSheet(INVALID_STYLE)
         self._tasks = {t.name: t for t in tasks}
         self._serving = {k: list(v) for k, v in (serving or {}).items()}
         self._services: list[dict[str, Any]] = []
         self.fields: dict[str, ParamField] = {}
+        self._extra: dict[str, QLabel] = {}  # parameters a workflow adds, with their labels
+        self.schema_problem = ""  # why the values cannot be used (no such workflow), from the core
         self.input_edits: list[tuple[InputSpec, QLineEdit]] = []
         self._file_dialog: QFileDialog | None = None
 
@@ -140,6 +121,8 @@ class JobForm(QWidget):
         """Every reason the job cannot be submitted as it stands, one sentence each."""
         out = [e for f in self.fields.values() if (e := f.error())]
         out += [p for spec, edit in self.input_edits if (p := input_problem(spec, edit.text().strip()))]
+        if self.schema_problem:
+            out.insert(0, self.schema_problem)
         if not self.prompt.toPlainText().strip() and not any(s.required for s, _ in self.input_edits):
             out.append("write a prompt")
         return out
@@ -196,7 +179,7 @@ class JobForm(QWidget):
         self._on_edited()
 
     def _build_inputs(self, spec: TaskSpec) -> None:
-        _clear(self.inputs_box)
+        clear_box(self.inputs_box)
         self.input_edits = []
         form = self.inputs_box.layout() or QFormLayout(self.inputs_box)
         assert isinstance(form, QFormLayout)
@@ -214,13 +197,17 @@ class JobForm(QWidget):
             self.input_edits.append((want, edit))
 
     def _build_params(self, spec: TaskSpec) -> None:
-        _clear(self.params_box)
+        clear_box(self.params_box)
         for old in self.fields.values():
             old.deleteLater()
-        self.fields = {}
+        self.fields, self._extra, self.schema_problem = {}, {}, ""
+        self._add_params(spec.params, 0)
+
+    def _add_params(self, params: Iterable[ParamSpec], start: int) -> list[QLabel]:
         grid = self.params_box.layout() or QGridLayout(self.params_box)
         assert isinstance(grid, QGridLayout)
-        for i, param in enumerate(spec.params):
+        labels = []
+        for i, param in enumerate(params, start):
             field = ParamField(param, self.params_box)
             field.changed.connect(self._on_edited)
             label = QLabel(param.name.replace("_", " "))
@@ -229,6 +216,33 @@ class JobForm(QWidget):
             grid.addWidget(label, row, col * 2)
             grid.addWidget(field.widget, row, col * 2 + 1)
             self.fields[param.name] = field
+            labels.append(label)
+        return labels
+
+    @Slot(str, object, str)
+    def _on_schema(self, task: str, spec: TaskSpec | None, problem: str) -> None:
+        """What the form's values add to the task's parameters (a workflow's bindings), or why they cannot be used."""
+        if task != self.task:
+            return
+        self.schema_problem = problem
+        base = self._tasks[task]
+        extras = tuple(p for p in (spec.params if spec else ()) if base.param(p.name) is None)
+        if tuple(p.name for p in extras) == tuple(self._extra):
+            self._refresh_problems()
+            return
+        kept = {name: self.fields[name].raw() for name in self._extra}
+        for name, label in self._extra.items():  # only the added rows go: the field being typed in keeps its focus
+            field = self.fields.pop(name)
+            for w in (field.widget, label):
+                w.hide()
+                w.deleteLater()
+            field.deleteLater()
+        labels = self._add_params(extras, len(base.params))
+        self._extra = {p.name: label for p, label in zip(extras, labels)}
+        for name, value in kept.items():
+            if name in self.fields and value is not None:
+                self.fields[name].set_value(value)
+        self._on_edited()
 
     def _fill_backends(self) -> None:
         current = self.backend
@@ -267,18 +281,3 @@ class JobForm(QWidget):
         self.generate.setEnabled(not problems)
         self.problem_label.setText(f"Cannot generate: {problems[0]}" if problems else "")
         self.generate.setToolTip("; ".join(problems) if problems else "Submit the job (Ctrl+Enter)")
-
-
-def _clear(box: QWidget) -> None:
-    """Remove every child widget and nested layout of ``box`` (the form is rebuilt per task)."""
-    if box.layout() is not None:
-        _clear_layout(box.layout())
-
-
-def _clear_layout(layout: Any) -> None:
-    while layout.count():
-        item = layout.takeAt(0)
-        if item.widget() is not None:
-            item.widget().deleteLater()
-        elif item.layout() is not None:
-            _clear_layout(item.layout())

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QPoint, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -103,8 +103,7 @@ class JobTableModel(QAbstractTableModel):
         if name == "task":
             return str(job.get("task", "")).replace("_to_", "→").replace("_", " ")
         if name == "backend":
-            return str(job.get("routed_to") or (job.get("requested_backend") if job.get("requested_backend") != "auto"
-                                                else "auto"))
+            return str(job.get("routed_to") or job.get("requested_backend") or "auto")
         if name == "progress":
             return progress_text(job)
         if name == "state":
@@ -172,13 +171,14 @@ class ProgressDelegate(QStyledItemDelegate):
         """A progress bar filled to the row's fraction (busy-empty while unknown)."""
         fraction = index.data(FRACTION_ROLE)
         bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(2, 3, -2, -3)  # type: ignore[attr-defined]
-        bar.minimum, bar.maximum = 0, 1000  # type: ignore[attr-defined]
-        bar.progress = int(round((fraction or 0.0) * 1000))  # type: ignore[attr-defined]
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))  # type: ignore[attr-defined]
-        bar.textVisible = True  # type: ignore[attr-defined]
-        bar.state = option.state  # type: ignore[attr-defined]
-        style = option.widget.style() if option.widget else QApplication.style()  # type: ignore[attr-defined]
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(round((fraction or 0.0) * 1000))
+        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))
+        bar.textVisible = True
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal  # Qt 6: no orientation
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        style = option.widget.style() if option.widget else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
 
 
@@ -210,8 +210,6 @@ class JobTable(QTableView):
         self.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.jobs.dataChanged.connect(self._on_data_changed)
         self.jobs.rowsInserted.connect(lambda *_: self._timer.start())
-        QShortcut(QKeySequence(Qt.Key.Key_Delete), self, self.cancel_selected,
-                  context=Qt.ShortcutContext.WidgetShortcut)
 
     def selected_job(self) -> dict[str, Any] | None:
         """The snapshot of the selected row, if any."""
@@ -257,6 +255,14 @@ class JobTable(QTableView):
         dialog.show()
         dialog.raise_()
         return dialog
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        """Del cancels the selected job."""
+        if event.key() == Qt.Key.Key_Delete and not event.modifiers():
+            self.cancel_selected()
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def _on_context_menu(self, pos: QPoint) -> None:
         index = self.indexAt(pos)

@@ -1,16 +1,25 @@
-"""One editor per task parameter, built from its ``ParamSpec``: it holds a value and says why that value is invalid."""
+"""Form pieces built from the task schema: one editor per parameter (its value, why it is invalid) and input checks."""
 from __future__ import annotations
 
 import json
+from pathlib import PurePath
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
 
-from services.tasks import ParamSpec, SchemaError
+from services.tasks import InputSpec, ParamSpec, SchemaError
 
+# File name patterns offered by the input pickers, per media type (the core sniffs the content at submit).
+MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "image": ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"),
+    "audio": ("wav", "mp3", "flac", "ogg", "m4a", "aac", "opus"),
+    "video": ("mp4", "mov", "mkv", "webm", "avi"),
+}
 AUTO = "auto"  # shown where a parameter is left to the backend's own default
 _INT_LIMIT = 2_000_000_000  # QSpinBox is 32-bit; no parameter needs more
+# Set on a form or dialog: an editor holding an invalid value gets a red frame (its reason is shown in words too).
+INVALID_STYLE = '*[invalid="true"] { border: 1px solid #cc3b3b; border-radius: 2px; }'
 
 
 def mark_invalid(widget: QWidget, reason: str | None, tip: str = "") -> None:
@@ -58,8 +67,8 @@ class ParamField(QObject):
             span = (s.max if s.max is not None else 1e9) - (s.min if s.min is not None else 0)
             dbox.setDecimals(2)
             dbox.setSingleStep(0.05 if span <= 2 else 0.5 if span <= 100 else 1.0)
-            lo = s.min if s.min is not None else -1e9
-            dbox.setRange(lo - dbox.singleStep() if s.default is None else lo, s.max if s.max is not None else 1e9)
+            low = float(s.min) if s.min is not None else -1e9
+            dbox.setRange(low - dbox.singleStep() if s.default is None else low, s.max if s.max is not None else 1e9)
             self._auto_at_minimum(dbox)
             dbox.setValue(float(s.default) if s.default is not None else dbox.minimum())
             dbox.valueChanged.connect(self.changed)
@@ -121,8 +130,10 @@ class ParamField(QObject):
     def set_value(self, value: Any) -> None:
         """Put a value in the editor (None: back to the default)."""
         w, value = self.widget, self.spec.default if value is None else value
-        if isinstance(w, (QSpinBox, QDoubleSpinBox)):
-            w.setValue(w.minimum() if value is None else value)
+        if isinstance(w, QSpinBox):
+            w.setValue(w.minimum() if value is None else int(value))
+        elif isinstance(w, QDoubleSpinBox):
+            w.setValue(w.minimum() if value is None else float(value))
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
         elif isinstance(w, QComboBox):
@@ -133,3 +144,34 @@ class ParamField(QObject):
 
 def _num(x: float) -> str:
     return f"{x:g}"
+
+
+def input_problem(spec: InputSpec, path: str) -> str | None:
+    """Why this input path cannot do, judged from the name alone (the core reads the file at submit)."""
+    if not path:
+        return f"choose the {spec.media} file: {spec.help}" if spec.required else None
+    suffix = PurePath(path).suffix.lower().lstrip(".")
+    other = next((m for m, names in MEDIA_SUFFIXES.items() if suffix in names and m != spec.media), None)
+    if other:
+        return f"{PurePath(path).name} is {_a(other)} file, not {_a(spec.media)} file ({spec.help})"
+    return None
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def clear_box(box: QWidget) -> None:
+    """Remove every child widget and nested layout of ``box`` (the form is rebuilt per task)."""
+    if box.layout() is not None:
+        _clear_layout(box.layout())
+
+
+def _clear_layout(layout: Any) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        if item.widget() is not None:
+            item.widget().hide()  # gone from view now, even before the deferred delete runs
+            item.widget().deleteLater()
+        elif item.layout() is not None:
+            _clear_layout(item.layout())

@@ -62,7 +62,8 @@ class PreviewPanel(QWidget):
         self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.text = QPlainTextEdit(readOnly=True, objectName="preview-text")
         self.video_holder = QWidget()
-        QVBoxLayout(self.video_holder).setContentsMargins(0, 0, 0, 0)
+        self._video_layout = QVBoxLayout(self.video_holder)
+        self._video_layout.setContentsMargins(0, 0, 0, 0)
         self.stack = QStackedWidget()
         for w in (self.message, self.image_label, self.text, self.video_holder):
             self.stack.addWidget(w)
@@ -147,7 +148,7 @@ class PreviewPanel(QWidget):
             self.player = QMediaPlayer(self)
             self.player.setAudioOutput(QAudioOutput(self.player))
             self.video = QVideoWidget(self.video_holder)
-            self.video_holder.layout().addWidget(self.video)
+            self._video_layout.addWidget(self.video)
             self.player.setVideoOutput(self.video)
             self.player.playbackStateChanged.connect(self._on_playback_state)
         self.kind = kind

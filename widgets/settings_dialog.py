@@ -8,26 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from widgets.param_fields import mark_invalid
+from widgets.param_fields import INVALID_STYLE, mark_invalid
 
-# name -> (label, min, max, suffix): the same bounds Settings enforces, so the dialog cannot write a value it refuses.
+# name -> (label, min, max) in seconds: the same bounds Settings enforces, so the dialog cannot write a value it refuses.
 SECONDS: dict[str, tuple[str, float, float]] = {
     "discovery_budget": ("Discovery budget", 0.1, 60),
     "discovery_interval": ("Discover every", 5, 86400),
@@ -71,6 +57,7 @@ class SettingsDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Backlot settings")
+        self.setStyleSheet(INVALID_STYLE)
         self.hosts = QLineEdit(", ".join(values.get("hosts", [])), objectName="hosts")
         self.hosts.setPlaceholderText("gpu-box, 10.0.0.5 (localhost is always scanned)")
         self.urls = QLineEdit(", ".join(values.get("urls", [])), objectName="urls")
@@ -91,7 +78,7 @@ class SettingsDialog(QDialog):
         self.key_status: dict[str, QLabel] = {}
         self.removed_keys: set[str] = set()
         self.problem = QLabel(objectName="problem", wordWrap=True)
-        self.result = QLabel(objectName="result", wordWrap=True)
+        self.outcome = QLabel(objectName="outcome", wordWrap=True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
@@ -103,7 +90,7 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._api_tab(), "API and output")
         tabs.addTab(self._keys_tab(providers), "LLM keys")
         layout = QVBoxLayout(self)
-        for w in (tabs, self.problem, self.result, self.buttons):
+        for w in (tabs, self.problem, self.outcome, self.buttons):
             layout.addWidget(w)
         for edit in (self.hosts, self.urls, self.api_host, self.output_dir, *self.ports.values()):
             edit.textChanged.connect(self._validate)
@@ -198,20 +185,20 @@ class SettingsDialog(QDialog):
         """Ask the controller to write the changes (the dialog stays open until it says they are saved)."""
         if self.problems():
             return
-        self.result.setText("Saving…")
+        self.outcome.setText("Saving…")
         self.save_requested.emit(self.changes())
 
     # ----- slots fed by the controller -----
     @Slot(str)
     def _on_saved(self, message: str) -> None:
         """The changes are written; the dialog closes."""
-        self.result.setText(message)
+        self.outcome.setText(message)
         self.accept()
 
     @Slot(str)
     def _on_save_failed(self, message: str) -> None:
         """Writing failed (one sentence); the dialog stays open with the values."""
-        self.result.setText(message)
+        self.outcome.setText(message)
 
     @Slot(str, str)
     def _on_key_status(self, provider: str, status: str) -> None:
