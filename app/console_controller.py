@@ -25,12 +25,13 @@ from services.jobs.manager import JobError
 from services.jobs.validate import InvalidJob, job_schema
 from services.models import Job
 from services.tasks import SCHEMA, SchemaError
+from app.tasks import TaskKeeper
 from widgets.api_panel import ApiPanel
 from widgets.job_console import JobConsole
 from widgets.settings_dialog import SECONDS, SettingsDialog
 
 log = logging.getLogger(__name__)
-Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]
 
 
 class _Bridge(Protocol):
@@ -51,8 +52,8 @@ class ConsoleController(QObject):
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.center, self.console, self.api_panel = center, console, api_panel
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self._spawn_with = spawn
+        self._own = TaskKeeper()  # used when the window's keeper is not handed in (the console on its own)
+        self._spawn_with = spawn or self._own.spawn
         self._open_url = open_url
         self.dialog: SettingsDialog | None = None
         self._schema_key: tuple[str, Any] | None = None
@@ -91,24 +92,11 @@ class ConsoleController(QObject):
     async def close(self) -> None:
         """Stop the API poll and cancel and await every task this controller started."""
         self._api_timer.stop()
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._own.cancel_all()
 
-    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         """Run ``coro`` as a named task that is kept until it ends and logged if it fails."""
-        if self._spawn_with is not None:
-            return self._spawn_with(name, coro)
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed: %s", task.get_name(), task.exception(), exc_info=task.exception())
+        return self._spawn_with(name, coro)
 
     # ----- the core -> the console -----
     @Slot(object)

@@ -15,9 +15,19 @@ class TaskKeeper:
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Start ``coro`` as a named task on the running loop and keep it until it ends."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        """Start ``coro`` as a named task on the running loop and keep it until it ends.
+
+        Widgets fed data without a running loop (their tests) make no background work: the
+        coroutine is closed unstarted and None returned.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            log.debug("%s: no event loop running; not started", name)
+            return None
+        task = loop.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return task

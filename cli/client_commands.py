@@ -98,9 +98,11 @@ def _follow(client: ApiClient, job: dict[str, Any], as_json: bool, out: TextIO) 
         seen = _job_of(msg.params)
         if seen is None or seen.get("id") != job["id"]:
             continue
+        code_changed = (seen.get("status") or {}).get("code") != (current.get("status") or {}).get("code")
         current = seen
         line = progress_line(current)
-        if not as_json and line != last["line"] and time.monotonic() - last["at"] > 0.5:
+        # Every change of phase is shown; within one phase (a sampler's steps) at most two lines a second.
+        if not as_json and line != last["line"] and (code_changed or time.monotonic() - last["at"] > 0.5):
             last.update(at=time.monotonic(), line=line)
             out.write(line + "\n")
             out.flush()

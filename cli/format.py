@@ -27,7 +27,8 @@ def jobs_table(rows: list[dict[str, Any]]) -> str:
         return "no jobs"
     table = [["#", "ID", "TASK", "STATE", "BACKEND", "CREATED", "MESSAGE"]]
     for j in rows:
-        table.append([str(j["seq"]), j["id"], j["task"], j["state"], j.get("routed_to") or "-",
+        tried = [a.get("backend") for a in j.get("attempt_log") or []]
+        table.append([str(j["seq"]), j["id"], j["task"], j["state"], j.get("routed_to") or (tried[-1] if tried else "-"),
                       time.strftime("%m-%d %H:%M:%S", time.localtime(j["created_at"])),
                       one_line(str((j.get("status") or {}).get("message", "")), 60)])
     return format_table(table)

@@ -54,7 +54,7 @@ class ControlCenter:
         self.router = Router(settings, lambda: self.services.values(), self.health_view,
                              lambda sid: self.jobs.active_on(sid), self.estimator.estimate)
         self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
-                               self.vram_used, clock, read_vram=self._read_vram)
+                               self.vram_used, clock, check_service=self._check_service)
         self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
@@ -182,7 +182,7 @@ class ControlCenter:
                 return int(gpu.used)
         return None
 
-    async def _read_vram(self, service_id: str) -> None:
+    async def _check_service(self, service_id: str) -> None:
         """A health check now, so a running job's VRAM peak is seen (the sample reaches the runner as an event)."""
         m = self.monitors.get(service_id)
         if m is not None:

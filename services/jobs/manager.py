@@ -41,7 +41,7 @@ class JobManager:
     def __init__(self, settings: Settings, store: JobStore, router: Router, adapters: Callable[[str], Backend | None],
                  bus: EventBus, estimator: VramEstimator, vram_used: Callable[[str], int | None],
                  clock: Callable[[], float] = time.monotonic,
-                 read_vram: Callable[[str], Awaitable[Any]] | None = None) -> None:
+                 check_service: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.router = router
@@ -49,7 +49,7 @@ class JobManager:
         self.estimator = estimator
         self.active: dict[str, Job] = {}
         self._ended: OrderedDict[str, Job] = OrderedDict()  # recently finished jobs by id and by number
-        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, read_vram)
+        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, check_service)
         self._adapters = adapters
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # set and replaced on every change: waiters re-check their job

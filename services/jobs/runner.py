@@ -48,15 +48,15 @@ class JobRunner:
 
     def __init__(self, host: JobHost, settings: Settings, adapters: Callable[[str], Backend | None],
                  vram_used: Callable[[str], int | None], learn: Learn, clock: Callable[[], float],
-                 read_vram: Callable[[str], Awaitable[Any]] | None = None) -> None:
+                 check_service: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self.host = host
         self.settings = settings
         self.adapters = adapters
         self.vram_used = vram_used
         self.learn = learn
         self.clock = clock
-        # Takes a fresh VRAM reading of a service now (a health check); its result reaches sample_vram.
-        self.read_vram = read_vram
+        # A health check of a service now: VRAM while jobs run (it reaches sample_vram), or after a job lost it.
+        self.check_service = check_service
         self.running: dict[str, asyncio.Task[None]] = {}
         self._samplers: dict[str, asyncio.Task[None]] = {}
         # job id -> (service, baseline, peak) VRAM use while the job runs
@@ -132,15 +132,15 @@ class JobRunner:
 
     def _start_sampling(self, job: Job, sid: str) -> None:
         """Read the service's VRAM now and every VRAM_SAMPLE_EVERY seconds while the job runs."""
-        if self.read_vram is None or job.id in self._samplers:
+        if self.check_service is None or job.id in self._samplers:
             return
         self._samplers[job.id] = asyncio.create_task(self._sample_loop(sid), name=f"vram {job.id}")
 
     async def _sample_loop(self, sid: str) -> None:
-        assert self.read_vram is not None
+        assert self.check_service is not None
         while True:
             try:
-                await self.read_vram(sid)
+                await self.check_service(sid)
             except Exception as err:  # a failed reading is a missing sample, never a failed job
                 log.debug("VRAM reading of %s failed: %s", sid, err)
             await asyncio.sleep(VRAM_SAMPLE_EVERY)
@@ -221,6 +221,11 @@ class JobRunner:
     async def _attempt_failed(self, job: Job, sid: str, message: str, failure: FailureCode,
                               detail: dict[str, Any] | None = None) -> None:
         self._close_attempt(job, f"failed: {failure.value}", message)
+        if failure in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT) and self.check_service is not None:
+            try:  # the job just saw the service go: check its health now, not at the next interval
+                await self.check_service(sid)
+            except Exception as err:  # a check that fails is what the health state will show anyway
+                log.debug("health check of %s after a failed job: %s", sid, err)
         if failure.backend_side and not job.cancel_requested and len(job.attempts) < self.settings.max_attempts:
             log.warning("job %s failed on %s (%s); trying another backend", job.id, sid, message)
             job.state, job.routed_to, job.remote_ref = JobState.QUEUED, None, None
