@@ -13,7 +13,7 @@ SAMPLER_PARAMS = {"KSampler": {"seed": "seed", "steps": "steps", "cfg": "cfg", "
                   "RandomNoise": {"noise_seed": "seed"}, "CFGGuider": {"cfg": "cfg"},
                   "BasicScheduler": {"steps": "steps", "denoise": "denoise"}}
 LATENT_PARAMS = {"width": "width", "height": "height", "batch_size": "batch", "length": "frames"}
-LATENT_NODES = ("WanImageToVideo", "WanFirstLastFrameToVideo", "WanVaceToVideo", "LTXVImgToVideo")
+LATENT_NODES = ("EmptyImage", "WanImageToVideo", "WanFirstLastFrameToVideo", "WanVaceToVideo", "LTXVImgToVideo")
 LOADER_PARAMS = {"ckpt_name": "checkpoint", "unet_name": "unet", "lora_name": "lora", "vae_name": "vae",
                  "clip_name": "clip"}
 TEXT_INPUTS = ("text", "text_g", "text_l", "prompt", "clip_l", "t5xxl")
