@@ -13,8 +13,17 @@ import aiohttp
 from cli.format import format_table
 from services.backends.comfyui.convert import is_ui_format
 from services.backends.comfyui.graph import required_models_and_nodes
-from services.backends.comfyui.library import fetch_object_info, import_workflow, read_workflow
-from services.backends.comfyui.workflows import Template, TemplateError, load_all, user_folders
+from services.backends.comfyui.library import (
+    fetch_object_info,
+    import_workflow,
+    read_workflow,
+)
+from services.backends.comfyui.workflows import (
+    Template,
+    TemplateError,
+    load_all,
+    user_folders,
+)
 from services.config import Settings
 from services.connectivity.discovery import Discovery
 from services.events import EventBus
@@ -95,12 +104,10 @@ def _import(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     how = " (converted from the UI format)" if done.converted else ""
     out.write(f"Imported {done.name}{how} to {done.workflow_path}\n  task: {found.task}"
               f"{'' if args.task else ' (guessed; change it with --task)'}\n")
-    for param, where in sorted(found.bindings.items()):
-        out.write(f"  {param} -> {', '.join(f'node {n} {i}' for n, i in where)}\n")
+    out.writelines(f"  {param} -> {', '.join(f'node {n} {i}' for n, i in where)}\n" for param, where in sorted(found.bindings.items()))
     if found.missing:
         out.write(f"  not found: {', '.join(found.missing)} (edit {done.bindings_path.name} to bind them)\n")
-    for note in found.notes:
-        out.write(f"  note: {note}\n")
+    out.writelines(f"  note: {note}\n" for note in found.notes)
     out.write(f"Run it with --param workflow={done.name}\n")
     return 0
 
