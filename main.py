@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stop", help="stop the running Backlot of this home")
     ad = sub.add_parser("addon", help="write the installable Blender addon zip")
     ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
+    from cli.workflows import add_parser as add_workflows
+
+    add_workflows(sub)
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
     demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
     demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
@@ -130,6 +133,10 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         from cli import commands
 
         return commands.tasks(settings, args.json, out)
+    if args.command == "workflows":
+        from cli import workflows
+
+        return workflows.run(args, settings, out)
     if args.command in CLIENT_COMMANDS:
         return _client_command(args, settings, out)
     if args.screenshot:

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     vram_learn_min_samples: int = Field(3, ge=1, description="finished jobs needed before a learned VRAM peak is used")
     job_concurrency: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=registry.default_concurrency, description="jobs Backlot sends to one backend at a time")
+    workflow_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="more folders of ComfyUI workflows (API format + .bindings.json) beside "
+        "<config dir>/workflows; a later folder's workflow wins over a built-in of the same name")
     rvc_voice: str | None = Field(None, description="RVC voice (.pth) used when a job names none")
     wan2gp_model: str | None = Field(None, description="Wan2GP model_type used when a job names none")
     max_attempts: int = Field(3, ge=1, le=10, description="backends one job may be tried on")
@@ -124,7 +127,7 @@ class Settings(BaseSettings):
 
     _paths: Paths | None = None
 
-    @field_validator("hosts", "urls", "llm_models", mode="before")
+    @field_validator("hosts", "urls", "llm_models", "workflow_dirs", mode="before")
     @classmethod
     def _comma_lists(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -159,6 +162,10 @@ class Settings(BaseSettings):
     def paths(self) -> Paths:
         """Resolved folders (set by ``load_settings``)."""
         return self._paths or Paths.resolve(None)
+
+    def backend_options(self) -> dict[str, Any]:
+        """The settings as plain values for the backend kinds, with the config folder (user workflows live there)."""
+        return {**self.model_dump(), "config_dir": str(self.paths.config_dir)}
 
     @property
     def data_path(self) -> Path:

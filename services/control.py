@@ -136,7 +136,7 @@ class ControlCenter:
 
     def _add_configured(self) -> None:
         """Services a kind brings from configuration (cloud LLM models) become routable, without health polling."""
-        options = self.settings.model_dump()
+        options = self.settings.backend_options()
         for spec in registry.specs():
             if spec.configured is None:
                 continue
@@ -151,7 +151,8 @@ class ControlCenter:
         """The adapter driving a service (made on first use)."""
         if service_id not in self._adapters:
             rec = self.services.get(service_id)
-            made = (registry.create_adapter(rec, functools.partial(self.pool.session, rec.id), self.settings.model_dump())
+            made = (registry.create_adapter(rec, functools.partial(self.pool.session, rec.id),
+                                             self.settings.backend_options())
                     if rec is not None else None)
             if made is None:
                 return None

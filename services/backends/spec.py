@@ -48,8 +48,9 @@ HealthCheck = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTime
 AdapterFactory = Callable[[ServiceRecord, SessionProvider, Mapping[str, Any]], Backend | None]
 # (settings as plain values, session provider) -> adapters for services configured rather than discovered.
 ConfiguredServices = Callable[[Mapping[str, Any], SessionProvider], list[Backend]]
-# (task, the job's params) -> what such a job may set on this kind beyond the task's schema, or None.
-JobSchema = Callable[[str, Mapping[str, Any]], TaskSpec | None]
+# (task, the job's params, settings as plain values) -> what such a job may set on this kind beyond the task's
+# schema, or None.
+JobSchema = Callable[[str, Mapping[str, Any], Mapping[str, Any]], TaskSpec | None]
 # A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
 GradioMatcher = Callable[[dict[str, Any]], Identity | None]
 
@@ -92,7 +93,8 @@ class BackendSpec:
     # is called off the loop; it raises services.tasks.SchemaError for a job the kind cannot take (no such workflow).
     job_schema: JobSchema | None = None
     # Workflow templates a job may name (ComfyUI's), JSON-ready; blocking file reads, so call it off the loop.
-    workflows: Callable[[], list[dict[str, Any]]] | None = None
+    # Takes the settings as plain values (they name the user's workflow folders).
+    workflows: Callable[[Mapping[str, Any]], list[dict[str, Any]]] | None = None
 
     @property
     def capabilities(self) -> tuple[str, ...]:

@@ -46,9 +46,10 @@ def task_spec(task: str) -> TaskSpec:
 def job_schema(settings: Settings, task: str, params: Mapping[str, Any]) -> TaskSpec:
     """The task's schema plus what the kinds serving it add for these params (blocking: may read templates)."""
     spec = task_spec(task)
+    options = settings.backend_options() if params.get("workflow") else {}
     for kind in settings.task_backends.get(task, []):
         backend = registry.spec_for(kind)
-        extra = backend.job_schema(task, params) if backend is not None and backend.job_schema else None
+        extra = backend.job_schema(task, params, options) if backend is not None and backend.job_schema else None
         if extra is not None:
             spec = spec.merged(extra)
     return spec

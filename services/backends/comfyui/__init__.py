@@ -7,7 +7,7 @@ from typing import Any
 from services.backends.base import Backend, SessionProvider
 from services.backends.comfyui.messages import node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
-from services.backends.comfyui.workflows import TemplateError, load_templates, template_for
+from services.backends.comfyui.workflows import TemplateError, load_all, template_for
 from services.backends.spec import BackendSpec, Fingerprint
 from services.models import ServiceRecord
 from services.tasks import SchemaError, TaskSpec
@@ -16,22 +16,22 @@ from services.tasks import SchemaError, TaskSpec
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
     from services.backends.comfyui.adapter import ComfyUIBackend
 
-    return ComfyUIBackend(record, session)
+    return ComfyUIBackend(record, session, options=options)
 
 
-def _job_schema(task: str, params: Mapping[str, Any]) -> TaskSpec | None:
-    """A job naming a workflow may set that template's bindings (blocking: reads the template files)."""
+def _job_schema(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> TaskSpec | None:
+    """A job naming a workflow (or a workflow file) may set its bindings (blocking: reads the workflow files)."""
     if not params.get("workflow"):
         return None
     try:
-        return template_for(load_templates(), task, dict(params)).schema()
+        return template_for(load_all(options), task, dict(params)).schema()
     except TemplateError as err:
         raise SchemaError(str(err)) from err
 
 
-def _workflows() -> list[dict[str, Any]]:
-    """Templates a job may name (blocking: reads the template files)."""
-    return [t.to_dict() for t in load_templates().values()]
+def _workflows(options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Templates a job may name, built-in and the user's (blocking: reads the workflow files)."""
+    return [t.to_dict() for t in load_all(options).values()]
 
 
 SPEC = BackendSpec(

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from services.backends.base import (
 )
 from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
-from services.backends.comfyui.workflows import Template, TemplateError, load_templates, template_for
+from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
 from services.errors import BacklotError, ErrorClass, ServiceError
 from services.http import Reply, download, request
 from services.models import ServiceRecord
@@ -45,10 +45,13 @@ class ComfyUIBackend:
 
     def __init__(self, record: ServiceRecord, session: SessionProvider, templates: dict[str, Template] | None = None,
                  *, request_timeout: float = 15.0, ws_idle: float = 30.0, job_timeout: float = 6 * 3600,
-                 poll_interval: float = 0.5, download_timeout: float = 300.0) -> None:
+                 poll_interval: float = 0.5, download_timeout: float = 300.0,
+                 options: Mapping[str, Any] | None = None) -> None:
         self.record = record
         self._session = session
-        self.templates = templates if templates is not None else load_templates()
+        # With settings (workflow folders), each job re-reads them, so a workflow imported meanwhile is found.
+        self.options = options if templates is None else None
+        self.templates = templates if templates is not None else load_all(options)
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=min(5.0, request_timeout))
         self.ws_idle = ws_idle
         self.job_timeout = job_timeout
@@ -85,10 +88,16 @@ class ComfyUIBackend:
             models[cls] = list(choices) if isinstance(choices, list) else []
         return {"templates": [t.to_dict() for t in self.templates.values()], "models": models}
 
+    def _template_for(self, task: str, params: dict[str, Any]) -> Template:
+        """The job's template, user workflows re-read (blocking: run it off the loop)."""
+        if self.options is not None:
+            self.templates = load_all(self.options)
+        return template_for(self.templates, task, params)
+
     async def submit(self, job: JobRequest) -> AsyncIterator[JobStatus]:
         """Queue the job's workflow and follow it to the end."""
         try:
-            template = template_for(self.templates, job.task, job.params)
+            template = await asyncio.to_thread(self._template_for, job.task, job.params)
             params = dict(job.params)
             if "color" in template.bindings and "color" not in params:  # model-free templates: colour from the prompt
                 params["color"] = int(hashlib.sha256(job.prompt.encode()).hexdigest()[:6], 16)

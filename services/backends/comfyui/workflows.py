@@ -4,10 +4,12 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.backends.comfyui.infer import infer_bindings
 from services.errors import BacklotError
 from services.tasks import InputSpec, ParamSpec, ParamType, TaskSpec
 
@@ -39,6 +41,7 @@ class Template:
     models: tuple[str, ...] = ()
     requires_input: bool = False
     requires_node: str | None = None
+    source: str = "built-in"
 
     @property
     def params(self) -> list[str]:
@@ -48,7 +51,7 @@ class Template:
     def to_dict(self) -> dict[str, Any]:
         """For the job console and the API."""
         return {"name": self.name, "task": self.task, "description": self.description, "params": self.params,
-                "requires_input": self.requires_input}
+                "requires_input": self.requires_input, "source": self.source}
 
     def schema(self) -> TaskSpec:
         """What a job naming this template may set: its bindings, typed by the workflow's values, and its image."""
@@ -109,7 +112,7 @@ def _coerce(param: str, value: Any, like: Any) -> Any:
     return str(value) if isinstance(like, str) else value
 
 
-def load_templates(folder: Path = TEMPLATES_DIR) -> dict[str, Template]:
+def load_templates(folder: Path = TEMPLATES_DIR, source: str = "built-in") -> dict[str, Template]:
     """Every ``<name>.bindings.json`` in ``folder`` with its workflow (``<name>.json`` or the one it names)."""
     out: dict[str, Template] = {}
     for bpath in sorted(folder.glob("*.bindings.json")):
@@ -120,16 +123,62 @@ def load_templates(folder: Path = TEMPLATES_DIR) -> dict[str, Template]:
             workflow = json.loads(wpath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise TemplateError(f"template {name} cannot be read: {err}") from err
-        bindings = {k: [(str(n), str(i)) for n, i in v] for k, v in meta.get("bindings", {}).items()}
-        out[name] = Template(name, meta.get("task", name), meta.get("description", ""), workflow, bindings,
-                             meta.get("defaults", {}), tuple(meta.get("models", [])),
-                             bool(meta.get("requires_input")), meta.get("requires_node"))
+        out[name] = _template(name, meta, workflow, source if source == "built-in" else str(wpath))
     return out
 
 
+def _template(name: str, meta: Mapping[str, Any], workflow: dict[str, Any], source: str) -> Template:
+    bindings = {k: [(str(n), str(i)) for n, i in v] for k, v in meta.get("bindings", {}).items()}
+    return Template(name, meta.get("task", name), meta.get("description", ""), workflow, bindings,
+                    meta.get("defaults", {}), tuple(meta.get("models", [])),
+                    bool(meta.get("requires_input")), meta.get("requires_node"), source)
+
+
+def user_folders(options: Mapping[str, Any]) -> list[Path]:
+    """Folders of user workflows: ``<config dir>/workflows`` then the ``workflow_dirs`` setting (later wins)."""
+    folders = [Path(options["config_dir"]) / "workflows"] if options.get("config_dir") else []
+    return folders + [Path(str(d)).expanduser() for d in options.get("workflow_dirs") or []]
+
+
+def load_all(options: Mapping[str, Any] | None = None) -> dict[str, Template]:
+    """The built-in templates, overridden by the user's workflows of the same name."""
+    out = load_templates()
+    for folder in user_folders(options or {}):
+        if folder.is_dir():
+            out.update(load_templates(folder, str(folder)))
+    return out
+
+
+def is_path(name: str) -> bool:
+    """True when ``--param workflow=`` names a file rather than a template."""
+    return name.endswith(".json") or "/" in name or "\\" in name
+
+
+def template_from_file(path: Path, task: str | None = None) -> Template:
+    """A workflow file used as is: its ``.bindings.json`` beside it, else bindings inferred from the graph."""
+    try:
+        workflow = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise TemplateError(f"the workflow file {path} cannot be read: {err}") from err
+    if not isinstance(workflow, dict) or "nodes" in workflow:
+        raise TemplateError(f"{path.name} is not an API-format workflow; import it with `backlot workflows import` "
+                            'or save it from ComfyUI with "Export (API)"')
+    side = path.with_name(path.name[: -len(".json")] + ".bindings.json") if path.name.endswith(".json") else None
+    if side is not None and side.is_file() and side != path:
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise TemplateError(f"the bindings file {side} cannot be read: {err}") from err
+    else:
+        meta = infer_bindings(workflow, task).meta(f"imported from {path}")
+    return _template(path.stem, meta, workflow, str(path))
+
+
 def template_for(templates: dict[str, Template], task: str, params: dict[str, Any]) -> Template:
-    """The template a job names (``params.workflow``), else its task's default."""
+    """The template a job names (``params.workflow``: a name or a file), else its task's default."""
     name = params.get("workflow") or DEFAULT_FOR_TASK.get(task)
+    if name and is_path(str(name)):
+        return template_from_file(Path(str(name)).expanduser(), task)
     if not name:
         raise TemplateError(f"ComfyUI has no template for the task {task!r}; name one with --param workflow=NAME "
                             f"(templates: {', '.join(sorted(templates))})")

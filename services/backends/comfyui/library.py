@@ -1,0 +1,78 @@
+"""The user's ComfyUI workflow library: importing a workflow file (API or UI format) with inferred bindings."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
+from services.backends.comfyui.graph import nodes
+from services.backends.comfyui.infer import Inference, infer_bindings
+from services.backends.comfyui.workflows import TemplateError
+from services.errors import ServiceError
+from services.http import get_json
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+OBJECT_INFO_MAX = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Imported:
+    """Where an import wrote the workflow, what it inferred, and whether it was converted from the UI format."""
+
+    name: str
+    workflow_path: Path
+    bindings_path: Path
+    inference: Inference
+    converted: bool
+
+
+def read_workflow(path: Path) -> Any:
+    """A workflow file's JSON; TemplateError in one sentence when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise TemplateError(f"the workflow file {path} cannot be read: {err}") from err
+
+
+def to_api(data: Any, object_info: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    """The API-format graph of a workflow file's JSON, and whether it was converted from the UI format."""
+    if is_ui_format(data):
+        if object_info is None:
+            raise TemplateError("this is a UI-format workflow; converting it needs a running ComfyUI (--server URL), "
+                                f"or {EXPORT_API}")
+        return ui_to_api(data, object_info), True
+    if isinstance(data, dict) and data and len(list(nodes(data))) == len(data):
+        return data, False
+    raise TemplateError("this file is not a ComfyUI workflow (neither API nor UI format)")
+
+
+def import_workflow(data: Any, folder: Path, name: str, task: str | None = None,
+                    object_info: Mapping[str, Any] | None = None, origin: str = "") -> Imported:
+    """Write ``<name>.json`` (API format) and its inferred ``<name>.bindings.json`` into ``folder``."""
+    if not NAME.fullmatch(name) or name.endswith(".bindings"):
+        raise TemplateError(f"{name!r} is not a usable workflow name (letters, digits, '_', '-', '.')")
+    workflow, converted = to_api(data, object_info)
+    found = infer_bindings(workflow, task)
+    folder.mkdir(parents=True, exist_ok=True)
+    wpath, bpath = folder / f"{name}.json", folder / f"{name}.bindings.json"
+    wpath.write_text(json.dumps(workflow, indent=1) + "\n", encoding="utf-8")
+    bpath.write_text(json.dumps(found.meta(f"imported from {origin or 'a file'}"), indent=1) + "\n", encoding="utf-8")
+    return Imported(name, wpath, bpath, found, converted)
+
+
+async def fetch_object_info(session: aiohttp.ClientSession, base_url: str, timeout: float = 30.0) -> dict[str, Any]:
+    """GET /object_info from a ComfyUI server (every node class with its inputs in widget order)."""
+    try:
+        body, _ = await get_json(session, base_url.rstrip("/") + "/object_info",
+                                 timeout=aiohttp.ClientTimeout(total=timeout), max_bytes=OBJECT_INFO_MAX)
+    except ServiceError as err:
+        raise TemplateError(f"could not read the node list of {base_url}: {err}") from err
+    if not isinstance(body, dict):
+        raise TemplateError(f"{base_url} did not answer /object_info like ComfyUI")
+    return body
