@@ -23,6 +23,9 @@ from services.config import Settings
 from services.instance import FolderError, InstanceLock
 
 START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
+# Instances started from this process: kept so the Popen objects are not collected while the
+# (deliberately detached) instance runs on.
+_started: list[subprocess.Popen[bytes]] = []
 
 
 class NotRunning(Exception):
@@ -118,6 +121,7 @@ def ensure(settings: Settings, say: Any) -> Instance:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                     start_new_session=True, cwd=os.getcwd())
+        _started.append(proc)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             found = find(settings)
