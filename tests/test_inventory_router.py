@@ -43,11 +43,11 @@ def test_a_new_kind_gets_inventory_routing_through_its_spec_alone() -> None:
         health = ServiceHealth(ServiceState.UP, 5, 0, 20 * GIB)
         router = Router(load_settings(cli={"task_backends": {"text_to_image": ["painter"]}}), lambda: recs,
                         lambda sid: health, lambda sid: 0, lambda s, t, p: (None, ""), invs.get)
-        d = router.route("text_to_image", {"colour": "fan"})
+        d = router.route("text_to_image", {"colour": "teal"})
         assert d.chosen == "painter@127.0.0.1:2" or d.chosen == "painter@127.0.0.1:3"
         assert ("painter@127.0.0.1:1", "no colour teal") in d.skipped
         invs["painter@127.0.0.1:3"] = Inventory({"colours": frozenset()})
-        d = router.route("text_to_image", {"colour": "fans"})
+        d = router.route("text_to_image", {"colour": "teals"})
         assert d.chosen is None and d.no_capable_backend and "closest: teal" in d.reason
     finally:
         unregister()
