@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,6 +22,17 @@ SMALL = {"width": 64, "height": 64, "steps": 2}
 def settings_for(*urls: str, **extra: Any) -> Any:
     return load_settings(cli={"urls": list(urls), "scan_default_ports": False, "discovery_budget": 1.0,
                               "health_interval": 0.3, "health_timeout": 1.0, **extra})
+
+
+@contextlib.asynccontextmanager
+async def running(*servers: Any, **extra: Any) -> AsyncIterator[ControlCenter]:
+    """A started control center watching ``servers``, stopped afterwards."""
+    center = ControlCenter(settings_for(*(s.url for s in servers), **extra))
+    await center.start()
+    try:
+        yield center
+    finally:
+        await center.stop()
 
 
 def sid(sp: Any) -> str:
@@ -41,9 +54,7 @@ def two(standin: Any) -> tuple[Any, Any]:
 
 async def test_inventory_is_read_at_discovery(two: tuple[Any, Any]) -> None:
     a, b = two
-    center = ControlCenter(settings_for(a.url, b.url))
-    await center.start()
-    try:
+    async with running(a, b) as center:
         inv_a, inv_b = center.inventory.get(sid(a)), center.inventory.get(sid(b))
         assert inv_a is not None and inv_b is not None
         assert inv_a.models["checkpoints"] == {"dreamshaper_8.safetensors", "sd_xl_base_1.0.safetensors"}
@@ -51,15 +62,11 @@ async def test_inventory_is_read_at_discovery(two: tuple[Any, Any]) -> None:
         assert "RealESRGAN_x4plus.pth" in inv_a.models["upscale_models"]
         assert inv_a.nodes is not None and "StandinSleep" in inv_a.nodes and "KSampler" in inv_a.nodes
         assert inv_b.nodes is not None and "StandinSleep" not in inv_b.nodes
-    finally:
-        await center.stop()
 
 
 async def test_a_pinned_checkpoint_goes_to_the_server_that_has_it(two: tuple[Any, Any]) -> None:
     a, b = two
-    center = ControlCenter(settings_for(a.url, b.url))
-    await center.start()
-    try:
+    async with running(a, b) as center:
         for i in range(3):  # round-robin would alternate: every one still goes to the server with the model
             job = await center.jobs.submit("text_to_image", f"shot {i}", {**SMALL, "checkpoint": "juggernaut_xl.safetensors"})
             assert job.route["chosen"] == sid(b)
@@ -67,15 +74,11 @@ async def test_a_pinned_checkpoint_goes_to_the_server_that_has_it(two: tuple[Any
             assert f"skipped {sid(a)}: no checkpoint juggernaut_xl.safetensors" in job.route["explanation"]
             done = await center.jobs.wait(job.id, 30)
             assert done.state is JobState.SUCCEEDED and done.routed_to == sid(b) and len(done.attempts) == 1
-    finally:
-        await center.stop()
 
 
 async def test_a_checkpoint_nobody_has_is_refused_before_anything_is_sent(two: tuple[Any, Any]) -> None:
     a, b = two
-    center = ControlCenter(settings_for(a.url, b.url))
-    await center.start()
-    try:
+    async with running(a, b) as center:
         with pytest.raises(JobError) as caught:
             await center.jobs.submit("text_to_image", "x", {**SMALL, "checkpoint": "dreamshaper_7.safetensors"})
         assert caught.value.code == "no_backend"
@@ -83,44 +86,32 @@ async def test_a_checkpoint_nobody_has_is_refused_before_anything_is_sent(two: t
         assert "no server has the checkpoint dreamshaper_7.safetensors" in msg
         assert "closest: dreamshaper_8.safetensors" in msg
         assert await center.jobs.list() == []
-    finally:
-        await center.stop()
     assert await history(a) == {} and await history(b) == {}
 
 
 async def test_a_missing_node_class_skips_the_server(two: tuple[Any, Any]) -> None:
     a, b = two
-    center = ControlCenter(settings_for(a.url, b.url))
-    await center.start()
-    try:
+    async with running(a, b) as center:
         d = center.jobs.route_explain("text_to_image", {"workflow": "standin_progress"})
         assert d.chosen == sid(a)
         assert (sid(b), "lacks node StandinSleep (custom node pack not installed)") in d.skipped
         pinned = center.jobs.route_explain("text_to_image", {"workflow": "standin_progress"}, sid(b))
         assert pinned.chosen is None and pinned.no_capable_backend
         assert "no server has the node StandinSleep (custom node pack not installed)" in pinned.reason
-    finally:
-        await center.stop()
 
 
 async def test_the_checkpoint_setting_pins_a_template(two: tuple[Any, Any]) -> None:
     a, b = two
-    center = ControlCenter(settings_for(a.url, b.url, comfyui_checkpoints={"text_to_image": "dreamshaper_8.safetensors"}))
-    await center.start()
-    try:
+    async with running(a, b, comfyui_checkpoints={"text_to_image": "dreamshaper_8.safetensors"}) as center:
         job = await center.jobs.submit("text_to_image", "x", dict(SMALL))
         assert job.route["chosen"] == sid(a)
         done = await center.jobs.wait(job.id, 30)
         assert done.state is JobState.SUCCEEDED and done.routed_to == sid(a)
-    finally:
-        await center.stop()
 
 
 async def test_the_default_checkpoint_is_preferred_and_the_last_resort_says_so(two: tuple[Any, Any]) -> None:
     a, b = two
-    center = ControlCenter(settings_for(a.url, b.url))
-    await center.start()
-    try:
+    async with running(a, b) as center:
         d = center.jobs.route_explain("text_to_image", dict(SMALL))
         assert d.chosen == sid(a)  # it has the template's sd_xl_base_1.0; b would have to fall back
         pinned = center.jobs.route_explain("text_to_image", dict(SMALL), sid(b))
@@ -133,8 +124,6 @@ async def test_the_default_checkpoint_is_preferred_and_the_last_resort_says_so(t
         assert done.state is JobState.SUCCEEDED
         assert any("sd_xl_base_1.0.safetensors is not on this server, using its first checkpoint "
                    "juggernaut_xl.safetensors" in m for m in said), said
-    finally:
-        await center.stop()
 
 
 async def test_a_capability_failure_reads_the_inventory_again(standin: Any) -> None:

@@ -10,7 +10,7 @@ from services.backends.spec import Inventory, Needs
 def label(folder: str) -> str:
     """A models folder as a noun: "checkpoints" -> "checkpoint", "text_encoders" -> "text encoder"."""
     word = folder.replace("_", " ")
-    return word[:-1] if word.endswith("s") else word
+    return word.removesuffix("s")
 
 
 def missing(needs: Needs, inv: Inventory) -> list[tuple[str, str]]:
