@@ -14,7 +14,7 @@ from services.backends.base import FailureCode
 from services.backends.spec import Inventory
 from services.connectivity.pool import ConnectionPool
 from services.errors import BacklotError
-from services.events import EventBus, JobUpdated, ServiceDiscovered, ServiceForgotten
+from services.events import EventBus, JobUpdated, ServiceDiscovered, ServiceForgotten, ServiceUpdated
 from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ class InventoryCache:
         return self._known.get(service_id)
 
     def start(self) -> None:
-        """Follow discovery (read new services) and jobs (re-read after a capability failure)."""
-        self._unsubscribe += [self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceForgotten),
+        """Follow discovery (read services not known yet) and jobs (re-read after a capability failure)."""
+        self._unsubscribe += [self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceUpdated,
+                                                  ServiceForgotten),
                               self.bus.subscribe(self._on_job, JobUpdated)]
 
     async def refresh(self, service_id: str) -> Inventory | None:
@@ -84,7 +85,7 @@ class InventoryCache:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _on_service(self, event: ServiceDiscovered | ServiceForgotten) -> None:
+    def _on_service(self, event: ServiceDiscovered | ServiceUpdated | ServiceForgotten) -> None:
         if isinstance(event, ServiceForgotten):
             self._known.pop(event.service_id, None)
         elif event.record.id not in self._known:
