@@ -86,7 +86,7 @@ class ControlCenter:
         await self.gpu.start()
         if self.discover_on_start:
             await self.discover()
-            await self.inventory.refresh_all()  # routing knows each server's models from the first job on
+            await self.inventory.refresh_all(wait=self.settings.health_timeout)  # known from the first job on
         self.inventory.start()
         self._add_configured()
         await self.jobs.start(recover=self.run_queue)

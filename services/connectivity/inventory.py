@@ -61,10 +61,13 @@ class InventoryCache:
                  + (f", {len(inv.nodes)} node classes" if inv.nodes is not None else ""))
         return inv
 
-    async def refresh_all(self, service_ids: Iterable[str] | None = None) -> None:
-        """Read every (or the given) service's inventory, concurrently."""
-        ids = list(self._services()) if service_ids is None else list(service_ids)
-        await asyncio.gather(*(self.refresh(sid) for sid in ids))
+    async def refresh_all(self, wait: float | None = None) -> None:
+        """Read every service's inventory in the background; wait up to ``wait`` seconds (None: until all are read)."""
+        for sid in list(self._services()):
+            self.refresh_soon(sid)
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait)  # slower ones go on; routing skips nobody until they answer
 
     def refresh_soon(self, service_id: str) -> None:
         """Start a refresh in the background (one at a time per service)."""
