@@ -121,6 +121,8 @@ class Settings(BaseSettings):
         default_factory=list, description="more folders of ComfyUI workflows (API format + .bindings.json) beside "
         "<config dir>/workflows; a later folder's workflow wins over a built-in of the same name")
     rvc_voice: str | None = Field(None, description="RVC voice (.pth) used when a job names none")
+    comfyui_checkpoints: dict[str, str] = Field(
+        default_factory=dict, description="checkpoint per ComfyUI template when a job names none (`text_to_image = ...`)")
     wan2gp_model: str | None = Field(None, description="Wan2GP model_type used when a job names none")
     max_attempts: int = Field(3, ge=1, le=10, description="backends one job may be tried on")
     watchdog_seconds: float = Field(600.0, gt=0, description="no progress for this long: interrupt and fail over")

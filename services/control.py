@@ -17,6 +17,7 @@ from services.config import Settings
 from services.connectivity.discovery import Discovery, DiscoveryResult
 from services.connectivity.gpu import GpuSampler
 from services.connectivity.health import HealthMonitor
+from services.connectivity.inventory import InventoryCache
 from services.connectivity.metrics import Metrics
 from services.connectivity.pool import ConnectionPool
 from services.connectivity.resilience import Backoff, CircuitBreaker
@@ -51,8 +52,9 @@ class ControlCenter:
         self.gpu_samples: tuple[Any, ...] = ()
         self.store = JobStore(settings.data_path / "jobs.sqlite3")
         self.estimator = VramEstimator(settings, self.store)
+        self.inventory = InventoryCache(self.bus, self.pool, lambda: self.services, timeout=settings.health_timeout * 6)
         self.router = Router(settings, lambda: self.services.values(), self.health_view,
-                             lambda sid: self.jobs.active_on(sid), self.estimator.estimate)
+                             lambda sid: self.jobs.active_on(sid), self.estimator.estimate, self.inventory.get)
         self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
                                self.vram_used, clock, check_service=self._check_service)
         self._adapters: dict[str, Backend] = {}
@@ -84,6 +86,8 @@ class ControlCenter:
         await self.gpu.start()
         if self.discover_on_start:
             await self.discover()
+            await self.inventory.refresh_all(wait=self.settings.health_timeout)  # known from the first job on
+        self.inventory.start()
         self._add_configured()
         await self.jobs.start(recover=self.run_queue)
         self._spawn("discovery-loop", self._discovery_loop())
@@ -202,6 +206,7 @@ class ControlCenter:
             self.api = None
         if self._started:
             await self.jobs.stop()
+        await self.inventory.stop()
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe.clear()

@@ -51,8 +51,32 @@ ConfiguredServices = Callable[[Mapping[str, Any], SessionProvider], list[Backend
 # (task, the job's params, settings as plain values) -> what such a job may set on this kind beyond the task's
 # schema, or None.
 JobSchema = Callable[[str, Mapping[str, Any], Mapping[str, Any]], TaskSpec | None]
+# What one service has, read at discovery and after a failure for a missing model (network I/O: async).
+InventoryFn = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTimeout], Awaitable["Inventory"]]
+# (task, the job's params, settings as plain values) -> what the job needs on a service of this kind, or None.
+# Called while routing, on the loop: no network I/O.
+NeedsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "Needs | None"]
 # A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
 GradioMatcher = Callable[[dict[str, Any]], Identity | None]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What one service has: file names per model folder (a folder not listed is not known) and its node classes."""
+
+    models: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    nodes: frozenset[str] | None = None  # None: not known
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a job needs on a service; ``prefer`` holds files it would rather have but can run without."""
+
+    models: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    nodes: frozenset[str] = frozenset()
+    prefer: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    node_note: str = ""  # said after a missing node class, e.g. "custom node pack not installed"
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,10 @@ class BackendSpec:
     # Workflow templates a job may name (ComfyUI's), JSON-ready; blocking file reads, so call it off the loop.
     # Takes the settings as plain values (they name the user's workflow folders).
     workflows: Callable[[Mapping[str, Any]], list[dict[str, Any]]] | None = None
+    # Models and node classes a service has (cached by the control center) and what a job needs of them: the
+    # router skips a service lacking something a job needs, and refuses a job no service can serve.
+    inventory: InventoryFn | None = None
+    needs: NeedsFn | None = None
 
     @property
     def capabilities(self) -> tuple[str, ...]:

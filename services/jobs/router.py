@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.backends import registry
+from services.backends.spec import Inventory, Needs
 from services.config import Settings
+from services.jobs.fit import label, lacks_preferred, refusal, shortfall
 from services.models import ServiceRecord, ServiceState
 
 GIB = 1024**3
@@ -63,8 +65,10 @@ class Router:
 
     def __init__(self, settings: Settings, services: Callable[[], Iterable[ServiceRecord]],
                  health: Callable[[str], ServiceHealth | None], load: Callable[[str], int],
-                 estimate: Callable[[str, str, dict[str, Any]], tuple[int | None, str]]) -> None:
+                 estimate: Callable[[str, str, dict[str, Any]], tuple[int | None, str]],
+                 inventory: Callable[[str], Inventory | None] = lambda sid: None) -> None:
         self.settings = settings
+        self._inventory = inventory
         self._services = services
         self._health = health
         self._load = load
@@ -96,6 +100,8 @@ class Router:
         unhealthy: list[tuple[tuple[Any, ...], str, str]] = []
         vram_blocked = False
         capable = 0
+        needs: dict[str, Needs | None] = {}  # per kind: what the job needs there (asked once per route)
+        lacking: dict[str, tuple[Needs, Inventory]] = {}  # skipped for a missing model or node, with what they have
         for rec in sorted(self._services(), key=lambda r: r.id):
             if requested not in ("auto", "", None) and rec.id != requested:
                 continue
@@ -110,14 +116,24 @@ class Router:
             if not rec.present:
                 skipped.append((rec.id, "no longer found by discovery"))
                 continue
+            if rec.kind.value not in needs:
+                needs[rec.kind.value] = self._needs(rec.kind.value, task, params)
+            wants = needs[rec.kind.value]
+            inv = self._inventory(rec.id) if wants is not None else None
+            if wants is not None and inv is not None and (gap := shortfall(wants, inv)):
+                skipped.append((rec.id, gap))
+                lacking[rec.id] = (wants, inv)
+                continue
             capable += 1
             if rec.id in excluded:
                 skipped.append((rec.id, "already failed this job"))
                 continue
             h = self._health(rec.id) or ServiceHealth(ServiceState.UNKNOWN)
             queue = max(h.queue_depth or 0, self._load(rec.id))
-            rank = (kinds.index(rec.kind.value), queue, round((h.latency_ms or 0.0) / 5))
-            summary = _summary(h, queue)
+            soft = lacks_preferred(wants, inv) if wants is not None and inv is not None else []
+            rank = (kinds.index(rec.kind.value), len(soft), queue, round((h.latency_ms or 0.0) / 5))
+            summary = _summary(h, queue) + "".join(
+                f", has no {label(f)} {n}: it will use its first {label(f)} (the last resort)" for f, n in soft)
             if h.breaker == "open":
                 why = "circuit open" + (f", retry in {h.retry_in:.0f} s" if h.retry_in is not None else "")
                 skipped.append((rec.id, why))
@@ -134,6 +150,11 @@ class Router:
                 vram_blocked = True
                 continue
             ok.append((rank, rec.id, summary))
+        if capable == 0 and lacking:
+            refused = "; ".join(refusal(n, {s: i for s, (m, i) in lacking.items() if m is n})
+                                for n in {id(m): m for m, _ in lacking.values()}.values())
+            return RouteDecision(task, None, refused or "no service has what this job needs", skipped,
+                                 no_capable_backend=True)
         if requested not in ("auto", "", None) and capable == 0:
             return RouteDecision(task, None, f"{requested} is not a known service that can run {task}", skipped,
                                  no_capable_backend=True)
@@ -158,6 +179,14 @@ class Router:
                                  [s for s in skipped if s[0] != sid], fallback=True)
         return RouteDecision(task, None, f"no backend that can run {task} is available "
                                          f"(wanted: {', '.join(kinds)})", skipped, no_capable_backend=capable == 0)
+
+
+    def _needs(self, kind: str, task: str, params: dict[str, Any]) -> Needs | None:
+        """What the job needs on a service of ``kind`` (its spec's ``needs`` hook), or None when it says nothing."""
+        spec = registry.spec_for(kind)
+        if spec is None or spec.needs is None:
+            return None
+        return spec.needs(task, params, self.settings.model_dump())
 
 
 def _summary(h: ServiceHealth, queue: int) -> str:

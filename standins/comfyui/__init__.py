@@ -23,12 +23,28 @@ async def serve(argv: list[str]) -> int:
     ap.add_argument("--comfyui-version", default="0.8.0", help="version reported in /system_stats")
     ap.add_argument("--checkpoints", default=None,
                     help="comma-separated checkpoint files this server has ('' = none; default: three common ones)")
+    ap.add_argument("--models", action="append", default=[], metavar="FOLDER=A,B",
+                    help="files of one model folder (checkpoints, diffusion_models, text_encoders, vae, "
+                         "upscale_models); '' after = leaves it empty; repeatable")
+    ap.add_argument("--without-nodes", default="", metavar="A,B",
+                    help="node classes this server lacks (as if their node pack were not installed)")
     a = ap.parse_args(argv)
     check_speed(ap, a.speed)
     if a.checkpoints is not None:
         from standins.comfyui import model_nodes
 
         model_nodes.CHECKPOINTS[:] = [c.strip() for c in a.checkpoints.split(",") if c.strip()]
+    for item in a.models:
+        from standins.comfyui import model_nodes
+
+        folder, _, files = item.partition("=")
+        if folder not in model_nodes.FOLDER_FILES:
+            ap.error(f"--models: unknown folder {folder!r} (known: {', '.join(model_nodes.FOLDER_FILES)})")
+        model_nodes.FOLDER_FILES[folder][:] = [f.strip() for f in files.split(",") if f.strip()]
+    if a.without_nodes:
+        from standins.comfyui import nodes
+
+        nodes.WITHOUT.update(n.strip() for n in a.without_nodes.split(",") if n.strip())
     state = ComfyStandin(data_dir(a.data, "comfyui"), a.speed, a.gpu_name, a.vram_total, a.vram_free,
                          a.job_vram, a.comfyui_version)
     app = build_app(state)

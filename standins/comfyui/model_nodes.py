@@ -22,6 +22,9 @@ UNETS = ["wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_i2v_480p_14B_fp8_e4m3fn.saf
 CLIPS = ["umt5_xxl_fp8_e4m3fn_scaled.safetensors", "clip_l.safetensors"]
 VAES = ["wan_2.1_vae.safetensors", "ae.safetensors"]
 UPSCALERS = ["RealESRGAN_x4plus.pth", "4x-UltraSharp.pth"]
+# GET /models/{folder}: the same lists the loaders offer (set in place by --checkpoints / --models).
+FOLDER_FILES = {"checkpoints": CHECKPOINTS, "diffusion_models": UNETS, "text_encoders": CLIPS, "vae": VAES,
+                "upscale_models": UPSCALERS}
 SAMPLERS = ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "lcm"]
 SCHEDULERS = ["simple", "normal", "karras", "exponential", "sgm_uniform", "beta"]
 

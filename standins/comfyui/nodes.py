@@ -82,6 +82,9 @@ def _float(default: float, lo: float, hi: float, step: float) -> list[Any]:
     return ["FLOAT", {"default": default, "min": lo, "max": hi, "step": step}]
 
 
+WITHOUT: set[str] = set()  # node classes this server pretends not to have (--without-nodes)
+
+
 def node_specs(input_files: list[str]) -> dict[str, dict[str, Any]]:
     """object_info for every node class, with display names filled in (LoadImage lists input files)."""
     image = ["IMAGE", {}]
@@ -113,6 +116,8 @@ def node_specs(input_files: list[str]) -> dict[str, dict[str, Any]]:
     from standins.comfyui.model_nodes import model_specs
 
     specs.update(model_specs())
+    for name in WITHOUT:
+        specs.pop(name, None)
     for name, spec in specs.items():
         spec["name"] = name
         spec["display_name"] = {"ImageScale": "Upscale Image", "ImageInvert": "Invert Image", "LoadImage": "Load Image",

@@ -350,13 +350,13 @@ async def _index(request: web.Request) -> web.Response:
 
 
 async def _models_in(request: web.Request) -> web.Response:
-    """GET /models/{folder}: the files of one model folder (checkpoints as configured, others empty)."""
-    from standins.comfyui.model_nodes import CHECKPOINTS
+    """GET /models/{folder}: the files of one model folder (those the model nodes offer, as configured)."""
+    from standins.comfyui.model_nodes import FOLDER_FILES
 
     folder = request.match_info["folder"]
     if folder not in MODEL_FOLDERS:
         return web.Response(status=404, text="404: Not Found")
-    return web.json_response(list(CHECKPOINTS) if folder == "checkpoints" else [])
+    return web.json_response(list(FOLDER_FILES.get(folder, [])))
 
 
 def build_app(state: ComfyStandin) -> web.Application:

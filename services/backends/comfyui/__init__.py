@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.backends.base import Backend, SessionProvider
+from services.backends.comfyui.inventory import inventory, needs
 from services.backends.comfyui.messages import node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
 from services.backends.comfyui.workflows import TemplateError, load_all, template_for
@@ -16,7 +17,8 @@ from services.tasks import SchemaError, TaskSpec
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
     from services.backends.comfyui.adapter import ComfyUIBackend
 
-    return ComfyUIBackend(record, session, options=options)
+    return ComfyUIBackend(record, session, options=options,
+                          checkpoints=dict(options.get("comfyui_checkpoints") or {}))
 
 
 def _job_schema(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> TaskSpec | None:
@@ -39,4 +41,4 @@ SPEC = BackendSpec(
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
     adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
-    job_schema=_job_schema, workflows=_workflows)
+    job_schema=_job_schema, workflows=_workflows, inventory=inventory, needs=needs)

@@ -25,6 +25,7 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
+from services.backends.comfyui.inventory import pinned
 from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
 from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
@@ -46,8 +47,9 @@ class ComfyUIBackend:
     def __init__(self, record: ServiceRecord, session: SessionProvider, templates: dict[str, Template] | None = None,
                  *, request_timeout: float = 15.0, ws_idle: float = 30.0, job_timeout: float = 6 * 3600,
                  poll_interval: float = 0.5, download_timeout: float = 300.0,
-                 options: Mapping[str, Any] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, checkpoints: dict[str, str] | None = None) -> None:
         self.record = record
+        self.checkpoints = checkpoints or {}  # template name -> checkpoint (the comfyui_checkpoints setting)
         self._session = session
         # With settings (workflow folders), each job re-reads them, so a workflow imported meanwhile is found.
         self.options = options if templates is None else None
@@ -98,7 +100,7 @@ class ComfyUIBackend:
         """Queue the job's workflow and follow it to the end."""
         try:
             template = await asyncio.to_thread(self._template_for, job.task, job.params)
-            params = dict(job.params)
+            params = pinned(template, job.params, {"comfyui_checkpoints": self.checkpoints})
             if "color" in template.bindings and "color" not in params:  # model-free templates: colour from the prompt
                 params["color"] = int(hashlib.sha256(job.prompt.encode()).hexdigest()[:6], 16)
             if "prompt" in template.bindings:
@@ -125,7 +127,7 @@ class ComfyUIBackend:
     async def _queue_and_follow(self, template: Template, workflow: dict[str, Any], values: dict[str, Any],
                                 job: JobRequest) -> AsyncIterator[JobStatus]:
         try:
-            notes = await self._prepare(template, workflow, job)
+            notes = await self._prepare(template, workflow, job, values)
             client_id = uuid.uuid4().hex
             ws = await self._connect_ws(client_id)
             if ws is not None:
@@ -192,7 +194,8 @@ class ComfyUIBackend:
         self._dropped.clear()
 
     # ----- internals -----
-    async def _prepare(self, template: Template, workflow: dict[str, Any], job: JobRequest) -> list[str]:
+    async def _prepare(self, template: Template, workflow: dict[str, Any], job: JobRequest,
+                       params: dict[str, Any]) -> list[str]:
         notes: list[str] = []
         if template.requires_node:
             info = await self._json(f"/object_info/{template.requires_node}")
@@ -217,9 +220,10 @@ class ComfyUIBackend:
                 spec = info.get(cls, {}).get("input", {}).get("required", {}).get(inp) if info else None
                 choices = spec[0] if spec and isinstance(spec[0], list) else None
                 wanted = workflow[node]["inputs"][inp]
-                if choices and wanted not in choices and param not in job.params:
+                if choices and wanted not in choices and param not in params:  # the last rule: its first one
                     workflow[node]["inputs"][inp] = choices[0]
-                    notes.append(f"{wanted} is not on this server, using {choices[0]}")
+                    notes.append(f"{wanted} is not on this server, using its first {param} {choices[0]} "
+                                 f"(name one with --param {param}=NAME)")
         return notes
 
     async def _upload(self, path: Path, job_id: str) -> str:

@@ -1,0 +1,76 @@
+"""Which models and node classes a ComfyUI server has (``/models/{folder}``, ``/object_info``), and what a job needs."""
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from services.backends.comfyui.graph import model_folder, required_models_and_nodes
+from services.backends.comfyui.workflows import Template, TemplateError, load_templates, template_for
+from services.backends.spec import Inventory, Needs
+from services.http import get_json
+from services.models import ServiceRecord
+
+# Folders Backlot checks, with the older names some servers still list instead.
+FOLDERS = {"checkpoints": "checkpoints", "loras": "loras", "vae": "vae", "text_encoders": "text_encoders",
+           "clip": "text_encoders", "diffusion_models": "diffusion_models", "unet": "diffusion_models",
+           "upscale_models": "upscale_models"}
+NODE_NOTE = "custom node pack not installed"
+
+
+async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout: aiohttp.ClientTimeout) -> Inventory:
+    """The server's model files per folder and its node classes; folders it does not list stay unknown."""
+    listed, _ = await get_json(session, rec.base_url + "/models", timeout=timeout, service=rec.id, max_bytes=64 * 1024)
+    models: dict[str, set[str]] = {}
+    for folder in (f for f in listed if f in FOLDERS) if isinstance(listed, list) else ():
+        files, _ = await get_json(session, f"{rec.base_url}/models/{folder}", timeout=timeout, service=rec.id,
+                                  max_bytes=16 * 1024 * 1024)
+        if isinstance(files, list):
+            models.setdefault(FOLDERS[folder], set()).update(str(f) for f in files if isinstance(f, str))
+    info, _ = await get_json(session, rec.base_url + "/object_info", timeout=timeout, service=rec.id,
+                             max_bytes=128 * 1024 * 1024)
+    nodes = frozenset(str(k) for k in info) if isinstance(info, dict) else None
+    return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time())
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin() -> dict[str, Template]:
+    """The shipped templates, read once (routing runs on the loop and must not read files each time)."""
+    return load_templates()
+
+
+def pinned(template: Template, params: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The job's params plus the ``comfyui_checkpoints`` setting's checkpoint for this template, when the job names none."""
+    out = dict(params)
+    chosen = (options.get("comfyui_checkpoints") or {}).get(template.name)
+    if chosen and "checkpoint" in template.bindings and not out.get("checkpoint"):
+        out["checkpoint"] = chosen
+    return out
+
+
+def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
+    """Models and node classes the job's workflow needs; a model the job does not pin is only preferred."""
+    try:
+        template = template_for(_builtin(), task, dict(params))
+        values = pinned(template, params, options)
+        workflow, _ = template.build(values)
+    except TemplateError:
+        return None  # validation says what is wrong with the job; routing has nothing to check
+    models, nodes = required_models_and_nodes(workflow)
+    if template.requires_node:
+        nodes.add(template.requires_node)
+    prefer: dict[str, set[str]] = {}
+    for param in template.models:
+        if param in values:
+            continue
+        for node, inp in template.bindings.get(param, []):
+            folder = model_folder(str(workflow[node].get("class_type", "")), inp)
+            name = workflow[node]["inputs"].get(inp)
+            if folder and isinstance(name, str) and name in models.get(folder, set()):
+                models[folder].discard(name)
+                prefer.setdefault(folder, set()).add(name)
+    return Needs({k: frozenset(v) for k, v in models.items() if v}, frozenset(nodes),
+                 {k: frozenset(v) for k, v in prefer.items()}, NODE_NOTE)

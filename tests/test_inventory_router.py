@@ -1,0 +1,63 @@
+"""The router stays synchronous and kind-agnostic: it asks each candidate kind's spec what a job needs."""
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from services.backends import registry
+from services.backends.spec import BackendSpec, Inventory, Needs
+from services.config import load_settings
+from services.jobs import router as router_module
+from services.jobs.fit import refusal, shortfall
+from services.jobs.router import GIB, Router, ServiceHealth
+from services.models import ServiceKind, ServiceRecord, ServiceState
+
+
+def test_the_router_imports_no_backend_kind_and_never_awaits() -> None:
+    tree = ast.parse(Path(router_module.__file__).read_text(encoding="utf-8"))
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    kinds = set(registry.kinds())
+    assert not any(part in kinds for m in imported for part in m.split(".")), imported
+    assert not any(isinstance(n, (ast.Await, ast.AsyncFunctionDef)) for n in ast.walk(tree))
+    assert not inspect.iscoroutinefunction(Router.route)
+    source = Path(router_module.__file__).read_text(encoding="utf-8").lower()
+    assert "comfy" not in source
+
+
+def test_a_new_kind_gets_inventory_routing_through_its_spec_alone() -> None:
+    kind = ServiceKind("painter")
+
+    def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
+        return Needs({"colours": frozenset({str(params.get("colour", "red"))})})
+
+    unregister = registry.register(BackendSpec(kind=kind, title="Painter", tasks={"text_to_image": 0}, needs=needs))
+    try:
+        recs = [ServiceRecord(kind, "127.0.0.1", p, f"http://127.0.0.1:{p}", "painter", capabilities=("text_to_image",))
+                for p in (1, 2, 3)]
+        invs = {"painter@127.0.0.1:1": Inventory({"colours": frozenset({"red", "blue"})}),
+                "painter@127.0.0.1:2": Inventory({"colours": frozenset({"teal"})})}  # :3 not read yet
+        health = ServiceHealth(ServiceState.UP, 5, 0, 20 * GIB)
+        router = Router(load_settings(cli={"task_backends": {"text_to_image": ["painter"]}}), lambda: recs,
+                        lambda sid: health, lambda sid: 0, lambda s, t, p: (None, ""), invs.get)
+        d = router.route("text_to_image", {"colour": "teal"})
+        assert d.chosen == "painter@127.0.0.1:2" or d.chosen == "painter@127.0.0.1:3"
+        assert ("painter@127.0.0.1:1", "no colour teal") in d.skipped
+        invs["painter@127.0.0.1:3"] = Inventory({"colours": frozenset()})
+        d = router.route("text_to_image", {"colour": "teals"})
+        assert d.chosen is None and d.no_capable_backend and "closest: teal" in d.reason
+    finally:
+        unregister()
+
+
+def test_unknown_folders_and_nodes_are_not_held_against_a_service() -> None:
+    needs = Needs({"checkpoints": frozenset({"a.safetensors"})}, frozenset({"X"}), node_note="pack missing")
+    assert shortfall(needs, Inventory()) is None
+    assert shortfall(needs, Inventory({"checkpoints": frozenset()}, frozenset())) == \
+        "no checkpoint a.safetensors; lacks node X (pack missing)"
+    msg = refusal(needs, {"s1": Inventory({"checkpoints": frozenset({"b.safetensors", "a.ckpt"})}, frozenset({"Y"}))})
+    assert msg.startswith("no server has the checkpoint a.safetensors (closest: ")
+    assert "no server has the node X (pack missing)" in msg
