@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from services.backends.comfyui.graph import model_folder, required_models_and_nodes
-from services.backends.comfyui.workflows import Template, TemplateError, load_templates, template_for
+from services.backends.comfyui.workflows import Template, TemplateError, is_path, load_templates, template_for
 from services.backends.spec import Inventory, Needs
 from services.http import get_json
 from services.models import ServiceRecord
@@ -52,7 +52,14 @@ def pinned(template: Template, params: Mapping[str, Any], options: Mapping[str, 
 
 
 def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
-    """Models and node classes the job's workflow needs; a model the job does not pin is only preferred."""
+    """Models and node classes the job's workflow needs; a model the job does not pin is only preferred.
+
+    Only the built-in templates are known here (routing runs on the loop and reads no files): a job
+    naming a workflow file or a user workflow has no needs checked before it runs, and a server that
+    lacks what it needs fails it as a capability failure, which moves it on and refreshes the inventory.
+    """
+    if params.get("workflow") and is_path(str(params["workflow"])):
+        return None
     try:
         template = template_for(_builtin(), task, dict(params))
         values = pinned(template, params, options)
