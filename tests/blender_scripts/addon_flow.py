@@ -120,9 +120,17 @@ def batch(ui: object) -> None:
 
 
 def save(ui: object) -> None:
-    """Generate BACKLOT_TEST_CASES, save the file once Backlot runs them all, and quit with them running."""
+    """Generate BACKLOT_TEST_CASES, save the file once Backlot runs them all, and quit with them running.
+
+    Each case goes in once the one before it reports progress, so a backend that runs one job at a
+    time (ComfyUI) runs them in this order.
+    """
     connected(ui)
-    submit(ui, json.loads(ENV["BACKLOT_TEST_CASES"]))
+    cases = json.loads(ENV["BACKLOT_TEST_CASES"])
+    for before, case in zip([None, *cases], cases):
+        if before is not None:
+            pump(ui, lambda: bool(record(ui, before["prompt"]).fraction), f"progress of {before['prompt']!r}")
+        submit(ui, [case])
     pump(ui, lambda: all(r.job and r.state in ("queued", "running") for r in ui.session.book.records.values()),
          "every job accepted and not finished")
     ui.tick()  # writes the scene property
