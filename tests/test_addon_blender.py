@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 import av
 import pytest
-
 from addon_fake_api import Endpoint, FakeBacklot, fake_backlot  # noqa: F401
+
 from blender_addon.client import ApiClient, Notification
 from blender_addon.package import build_zip
 from standins import launcher

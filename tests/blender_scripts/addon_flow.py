@@ -129,7 +129,8 @@ def save(ui: object) -> None:
     cases = json.loads(ENV["BACKLOT_TEST_CASES"])
     for before, case in zip([None, *cases], cases):
         if before is not None:
-            pump(ui, lambda: bool(record(ui, before["prompt"]).fraction), f"progress of {before['prompt']!r}")
+            prompt = before["prompt"]
+            pump(ui, lambda p=prompt: bool(record(ui, p).fraction), f"progress of {prompt!r}")
         submit(ui, [case])
     pump(ui, lambda: all(r.job and r.state in ("queued", "running") for r in ui.session.book.records.values()),
          "every job accepted and not finished")
