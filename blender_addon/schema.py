@@ -1,6 +1,7 @@
 """The task schema as ``tasks.list`` sends it, read leniently into small records the panel builds its form from."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,3 +126,16 @@ def form_params(specs: tuple[ParamSpec, ...], values: dict[str, Any]) -> dict[st
         out[spec.name] = value
     return out
 
+
+
+def extra_params(text: str) -> dict[str, Any]:
+    """Parameters typed as a JSON object (a workflow's own, like ``{"seconds": 60}``); ValueError says why not."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError('Extra parameters must be a JSON object, like {"seconds": 60}.')
+    return value

@@ -40,6 +40,14 @@ def find_placeholder(scene: Any, rec: Tracked) -> Any:
     return next((s for s in ed.sequences_all if s.type == "COLOR" and s.get(KEY_PROP) == rec.key), None)
 
 
+def play_at_own_rate(movie: Any, scene: Any) -> Any:
+    """Slow down or speed up a movie strip so it lasts as long as the clip (Blender 3.4 shows one frame per frame)."""
+    scene_fps = scene.render.fps / scene.render.fps_base
+    if movie.fps > 0 and abs(movie.fps - scene_fps) > 1e-3:  # a 16 fps clip in a 24 fps scene plays 1.5x fast
+        movie.speed_factor = movie.fps / scene_fps
+    return movie
+
+
 class BlenderTimeline:
     """The ``TimelineHost`` the session drives inside Blender."""
 
@@ -88,14 +96,15 @@ class BlenderTimeline:
         name = strip_name(rec.prompt)
         made: list[Any] = []
         if kind == "video":
-            made.append(seqs.new_movie(name=name, filepath=path, channel=staging, frame_start=frame))
+            made.append(play_at_own_rate(seqs.new_movie(name=name, filepath=path, channel=staging,
+                                                        frame_start=frame), scene))
             try:
                 sound = seqs.new_sound(name=name, filepath=path, channel=staging + 1, frame_start=frame)
             except RuntimeError:  # no audio stream
                 sound = None
-            if sound is not None and sound.frame_final_duration > 0:
+            if sound is not None and sound.sound is not None and sound.sound.samplerate > 0:
                 made.append(sound)
-            elif sound is not None:
+            elif sound is not None:  # Blender 3.4 makes a 1-frame strip of a silent clip's missing sound
                 seqs.remove(sound)
         elif kind == "audio":
             made.append(seqs.new_sound(name=name, filepath=path, channel=staging, frame_start=frame))

@@ -13,6 +13,7 @@ from bpy.app.handlers import persistent
 from . import client as rpc
 from . import form, timeline
 from .jobbook import free_channel, placeholder_length
+from .schema import extra_params
 from .session import STATE_SYMBOLS, AddonSession
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,8 @@ class BACKLOT_OT_connect(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _start_job(context: Any, scene: Any, prompt: str, task_name: str, frame: int, lowest: int) -> str:
-    """Place a placeholder and submit one job; returns an error sentence or ''."""
+def _start_job(context: Any, scene: Any, prompt: str, task_name: str, frame: int, lowest: int, extra: str) -> str:
+    """Place a placeholder and submit one job (``extra``: more parameters as JSON); returns an error sentence or ''."""
     assert session is not None
     task = session.task(task_name)
     if task is None:
@@ -118,6 +119,10 @@ def _start_job(context: Any, scene: Any, prompt: str, task_name: str, frame: int
     wm = context.window_manager
     ed = scene.sequence_editor
     params, inputs = form.values(getattr(wm, "backlot_form", None), task, ed.active_strip if ed else None)
+    try:
+        params.update(extra_params(extra))
+    except ValueError as err:
+        return str(err)
     fps = scene.render.fps / scene.render.fps_base
     length = placeholder_length(params, fps, task.output)
     channel = free_channel(timeline.occupied(scene), frame, length, lowest=lowest)
@@ -134,6 +139,8 @@ class BACKLOT_OT_generate(bpy.types.Operator):
     bl_label = "Generate"
     prompt: bpy.props.StringProperty(name="Prompt", description="empty: the panel's prompt")  # type: ignore[valid-type]
     task: bpy.props.StringProperty(name="Task", description="empty: the panel's task")  # type: ignore[valid-type]
+    params: bpy.props.StringProperty(name="Extra parameters",  # type: ignore[valid-type]
+                                     description="JSON object; empty: the panel's extra parameters")
 
     def execute(self, context: Any) -> set[str]:
         """Submit one job."""
@@ -145,7 +152,8 @@ class BACKLOT_OT_generate(bpy.types.Operator):
         if not prompt.strip():
             self.report({"ERROR"}, "Write a prompt first.")
             return {"CANCELLED"}
-        error = _start_job(context, scene, prompt, self.task or wm.backlot_task, scene.frame_current, 1)
+        error = _start_job(context, scene, prompt, self.task or wm.backlot_task, scene.frame_current, 1,
+                           self.params or wm.backlot_extra)
         if error:
             self.report({"ERROR"}, error)
             return {"CANCELLED"}
@@ -158,6 +166,8 @@ class BACKLOT_OT_generate_selected(bpy.types.Operator):
     bl_idname = "backlot.generate_selected"
     bl_label = "Generate for Selected Strips"
     task: bpy.props.StringProperty(name="Task", description="empty: the panel's task")  # type: ignore[valid-type]
+    params: bpy.props.StringProperty(name="Extra parameters",  # type: ignore[valid-type]
+                                     description="JSON object; empty: the panel's extra parameters")
 
     def execute(self, context: Any) -> set[str]:
         """Submit one job per selected text strip."""
@@ -172,7 +182,7 @@ class BACKLOT_OT_generate_selected(bpy.types.Operator):
             return {"CANCELLED"}
         for strip in sorted(strips, key=lambda s: (s.frame_final_start, s.channel)):
             error = _start_job(context, scene, strip.text, self.task or wm.backlot_task, strip.frame_final_start,
-                               strip.channel + 1)
+                               strip.channel + 1, self.params or wm.backlot_extra)
             if error:
                 self.report({"ERROR"}, error)
                 return {"CANCELLED"}
@@ -221,6 +231,7 @@ def _draw(self: Any, context: Any) -> None:
     task = session.task(wm.backlot_task)
     if task is not None and getattr(wm, "backlot_form", None) is not None:
         form.draw(layout.column(align=True), wm.backlot_form, task)
+    layout.prop(wm, "backlot_extra", text="Extra")
     layout.prop(wm, "backlot_prompt", text="")
     layout.prop(wm, "backlot_backend", text="Backend")
     row = layout.row(align=True)
@@ -287,6 +298,9 @@ def register() -> None:
     wm.backlot_task = bpy.props.EnumProperty(name="Task", items=_tasks)
     wm.backlot_prompt = bpy.props.StringProperty(name="Prompt", description="what to generate")
     wm.backlot_backend = bpy.props.EnumProperty(name="Backend", items=_backends)
+    wm.backlot_extra = bpy.props.StringProperty(
+        name="Extra parameters", description='More parameters as a JSON object, such as a ComfyUI workflow\'s own: '
+                                             '{"workflow": "my_flow", "seconds": 60}')
     session = AddonSession(timeline.BlenderTimeline())
     _reload_pending = True
     bpy.app.handlers.load_post.append(_on_load)
@@ -306,7 +320,7 @@ def unregister() -> None:
     if _on_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load)
     form.unregister()
-    for name in ("backlot_task", "backlot_prompt", "backlot_backend"):
+    for name in ("backlot_task", "backlot_prompt", "backlot_backend", "backlot_extra"):
         if hasattr(bpy.types.WindowManager, name):
             delattr(bpy.types.WindowManager, name)
     for cls in reversed(CLASSES):

@@ -1,9 +1,11 @@
-"""A test double of Backlot's socket API (JSON-RPC 2.0 over NDJSON) for the addon's tests and benchmark.
+"""A test double of Backlot's socket API (JSON-RPC 2.0 over NDJSON) for the addon's failure modes and benchmark.
 
 It speaks the protocol of DESIGN.md "Local socket API" on 127.0.0.1, runs its own asyncio loop on a
 thread (so a Blender subprocess and the test can both talk to it), and produces real media: an MP4
-with sound (PyAV), a PNG (Pillow) and a WAV (``wave``). Swap it for a real ``backlot --headless`` by
-changing the ``backlot_api`` fixture only.
+with sound (PyAV), a PNG (Pillow) and a WAV (``wave``). The Blender tests run against a real
+``backlot --headless``; this double stays where a real instance cannot do what a test needs: a server
+that goes away or never answers (the client tests), jobs held and released on cue (the tick benchmark),
+and a clip with a sound track, which no stand-in renders.
 """
 from __future__ import annotations
 

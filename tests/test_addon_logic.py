@@ -7,11 +7,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from addon_fake_api import TASKS, Endpoint, FakeBacklot, backlot_api, fake_backlot  # noqa: F401
 from blender_addon import client as rpc
 from blender_addon.jobbook import JobBook, Tracked, choose_output, free_channel, placeholder_length, strip_name
 from blender_addon.package import build_zip
-from blender_addon.schema import coerce, parse_tasks
+from blender_addon.schema import coerce, extra_params, parse_tasks
 from blender_addon.session import AddonSession
 
 
@@ -114,6 +116,15 @@ def test_parse_tasks_accepts_list_or_mapping() -> None:
     mapped = parse_tasks({"tasks": {"sound_effects": {"params": {"duration": {"type": "number", "min": 0.5}}}}})
     assert mapped[0].output == "audio" and mapped[0].params[0].type == "float"
     assert coerce(frames, 999) == 240 and coerce(frames, "12") == 12
+
+
+def test_extra_params_take_a_json_object_or_nothing() -> None:
+    assert extra_params("") == {} and extra_params("  ") == {}
+    assert extra_params('{"workflow": "standin_progress", "seconds": 60}') == {"workflow": "standin_progress",
+                                                                               "seconds": 60}
+    for bad in ("seconds=60", "[1, 2]", '"text"', "{"):
+        with pytest.raises(ValueError, match=r"^Extra parameters must be a JSON object, like \{\"seconds\": 60\}\.$"):
+            extra_params(bad)
 
 
 def test_session_tick_submits_follows_and_imports(backlot_api: Endpoint) -> None:

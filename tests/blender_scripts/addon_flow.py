@@ -1,7 +1,8 @@
 """Runs inside real Blender: install the addon zip, connect to a Backlot API, generate, and check the timeline.
 
 Driven by environment variables from tests/test_addon_blender.py: BACKLOT_TEST_MODE (generate | batch |
-save | reopen | timers), BACKLOT_TEST_ZIP, _HOST, _PORT, _TOKEN, _BLEND (a .blend path), _RESULT (JSON
+save | reopen | timers | bench), BACKLOT_TEST_ZIP, _HOST, _PORT, _TOKEN, _BLEND (a .blend path), _CASES
+(JSON: the jobs generate and save submit), _FORM (JSON: form properties generate sets), _RESULT (JSON
 written at the end). In ``-b`` mode timers never fire, so the script pumps the addon's tick itself;
 ``timers`` mode runs under Xvfb and lets Blender's own timer do it. Any failed check raises (exit 1).
 """
@@ -48,6 +49,9 @@ def strips(scene=None) -> list:
     return list(ed.sequences_all) if ed else []
 
 
+PROMPT = "backlot_prompt"  # custom property: the job's prompt, on placeholders and results
+
+
 def placeholders() -> list:
     return [s for s in strips() if s.type == "COLOR" and s.get("backlot_key")]
 
@@ -67,26 +71,34 @@ def describe(s) -> dict:
             "length": s.frame_final_duration, "job": s.get("backlot_job")}
 
 
+def submit(ui: object, cases: list) -> None:
+    """Generate each case ({prompt, task, frame, params?}) at its frame with the operator, timing it."""
+    scene = bpy.context.scene
+    t0 = time.perf_counter()
+    for case in cases:
+        scene.frame_current = case["frame"]
+        extra = json.dumps(case["params"]) if case.get("params") else ""
+        assert bpy.ops.backlot.generate(prompt=case["prompt"], task=case["task"], params=extra) == {"FINISHED"}
+    RESULT["generate_ms"] = (time.perf_counter() - t0) * 1000 / len(cases)
+
+
 def generate(ui: object) -> None:
+    """BACKLOT_TEST_CASES (JSON): jobs to generate; BACKLOT_TEST_FORM: form properties to set first."""
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 24, 1.0
     connected(ui)
-    wm = bpy.context.window_manager
-    wm.backlot_form.text_to_video__frames = 30
-    wm.backlot_form.sound_effects__duration = 1.5
-    cases = [("a red fox running", "text_to_video", 10), ("a lighthouse at dusk", "text_to_image", 100),
-             ("rain on a tin roof", "sound_effects", 200)]
-    t0 = time.perf_counter()
-    for prompt, task, frame in cases:
-        scene.frame_current = frame
-        assert bpy.ops.backlot.generate(prompt=prompt, task=task) == {"FINISHED"}
-    RESULT["generate_ms"] = (time.perf_counter() - t0) * 1000 / len(cases)
+    for prop, value in json.loads(ENV.get("BACKLOT_TEST_FORM", "{}")).items():
+        setattr(bpy.context.window_manager.backlot_form, prop, value)
+    cases = json.loads(ENV["BACKLOT_TEST_CASES"])
+    prompts = [c["prompt"] for c in cases]
+    submit(ui, cases)
     RESULT["placeholders"] = [describe(s) for s in sorted(placeholders(), key=lambda s: s.frame_final_start)]
-    pump(ui, lambda: all(record(ui, p).job for p, _, _ in cases), "the jobs to be accepted")
-    RESULT["accepted_names"] = sorted(s.name for s in placeholders())
-    pump(ui, lambda: all(record(ui, p).imported for p, _, _ in cases), "the results")
+    pump(ui, lambda: all(record(ui, p).job for p in prompts), "the jobs to be accepted")
+    RESULT["accepted"] = {s[PROMPT]: [s.name, record(ui, s[PROMPT]).seq] for s in placeholders()}
+    pump(ui, lambda: all(record(ui, p).imported for p in prompts), "the results", timeout=60)
     RESULT["strips"] = [describe(s) for s in sorted(strips(), key=lambda s: (s.frame_final_start, s.channel))]
-    RESULT["jobs"] = {p: record(ui, p).job for p, _, _ in cases}
+    RESULT["jobs"] = {p: record(ui, p).job for p in prompts}
+    RESULT["messages"] = {p: record(ui, p).message for p in prompts}
     RESULT["scene_jobs"] = json.loads(scene["backlot_jobs"])
     RESULT["tick_max_ms"] = ui.session.tick_max * 1000
 
@@ -104,17 +116,27 @@ def batch(ui: object) -> None:
          "both results")
     RESULT["strips"] = [describe(s) for s in sorted(strips(), key=lambda s: (s.frame_final_start, s.channel))
                         if s.type != "TEXT"]
+    RESULT["jobs"] = {r.prompt: r.job for r in ui.session.book.records.values()}
 
 
 def save(ui: object) -> None:
+    """Generate BACKLOT_TEST_CASES, save the file once Backlot runs them all, and quit with them running.
+
+    Each case goes in once the one before it reports progress, so a backend that runs one job at a
+    time (ComfyUI) runs them in this order.
+    """
     connected(ui)
-    scene = bpy.context.scene
-    for prompt, task, frame in (("finished while closed", "text_to_image", 5), ("still running", "text_to_video", 60)):
-        scene.frame_current = frame
-        assert bpy.ops.backlot.generate(prompt=prompt, task=task) == {"FINISHED"}
-    pump(ui, lambda: all(r.state == "running" for r in ui.session.book.records.values()), "both jobs running")
+    cases = json.loads(ENV["BACKLOT_TEST_CASES"])
+    for before, case in zip([None, *cases], cases):
+        if before is not None:
+            prompt = before["prompt"]
+            pump(ui, lambda p=prompt: bool(record(ui, p).fraction), f"progress of {prompt!r}")
+        submit(ui, [case])
+    pump(ui, lambda: all(r.job and r.state in ("queued", "running") for r in ui.session.book.records.values()),
+         "every job accepted and not finished")
     ui.tick()  # writes the scene property
     RESULT["jobs"] = {r.prompt: r.job for r in ui.session.book.records.values()}
+    RESULT["states"] = {r.prompt: r.state for r in ui.session.book.records.values()}
     bpy.ops.wm.save_as_mainfile(filepath=ENV["BACKLOT_TEST_BLEND"])
 
 
@@ -122,8 +144,10 @@ def reopen(ui: object) -> None:
     connected(ui)
     bpy.ops.wm.open_mainfile(filepath=ENV["BACKLOT_TEST_BLEND"])  # the addon's load_post handler takes over
     RESULT["loaded"] = sorted(r.prompt for r in ui.session.book.records.values())
-    pump(ui, lambda: record(ui, "finished while closed").imported and record(ui, "still running").state == "running",
-         "the finished job imported and the running one picked up")
+    RESULT["loaded_states"] = {r.prompt: r.state for r in ui.session.book.records.values()}
+    pump(ui, lambda: record(ui, "finished while closed").imported and record(ui, "still running").state == "running"
+         and record(ui, "still running").fraction, "the finished job imported and the running one followed")
+    RESULT["following"] = record(ui, "still running").fraction
     RESULT["after_open"] = [describe(s) for s in sorted(strips(), key=lambda s: s.frame_final_start)]
     running = record(ui, "still running")
     assert bpy.ops.backlot.cancel(job=running.job) == {"FINISHED"}
