@@ -91,3 +91,15 @@ async def test_llm_complete_runs_a_text_job_and_answers_its_text(standin: Any) -
         job = await c.result("jobs.get", {"job": reply["job"]})
         assert job["task"] == "text" and job["state"] == "succeeded"
         assert Path(job["outputs"][0]["path"]).read_text(encoding="utf-8") == reply["text"]
+
+
+async def test_jobs_sent_back_to_back_are_numbered_in_the_order_sent(standin: Any) -> None:
+    """Pipelined submits on one connection (Blender's "For Selected") keep the user's order."""
+    sp = standin("comfyui", speed=20)
+    async with running_api(sp.url) as api:
+        c = await api.client()
+        prompts = [f"strip {i}" for i in range(12)]
+        ids = [await c.send("jobs.submit", {"task": "text_to_image", "prompt": p,
+                                            "params": {"workflow": "standin_image"}}) for p in prompts]
+        jobs = [(await c.response(rid))["result"] for rid in ids]
+    assert [j["prompt"] for j in sorted(jobs, key=lambda j: j["seq"])] == prompts

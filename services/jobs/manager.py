@@ -53,6 +53,7 @@ class JobManager:
         self._adapters = adapters
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # set and replaced on every change: waiters re-check their job
+        self._accepting = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._unsub: Callable[[], None] | None = None
 
@@ -79,7 +80,16 @@ class JobManager:
     # ----- requests -----
     async def submit(self, task: str, prompt: str, params: dict[str, Any] | None = None, inputs: list[str] | None = None,
                      requested_backend: str = "auto", client: str = "") -> Job:
-        """Validate, persist (before anything is sent) and queue a job; raises JobError with a clear sentence."""
+        """Validate, persist (before anything is sent) and queue a job; raises JobError with a clear sentence.
+
+        Submits are taken one at a time, in the order they arrive (asyncio.Lock is FIFO): two jobs a
+        client sends back to back get their numbers, and their turn on the backend, in that order.
+        """
+        async with self._accepting:
+            return await self._submit(task, prompt, params, inputs, requested_backend, client)
+
+    async def _submit(self, task: str, prompt: str, params: dict[str, Any] | None, inputs: list[str] | None,
+                      requested_backend: str, client: str) -> Job:
         if not isinstance(prompt, str):
             raise JobError("prompt must be text", "invalid")
         try:  # parameters, then the route, then the input files: nothing is written before all three pass
