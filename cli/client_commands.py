@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +31,23 @@ def _exit_for(err: ClientError) -> int:
     return {INVALID_PARAMS: 2, NO_BACKEND: 3, UNKNOWN_JOB: 2}.get(err.code, 1)
 
 
+def _reports_errors(command: Callable[..., int]) -> Callable[..., int]:
+    """The one place a client command's failures become a sentence and an exit code (4: not running)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            return command(*args, **kwargs)
+        except remote.NotRunning as err:
+            _err(str(err))
+            return 4
+        except ClientError as err:
+            _err(err.message)
+            return _exit_for(err)
+
+    return run
+
+
 def _job_of(params: Any) -> dict[str, Any] | None:
     """A job.updated notification's job (the job itself, or under ``job``)."""
     if isinstance(params, dict) and isinstance(params.get("job"), dict):
@@ -36,34 +55,24 @@ def _job_of(params: Any) -> dict[str, Any] | None:
     return dict(params) if isinstance(params, dict) and "id" in params else None
 
 
+@_reports_errors
 def submit(settings: Settings, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str | None,
            wait: bool, as_json: bool, out: TextIO) -> int:
     """Hand the job to the running instance (starting one if needed); ``wait`` follows it to the end."""
     files = [str(Path(p).expanduser().resolve()) for p in inputs]
-    try:
-        inst = remote.ensure(settings, _err)
-        with inst.client(topics=["job.updated"] if wait else None) as client:
-            try:
-                job = client.call("jobs.submit", {"task": task, "prompt": prompt, "params": params, "inputs": files,
-                                                  "backend": backend or "auto", "client": "cli"})
-            except ClientError as err:
-                _err(err.message)
-                return _exit_for(err)
-            if not as_json or not wait:
-                _accepted(job, as_json, out)
-            if not wait:
-                return 0
-            try:
-                final = _follow(client, job, as_json, out)
-            except KeyboardInterrupt:
-                _err(f"job #{job['seq']} keeps running; `backlot cancel {job['seq']}` stops it")
-                return 130
-    except remote.NotRunning as err:
-        _err(str(err))
-        return 4
-    except ClientError as err:
-        _err(err.message)
-        return 1
+    inst = remote.ensure(settings, _err)
+    with inst.client(topics=["job.updated"] if wait else None) as client:
+        job = client.call("jobs.submit", {"task": task, "prompt": prompt, "params": params, "inputs": files,
+                                          "backend": backend or "auto", "client": "cli"})
+        if not as_json or not wait:
+            _accepted(job, as_json, out)
+        if not wait:
+            return 0
+        try:
+            final = _follow(client, job, as_json, out)
+        except KeyboardInterrupt:
+            _err(f"job #{job['seq']} keeps running; `backlot cancel {job['seq']}` stops it")
+            return 130
     if as_json:
         out.write(json.dumps(final) + "\n")
     else:
@@ -128,6 +137,7 @@ def _local_read(settings: Settings, fn: Any) -> Any:
     return asyncio.run(run())
 
 
+@_reports_errors
 def jobs(settings: Settings, state: str | None, as_json: bool, limit: int, out: TextIO) -> int:
     """Job history: from the instance when one runs, else straight from the store, read-only."""
     from cli.format import jobs_table
@@ -143,16 +153,13 @@ def jobs(settings: Settings, state: str | None, as_json: bool, limit: int, out: 
     return 0
 
 
+@_reports_errors
 def show(settings: Settings, ref: str, as_json: bool, out: TextIO) -> int:
     """One job in full (number or id)."""
     inst = remote.find(settings)
     if inst is not None:
         with inst.client() as client:
-            try:
-                job = client.call("jobs.get", {"job": ref})
-            except ClientError as err:
-                _err(err.message)
-                return _exit_for(err)
+            job = client.call("jobs.get", {"job": ref})
     else:
         found = _local_read(settings, lambda s: s.get(ref))
         if found is None:
@@ -166,39 +173,26 @@ def show(settings: Settings, ref: str, as_json: bool, out: TextIO) -> int:
     return 0
 
 
+@_reports_errors
 def call_instance(settings: Settings, method: str, params: dict[str, Any], out: TextIO) -> int:
     """cancel / retry: one call to the running instance, printed as the job it returns."""
-    try:
-        inst = remote.require(settings)
-        with inst.client() as client:
-            job = client.call(method, params)
-    except remote.NotRunning as err:
-        _err(str(err))
-        return 4
-    except ClientError as err:
-        _err(err.message)
-        return _exit_for(err)
+    with remote.require(settings).client() as client:
+        job = client.call(method, params)
     verb = {"jobs.cancel": "cancel", "jobs.retry": "retry"}.get(method, method)
     msg = one_line(str(job.get("status", {}).get("message", "")))
     out.write(f"job #{job['seq']} {job['id']}: {job['state']} ({verb}: {msg})\n")
     return 0
 
 
+@_reports_errors
 def status(settings: Settings, as_json: bool, out: TextIO) -> int:
     """The instance's pid, API address, token file (never the token), services and job counts."""
-    try:
-        inst = remote.require(settings)
-        with inst.client() as client:
-            services = client.call("services.list")
-            services = services.get("services", services) if isinstance(services, dict) else services
-            rows = client.call("jobs.list", {"limit": 1000})
-            rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
-    except remote.NotRunning as err:
-        _err(str(err))
-        return 4
-    except ClientError as err:
-        _err(err.message)
-        return 1
+    inst = remote.require(settings)
+    with inst.client() as client:
+        services = client.call("services.list")
+        services = services.get("services", services) if isinstance(services, dict) else services
+        rows = client.call("jobs.list", {"limit": 1000})
+        rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
     counts: dict[str, int] = {}
     for j in rows:
         counts[j["state"]] = counts.get(j["state"], 0) + 1
@@ -213,18 +207,12 @@ def status(settings: Settings, as_json: bool, out: TextIO) -> int:
     return 0
 
 
+@_reports_errors
 def stop(settings: Settings, out: TextIO) -> int:
     """Ask the instance to stop and wait until it has."""
-    try:
-        inst = remote.require(settings)
-        with inst.client() as client:
-            client.call("app.shutdown")
-    except remote.NotRunning as err:
-        _err(str(err))
-        return 4
-    except ClientError as err:
-        _err(err.message)
-        return 1
+    inst = remote.require(settings)
+    with inst.client() as client:
+        client.call("app.shutdown")
     deadline = time.monotonic() + 30
     while remote.find(settings) is not None and time.monotonic() < deadline:
         time.sleep(0.1)  # the other process releases its lock when it has stopped; nothing to wait on here
