@@ -48,15 +48,19 @@ def stop_background_instance(data: Path) -> None:
 
     from services.instance import InstanceLock
 
+    from cli import remote
+
     pid = InstanceLock(data).holder() if data.exists() else None
-    if pid is None or pid == os.getpid() or not psutil.pid_exists(pid):
-        return
-    proc = psutil.Process(pid)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except psutil.TimeoutExpired:
-        proc.kill()
+    if pid is not None and pid != os.getpid() and psutil.pid_exists(pid):
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except psutil.TimeoutExpired:
+            proc.kill()
+    for started in list(remote._started):  # this process started it (an in-process `submit`): reap its handle
+        if started.poll() is not None:
+            remote._started.remove(started)
 
 
 @pytest.fixture
