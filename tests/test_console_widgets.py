@@ -187,10 +187,12 @@ def test_preview_picks_the_output_worth_showing(qtbot: Any, tmp_path: Any) -> No
 
     panel = PreviewPanel()
     qtbot.addWidget(panel)
+    assert not panel.open_button.isEnabled() and not panel.retry_button.isEnabled()  # no job selected yet
     text_job = snapshot(1.0, "succeeded", task="text", outputs=[{"path": str(tmp_path / "reply.txt"), "mime": "text/plain"}])
     with qtbot.waitSignal(panel.load_requested) as got:
         panel._on_job(text_job)
     assert got.args == ["j1", str(tmp_path / "reply.txt"), "text"]
+    assert panel.open_button.isEnabled() and panel.retry_button.isEnabled()
     panel._on_text("j1", "INT. LIGHTHOUSE - NIGHT")
     assert panel.kind == "text" and panel.text.toPlainText() == "INT. LIGHTHOUSE - NIGHT"
     with qtbot.assertNotEmitted(panel.load_requested):

@@ -79,6 +79,8 @@ class PreviewPanel(QWidget):
         self.retry_button.clicked.connect(lambda: self.job_id and self.retry_requested.emit(self.job_id))
         self.play_button.clicked.connect(self._on_play_clicked)
         self._show_message("Select a job to see its result.")
+        for b in (self.open_button, self.retry_button):
+            b.setEnabled(False)  # nothing to open or retry until a job is selected
 
     # ----- fed by the table and the controller -----
     @Slot(dict)
@@ -91,6 +93,7 @@ class PreviewPanel(QWidget):
         self._key, self.job_id = key, str(job.get("id"))
         self.caption.setText(f"#{job.get('seq')} {job.get('task')}" + (f" — {PurePath(picked[1]).name}" if picked else ""))
         self.retry_button.setEnabled(job.get("state") not in ("queued", "running"))
+        self.open_button.setEnabled(True)
         self._stop()
         if picked is None:
             state = job.get("state")
