@@ -57,6 +57,7 @@ class ConsoleController(QObject):
         self._open_url = open_url
         self.dialog: SettingsDialog | None = None
         self._schema_key: tuple[str, Any] | None = None
+        self._explained = 0  # the form change the route shown answers
         form, table, preview = console.form, console.table, console.preview
         form.changed.connect(self._on_form_changed)
         form.submitted.connect(lambda *a: self.spawn("console: submit", self._submit(*a)))
@@ -116,12 +117,18 @@ class ConsoleController(QObject):
         self._on_form_changed(form.task, form.params(), form.backend)
 
     def _on_form_changed(self, task: str, params: dict[str, Any], backend: str) -> None:
-        decision = self.center.jobs.route_explain(task, params, backend)  # in memory, no I/O: answered at once
-        self.console.form._on_route_explained(decision.explain(), not decision.no_capable_backend)
+        self._explained += 1
+        self.spawn("console: route", self._explain(self._explained, task, params, backend))
         key = (task, params.get("workflow"))
         if key != self._schema_key:  # a workflow adds its bindings' parameters (read from files, off the loop)
             self._schema_key = key
             self.spawn("console: task schema", self._schema(key, params))
+
+    async def _explain(self, generation: int, task: str, params: dict[str, Any], backend: str) -> None:
+        """The router's answer for the form (the job's workflow is read off the loop); stale answers are dropped."""
+        decision = await self.center.jobs.route_explain(task, params, backend)
+        if generation == self._explained:
+            self.console.form._on_route_explained(decision.explain(), not decision.no_capable_backend)
 
     async def _schema(self, key: tuple[str, Any], params: dict[str, Any]) -> None:
         spec, problem = None, ""

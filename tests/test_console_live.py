@@ -84,17 +84,17 @@ def test_route_explanation_changes_when_the_pin_or_task_changes(qloop: Any, qtbo
         center, controller = await console_on(sp.url, qtbot)
         form = controller.console.form
         try:
-            form.set_task("text_to_image")
-            auto = form.route_label.text()
-            assert auto.startswith(f"→ {sid}: ") and "pinned" not in auto
+            form.set_task("text_to_image")  # the router answers off the loop (the job's workflow is read there)
+            await until(lambda: form.route_label.text().startswith(f"→ {sid}: "))
+            assert "pinned" not in form.route_label.text()
             form.set_backend(sid)
-            assert form.route_label.text().startswith(f"→ {sid}: pinned; queue 0")
+            await until(lambda: form.route_label.text().startswith(f"→ {sid}: pinned; queue 0"))
             form.set_task("voice_conversion")  # no RVC here: the router says so before anything is submitted
             assert form.backend == "auto"
-            assert form.route_label.text() == ("✕ no backend can run this now: no backend that can run "
-                                               "voice_conversion is available (wanted: rvc)")
+            await until(lambda: form.route_label.text() == ("✕ no backend can run this now: no backend that can run "
+                                                            "voice_conversion is available (wanted: rvc)"))
             form.set_task("upscale")
-            assert form.route_label.text().startswith(f"→ {sid}: ")
+            await until(lambda: form.route_label.text().startswith(f"→ {sid}: "))
             form.set_task("text_to_image")
             form.prompt.setPlainText("a lighthouse")
             form.fields["workflow"].widget.setText("no_such_flow")  # the core reads the templates, off the loop

@@ -139,7 +139,7 @@ async def test_an_extra_kind_is_discovered_checked_and_routed(tiny_kind: Backend
         assert center.services[sid].kind == "tinyfoley" and center.services[sid].version == "0.3"
         sampled = await health.wait(lambda e: e.sample.service_id == sid and e.state is ServiceState.UP, 10)
         assert sampled.sample.queue_depth == 0
-        assert center.jobs.route_explain("sound_effects").chosen == sid
+        assert (await center.jobs.route_explain("sound_effects")).chosen == sid
         job = await center.jobs.submit("sound_effects", "door creak")
         done = await center.jobs.wait(job.id, 10)
         assert done.state is JobState.SUCCEEDED and done.routed_to == sid, done.status

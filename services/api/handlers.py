@@ -209,11 +209,11 @@ class Handlers:
             raise InternalError(str(err)) from err
 
     @rpc("route.explain", ExplainParams)
-    def route_explain(self, session: Session, p: ExplainParams) -> dict[str, Any]:
+    async def route_explain(self, session: Session, p: ExplainParams) -> dict[str, Any]:
         """Where a job like this would go now, and why (nothing is submitted)."""
         if p.task not in TASKS:
             raise InvalidParams(f"unknown task {p.task!r}; tasks: {', '.join(TASKS)}")
-        decision = self.center.jobs.route_explain(p.task, p.params, p.backend)
+        decision = await self.center.jobs.route_explain(p.task, p.params, p.backend)
         return {**decision.to_dict(), "no_capable_backend": decision.no_capable_backend}
 
     # ----- jobs -----

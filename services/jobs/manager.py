@@ -16,7 +16,7 @@ from services.backends.base import Backend
 from services.config import Settings
 from services.errors import BacklotError, one_line
 from services.events import EventBus, HealthSampled, JobUpdated
-from services.jobs.router import RouteDecision, Router
+from services.jobs.router import RouteDecision, Router, Wants
 from services.jobs.runner import JobRunner
 from services.jobs.store import JobStore, StoreError
 from services.jobs.validate import InvalidJob, check_inputs, check_params
@@ -49,6 +49,7 @@ class JobManager:
         self.estimator = estimator
         self.active: dict[str, Job] = {}
         self._ended: OrderedDict[str, Job] = OrderedDict()  # recently finished jobs by id and by number
+        self._needs: dict[str, Wants] = {}  # per active job: what it needs per backend kind (read off the loop)
         self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, check_service)
         self._adapters = adapters
         self._wake = asyncio.Event()
@@ -94,7 +95,8 @@ class JobManager:
             raise JobError("prompt must be text", "invalid")
         try:  # parameters, then the route, then the input files: nothing is written before all three pass
             values, schema = await asyncio.to_thread(check_params, self.settings, task, dict(params or {}))
-            decision = self.router.route(task, values, requested_backend or "auto", advance=False)
+            wants = await asyncio.to_thread(self.router.needs_for, task, values)
+            decision = self.router.route(task, values, requested_backend or "auto", advance=False, needs=wants)
             if decision.no_capable_backend:
                 raise JobError(decision.explain(), "no_backend")
             files = await asyncio.to_thread(check_inputs, schema, list(inputs or []))
@@ -114,6 +116,7 @@ class JobManager:
             why = err if isinstance(err, StoreError) else f"cannot write job files in {folder.parent}: {err.strerror}"
             raise JobError(str(why), "storage") from err
         self.active[job.id] = job
+        self._needs[job.id] = wants
         self.publish(job)
         self._wake.set()
         log.info("job %s (#%d) %s queued: %s", job.id, job.seq, task, decision.explain())
@@ -167,9 +170,12 @@ class JobManager:
         rows = await self.store.query(state=state, task=task, backend=backend, since=since, limit=limit)
         return [self.active.get(j.id, j) for j in rows]
 
-    def route_explain(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto") -> RouteDecision:
-        """The router's answer for a job like this, without submitting it."""
-        return self.router.route(task, params or {}, requested, advance=False)
+    async def route_explain(self, task: str, params: dict[str, Any] | None = None,
+                            requested: str = "auto") -> RouteDecision:
+        """The router's answer for a job like this, without submitting it (its workflow is read off the loop)."""
+        params = params or {}
+        wants = await asyncio.to_thread(self.router.needs_for, task, params)
+        return self.router.route(task, params, requested, advance=False, needs=wants)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job ends (event driven)."""
@@ -217,6 +223,7 @@ class JobManager:
         job.__dict__.update(final.__dict__)
         self.publish(job)
         self.active.pop(job.id, None)
+        self._needs.pop(job.id, None)
         self._wake.set()
         log.info("job %s %s: %s", job.id, state.value, one_line(message))
 
@@ -267,7 +274,11 @@ class JobManager:
         for job in queued:
             tried = [a["backend"] for a in job.attempts]
             shown = job.route.get("chosen") if not tried else None
-            decision = self.router.route(job.task, job.params, job.requested_backend, exclude=tried, prefer=shown)
+            wants = self._needs.get(job.id)
+            if wants is None:  # a job recovered after a restart: what it needs is read once, off the loop
+                wants = self._needs[job.id] = await asyncio.to_thread(self.router.needs_for, job.task, job.params)
+            decision = self.router.route(job.task, job.params, job.requested_backend, exclude=tried, prefer=shown,
+                                         needs=wants)
             if decision.chosen is None:
                 if tried and not decision.waiting_for_vram:
                     last = job.attempts[-1].get("message", "")

@@ -1,17 +1,18 @@
 """Router: choose a backend for a job and say why, naming every candidate it skipped."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.backends import registry
 from services.backends.spec import Inventory, Needs
 from services.config import Settings
-from services.jobs.fit import label, lacks_preferred, refusal, shortfall
+from services.jobs.fit import label, refusal, shortfall, swaps
 from services.models import ServiceRecord, ServiceState
 
 GIB = 1024**3
+Wants = Mapping[str, Needs | None]  # per backend kind: what a job needs on a service of that kind
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,23 @@ class Router:
             kinds.sort(key=lambda k: not getattr(registry.spec_for(k), "high_complexity", False))
         return kinds
 
+    def needs_for(self, task: str, params: dict[str, Any]) -> dict[str, Needs | None]:
+        """What a job needs on each kind that could run it (blocking: a kind may read workflow files).
+
+        Call it off the loop and hand the answer to ``route(needs=...)``: routing itself reads no files.
+        """
+        options = self.settings.backend_options()
+        return {kind: self._needs(kind, task, params, options) for kind in self.kinds_for(task, params)}
+
     def route(self, task: str, params: dict[str, Any] | None = None, requested: str = "auto",
-              exclude: Iterable[str] = (), *, prefer: str | None = None, advance: bool = True) -> RouteDecision:
+              exclude: Iterable[str] = (), *, prefer: str | None = None, advance: bool = True,
+              needs: Wants | None = None) -> RouteDecision:
         """Pick a service for ``task``.
 
         ``prefer``: keep this service when it is among the best (the route a job was shown when it was
         accepted). ``advance=False`` answers without moving the round-robin turn (a preview).
+        ``needs``: ``needs_for``'s answer for this job; without it each kind's hook is asked here, which
+        may read workflow files (fine in tests and threads, not on the event loop).
         """
         params = params or {}
         kinds = self.kinds_for(task, params)
@@ -100,7 +112,7 @@ class Router:
         unhealthy: list[tuple[tuple[Any, ...], str, str]] = []
         vram_blocked = False
         capable = 0
-        needs: dict[str, Needs | None] = {}  # per kind: what the job needs there (asked once per route)
+        wants_by_kind: dict[str, Needs | None] = dict(needs or {})  # per kind: what the job needs there
         lacking: dict[str, tuple[Needs, Inventory]] = {}  # skipped for a missing model or node, with what they have
         for rec in sorted(self._services(), key=lambda r: r.id):
             if requested not in ("auto", "", None) and rec.id != requested:
@@ -116,9 +128,10 @@ class Router:
             if not rec.present:
                 skipped.append((rec.id, "no longer found by discovery"))
                 continue
-            if rec.kind.value not in needs:
-                needs[rec.kind.value] = self._needs(rec.kind.value, task, params)
-            wants = needs[rec.kind.value]
+            if rec.kind.value not in wants_by_kind:
+                wants_by_kind[rec.kind.value] = self._needs(rec.kind.value, task, params,
+                                                            self.settings.backend_options())
+            wants = wants_by_kind[rec.kind.value]
             inv = self._inventory(rec.id) if wants is not None else None
             if wants is not None and inv is not None and (gap := shortfall(wants, inv)):
                 skipped.append((rec.id, gap))
@@ -130,10 +143,9 @@ class Router:
                 continue
             h = self._health(rec.id) or ServiceHealth(ServiceState.UNKNOWN)
             queue = max(h.queue_depth or 0, self._load(rec.id))
-            soft = lacks_preferred(wants, inv) if wants is not None and inv is not None else []
+            soft = swaps(wants, inv) if wants is not None and inv is not None else []
             rank = (kinds.index(rec.kind.value), len(soft), queue, round((h.latency_ms or 0.0) / 5))
-            summary = _summary(h, queue) + "".join(
-                f", has no {label(f)} {n}: it will use its first {label(f)} (the last resort)" for f, n in soft)
+            summary = _summary(h, queue) + _files(wants, soft)
             if h.breaker == "open":
                 why = "circuit open" + (f", retry in {h.retry_in:.0f} s" if h.retry_in is not None else "")
                 skipped.append((rec.id, why))
@@ -181,12 +193,30 @@ class Router:
                                          f"(wanted: {', '.join(kinds)})", skipped, no_capable_backend=capable == 0)
 
 
-    def _needs(self, kind: str, task: str, params: dict[str, Any]) -> Needs | None:
+    @staticmethod
+    def _needs(kind: str, task: str, params: dict[str, Any], options: Mapping[str, Any]) -> Needs | None:
         """What the job needs on a service of ``kind`` (its spec's ``needs`` hook), or None when it says nothing."""
         spec = registry.spec_for(kind)
         if spec is None or spec.needs is None:
             return None
-        return spec.needs(task, params, self.settings.model_dump())
+        return spec.needs(task, params, options)
+
+
+def _files(wants: Needs | None, soft: list[tuple[str, str, str]]) -> str:
+    """The files the job will use there and where each choice came from; a stand-in of the right family says so."""
+    if wants is None:
+        return ""
+    swapped = {(folder, name): using for folder, name, using in soft}
+    parts = []
+    for folder, name, why in wants.chosen:
+        using = swapped.get((folder, name))
+        if using is None:
+            parts.append(f"{label(folder)} {name} ({why})")
+        else:
+            family = wants.family.get(folder, "")
+            parts.append(f"{label(folder)} {using}: it has no {name} ({why}), so its one "
+                         f"{wants.family_title.get(family, family)} {label(folder)}")
+    return "".join(f"; {p}" for p in parts)
 
 
 def _summary(h: ServiceHealth, queue: int) -> str:
