@@ -92,10 +92,10 @@ async def test_a_checkpoint_nobody_has_is_refused_before_anything_is_sent(two: t
 async def test_a_missing_node_class_skips_the_server(two: tuple[Any, Any]) -> None:
     a, b = two
     async with running(a, b) as center:
-        d = center.jobs.route_explain("text_to_image", {"workflow": "standin_progress"})
+        d = await center.jobs.route_explain("text_to_image", {"workflow": "standin_progress"})
         assert d.chosen == sid(a)
         assert (sid(b), "lacks node StandinSleep (custom node pack not installed)") in d.skipped
-        pinned = center.jobs.route_explain("text_to_image", {"workflow": "standin_progress"}, sid(b))
+        pinned = await center.jobs.route_explain("text_to_image", {"workflow": "standin_progress"}, sid(b))
         assert pinned.chosen is None and pinned.no_capable_backend
         assert "no server has the node StandinSleep (custom node pack not installed)" in pinned.reason
 
@@ -109,21 +109,25 @@ async def test_the_checkpoint_setting_pins_a_template(two: tuple[Any, Any]) -> N
         assert done.state is JobState.SUCCEEDED and done.routed_to == sid(a)
 
 
-async def test_the_default_checkpoint_is_preferred_and_the_last_resort_says_so(two: tuple[Any, Any]) -> None:
+async def test_the_default_checkpoint_is_preferred_and_the_one_of_its_family_stands_in(two: tuple[Any, Any]) -> None:
     a, b = two
     async with running(a, b) as center:
-        d = center.jobs.route_explain("text_to_image", dict(SMALL))
-        assert d.chosen == sid(a)  # it has the template's sd_xl_base_1.0; b would have to fall back
-        pinned = center.jobs.route_explain("text_to_image", dict(SMALL), sid(b))
-        assert pinned.chosen == sid(b) and "has no checkpoint sd_xl_base_1.0.safetensors" in pinned.reason
-        assert "first checkpoint (the last resort)" in pinned.reason
+        d = await center.jobs.route_explain("text_to_image", dict(SMALL))
+        assert d.chosen == sid(a)  # it has the template's sd_xl_base_1.0; b would have to use another
+        assert "checkpoint sd_xl_base_1.0.safetensors (text_to_image's default)" in d.reason
+        pinned = await center.jobs.route_explain("text_to_image", dict(SMALL), sid(b))
+        assert pinned.chosen == sid(b)
+        assert ("checkpoint juggernaut_xl.safetensors: it has no sd_xl_base_1.0.safetensors (text_to_image's "
+                "default), so its one SDXL checkpoint") in pinned.reason
         said: list[str] = []
         center.bus.subscribe(lambda e: said.append(str(e.job.status.get("message"))), JobUpdated)
         job = await center.jobs.submit("text_to_image", "x", dict(SMALL), requested_backend=sid(b))
         done = await center.jobs.wait(job.id, 30)
         assert done.state is JobState.SUCCEEDED
-        assert any("sd_xl_base_1.0.safetensors is not on this server, using its first checkpoint "
+        assert any("sd_xl_base_1.0.safetensors is not on this server: using its one SDXL checkpoint "
                    "juggernaut_xl.safetensors" in m for m in said), said
+        entry = next(iter((await history(b)).values()))
+        assert entry["prompt"][2]["4"]["inputs"]["ckpt_name"] == "juggernaut_xl.safetensors"
 
 
 async def test_a_capability_failure_reads_the_inventory_again(standin: Any) -> None:

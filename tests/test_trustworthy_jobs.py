@@ -146,7 +146,7 @@ async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_onc
     """The new user's upscale without an input: printed "failed", stored "running". Never again.
 
     That upscale is now refused before a job exists (tests/test_tasks.py); a job the backend fails at once
-    (a ComfyUI without the checkpoint) stands in for it.
+    (a ComfyUI without the checkpoint, whose model list Backlot has not read) stands in for it.
     """
     sp = standin("comfyui", "--checkpoints", "", speed=10)
     for _ in range(3):
@@ -154,6 +154,7 @@ async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_onc
         seen: list[Any] = []
         center.bus.subscribe(lambda e: seen.append(e.job), JobUpdated)
         await center.start()
+        center.inventory._known.pop(f"comfyui@127.0.0.1:{sp.port}")  # else it is refused before it is a job
         job = await center.jobs.submit("text_to_image", "x", {"width": 64, "height": 64, "steps": 2})
         done = await center.jobs.wait(job.id, 10)
         await center.stop()  # at once, as the CLI did

@@ -26,6 +26,9 @@ async def serve(argv: list[str]) -> int:
     ap.add_argument("--models", action="append", default=[], metavar="FOLDER=A,B",
                     help="files of one model folder (checkpoints, diffusion_models, text_encoders, vae, "
                          "upscale_models); '' after = leaves it empty; repeatable")
+    ap.add_argument("--model-arch", action="append", default=[], metavar="FILE=ARCH",
+                    help="give a .safetensors file metadata naming its architecture (modelspec.architecture, "
+                         "e.g. stable-diffusion-xl-v1-base), read through /view_metadata; repeatable")
     ap.add_argument("--without-nodes", default="", metavar="A,B",
                     help="node classes this server lacks (as if their node pack were not installed)")
     a = ap.parse_args(argv)
@@ -41,6 +44,11 @@ async def serve(argv: list[str]) -> int:
         if folder not in model_nodes.FOLDER_FILES:
             ap.error(f"--models: unknown folder {folder!r} (known: {', '.join(model_nodes.FOLDER_FILES)})")
         model_nodes.FOLDER_FILES[folder][:] = [f.strip() for f in files.split(",") if f.strip()]
+    for item in a.model_arch:
+        from standins.comfyui import model_nodes
+
+        name, _, arch = item.partition("=")
+        model_nodes.METADATA[name.strip()] = {"modelspec.architecture": arch.strip()}
     if a.without_nodes:
         from standins.comfyui import nodes
 

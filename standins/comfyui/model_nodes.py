@@ -25,6 +25,8 @@ UPSCALERS = ["RealESRGAN_x4plus.pth", "4x-UltraSharp.pth"]
 # GET /models/{folder}: the same lists the loaders offer (set in place by --checkpoints / --models).
 FOLDER_FILES = {"checkpoints": CHECKPOINTS, "diffusion_models": UNETS, "text_encoders": CLIPS, "vae": VAES,
                 "upscale_models": UPSCALERS}
+# GET /view_metadata/{folder}: the safetensors metadata of files that carry some (set by --model-arch).
+METADATA: dict[str, dict[str, str]] = {}
 SAMPLERS = ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "lcm"]
 SCHEDULERS = ["simple", "normal", "karras", "exponential", "sgm_uniform", "beta"]
 

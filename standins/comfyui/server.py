@@ -359,6 +359,17 @@ async def _models_in(request: web.Request) -> web.Response:
     return web.json_response(list(FOLDER_FILES.get(folder, [])))
 
 
+async def _view_metadata(request: web.Request) -> web.Response:
+    """GET /view_metadata/{folder}?filename=: a safetensors file's ``__metadata__``; 404 when it has none (as ComfyUI)."""
+    from standins.comfyui.model_nodes import FOLDER_FILES, METADATA
+
+    folder, name = request.match_info["folder"], request.rel_url.query.get("filename", "")
+    meta = METADATA.get(name)
+    if not name.endswith(".safetensors") or name not in FOLDER_FILES.get(folder, []) or meta is None:
+        return web.Response(status=404)
+    return web.json_response(meta)
+
+
 def build_app(state: ComfyStandin) -> web.Application:
     """The aiohttp application: every route also under /api, like ComfyUI."""
     app = web.Application(client_max_size=104857600)
@@ -366,7 +377,7 @@ def build_app(state: ComfyStandin) -> web.Application:
         ("GET", "/ws", state.ws), ("GET", "/system_stats", state.system_stats),
         ("GET", "/features", partial(_json, FEATURES)), ("GET", "/embeddings", partial(_json, [])),
         ("GET", "/extensions", partial(_json, [])), ("GET", "/models", partial(_json, MODEL_FOLDERS)),
-        ("GET", "/models/{folder}", _models_in),
+        ("GET", "/models/{folder}", _models_in), ("GET", "/view_metadata/{folder}", _view_metadata),
         ("GET", "/prompt", state.get_prompt), ("POST", "/prompt", state.post_prompt),
         ("GET", "/object_info", state.object_info), ("GET", "/object_info/{node_class}", state.object_info),
         ("GET", "/history", state.get_history), ("GET", "/history/{prompt_id}", state.get_history),

@@ -25,6 +25,8 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
+from services.backends.comfyui.families import families, only_one, title
+from services.backends.comfyui.graph import model_folder
 from services.backends.comfyui.inventory import pinned
 from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
@@ -220,11 +222,25 @@ class ComfyUIBackend:
                 spec = info.get(cls, {}).get("input", {}).get("required", {}).get(inp) if info else None
                 choices = spec[0] if spec and isinstance(spec[0], list) else None
                 wanted = workflow[node]["inputs"][inp]
-                if choices and wanted not in choices and param not in params:  # the last rule: its first one
-                    workflow[node]["inputs"][inp] = choices[0]
-                    notes.append(f"{wanted} is not on this server, using its first {param} {choices[0]} "
-                                 f"(name one with --param {param}=NAME)")
+                if not choices or wanted in choices or param in params or param not in template.families:
+                    continue  # ComfyUI itself says what is missing, and the job fails over to a server that has it
+                folder = model_folder(cls, inp) or "checkpoints"
+                workflow[node]["inputs"][inp] = await self._same_family(template, param, folder, wanted, choices)
+                notes.append(f"{wanted} is not on this server: using its one {title(template.families[param])} "
+                             f"{param} {workflow[node]['inputs'][inp]} (name another with --param {param}=NAME)")
         return notes
+
+    async def _same_family(self, template: Template, param: str, folder: str, wanted: str, choices: list[Any]) -> str:
+        """The server's one model of the template's family to use instead of ``wanted``; refused when none or several."""
+        family = template.families[param]
+        names = [str(c) for c in choices]
+        known = await families(self._session(), self.record.base_url, folder, names, self.timeout, self.record.id)
+        using, same = only_one(family, names, known)
+        if using is None:
+            has = f"it has {len(same)}: {', '.join(same[:4])}" if same else "it has none"
+            raise _Refused(f"{self.record.id} has no {param} {wanted}, nor exactly one {title(family)} {param} to use "
+                           f"instead ({has}); name one with --param {param}=NAME", FailureCode.CAPABILITY)
+        return using
 
     async def _upload(self, path: Path, job_id: str) -> str:
         data = await asyncio.to_thread(path.read_bytes)

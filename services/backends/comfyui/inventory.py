@@ -1,15 +1,15 @@
 """Which models and node classes a ComfyUI server has (``/models/{folder}``, ``/object_info``), and what a job needs."""
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
+from services.backends.comfyui.families import TITLES, families
 from services.backends.comfyui.graph import model_folder, required_models_and_nodes
-from services.backends.comfyui.workflows import Template, TemplateError, is_path, load_templates, template_for
+from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
 from services.backends.spec import Inventory, Needs
 from services.http import get_json
 from services.models import ServiceRecord
@@ -33,13 +33,9 @@ async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout:
     info, _ = await get_json(session, rec.base_url + "/object_info", timeout=timeout, service=rec.id,
                              max_bytes=128 * 1024 * 1024)
     nodes = frozenset(str(k) for k in info) if isinstance(info, dict) else None
-    return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time())
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin() -> dict[str, Template]:
-    """The shipped templates, read once (routing runs on the loop and must not read files each time)."""
-    return load_templates()
+    kinds = {"checkpoints": await families(session, rec.base_url, "checkpoints", models.get("checkpoints", ()),
+                                           timeout, rec.id)} if "checkpoints" in models else {}
+    return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
 
 
 def pinned(template: Template, params: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,17 +47,26 @@ def pinned(template: Template, params: Mapping[str, Any], options: Mapping[str, 
     return out
 
 
-def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
-    """Models and node classes the job's workflow needs; a model the job does not pin is only preferred.
+def choice(template: Template, param: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> str:
+    """Where a model parameter's value comes from, in words for the route."""
+    if param in params:
+        return "named by the job"
+    if (options.get("comfyui_checkpoints") or {}).get(template.name) and param == "checkpoint":
+        return "the comfyui_checkpoints setting"
+    return f"{template.name}'s default"
 
-    Only the built-in templates are known here (routing runs on the loop and reads no files): a job
-    naming a workflow file or a user workflow has no needs checked before it runs, and a server that
-    lacks what it needs fails it as a capability failure, which moves it on and refreshes the inventory.
+
+def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
+    """Models and node classes the job's workflow needs.
+
+    A model the job does not name, in a built-in template made for one model family, is only
+    preferred: a server without it may use its one checkpoint of that family. A user's workflow
+    needs exactly the files it names. Blocking: it reads the workflow files (built-in, the user's,
+    or the file the job names), so the manager asks it off the loop once per job and routing uses
+    the answer.
     """
-    if params.get("workflow") and is_path(str(params["workflow"])):
-        return None
     try:
-        template = template_for(_builtin(), task, dict(params))
+        template = template_for(load_all(options), task, dict(params))
         values = pinned(template, params, options)
         workflow, _ = template.build(values)
     except TemplateError:
@@ -70,14 +75,19 @@ def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> N
     if template.requires_node:
         nodes.add(template.requires_node)
     prefer: dict[str, set[str]] = {}
+    family: dict[str, str] = {}
+    chosen: list[tuple[str, str, str]] = []
     for param in template.models:
-        if param in values:
-            continue
         for node, inp in template.bindings.get(param, []):
             folder = model_folder(str(workflow[node].get("class_type", "")), inp)
             name = workflow[node]["inputs"].get(inp)
-            if folder and isinstance(name, str) and name in models.get(folder, set()):
+            if not folder or not isinstance(name, str):
+                continue
+            if param in values or param in template.families:  # a file picked by the rules: the route says which
+                chosen.append((folder, name, choice(template, param, values, options)))
+            if param not in values and param in template.families and name in models.get(folder, set()):
                 models[folder].discard(name)
                 prefer.setdefault(folder, set()).add(name)
+                family[folder] = template.families[param]
     return Needs({k: frozenset(v) for k, v in models.items() if v}, frozenset(nodes),
-                 {k: frozenset(v) for k, v in prefer.items()}, NODE_NOTE)
+                 {k: frozenset(v) for k, v in prefer.items()}, NODE_NOTE, family, TITLES, tuple(chosen))

@@ -42,6 +42,7 @@ class Template:
     requires_input: bool = False
     requires_node: str | None = None
     source: str = "built-in"
+    families: dict[str, str] = field(default_factory=dict)  # model param -> the family it may be swapped within
 
     @property
     def params(self) -> list[str]:
@@ -131,7 +132,8 @@ def _template(name: str, meta: Mapping[str, Any], workflow: dict[str, Any], sour
     bindings = {k: [(str(n), str(i)) for n, i in v] for k, v in meta.get("bindings", {}).items()}
     return Template(name, meta.get("task", name), meta.get("description", ""), workflow, bindings,
                     meta.get("defaults", {}), tuple(meta.get("models", [])),
-                    bool(meta.get("requires_input")), meta.get("requires_node"), source)
+                    bool(meta.get("requires_input")), meta.get("requires_node"), source,
+                    {str(k): str(v) for k, v in (meta.get("families") or {}).items()})
 
 
 def user_folders(options: Mapping[str, Any]) -> list[Path]:
