@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.backends.comfyui.graph import is_link, nodes
+from services.backends.comfyui.graph import is_link, node_order as _num, nodes
 
 SAMPLER_PARAMS = {"KSampler": {"seed": "seed", "steps": "steps", "cfg": "cfg", "denoise": "denoise"},
                   "KSamplerAdvanced": {"noise_seed": "seed", "steps": "steps", "cfg": "cfg"},
@@ -25,6 +25,7 @@ VIDEO_SAVERS = ("SaveVideo", "SaveWEBM", "SaveAnimatedWEBP", "SaveAnimatedPNG", 
 IMAGE_SAVERS = ("SaveImage", "PreviewImage", "Image Save")
 AUDIO_SAVERS = ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "PreviewAudio")
 INPUT_IMAGE = ("LoadImage",)
+ZEROED = ("ConditioningZeroOut",)
 
 
 @dataclass
@@ -61,6 +62,8 @@ def _encoders(wf: dict[str, Any], start: Any) -> list[str]:
         seen.add(tuple(link))
         node = wf[link[0]]
         inputs = node.get("inputs", {})
+        if node.get("class_type") in ZEROED:
+            continue  # its output ignores the text that reaches it
         if any(isinstance(inputs.get(t), str) or is_link(inputs.get(t)) for t in TEXT_INPUTS if t in inputs) \
                 and "TextEncode" in node.get("class_type", ""):
             found.append(link[0])
@@ -70,10 +73,6 @@ def _encoders(wf: dict[str, Any], start: Any) -> list[str]:
             continue
         todo.extend(inputs[n] for n in COND_INPUTS if n in inputs)
     return sorted(found, key=_num)
-
-
-def _num(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 
 def infer_bindings(workflow: dict[str, Any], task: str | None = None) -> Inference:
