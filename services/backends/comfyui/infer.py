@@ -108,7 +108,7 @@ def infer_bindings(workflow: dict[str, Any], task: str | None = None) -> Inferen
         starts += [workflow[g]["inputs"].get(role) for g, c in classes.items() if c == "CFGGuider"]
         if role == "positive":
             starts += [workflow[g]["inputs"].get("conditioning") for g, c in classes.items() if c == "BasicGuider"]
-        for enc in {e for s in starts for e in _encoders(workflow, s)}:
+        for enc in sorted({e for s in starts for e in _encoders(workflow, s)}, key=_num):  # a stable order
             for t in TEXT_INPUTS:
                 if isinstance(workflow[enc]["inputs"].get(t), str):
                     _bind(b, "prompt" if role == "positive" else "negative", enc, t)
