@@ -31,11 +31,12 @@ def download_templates(cache: Path = CACHE) -> Path:
     if done.is_dir():
         return done
     with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run([sys.executable, "-m", "pip", "download", TEMPLATES, "--no-deps", "--quiet",
-                              "--disable-pip-version-check", "-d", tmp], capture_output=True, text=True, timeout=300)
+        pip = [sys.executable, "-m", "pip", "download", TEMPLATES, "--no-deps", "--quiet", "--disable-pip-version-check"]
+        run = subprocess.run([*pip, "-d", tmp], check=False, capture_output=True, text=True, timeout=300)
         wheels = list(Path(tmp).glob("*.whl"))
         if run.returncode != 0 or not wheels:
-            _unavailable(f"could not download {TEMPLATES} from PyPI: {run.stderr.strip()[-300:]}")
+            said = (run.stderr.strip().splitlines() or ["no wheel came"])[-1]
+            _unavailable(f"could not download {TEMPLATES} from PyPI: {said}")
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(wheels[0]) as wheel:
             wheel.extractall(unpacked)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.comfyui.graph import node_order as _num
+from services.backends.comfyui.graph import node_order
 from services.backends.comfyui.workflows import TemplateError
 
 EXPORT_API = 'save it from ComfyUI with "Export (API)" instead'
@@ -74,7 +74,7 @@ def widget_inputs(spec: Mapping[str, Any], values: Any) -> dict[str, Any]:
             else:
                 out[full] = _default(conf)
             if dynamic:
-                chosen = next((o for o in options.get("options") or [] if o.get("key") == out[full]), {})
+                chosen: Mapping[str, Any] = next((o for o in options.get("options") or [] if o.get("key") == out[full]), {})
                 walk(_entries({"input": chosen.get("inputs") or {}}), full + ".")
 
     walk(_entries(spec), "")
@@ -145,7 +145,7 @@ def ui_to_api(ui: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str
         raise TemplateError(f"this workflow uses subgraphs, which Backlot cannot convert; {EXPORT_API}")
     conv = _Converter(ui, object_info)
     out: dict[str, Any] = {}
-    for node in sorted(conv.nodes.values(), key=lambda n: _num(str(n["id"]))):
+    for node in sorted(conv.nodes.values(), key=lambda n: node_order(str(n["id"]))):
         if node.get("type") in VIRTUAL or node.get("mode") in (MUTED, BYPASSED):
             continue
         out[str(node["id"])] = conv.node(node)
