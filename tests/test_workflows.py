@@ -115,6 +115,34 @@ async def test_ui_format_converts_with_the_standins_object_info(standin: Any) ->
     assert infer_bindings(api).bindings["prompt"] == [("2", "text")]
 
 
+def test_newer_frontend_shapes_convert() -> None:
+    """Links as objects, widgets as a dict, a dynamic combo's own widgets, a default for a missing value, a Note."""
+    info = {"Resize": {"input": {"required": {
+        "image": ["IMAGE"], "resize_type": ["COMFY_DYNAMICCOMBO_V3", {"options": [
+            {"key": "scale by", "inputs": {"required": {"by": ["FLOAT", {"default": 1.0}]}}},
+            {"key": "dimensions", "inputs": {"required": {"width": ["INT", {}], "crop": [["none", "center"]]}}}]}],
+        "method": ["COMBO", {"options": ["area", "lanczos"]}], "steps": ["INT", {"default": 1}]}},
+        "output": ["IMAGE"]},
+        "Load": {"input": {"required": {"name": [["a.png"]], "seed": ["INT", {"control_after_generate": True}]}},
+                 "output": ["IMAGE"]}}
+    ui = {"nodes": [{"id": 1, "type": "Load", "widgets_values": {"name": "a.png", "seed": 3}, "outputs": []},
+                    {"id": 2, "type": "Resize", "widgets_values": ["dimensions", 640, "center", "lanczos"],
+                     "inputs": [{"name": "image", "type": "IMAGE", "link": 5}]},
+                    {"id": 3, "type": "Note", "widgets_values": ["hello"]}],
+          "links": [{"id": 5, "origin_id": 1, "origin_slot": 0, "target_id": 2, "target_slot": 0, "type": "IMAGE"}]}
+    api = ui_to_api(ui, info)
+    assert api == {"1": {"class_type": "Load", "inputs": {"name": "a.png", "seed": 3}},
+                   "2": {"class_type": "Resize", "inputs": {
+                       "image": ["1", 0], "resize_type": "dimensions", "resize_type.width": 640,
+                       "resize_type.crop": "center", "method": "lanczos", "steps": 1}}}
+    ui["nodes"][1]["widgets_values"] = []  # a file older than the node: every widget gets what the frontend gives it
+    assert ui_to_api(ui, info)["2"]["inputs"] == {"image": ["1", 0], "resize_type": "scale by",
+                                                  "resize_type.by": 1.0, "method": "area", "steps": 1}
+    ui["links"][0]["origin_slot"] = 1  # the file's node has an output this server's does not
+    with pytest.raises(TemplateError, match=r"node 1 \(Load\) has no output 2 on that ComfyUI server.*Export \(API\)"):
+        ui_to_api(ui, info)
+
+
 def test_subgraphs_and_unknown_nodes_are_refused_in_one_sentence() -> None:
     with pytest.raises(TemplateError, match=r"subgraphs.*Export \(API\)"):
         ui_to_api({**_ui(), "definitions": {"subgraphs": [{"id": "x"}]}}, {})

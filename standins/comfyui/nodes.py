@@ -125,6 +125,10 @@ def node_specs(input_files: list[str]) -> dict[str, dict[str, Any]]:
                                 "StandinSleep": "Stand-in Sleep", "CheckpointLoaderSimple": "Load Checkpoint",
                                 "CLIPTextEncode": "CLIP Text Encode (Prompt)", "EmptyLatentImage": "Empty Latent Image",
                                 "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode"}.get(name, name)
+    from standins.comfyui.core_specs import core_specs
+    from standins.comfyui.model_nodes import FOLDER_FILES
+
+    specs.update({k: v for k, v in core_specs(FOLDER_FILES).items() if k not in specs and k not in WITHOUT})
     return specs
 
 
@@ -250,6 +254,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 def all_functions() -> dict[str, Callable[..., Any]]:
     """Every executable node class, model stand-ins included."""
+    from standins.comfyui.core_specs import core_functions
     from standins.comfyui.model_nodes import MODEL_FUNCTIONS
 
-    return {**FUNCTIONS, **MODEL_FUNCTIONS}
+    return {**core_functions(), **FUNCTIONS, **MODEL_FUNCTIONS}

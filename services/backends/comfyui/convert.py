@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from services.backends.comfyui.graph import node_order
 from services.backends.comfyui.workflows import TemplateError
 
 EXPORT_API = 'save it from ComfyUI with "Export (API)" instead'
@@ -11,6 +12,7 @@ VIRTUAL = ("Reroute", "PrimitiveNode", "Note", "MarkdownNote")
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 MUTED, BYPASSED = 2, 4
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 _NONE = object()  # a link that resolves to nothing (a muted source)
 
 
@@ -19,18 +21,64 @@ def is_ui_format(data: Any) -> bool:
     return isinstance(data, Mapping) and isinstance(data.get("nodes"), list) and "links" in data
 
 
-def _widgets(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """(input name, its spec) for the inputs the UI shows as widgets, in widget order."""
-    inputs = spec.get("input", {})
-    order = spec.get("input_order", {})
+def _is_widget(conf: Any) -> bool:
+    return isinstance(conf, list) and bool(conf) and (isinstance(conf[0], list) or conf[0] in WIDGET_TYPES)
+
+
+def _entries(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(input name, its spec) for every input of a node class, in the order ComfyUI declares them."""
+    inputs = spec.get("input") or {}
+    order = spec.get("input_order") or {}
     out: list[tuple[str, Any]] = []
     for group in ("required", "optional"):
         declared = inputs.get(group) or {}
-        for name in order.get(group) or list(declared):
-            conf = declared.get(name)
-            if isinstance(conf, list) and conf and (isinstance(conf[0], list) or conf[0] in WIDGET_TYPES):
-                out.append((name, conf))
+        out += [(name, declared[name]) for name in order.get(group) or list(declared) if name in declared]
     return out
+
+
+def _default(conf: list[Any]) -> Any:
+    """The value ComfyUI's frontend gives a widget the file has no value for (the default, or a list's first)."""
+    options = conf[1] if len(conf) > 1 and isinstance(conf[1], Mapping) else {}
+    if "default" in options:
+        return options["default"]
+    choices = conf[0] if isinstance(conf[0], list) else options.get("options")
+    return choices[0] if isinstance(choices, list) and choices else _NONE
+
+
+def widget_inputs(spec: Mapping[str, Any], values: Any) -> dict[str, Any]:
+    """Widget values (a list in widget order, or a dict) as API inputs; widgets without a value get their default.
+
+    A seed's ``control_after_generate`` value that follows it in the list is skipped; a dynamic combo's
+    chosen option brings its own widgets next, named ``combo.widget`` as ComfyUI's API format expects.
+    """
+    queue = list(values) if isinstance(values, list) else []
+    named = values if isinstance(values, Mapping) else {}
+    out: dict[str, Any] = {}
+
+    def walk(entries: list[tuple[str, Any]], prefix: str) -> None:
+        for name, conf in entries:
+            full = prefix + name
+            dynamic = isinstance(conf, list) and conf and conf[0] == DYNAMIC_COMBO
+            if not dynamic and not _is_widget(conf):
+                continue
+            options = conf[1] if len(conf) > 1 and isinstance(conf[1], Mapping) else {}
+            if full in named:
+                out[full] = named[full]
+            elif queue:
+                out[full] = queue.pop(0)
+                control = options.get("control_after_generate") or name in ("seed", "noise_seed")
+                if queue and (control or conf[0] in ("INT", "FLOAT")) and queue[0] in CONTROL_VALUES:
+                    queue.pop(0)
+            elif dynamic:
+                out[full] = (options.get("options") or [{}])[0].get("key", _NONE)
+            else:
+                out[full] = _default(conf)
+            if dynamic:
+                chosen: Mapping[str, Any] = next((o for o in options.get("options") or [] if o.get("key") == out[full]), {})
+                walk(_entries({"input": chosen.get("inputs") or {}}), full + ".")
+
+    walk(_entries(spec), "")
+    return {k: v for k, v in out.items() if v is not _NONE}
 
 
 class _Converter:
@@ -62,6 +110,10 @@ class _Converter:
                 if inp.get("type") == out_type and inp.get("link") is not None:
                     return self.resolve(inp["link"], depth + 1)
             return _NONE
+        outputs = (self.info.get(kind) or {}).get("output")
+        if isinstance(outputs, list) and slot >= len(outputs):
+            raise TemplateError(f"node {node_id} ({kind}) has no output {slot + 1} on that ComfyUI server (the workflow "
+                                f"was made with a newer version of it); update ComfyUI or {EXPORT_API}")
         return [str(node_id), slot]
 
     def node(self, node: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,20 +123,7 @@ class _Converter:
         if not isinstance(spec, Mapping):
             raise TemplateError(f"node {node['id']} ({kind}) is not on that ComfyUI server, so its widgets cannot "
                                 f"be read; install it or {EXPORT_API}")
-        inputs: dict[str, Any] = {}
-        values = node.get("widgets_values")
-        if isinstance(values, Mapping):
-            inputs.update({k: v for k, v in values.items() if k in dict(_widgets(spec))})
-        else:
-            queue = list(values or [])
-            for name, conf in _widgets(spec):
-                if not queue:
-                    break
-                inputs[name] = queue.pop(0)
-                options = conf[1] if len(conf) > 1 and isinstance(conf[1], Mapping) else {}
-                control = options.get("control_after_generate") or name in ("seed", "noise_seed")
-                if queue and (control or conf[0] in ("INT", "FLOAT")) and queue[0] in CONTROL_VALUES:
-                    queue.pop(0)
+        inputs = widget_inputs(spec, node.get("widgets_values"))
         for inp in node.get("inputs") or []:
             if inp.get("link") is None:
                 continue
@@ -106,7 +145,7 @@ def ui_to_api(ui: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str
         raise TemplateError(f"this workflow uses subgraphs, which Backlot cannot convert; {EXPORT_API}")
     conv = _Converter(ui, object_info)
     out: dict[str, Any] = {}
-    for node in sorted(conv.nodes.values(), key=lambda n: n["id"]):
+    for node in sorted(conv.nodes.values(), key=lambda n: node_order(str(n["id"]))):
         if node.get("type") in VIRTUAL or node.get("mode") in (MUTED, BYPASSED):
             continue
         out[str(node["id"])] = conv.node(node)

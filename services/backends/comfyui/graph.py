@@ -36,6 +36,11 @@ def nodes(workflow: Mapping[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
             yield str(node_id), node["class_type"], dict(inputs) if isinstance(inputs, Mapping) else {}
 
 
+def node_order(node_id: str) -> tuple[int, str]:
+    """Sort key for node ids: numbers in numeric order, then the rest by name."""
+    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
+
+
 def model_folder(class_type: str, input_name: str) -> str | None:
     """The models folder a loader's input names a file in, or None when the input is not a model file."""
     return CLASS_FOLDERS.get((class_type, input_name)) or MODEL_INPUTS.get(input_name)

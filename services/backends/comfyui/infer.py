@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.backends.comfyui.graph import is_link, nodes
+from services.backends.comfyui.graph import is_link, node_order, nodes
 
 SAMPLER_PARAMS = {"KSampler": {"seed": "seed", "steps": "steps", "cfg": "cfg", "denoise": "denoise"},
                   "KSamplerAdvanced": {"noise_seed": "seed", "steps": "steps", "cfg": "cfg"},
@@ -25,6 +25,7 @@ VIDEO_SAVERS = ("SaveVideo", "SaveWEBM", "SaveAnimatedWEBP", "SaveAnimatedPNG", 
 IMAGE_SAVERS = ("SaveImage", "PreviewImage", "Image Save")
 AUDIO_SAVERS = ("SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "PreviewAudio")
 INPUT_IMAGE = ("LoadImage",)
+ZEROED = ("ConditioningZeroOut",)
 
 
 @dataclass
@@ -61,6 +62,8 @@ def _encoders(wf: dict[str, Any], start: Any) -> list[str]:
         seen.add(tuple(link))
         node = wf[link[0]]
         inputs = node.get("inputs", {})
+        if node.get("class_type") in ZEROED:
+            continue  # its output ignores the text that reaches it
         if any(isinstance(inputs.get(t), str) or is_link(inputs.get(t)) for t in TEXT_INPUTS if t in inputs) \
                 and "TextEncode" in node.get("class_type", ""):
             found.append(link[0])
@@ -69,11 +72,7 @@ def _encoders(wf: dict[str, Any], start: Any) -> list[str]:
             todo.append(inputs["negative"] if link[1] == 1 else inputs["positive"])  # e.g. ControlNetApplyAdvanced
             continue
         todo.extend(inputs[n] for n in COND_INPUTS if n in inputs)
-    return sorted(found, key=_num)
-
-
-def _num(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
+    return sorted(found, key=node_order)
 
 
 def infer_bindings(workflow: dict[str, Any], task: str | None = None) -> Inference:
@@ -83,7 +82,7 @@ def infer_bindings(workflow: dict[str, Any], task: str | None = None) -> Inferen
     classes = {nid: cls for nid, cls, _ in nodes(workflow)}
     samplers = [nid for nid, cls in classes.items() if cls in ("KSampler", "KSamplerAdvanced", "SamplerCustom",
                                                                  "SamplerCustomAdvanced")]
-    for nid, cls, inputs in sorted(nodes(workflow), key=lambda n: _num(n[0])):
+    for nid, cls, inputs in sorted(nodes(workflow), key=lambda n: node_order(n[0])):
         for inp, param in SAMPLER_PARAMS.get(cls, {}).items():
             if inp in inputs and not is_link(inputs[inp]):
                 _bind(b, param, nid, inp)
@@ -109,7 +108,7 @@ def infer_bindings(workflow: dict[str, Any], task: str | None = None) -> Inferen
         starts += [workflow[g]["inputs"].get(role) for g, c in classes.items() if c == "CFGGuider"]
         if role == "positive":
             starts += [workflow[g]["inputs"].get("conditioning") for g, c in classes.items() if c == "BasicGuider"]
-        for enc in {e for s in starts for e in _encoders(workflow, s)}:
+        for enc in sorted({e for s in starts for e in _encoders(workflow, s)}, key=node_order):  # a stable order
             for t in TEXT_INPUTS:
                 if isinstance(workflow[enc]["inputs"].get(t), str):
                     _bind(b, "prompt" if role == "positive" else "negative", enc, t)
