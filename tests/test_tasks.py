@@ -45,7 +45,11 @@ def files(tmp_path: Path) -> dict[str, Path]:
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(b"\x00\x10" * 16000)
-    return {"notes": notes, "folder": folder, "png": png, "wav": wav, "locked": unreadable(tmp_path)}
+    not_a_flow, ui_flow = tmp_path / "settings.json", tmp_path / "saved_from_the_ui.json"
+    not_a_flow.write_text('{"a": 1}')
+    ui_flow.write_text('{"nodes": [], "links": [], "version": 0.4}')
+    return {"notes": notes, "folder": folder, "png": png, "wav": wav, "locked": unreadable(tmp_path),
+            "not_a_flow": not_a_flow, "ui_flow": ui_flow}
 
 
 # (task, params, input names, what the one sentence says)
@@ -64,7 +68,15 @@ BAD: list[tuple[str, dict[str, str], list[str], str]] = [
     ("text_to_image", {"workflow": "no_such_flow"}, [], "no workflow template named 'no_such_flow'"),
     ("text_to_image", {"workflow": "standin_image", "color": "red"}, [], "color must be a whole number"),
     ("text_to_image", {}, ["png"], "text_to_image takes no input file"),
+    ("text_to_image", {"workflow": "@not_a_flow"}, [], "settings.json is not a ComfyUI workflow"),
+    ("text_to_image", {"workflow": "@ui_flow"}, [], "saved_from_the_ui.json is a UI-format workflow; import it"),
+    ("text_to_image", {"workflow": "@missing"}, [], "cannot be read"),
 ]
+
+
+def named(params: dict[str, str], made: dict[str, Path], tmp_path: Path) -> dict[str, str]:
+    """BAD's params with "@name" turned into the path of that made file."""
+    return {k: str(made.get(v[1:], tmp_path / f"{v[1:]}.json")) if v.startswith("@") else v for k, v in params.items()}
 
 
 def paths(names: list[str], made: dict[str, Path], tmp_path: Path) -> list[str]:
@@ -165,7 +177,7 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_no_job_row(standin: Any, tmp_
     made = files(tmp_path)
     for task, params, inputs, sentence in BAD:
         argv = ["submit", "--task", task, "--prompt", "the lighthouse"]
-        argv += [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+        argv += [a for k, v in named(params, made, tmp_path).items() for a in ("--param", f"{k}={v}")]
         argv += [a for f in paths(inputs, made, tmp_path) for a in ("--input", f)]
         assert main.main(argv) == 2, (task, params, inputs)
         captured = capsys.readouterr()
@@ -190,7 +202,8 @@ async def test_submit_refuses_bad_input_and_writes_nothing(standin: Any, tmp_pat
     try:
         for task, params, inputs, sentence in BAD:
             with pytest.raises(JobError) as err:
-                await center.jobs.submit(task, "the lighthouse", dict(params), paths(inputs, made, tmp_path))
+                await center.jobs.submit(task, "the lighthouse", named(params, made, tmp_path),
+                                         paths(inputs, made, tmp_path))
             assert err.value.code == "invalid" and sentence in str(err.value), (sentence, str(err.value))
         assert await center.jobs.list() == [] and await center.store.query() == []
         outputs = center.settings.output_path

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.backends.comfyui.graph import nodes
 from services.backends.comfyui.infer import infer_bindings
 from services.errors import BacklotError
 from services.tasks import InputSpec, ParamSpec, ParamType, TaskSpec
@@ -162,9 +163,12 @@ def template_from_file(path: Path, task: str | None = None) -> Template:
         workflow = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise TemplateError(f"the workflow file {path} cannot be read: {err}") from err
-    if not isinstance(workflow, dict) or "nodes" in workflow:
-        raise TemplateError(f"{path.name} is not an API-format workflow; import it with `backlot workflows import` "
+    if isinstance(workflow, dict) and "nodes" in workflow and "links" in workflow:
+        raise TemplateError(f"{path.name} is a UI-format workflow; import it with `backlot workflows import` "
                             'or save it from ComfyUI with "Export (API)"')
+    if not isinstance(workflow, dict) or not workflow or len(list(nodes(workflow))) != len(workflow):
+        raise TemplateError(f"{path.name} is not a ComfyUI workflow (an API-format file maps node ids to "
+                            '{"class_type", "inputs"}; save one from ComfyUI with "Export (API)")')
     side = path.with_name(path.name[: -len(".json")] + ".bindings.json") if path.name.endswith(".json") else None
     if side is not None and side.is_file() and side != path:
         try:
