@@ -5,11 +5,12 @@ from collections import Counter
 from collections.abc import Mapping
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QToolBar, QWidget
 
 from widgets.dashboard import Dashboard
 from widgets.graphs import Graphs
+from widgets.job_console import workflow_files
 from widgets.log_view import LogView
 from widgets.style import look, state_icon
 
@@ -38,6 +39,7 @@ class MainWindow(QMainWindow):
     close_requested = Signal()
     settings_requested = Signal()
     overall_changed = Signal(str, str)  # state, summary ("4 up · 1 down")
+    workflows_dropped = Signal(list)  # .json files dropped anywhere on the window: workflows to import
 
     def __init__(self, titles: Mapping[str, str], settings_file: str, console: QWidget | None = None,
                  api_panel: QWidget | None = None) -> None:
@@ -45,6 +47,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Backlot")
         self.setObjectName("BacklotMain")
         self.setWindowIcon(state_icon("unknown"))
+        self.setAcceptDrops(True)
         self.ui_settings = QSettings(settings_file, QSettings.Format.IniFormat)
         self.dashboard = Dashboard(titles)
         self.graphs = Graphs()
@@ -140,6 +143,18 @@ class MainWindow(QMainWindow):
         self.ui_settings.setValue("windowState", self.saveState())
         self.ui_settings.setValue("centralSplit", self.split.saveState())
         self.ui_settings.sync()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt's name)
+        """Accept a drag that carries a .json file (a ComfyUI workflow to import)."""
+        if workflow_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt's name)
+        """Workflow files dropped on the window: ``workflows_dropped``."""
+        paths = workflow_files(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.workflows_dropped.emit(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         """Save the layout and ask the app layer to shut down (it stops the core, then the loop)."""

@@ -228,6 +228,7 @@ def test_form_leaves_out_untouched_params_without_default() -> None:
 
 def test_workflow_picker_items_come_from_workflows_list_per_task() -> None:
     from addon_fake_api import WORKFLOWS
+
     from blender_addon import workflows as wf
 
     flows = wf.parse_workflows({"workflows": [*WORKFLOWS, {"name": ""}, "junk"]})
@@ -241,12 +242,13 @@ def test_workflow_picker_items_come_from_workflows_list_per_task() -> None:
     assert [i[0] for i in wf.enum_items(flows, "sound_effects")] == [wf.DEFAULT]
     # numbers are stable, so the choice survives a refreshed list with a workflow added before it
     more = wf.parse_workflows([{"name": "a_first", "task": "text_to_image"}, *WORKFLOWS])
-    assert dict((i[0], i[4]) for i in wf.enum_items(more, "text_to_image"))["my_flow"] == items[1][4]
+    assert {i[0]: i[4] for i in wf.enum_items(more, "text_to_image")}["my_flow"] == items[1][4]
     assert len({i[4] for i in wf.enum_items(more, "text_to_image")}) == 4
 
 
 def test_workflow_params_sent_with_the_job() -> None:
     from addon_fake_api import WORKFLOWS
+
     from blender_addon import workflows as wf
 
     flows = wf.parse_workflows(WORKFLOWS)

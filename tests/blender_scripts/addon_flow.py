@@ -166,7 +166,7 @@ def workflow(ui: object) -> None:
     wm.backlot_task = "text_to_image"
     RESULT["items"] = [i[0] for i in ui._workflows(wm, bpy.context)]
     wm.backlot_workflow = pick
-    setattr(wm.backlot_form, "text_to_image__wf__seconds", "3")  # a parameter only the workflow has
+    wm.backlot_form.text_to_image__wf__seconds = "3"  # a parameter only the workflow has
     scene.frame_current = 10
     assert bpy.ops.backlot.generate(prompt="picked workflow") == {"FINISHED"}
     wm.backlot_workflow_file = path
