@@ -5,12 +5,12 @@ from collections import Counter
 from collections.abc import Mapping
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QToolBar, QWidget
 
 from widgets.dashboard import Dashboard
 from widgets.graphs import Graphs
-from widgets.job_console import workflow_files
+from widgets.workflow_drop import WorkflowDrop
 from widgets.log_view import LogView
 from widgets.style import look, state_icon
 
@@ -47,7 +47,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Backlot")
         self.setObjectName("BacklotMain")
         self.setWindowIcon(state_icon("unknown"))
-        self.setAcceptDrops(True)
+        WorkflowDrop(self).dropped.connect(self.workflows_dropped)
         self.ui_settings = QSettings(settings_file, QSettings.Format.IniFormat)
         self.dashboard = Dashboard(titles)
         self.graphs = Graphs()
@@ -143,18 +143,6 @@ class MainWindow(QMainWindow):
         self.ui_settings.setValue("windowState", self.saveState())
         self.ui_settings.setValue("centralSplit", self.split.saveState())
         self.ui_settings.sync()
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt's name)
-        """Accept a drag that carries a .json file (a ComfyUI workflow to import)."""
-        if workflow_files(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt's name)
-        """Workflow files dropped on the window: ``workflows_dropped``."""
-        paths = workflow_files(event.mimeData())
-        if paths:
-            event.acceptProposedAction()
-            self.workflows_dropped.emit(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         """Save the layout and ask the app layer to shut down (it stops the core, then the loop)."""

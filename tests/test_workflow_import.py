@@ -138,9 +138,9 @@ def test_bad_files_say_why_in_one_sentence(qloop: Any, qtbot: Any, tmp_path: Pat
             assert not drop(console, tmp_path / "clip.txt")  # not a .json: the drag is refused
             for path, says in ((not_json, "Could not import notes.json: the workflow file "),
                                (not_flow, "Could not import prefs.json: this file is not a ComfyUI workflow"),
-                               (ui_format, "Could not import castle.json: it is a UI-format workflow and no ComfyUI "
-                                           'is running to convert it; start ComfyUI, or save it from ComfyUI with '
-                                           '"Export (API)" instead.')):
+                               (ui_format, ("Could not import castle.json: it is a UI-format workflow and no ComfyUI "
+                                            "is running to convert it; start ComfyUI, or save it from ComfyUI with "
+                                            '"Export (API)" instead.'))):
                 console.import_status.setText("")
                 assert drop(console, path)
                 await until(lambda: console.import_status.text().startswith("✕"))

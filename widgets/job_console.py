@@ -8,20 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from PySide6.QtCore import QMimeData, Qt, Signal, Slot
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from services.tasks import TaskSpec
 from widgets.job_form import JobForm
 from widgets.job_table import JobTable
 from widgets.preview import PreviewPanel
-
-
-def workflow_files(mime: QMimeData) -> list[str]:
-    """The local ``.json`` files among dropped URLs (what a workflow drop may carry)."""
-    paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
-    return [p for p in paths if p.lower().endswith(".json")]
+from widgets.workflow_drop import WorkflowDrop
 
 
 class JobConsole(QWidget):
@@ -33,7 +27,7 @@ class JobConsole(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("jobConsole")
-        self.setAcceptDrops(True)
+        WorkflowDrop(self).dropped.connect(self.request_import)
         self.form = JobForm(tasks, serving)
         self.table = JobTable()
         self.preview = PreviewPanel()
@@ -59,18 +53,6 @@ class JobConsole(QWidget):
         self.table.job_selected.connect(self.preview._on_job)
 
     # ----- dropping and picking a workflow file -----
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt's name)
-        """Accept a drag that carries a .json file."""
-        if workflow_files(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt's name)
-        """A workflow file was dropped: ask for its import."""
-        paths = workflow_files(event.mimeData())
-        if paths:
-            event.acceptProposedAction()
-            self.request_import(paths)
-
     def request_import(self, paths: list[str]) -> None:
         """Say the import has begun and hand the files on."""
         self.import_status.setText(f"Importing {', '.join(p.rsplit('/', 1)[-1] for p in paths)}…")
