@@ -43,6 +43,7 @@ def assemble(settings: Settings, *, owner: bool = True) -> Parts:
     shell.console = ConsoleController(shell.center, console, api_panel, spawn=shell.keeper.spawn, parent=shell)
     shell.console.bind(shell.bridge)
     window.settings_requested.connect(lambda: shell.console and shell.console.open_settings(window))
+    window.workflows_dropped.connect(console.request_import)
     dash_pin = window.dashboard.pin_changed
     dash_pin.connect(console.form.set_backend)
     console.form.changed.connect(lambda _task, _params, backend: window.dashboard.set_pinned(backend))

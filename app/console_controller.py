@@ -26,6 +26,7 @@ from services.jobs.validate import InvalidJob, job_schema
 from services.models import Job
 from services.tasks import SCHEMA, SchemaError
 from app.tasks import TaskKeeper
+from app.workflow_controller import WorkflowController
 from widgets.api_panel import ApiPanel
 from widgets.job_console import JobConsole
 from widgets.settings_dialog import SECONDS, SettingsDialog
@@ -66,6 +67,7 @@ class ConsoleController(QObject):
             view.open_folder_requested.connect(self._on_open_folder)
         table.cancel_requested.connect(lambda job_id: self.spawn("console: cancel", self._cancel(job_id)))
         preview.load_requested.connect(lambda *a: self.spawn("console: load preview", self._load(*a)))
+        self.workflows = WorkflowController(center, console, self.spawn)
         self._api_timer = QTimer(self, interval=1000)
         if api_panel is not None:
             api_panel.copy_token_requested.connect(lambda: self.spawn("console: copy token", self._copy_token()))
@@ -87,6 +89,7 @@ class ConsoleController(QObject):
         for job in reversed(await self.center.jobs.list(limit=200)):
             self.console.table.jobs._on_job(job.to_dict())
         self._on_services_changed()
+        self.workflows.refresh()
         self._api_timer.start()
         self._on_api_tick()
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QTool
 
 from widgets.dashboard import Dashboard
 from widgets.graphs import Graphs
+from widgets.workflow_drop import WorkflowDrop
 from widgets.log_view import LogView
 from widgets.style import look, state_icon
 
@@ -38,6 +39,7 @@ class MainWindow(QMainWindow):
     close_requested = Signal()
     settings_requested = Signal()
     overall_changed = Signal(str, str)  # state, summary ("4 up · 1 down")
+    workflows_dropped = Signal(list)  # .json files dropped anywhere on the window: workflows to import
 
     def __init__(self, titles: Mapping[str, str], settings_file: str, console: QWidget | None = None,
                  api_panel: QWidget | None = None) -> None:
@@ -45,6 +47,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Backlot")
         self.setObjectName("BacklotMain")
         self.setWindowIcon(state_icon("unknown"))
+        WorkflowDrop(self).dropped.connect(self.workflows_dropped)
         self.ui_settings = QSettings(settings_file, QSettings.Format.IniFormat)
         self.dashboard = Dashboard(titles)
         self.graphs = Graphs()

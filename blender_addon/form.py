@@ -1,4 +1,8 @@
-"""The task form: a PropertyGroup built at run time from ``tasks.list``, one property per parameter and input."""
+"""The task form: a PropertyGroup built at run time from ``tasks.list``, one property per parameter and input.
+
+For a ComfyUI task the form also holds the workflow picker (``WindowManager.backlot_workflow``, items from
+``workflows.list``), a workflow file path, and a text field per parameter a workflow adds to its task.
+"""
 from __future__ import annotations
 
 import os
@@ -6,15 +10,16 @@ from typing import Any
 
 import bpy
 
+from . import workflows as wf
 from .schema import ParamSpec, TaskSpec, coerce, form_params, unset_value
 
 _registered: list[type] = []
-_built_for: tuple[TaskSpec, ...] = ()
+_built_for: tuple[tuple[TaskSpec, ...], tuple[wf.WorkflowSpec, ...]] = ((), ())
 
 
-def prop_name(task: str, name: str, is_input: bool = False) -> str:
-    """The form property holding one parameter (or input file) of a task."""
-    return f"{task}__{'in__' if is_input else ''}{name}"[:63]
+def prop_name(task: str, name: str, is_input: bool = False, workflow: bool = False) -> str:
+    """The form property holding one parameter (or input file, or a workflow's own parameter) of a task."""
+    return f"{task}__{'in__' if is_input else 'wf__' if workflow else ''}{name}"[:63]
 
 
 def _number_kwargs(spec: ParamSpec) -> dict[str, Any]:
@@ -48,10 +53,11 @@ def _prop(spec: ParamSpec) -> Any:
     return props.StringProperty(name=spec.name, description=desc, default=str(spec.default or ""))
 
 
-def build(tasks: list[TaskSpec]) -> None:
-    """(Re)register ``WindowManager.backlot_form`` for this schema; a no-op when the schema is unchanged."""
+def build(tasks: list[TaskSpec], workflows: list[wf.WorkflowSpec] | None = None) -> None:
+    """(Re)register ``WindowManager.backlot_form`` for this schema and workflows; a no-op when both are unchanged."""
     global _built_for
-    if tuple(tasks) == _built_for and _registered:
+    key = (tuple(tasks), tuple(workflows or ()))
+    if key == _built_for and _registered:
         return
     unregister()
     annotations: dict[str, Any] = {}
@@ -62,11 +68,16 @@ def build(tasks: list[TaskSpec]) -> None:
             annotations[prop_name(task.name, i.name, True)] = bpy.props.StringProperty(
                 name=i.name, description=f"{i.media} file ({i.help})" if i.help else f"{i.media} file",
                 subtype="FILE_PATH")
+        for w in workflows or ():
+            if w.task == task.name:
+                for name in wf.extra_names(w, {p.name for p in task.params}):
+                    annotations[prop_name(task.name, name, workflow=True)] = bpy.props.StringProperty(
+                        name=name, description=f"a parameter of the workflow {w.name} (empty: the workflow's own value)")
     cls = type("BACKLOT_PG_form", (bpy.types.PropertyGroup,), {"__annotations__": annotations})
     bpy.utils.register_class(cls)
     bpy.types.WindowManager.backlot_form = bpy.props.PointerProperty(type=cls)
     _registered.append(cls)
-    _built_for = tuple(tasks)
+    _built_for = key
 
 
 def unregister() -> None:
@@ -76,7 +87,7 @@ def unregister() -> None:
         del bpy.types.WindowManager.backlot_form
     while _registered:
         bpy.utils.unregister_class(_registered.pop())
-    _built_for = ()
+    _built_for = ((), ())
 
 
 def draw(layout: Any, form: Any, task: TaskSpec) -> None:
@@ -85,6 +96,29 @@ def draw(layout: Any, form: Any, task: TaskSpec) -> None:
         layout.prop(form, prop_name(task.name, p.name))
     for i in task.inputs:
         layout.prop(form, prop_name(task.name, i.name, True), text=f"{i.name} ({i.media})")
+
+
+def draw_workflow(layout: Any, wm: Any, form: Any, task: TaskSpec, workflows: list[wf.WorkflowSpec]) -> None:
+    """The workflow picker with its refresh button, the workflow file, and the chosen workflow's own parameters."""
+    row = layout.row(align=True)
+    row.prop(wm, "backlot_workflow", text="Workflow")
+    row.operator("backlot.refresh_workflows", text="", icon="FILE_REFRESH")
+    layout.prop(wm, "backlot_workflow_file", text="File")
+    chosen = wf.find(workflows, wm.backlot_workflow) if not wm.backlot_workflow_file else None
+    for name in wf.extra_names(chosen, {p.name for p in task.params}):
+        if form is not None and hasattr(form, prop_name(task.name, name, workflow=True)):
+            layout.prop(form, prop_name(task.name, name, workflow=True))
+
+
+def workflow_values(wm: Any, form: Any, task: TaskSpec, workflows: list[wf.WorkflowSpec]) -> dict[str, Any]:
+    """What the picker adds to the job: ``workflow`` (a name or an absolute file path) and the filled-in extras."""
+    if task.name not in wf.workflow_tasks(workflows):
+        return {}
+    path = bpy.path.abspath(wm.backlot_workflow_file) if wm.backlot_workflow_file else ""
+    chosen = wf.find(workflows, wm.backlot_workflow) if not path else None
+    extras = {n: str(getattr(form, prop_name(task.name, n, workflow=True), "") if form else "")
+              for n in wf.extra_names(chosen, {p.name for p in task.params})}
+    return wf.workflow_params(wm.backlot_workflow, path, extras)
 
 
 def values(form: Any, task: TaskSpec, active_strip: Any = None) -> tuple[dict[str, Any], list[str]]:

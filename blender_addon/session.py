@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from . import client as rpc
 from .jobbook import JobBook, Tracked, choose_output
 from .schema import TaskSpec, parse_tasks
+from .workflows import WorkflowSpec, parse_workflows
 
 log = logging.getLogger(__name__)
 TOPICS = ["job.updated", "service.updated"]
@@ -62,6 +63,7 @@ class AddonSession:
         self.book = JobBook()
         self.services: dict[str, dict[str, Any]] = {}
         self.tasks: list[TaskSpec] = []
+        self.workflows: list[WorkflowSpec] = []
         self.state, self.message = rpc.STOPPED, "Not connected."
         self.tick_count, self.tick_last, self.tick_max = 0, 0.0, 0.0
         self._seen_version = -1
@@ -112,8 +114,14 @@ class AddonSession:
             return
         self.client.call_async("services.list", {}, tag=("services",))
         self.client.call_async("tasks.list", {}, tag=("tasks",))
+        self.refresh_workflows()
         for rec in self.book.watching():
             self.client.call_async("jobs.get", {"job": rec.job}, tag=("job", rec.job))
+
+    def refresh_workflows(self) -> None:
+        """Ask for the workflows a job may name (the picker's items); the reply arrives through ``tick()``."""
+        if self.client is not None:
+            self.client.call_async("workflows.list", {}, tag=("workflows",))
 
     def reload(self, scenes: dict[str, str]) -> None:
         """A file was opened: track the jobs saved in its scenes and ask Backlot about them."""
@@ -214,6 +222,9 @@ class AddonSession:
             self.book.version += 1
         elif what == "tasks":
             self.tasks = parse_tasks(msg.result)
+            self.book.version += 1
+        elif what == "workflows":
+            self.workflows = parse_workflows(msg.result)
             self.book.version += 1
         elif what == "job":
             self._job(job_of(msg.result))

@@ -12,6 +12,7 @@ from bpy.app.handlers import persistent
 
 from . import client as rpc
 from . import form, timeline
+from . import workflows as wf
 from .jobbook import free_channel, placeholder_length
 from .schema import extra_params
 from .session import STATE_SYMBOLS, AddonSession
@@ -22,6 +23,7 @@ INTERVAL = 0.15
 session: AddonSession | None = None
 _reload_pending = False
 _task_items: list[tuple[str, str, str]] = []  # kept alive: Blender does not copy enum item strings
+_workflow_items: list[tuple[str, str, str, str, int]] = []  # the same for the workflow picker
 
 
 def default_token_file() -> str:
@@ -77,7 +79,7 @@ def tick() -> float:
             session.reload(timeline.saved_jobs())
         interval = session.tick()
         if session.tasks:
-            form.build(session.tasks)
+            form.build(session.tasks, session.workflows)
         return interval
     except Exception:  # the timer must survive a bug  # noqa: BLE001
         log.exception("backlot tick failed")
@@ -96,6 +98,30 @@ def connect() -> None:
 def _tasks(self: Any, context: Any) -> list[tuple[str, str, str]]:
     _task_items[:] = [(t.name, t.title, t.help) for t in (session.tasks if session else [])] or [("", "(connect to list tasks)", "")]
     return _task_items
+
+
+def _workflows(self: Any, context: Any) -> list[tuple[str, str, str, str, int]]:
+    _workflow_items[:] = wf.enum_items(session.workflows if session else [], getattr(self, "backlot_task", ""))
+    return _workflow_items
+
+
+def _task_changed(self: Any, context: Any) -> None:
+    self.backlot_workflow = wf.DEFAULT  # the last task's workflow does not serve this one
+
+
+class BACKLOT_OT_refresh_workflows(bpy.types.Operator):
+    """Ask Backlot again for the workflows (after adding one to its workflows folder)"""
+
+    bl_idname = "backlot.refresh_workflows"
+    bl_label = "Refresh Workflows"
+
+    def execute(self, context: Any) -> set[str]:
+        """Send workflows.list; the picker updates when the answer arrives."""
+        if session is None or not session.connected:
+            self.report({"ERROR"}, "Backlot is not connected; press Connect first.")
+            return {"CANCELLED"}
+        session.refresh_workflows()
+        return {"FINISHED"}
 
 
 class BACKLOT_OT_connect(bpy.types.Operator):
@@ -119,6 +145,7 @@ def _start_job(context: Any, scene: Any, prompt: str, task_name: str, frame: int
     wm = context.window_manager
     ed = scene.sequence_editor
     params, inputs = form.values(getattr(wm, "backlot_form", None), task, ed.active_strip if ed else None)
+    params.update(form.workflow_values(wm, getattr(wm, "backlot_form", None), task, session.workflows))
     try:
         params.update(extra_params(extra))
     except ValueError as err:
@@ -231,6 +258,8 @@ def _draw(self: Any, context: Any) -> None:
     task = session.task(wm.backlot_task)
     if task is not None and getattr(wm, "backlot_form", None) is not None:
         form.draw(layout.column(align=True), wm.backlot_form, task)
+    if task is not None and task.name in wf.workflow_tasks(session.workflows):
+        form.draw_workflow(layout.column(align=True), wm, getattr(wm, "backlot_form", None), task, session.workflows)
     layout.prop(wm, "backlot_extra", text="Extra")
     layout.prop(wm, "backlot_prompt", text="")
     layout.prop(wm, "backlot_backend", text="Backend")
@@ -285,7 +314,7 @@ def _on_load(*_: Any) -> None:
         connect()
 
 
-CLASSES = (BacklotPreferences, BACKLOT_OT_connect, BACKLOT_OT_generate, BACKLOT_OT_generate_selected,
+CLASSES = (BacklotPreferences, BACKLOT_OT_connect, BACKLOT_OT_refresh_workflows, BACKLOT_OT_generate, BACKLOT_OT_generate_selected,
            BACKLOT_OT_cancel, BACKLOT_PT_sequencer, BACKLOT_PT_view3d)
 
 
@@ -295,7 +324,12 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     wm = bpy.types.WindowManager
-    wm.backlot_task = bpy.props.EnumProperty(name="Task", items=_tasks)
+    wm.backlot_task = bpy.props.EnumProperty(name="Task", items=_tasks, update=_task_changed)
+    wm.backlot_workflow = bpy.props.EnumProperty(name="Workflow", items=_workflows,
+                                                 description="the ComfyUI workflow to run (Default: the task's own)")
+    wm.backlot_workflow_file = bpy.props.StringProperty(
+        name="Workflow file", subtype="FILE_PATH",
+        description="a ComfyUI workflow file (API format) to run instead of the picked one")
     wm.backlot_prompt = bpy.props.StringProperty(name="Prompt", description="what to generate")
     wm.backlot_backend = bpy.props.EnumProperty(name="Backend", items=_backends)
     wm.backlot_extra = bpy.props.StringProperty(
@@ -320,7 +354,8 @@ def unregister() -> None:
     if _on_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load)
     form.unregister()
-    for name in ("backlot_task", "backlot_prompt", "backlot_backend", "backlot_extra"):
+    for name in ("backlot_task", "backlot_workflow", "backlot_workflow_file", "backlot_prompt", "backlot_backend",
+                 "backlot_extra"):
         if hasattr(bpy.types.WindowManager, name):
             delattr(bpy.types.WindowManager, name)
     for cls in reversed(CLASSES):

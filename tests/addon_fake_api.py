@@ -42,6 +42,13 @@ TASKS = [
      "params": [{"name": "duration", "type": "float", "min": 0.5, "max": 30.0, "default": 1.0, "help": "seconds"}],
      "inputs": []},
 ]
+WORKFLOWS = [  # the shape of the real workflows.list: one built-in and one user workflow for text_to_image
+    {"kind": "comfyui", "name": "text_to_image", "task": "text_to_image", "description": "SD 1.5 txt2img",
+     "params": ["height", "prompt", "seed", "width"], "requires_input": False, "source": "built-in"},
+    {"kind": "comfyui", "name": "my_flow", "task": "text_to_image", "description": "a slow one",
+     "params": ["prompt", "seconds", "seed"], "requires_input": False, "source": "/home/me/.config/backlot/workflows"},
+    {"kind": "comfyui", "name": "upscale", "task": "upscale", "description": "4x", "params": ["input_image"],
+     "requires_input": True, "source": "built-in"}]
 SERVICES = [{"id": "wan2gp@127.0.0.1:8000", "kind": "wan2gp", "state": "up", "usable": True},
             {"id": "comfyui@127.0.0.1:8188", "kind": "comfyui", "state": "degraded", "usable": True},
             {"id": "audioldm@127.0.0.1:7863", "kind": "audioldm", "state": "down", "usable": True}]
@@ -191,6 +198,8 @@ class FakeBacklot:
             return {"services": SERVICES}
         if method == "tasks.list":
             return {"tasks": TASKS}
+        if method == "workflows.list":
+            return {"workflows": WORKFLOWS}
         if method == "events.subscribe":
             self._subscribers.add(writer)
             return {"topics": params.get("topics", [])}

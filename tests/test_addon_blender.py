@@ -280,3 +280,31 @@ def test_real_timers_under_xvfb(blender: Runner) -> None:
     assert (image["name"], image["start"]) == ("timer driven", 7)
     # only Blender's own bpy.app.timers ticked the addon in this mode (the script never calls tick itself)
     assert r["ticks"] >= 1
+
+
+def test_workflow_picker_runs_a_user_workflow_and_a_workflow_file(blender: Runner, backlot: RealBacklot,
+                                                                  tmp_path: Path) -> None:
+    """A workflow in the home's workflows folder shows in the panel's picker; it and a file picked by path both run."""
+    built_in = ROOT / "resources" / "workflows"
+    user = backlot.home / "config" / "workflows"  # user_folders(): <config dir>/workflows
+    user.mkdir(parents=True, exist_ok=True)
+    shutil.copy(built_in / "standin_progress.json", user / "my_slow_flow.json")
+    shutil.copy(built_in / "standin_progress.bindings.json", user / "my_slow_flow.bindings.json")
+    elsewhere = tmp_path / "flows"
+    elsewhere.mkdir()
+    shutil.copy(built_in / "standin_image.json", elsewhere / "solid.json")
+    shutil.copy(built_in / "standin_image.bindings.json", elsewhere / "solid.bindings.json")
+    r = blender("workflow", pick="my_slow_flow", file=str(elsewhere / "solid.json"))
+    assert r["items"][0] == "_default" and "my_slow_flow" in r["items"] and "standin_image" in r["items"]
+    assert "upscale" not in r["items"]  # only the workflows serving the task picked
+    # the picked workflow's own ``seconds`` (3) sized its placeholder: 3 s at 24 fps
+    assert [(p["start"], p["length"]) for p in r["placeholders"]] == [(10, 72), (200, 48)]
+    with backlot.client() as c:
+        jobs = {p: c.call("jobs.get", {"job": job_id}) for p, job_id in r["jobs"].items()}
+    assert {p: j["state"] for p, j in jobs.items()} == dict.fromkeys(jobs, "succeeded"), r["messages"]
+    picked, by_file = jobs["picked workflow"], jobs["workflow file"]
+    assert (picked["params"]["workflow"], picked["params"]["seconds"]) == ("my_slow_flow", 3)
+    assert by_file["params"]["workflow"] == str(elsewhere / "solid.json")
+    assert picked["routed_to"].startswith("comfyui@") and by_file["routed_to"].startswith("comfyui@")
+    images = [(s["name"], s["start"]) for s in r["strips"] if s["type"] == "IMAGE"]
+    assert images == [("picked workflow", 10), ("workflow file", 200)]

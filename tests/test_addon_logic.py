@@ -224,3 +224,53 @@ def test_form_leaves_out_untouched_params_without_default() -> None:
     assert form_params(spec.params, {"width": 16, "resolution": "", "frames": 24}) == {"frames": 24}
     assert form_params(spec.params, {"width": 512, "resolution": "720p", "frames": 500}) == {
         "width": 512, "resolution": "720p", "frames": 100}
+
+
+def test_workflow_picker_items_come_from_workflows_list_per_task() -> None:
+    from addon_fake_api import WORKFLOWS
+
+    from blender_addon import workflows as wf
+
+    flows = wf.parse_workflows({"workflows": [*WORKFLOWS, {"name": ""}, "junk"]})
+    assert [w.name for w in flows] == ["my_flow", "text_to_image", "upscale"]  # nameless and malformed ones dropped
+    assert wf.workflow_tasks(flows) == {"text_to_image", "upscale"}
+    items = wf.enum_items(flows, "text_to_image")
+    assert [(i[0], i[1]) for i in items] == [(wf.DEFAULT, "Default"), ("my_flow", "my_flow"),
+                                             ("text_to_image", "text_to_image")]
+    assert "(/home/me/.config/backlot/workflows)" in items[1][2]  # a user workflow says where it lives
+    assert [i[0] for i in wf.enum_items(flows, "upscale")] == [wf.DEFAULT, "upscale"]
+    assert [i[0] for i in wf.enum_items(flows, "sound_effects")] == [wf.DEFAULT]
+    # numbers are stable, so the choice survives a refreshed list with a workflow added before it
+    more = wf.parse_workflows([{"name": "a_first", "task": "text_to_image"}, *WORKFLOWS])
+    assert {i[0]: i[4] for i in wf.enum_items(more, "text_to_image")}["my_flow"] == items[1][4]
+    assert len({i[4] for i in wf.enum_items(more, "text_to_image")}) == 4
+
+
+def test_workflow_params_sent_with_the_job() -> None:
+    from addon_fake_api import WORKFLOWS
+
+    from blender_addon import workflows as wf
+
+    flows = wf.parse_workflows(WORKFLOWS)
+    mine = wf.find(flows, "my_flow")
+    # the task's form has seed already: only seconds gets a field of its own; prompt is the prompt field
+    assert wf.extra_names(mine, {"width", "height", "seed"}) == ["seconds"]
+    assert wf.workflow_params(wf.DEFAULT, "", {}) == {}
+    assert wf.workflow_params("", "", {}) == {}  # a stale choice Blender reads as '' is the default
+    assert wf.workflow_params("my_flow", "", {"seconds": "2.5"}) == {"workflow": "my_flow", "seconds": 2.5}
+    assert wf.workflow_params("my_flow", "", {"seconds": " "}) == {"workflow": "my_flow"}  # empty: the workflow's own
+    assert wf.workflow_params("my_flow", "", {"color": "red"}) == {"workflow": "my_flow", "color": "red"}
+    assert wf.workflow_params("my_flow", "/abs/flow.json", {}) == {"workflow": "/abs/flow.json"}  # the file wins
+
+
+def test_session_fetches_workflows_on_connect_and_on_refresh(backlot_api: Endpoint, fake_backlot: FakeBacklot) -> None:
+    s = AddonSession(FakeTimeline())
+    s.connect(backlot_api.host, backlot_api.port, token=backlot_api.token)
+    try:
+        pump(s, lambda: s.connected and s.workflows)
+        assert [w.name for w in s.workflows] == ["my_flow", "text_to_image", "upscale"]
+        asked = [m for m, _ in fake_backlot.calls].count("workflows.list")
+        s.refresh_workflows()
+        pump(s, lambda: [m for m, _ in fake_backlot.calls].count("workflows.list") == asked + 1)
+    finally:
+        s.disconnect()

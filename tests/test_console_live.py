@@ -97,10 +97,10 @@ def test_route_explanation_changes_when_the_pin_or_task_changes(qloop: Any, qtbo
             await until(lambda: form.route_label.text().startswith(f"→ {sid}: "))
             form.set_task("text_to_image")
             form.prompt.setPlainText("a lighthouse")
-            form.fields["workflow"].widget.setText("no_such_flow")  # the core reads the templates, off the loop
+            form.fields["workflow"].set_value("no_such_flow")  # the core reads the templates, off the loop
             await until(lambda: form.schema_problem)
             assert "no_such_flow" in form.problem_label.text() and not form.generate.isEnabled()
-            form.fields["workflow"].widget.setText("standin_progress")  # its bindings add their parameters
+            form.fields["workflow"].set_value("standin_progress")  # its bindings add their parameters
             await until(lambda: "seconds" in form.fields)
             assert form.fields["seconds"].raw() == 2.0 and form.generate.isEnabled() and not form.schema_problem
         finally:
@@ -120,7 +120,7 @@ def test_cancel_from_the_context_menu_reaches_the_job_manager(qloop: Any, qtbot:
             form = controller.console.form
             form.set_task("text_to_image")
             form.prompt.setPlainText("hold still")
-            form.fields["workflow"].widget.setText("standin_progress")  # the stand-in's StandinSleep node
+            form.fields["workflow"].set_value("standin_progress")  # the stand-in's StandinSleep node
             await until(lambda: "seconds" in form.fields)
             form.fields["seconds"].widget.setValue(60)
             form.submit()

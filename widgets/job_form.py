@@ -25,6 +25,7 @@ from services.tasks import InputSpec, ParamSpec, TaskSpec
 from widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
 
 AUTO = "auto"
+WORKFLOW = "workflow"  # the parameter naming a ComfyUI workflow: a list to pick from, or a name or path typed in
 
 
 def task_label(name: str) -> str:
@@ -46,6 +47,7 @@ class JobForm(QWidget):
         self._tasks = {t.name: t for t in tasks}
         self._serving = {k: list(v) for k, v in (serving or {}).items()}
         self._services: list[dict[str, Any]] = []
+        self._workflows: list[dict[str, Any]] = []  # workflows.list's entries, for the workflow field's list
         self.fields: dict[str, ParamField] = {}
         self._extra: dict[str, QLabel] = {}  # parameters a workflow adds, with their labels
         self.schema_problem = ""  # why the values cannot be used (no such workflow), from the core
@@ -131,6 +133,13 @@ class JobForm(QWidget):
         """Pick a task by name."""
         self.task_combo.setCurrentIndex(self.task_combo.findData(name))
 
+    def select_workflow(self, task: str, name: str) -> None:
+        """Pick a task and, in its workflow field, a workflow (after an import)."""
+        if task in self._tasks:
+            self.set_task(task)
+        if WORKFLOW in self.fields:
+            self.fields[WORKFLOW].set_value(name)
+
     def set_backend(self, service_id: str) -> None:
         """Pin a service (``auto`` to let the router choose); unknown ids fall back to auto."""
         self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(service_id)))
@@ -149,6 +158,17 @@ class JobForm(QWidget):
         """The services known now (``ServiceRecord.to_dict()`` shapes): the pin choices."""
         self._services = [dict(s) for s in services]
         self._fill_backends()
+
+    @Slot(list)
+    def _on_workflows(self, workflows: Iterable[Mapping[str, Any]]) -> None:
+        """The workflows a job may name (``workflows.list``'s entries): the workflow field's list for the task."""
+        self._workflows = [dict(w) for w in workflows]
+        if WORKFLOW in self.fields:
+            self.fields[WORKFLOW].set_suggestions(self._workflow_items())
+
+    def _workflow_items(self) -> list[tuple[str, str]]:
+        mine = sorted((w for w in self._workflows if w.get("task") == self.task), key=lambda w: str(w["name"]))
+        return [(str(w["name"]), f"{w.get('description', '')} ({w.get('source', '')})".strip()) for w in mine]
 
     @Slot(str, bool)
     def _on_route_explained(self, explanation: str, ok: bool) -> None:
@@ -201,14 +221,16 @@ class JobForm(QWidget):
         for old in self.fields.values():
             old.deleteLater()
         self.fields, self._extra, self.schema_problem = {}, {}, ""
-        self._add_params(spec.params, 0)
+        self._add_params(sorted(spec.params, key=lambda p: p.name != WORKFLOW), 0)  # the workflow first: it adds rows
 
     def _add_params(self, params: Iterable[ParamSpec], start: int) -> list[QLabel]:
         grid = self.params_box.layout() or QGridLayout(self.params_box)
         assert isinstance(grid, QGridLayout)
         labels = []
         for i, param in enumerate(params, start):
-            field = ParamField(param, self.params_box)
+            field = ParamField(param, self.params_box, suggest=param.name == WORKFLOW)
+            if param.name == WORKFLOW:
+                field.set_suggestions(self._workflow_items())
             field.changed.connect(self._on_edited)
             label = QLabel(param.name.replace("_", " "))
             label.setToolTip(field.describe())

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
 
 from services.tasks import InputSpec, ParamSpec, SchemaError
@@ -36,9 +37,10 @@ class ParamField(QObject):
 
     changed = Signal()
 
-    def __init__(self, spec: ParamSpec, parent: QWidget | None = None) -> None:
+    def __init__(self, spec: ParamSpec, parent: QWidget | None = None, *, suggest: bool = False) -> None:
         super().__init__(parent)
         self.spec = spec
+        self._suggest = suggest and spec.type == "str"  # free text with a list to pick from (the workflows)
         self.widget = self._build(parent)
         self.widget.setObjectName(f"param-{spec.name}")
         self.widget.setToolTip(self.describe())
@@ -85,6 +87,15 @@ class ParamField(QObject):
                 combo.setCurrentText(str(s.default))
             combo.currentIndexChanged.connect(self.changed)
             return combo
+        if self._suggest:
+            pick = QComboBox(parent, editable=True)
+            pick.addItem("")
+            if (edit := pick.lineEdit()) is not None:
+                edit.setPlaceholderText(f"{AUTO} (the task's own)")
+            if s.default is not None:
+                pick.setEditText(str(s.default))
+            pick.editTextChanged.connect(self.changed)
+            return pick
         line = QLineEdit(parent)
         line.setPlaceholderText('{"key": 1}' if s.type == "object" else AUTO)
         if s.default is not None:
@@ -104,7 +115,7 @@ class ParamField(QObject):
         if isinstance(w, QCheckBox):
             return w.isChecked()
         if isinstance(w, QComboBox):
-            return w.currentText()
+            return (w.currentText().strip() or None) if w.isEditable() else w.currentText()
         assert isinstance(w, QLineEdit)
         return w.text().strip() or None
 
@@ -126,6 +137,21 @@ class ParamField(QObject):
             return None
         typed = self.spec.coerce(value)
         return None if typed == self.spec.default else typed
+
+    def set_suggestions(self, items: Sequence[tuple[str, str]]) -> None:
+        """The values offered in the list (name, tooltip) of a suggesting field; what is typed stays."""
+        w = self.widget
+        if not (isinstance(w, QComboBox) and w.isEditable()):
+            return
+        text = w.currentText()
+        w.blockSignals(True)
+        w.clear()
+        w.addItem("")
+        for name, tip in items:
+            w.addItem(name)
+            w.setItemData(w.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        w.setEditText(text)
+        w.blockSignals(False)
 
     def set_value(self, value: Any) -> None:
         """Put a value in the editor (None: back to the default)."""

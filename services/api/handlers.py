@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -204,7 +204,7 @@ class Handlers:
     async def workflows_list(self, session: Session, p: NoParams) -> dict[str, Any]:
         """Workflow templates a job may name, per backend kind."""
         try:
-            return {"workflows": await asyncio.to_thread(_workflows, self.center.settings.backend_options())}
+            return {"workflows": await asyncio.to_thread(registry.workflows, self.center.settings.backend_options())}
         except BacklotError as err:
             raise InternalError(str(err)) from err
 
@@ -319,10 +319,6 @@ class Handlers:
         text = await asyncio.to_thread(_read_text, done)
         return {"text": text, "job": done.id, "seq": done.seq, "backend": done.routed_to}
 
-
-def _workflows(options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"kind": str(spec.kind), **w} for spec in registry.specs() if spec.workflows is not None
-            for w in spec.workflows(options)]
 
 
 def _attach_content(outputs: list[dict[str, Any]], max_bytes: int) -> None:

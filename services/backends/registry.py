@@ -73,6 +73,12 @@ def default_concurrency() -> dict[str, int]:
     return {str(s.kind): s.concurrency for s in specs()}
 
 
+def workflows(options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every workflow a job may name, per backend kind (reads files: call off the loop); ``workflows.list``'s list."""
+    return [{"kind": str(spec.kind), **w} for spec in specs() if spec.workflows is not None
+            for w in spec.workflows(options)]
+
+
 def capabilities(kind: str) -> tuple[str, ...]:
     """Tasks a kind can serve."""
     spec = spec_for(kind)

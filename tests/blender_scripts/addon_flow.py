@@ -155,6 +155,31 @@ def reopen(ui: object) -> None:
     RESULT["after_cancel"] = [describe(s) for s in sorted(strips(), key=lambda s: s.frame_final_start)]
 
 
+def workflow(ui: object) -> None:
+    """Pick the user workflow BACKLOT_TEST_PICK in the panel's picker, then run BACKLOT_TEST_FILE by its path."""
+    scene, wm = bpy.context.scene, bpy.context.window_manager
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    pick, path = json.loads(ENV["BACKLOT_TEST_PICK"]), json.loads(ENV["BACKLOT_TEST_FILE"])
+    connected(ui)
+    pump(ui, lambda: any(w.name == pick for w in ui.session.workflows), "the workflow list")
+    ui.tick()  # the form is rebuilt with the workflow's own parameters
+    wm.backlot_task = "text_to_image"
+    RESULT["items"] = [i[0] for i in ui._workflows(wm, bpy.context)]
+    wm.backlot_workflow = pick
+    wm.backlot_form.text_to_image__wf__seconds = "3"  # a parameter only the workflow has
+    scene.frame_current = 10
+    assert bpy.ops.backlot.generate(prompt="picked workflow") == {"FINISHED"}
+    wm.backlot_workflow_file = path
+    scene.frame_current = 200
+    assert bpy.ops.backlot.generate(prompt="workflow file") == {"FINISHED"}
+    RESULT["placeholders"] = [describe(s) for s in sorted(placeholders(), key=lambda s: s.frame_final_start)]
+    prompts = ("picked workflow", "workflow file")
+    pump(ui, lambda: all(record(ui, p).imported for p in prompts), "the results", timeout=60)
+    RESULT["strips"] = [describe(s) for s in sorted(strips(), key=lambda s: (s.frame_final_start, s.channel))]
+    RESULT["jobs"] = {p: record(ui, p).job for p in prompts}
+    RESULT["messages"] = {p: record(ui, p).message for p in prompts}
+
+
 def _timed(ui: object, n: int, before=None) -> list[float]:
     times = []
     for i in range(n):
@@ -249,7 +274,7 @@ def timers_mode(ui: object) -> None:
 try:
     UI = setup()
     {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode,
-     "bench": bench}[MODE](UI)
+     "bench": bench, "workflow": workflow}[MODE](UI)
 except Exception:
     RESULT["error"] = traceback.format_exc()
     finish(1)

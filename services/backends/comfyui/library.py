@@ -1,9 +1,10 @@
 """The user's ComfyUI workflow library: importing a workflow file (API or UI format) with inferred bindings."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,13 @@ import aiohttp
 from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
 from services.backends.comfyui.graph import nodes
 from services.backends.comfyui.infer import Inference, infer_bindings
-from services.backends.comfyui.workflows import TemplateError
+from services.backends.comfyui.workflows import TEMPLATES_DIR, TemplateError
 from services.errors import ServiceError
 from services.http import get_json
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+ObjectInfo = Callable[[], Awaitable[Mapping[str, Any]]]
 OBJECT_INFO_MAX = 64 * 1024 * 1024
 
 
@@ -76,3 +79,31 @@ async def fetch_object_info(session: aiohttp.ClientSession, base_url: str, timeo
     if not isinstance(body, dict):
         raise TemplateError(f"{base_url} did not answer /object_info like ComfyUI")
     return body
+
+
+def free_name(filename: str, taken: set[str]) -> str:
+    """A workflow name from a file name that no workflow has yet: ``my flow.json`` -> ``my_flow``, then ``my_flow-2``."""
+    stem = filename.removesuffix(".json").removesuffix(".bindings")
+    base = NOT_NAME.sub("_", stem).lstrip("_.-") or "workflow"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def workflow_names(folder: Path) -> set[str]:
+    """Names taken in a user folder and by the built-in templates (a drop never silently replaces one)."""
+    names = {p.name.removesuffix(".bindings.json") for p in TEMPLATES_DIR.glob("*.bindings.json")}
+    if folder.is_dir():
+        names |= {p.name.removesuffix(".bindings.json").removesuffix(".json") for p in folder.glob("*.json")}
+    return names
+
+
+async def import_file(path: Path, folder: Path, object_info: ObjectInfo, task: str | None = None) -> Imported:
+    """Import a workflow file into ``folder`` under a free name; file I/O off the loop, ``object_info`` for UI format."""
+    data = await asyncio.to_thread(read_workflow, path)
+    info = await object_info() if is_ui_format(data) else None
+    taken = await asyncio.to_thread(workflow_names, folder)
+    name = free_name(path.name, taken)
+    return await asyncio.to_thread(import_workflow, data, folder, name, task, info, str(path))
