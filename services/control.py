@@ -98,8 +98,10 @@ class ControlCenter:
             await self.api.start()
 
     async def discover(self, **kwargs: Any) -> DiscoveryResult:
-        """Run one discovery round now (monitors follow from the events)."""
-        return await self.discovery.run(**kwargs)
+        """Run one discovery round now (monitors follow from the events); what each server has is read again too."""
+        result = await self.discovery.run(**kwargs)
+        await self.inventory.refresh_all(wait=0)  # in the background: a server's new models count from now on
+        return result
 
     def set_dashboard_visible(self, visible: bool) -> None:
         """Check faster while someone is looking at the dashboard."""
@@ -114,6 +116,7 @@ class ControlCenter:
             return False
         m.breaker.probe_now()
         m.check_soon()
+        self.inventory.refresh_soon(service_id)  # a model or node pack installed meanwhile counts from now on
         return True
 
     async def forget(self, service_id: str) -> bool:

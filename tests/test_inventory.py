@@ -151,3 +151,19 @@ async def test_a_capability_failure_reads_the_inventory_again(standin: Any) -> N
             await center.jobs.submit("text_to_image", "x", {**SMALL, "checkpoint": "gone.safetensors"})
     finally:
         await center.stop()
+
+
+async def test_reconnect_and_discover_read_what_a_server_has_again(standin: Any) -> None:
+    a = standin("comfyui", "--checkpoints", "juggernaut_xl.safetensors", speed=10)
+    async with running(a) as center:
+        real = center.inventory.get(sid(a))
+        assert real is not None
+        for ask in (lambda: center.reconnect(sid(a)), lambda: center.discover()):
+            # What Backlot read earlier (the server has had a model installed since).
+            center.inventory._known[sid(a)] = Inventory({**real.models, "checkpoints": frozenset()}, real.nodes)
+            asked = ask()
+            if asyncio.iscoroutine(asked):
+                await asked
+            await asyncio.gather(*center.inventory._tasks.values())
+            fresh = center.inventory.get(sid(a))
+            assert fresh is not None and fresh.models["checkpoints"] == {"juggernaut_xl.safetensors"}
