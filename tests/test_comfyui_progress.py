@@ -16,8 +16,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from services.backends.base import JobRequest, JobStatus, StatusCode
-from services.backends.comfyui.adapter import ComfyUIBackend
+from services.backends.base import JobStatus, StatusCode
 from services.backends.comfyui.follow import ProgressTracker, decode_preview
 from services.backends.previews import PreviewWriter, image_size
 from services.connectivity.pool import ConnectionPool

@@ -231,10 +231,8 @@ def _data(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
+    """A frame's number (absent: 0); junk raises ValueError/TypeError, which fails the job as a bad response."""
+    return 0.0 if value is None else float(value)
 
 
 def _ratio(value: Any, maximum: Any) -> float:
