@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from services.events import (BreakerChanged, DiscoveryFinished, Event, EventBus, GpuSampled, HealthChanged,
-                             HealthSampled, JobUpdated, LogRecorded, ServiceDiscovered, ServiceForgotten,
+                             HealthSampled, JobPreviewed, JobUpdated, LogRecorded, ServiceDiscovered, ServiceForgotten,
                              ServiceUpdated)
 from services.models import Job, JobState
 
@@ -26,6 +26,7 @@ class Bridge(QObject):
     job_updated = Signal(object)  # Job snapshot
     job_marker = Signal(float, str, bool)  # wall time, label, True at start / False at end
     job_finished = Signal(object)  # Job that reached a terminal state
+    job_previewed = Signal(str, str, int)  # job id, path of its latest preview image, preview number
     log_recorded = Signal(str, str, str, float, object)  # level, logger, message, wall time, service id or None
 
     def __init__(self, bus: EventBus, parent: QObject | None = None) -> None:
@@ -46,6 +47,8 @@ class Bridge(QObject):
             self._on_health(event)
         elif isinstance(event, JobUpdated):
             self._on_job(event.job)
+        elif isinstance(event, JobPreviewed):
+            self.job_previewed.emit(event.job_id, event.path, event.seq)
         elif isinstance(event, LogRecorded):
             self.log_recorded.emit(event.level, event.logger, event.message, event.at, event.service)
         elif isinstance(event, (ServiceDiscovered, ServiceUpdated)):

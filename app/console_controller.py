@@ -39,6 +39,7 @@ class _Bridge(Protocol):
     """The signals of ``app.bridge.Bridge`` this controller listens to."""
 
     job_updated: Any
+    job_previewed: Any
     service_changed: Any
     service_forgotten: Any
     health_changed: Any
@@ -81,6 +82,7 @@ class ConsoleController(QObject):
     def bind(self, bridge: _Bridge) -> None:
         """Follow the bridge: job snapshots into the table, service changes into the pin list and the route."""
         bridge.job_updated.connect(self._on_job_updated)
+        bridge.job_previewed.connect(self._on_job_previewed)
         for signal in (bridge.service_changed, bridge.service_forgotten, bridge.health_changed, bridge.breaker_changed):
             signal.connect(self._on_services_changed)
 
@@ -107,6 +109,16 @@ class ConsoleController(QObject):
     def _on_job_updated(self, job: Job | dict[str, Any]) -> None:
         """A job snapshot from the bridge (a Job or its dict)."""
         self.console.table.jobs._on_job(job.to_dict() if isinstance(job, Job) else job)
+
+    @Slot(str, str, int)
+    def _on_job_previewed(self, job_id: str, path: str, seq: int) -> None:
+        """A running job has a new preview image: read it off the loop when that job is the one shown."""
+        if self.console.preview.showing_live(job_id):
+            self.spawn("console: load live preview", self._load_live(job_id, path, seq))
+
+    async def _load_live(self, job_id: str, path: str, seq: int) -> None:
+        image = await asyncio.to_thread(QImage, path)  # a null image when the job just ended and removed it
+        self.console.preview._on_live_image(job_id, image, seq)
 
     @Slot()
     def _on_services_changed(self, *_: Any) -> None:
@@ -175,7 +187,9 @@ class ConsoleController(QObject):
     async def _load(self, job_id: str, path: str, kind: str) -> None:
         preview = self.console.preview
         try:
-            if kind == "image":
+            if kind == "preview":  # the latest preview of a running job, named by its status
+                await self._load_live(job_id, path, 0)
+            elif kind == "image":
                 image = await asyncio.to_thread(QImage, path)  # QImage (not QPixmap) may be made off the GUI thread
                 preview._on_image(job_id, image)
             else:

@@ -151,6 +151,19 @@ class JobUpdated(Event):
 
 
 @dataclass(frozen=True)
+class JobPreviewed(Event):
+    """A running job has a new preview image (``path`` in its output folder; at most a few a second)."""
+
+    topic: ClassVar[str] = "job.previewed"
+    job_id: str
+    path: str
+    mime: str
+    seq: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
 class LogRecorded(Event):
     """A log record, for the window's log view and API clients (``service``: the service it is about, if known)."""
 
@@ -164,7 +177,7 @@ class LogRecorded(Event):
 
 EVENT_TYPES: tuple[type[Event], ...] = (ServiceDiscovered, ServiceUpdated, ServiceForgotten, DiscoveryFinished,
                                         HealthChanged, HealthSampled, BreakerChanged, GpuSampled, MetricsSampled,
-                                        JobUpdated, LogRecorded)
+                                        JobUpdated, JobPreviewed, LogRecorded)
 
 
 def types_for_topic(topic: str) -> tuple[type[Event], ...]:

@@ -50,7 +50,7 @@ async def test_a_job_through_the_api_from_submit_to_its_output_bytes(standin: An
 
 
 async def test_cancel_preview_and_retry_with_the_old_inputs(standin: Any, tmp_path: Path) -> None:
-    sp = standin("comfyui", speed=5)
+    sp = standin("comfyui", "--preview-method", "none", speed=5)  # the preview here is the one the test writes
     picture = tmp_path / "ref.png"
     Image.new("RGB", (32, 24), (200, 40, 40)).save(picture)
     async with running_api(sp.url) as api:

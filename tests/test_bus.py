@@ -57,6 +57,8 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "GpuSampled": st.builds(types_for_topic("gpu.sampled")[0], st.lists(gpus, max_size=2).map(tuple)),
     "MetricsSampled": st.builds(MetricsSampled, text, finite, finite),
     "JobUpdated": st.builds(JobUpdated, jobs),
+    "JobPreviewed": st.builds(types_for_topic("job.previewed")[0], text, text, st.sampled_from(["image/jpeg", "image/png"]),
+                              st.integers(1), st.none() | st.integers(1, 4096), st.none() | st.integers(1, 4096)),
     "LogRecorded": st.builds(LogRecorded, st.sampled_from(["INFO", "ERROR"]), text, text, finite, st.none() | text),
 }
 

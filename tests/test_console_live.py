@@ -242,3 +242,38 @@ def test_api_panel_shows_clients_and_copies_the_token_without_showing_it(qloop: 
     assert len(token) > 20 and QGuiApplication.clipboard().text() == token
     assert panel.note.text() == "token copied"
     assert all(token not in w.text() for w in (panel.state, panel.address, panel.clients, panel.note))
+
+
+def test_the_preview_shows_the_running_jobs_latest_latent_preview(qloop: Any, qtbot: Any, standin: Any) -> None:
+    from app.bridge import Bridge
+
+    sp = standin("comfyui")
+
+    async def scenario() -> None:
+        center, controller = await console_on(sp.url, qtbot)
+        bridge = Bridge(center.bus)
+        controller.bind(bridge)  # job.previewed reaches the controller through the bridge, as in the window
+        preview = controller.console.preview
+        controller.console.resize(900, 700)
+        controller.console.show()
+        try:
+            await controller._submit("text_to_image", "a lighthouse", {"workflow": "standin_progress", "seconds": 3},
+                                     [], "auto")
+            selected = controller.console.table.selected_job()
+            assert selected is not None
+            job_id = str(selected["id"])
+            await until(lambda: preview.kind == "image" and preview.caption.text().endswith("live preview"), 30)
+            assert preview.job_id == job_id and not preview.image_label.pixmap().isNull()
+            job = center.jobs.known(job_id)
+            assert job is not None and job.state is JobState.RUNNING
+            shot = os.environ.get("PREVIEW_SHOT")
+            if shot:
+                controller.console.grab().save(shot)
+            await center.jobs.wait(job_id, 30)
+            await until(lambda: "live preview" not in preview.caption.text() and preview.kind == "image", 10)
+            assert preview.caption.text().endswith(".png")  # the result replaced the live preview
+        finally:
+            bridge.close()
+            await shut(center, controller)
+
+    run(qloop, scenario())

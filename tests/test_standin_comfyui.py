@@ -38,12 +38,22 @@ async def run_prompt(session: aiohttp.ClientSession, url: str, prompt: dict[str,
             pid = (await r.json())["prompt_id"]
         async with asyncio.timeout(timeout):
             while True:
-                frame = await ws.receive_json()
+                frame = await text_frame(ws)
                 frames.append(frame)
                 if on_frame is not None:
                     await on_frame(frame, pid)
                 if frame["type"] == "executing" and frame["data"].get("node") is None and frame["data"].get("prompt_id") == pid:
                     return pid, frames
+
+
+async def text_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float | None = None) -> dict[str, Any]:
+    """The next JSON frame, skipping binary ones (latent previews)."""
+    while True:
+        msg = await ws.receive(timeout=timeout)
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            frame: dict[str, Any] = json.loads(msg.data)
+            return frame
+        assert msg.type == aiohttp.WSMsgType.BINARY, msg
 
 
 @pytest.fixture
@@ -185,7 +195,7 @@ async def test_queue_front_delete_and_clear(standin: Any, http: aiohttp.ClientSe
                 if i == 2:
                     assert answer["number"] < 0
         while True:  # wait until the sleeper runs
-            frame = await ws.receive_json(timeout=10)
+            frame = await text_frame(ws, timeout=10)
             if frame["type"] == "executing" and frame["data"]["prompt_id"] == ids[0]:
                 break
         async with http.get(f"{sp.url}/prompt") as r:

@@ -41,7 +41,7 @@ def pick_output(job: Mapping[str, Any]) -> tuple[str, str] | None:
 class PreviewPanel(QWidget):
     """Shows a job's result; asks for file contents with ``load_requested`` (it reads no file itself)."""
 
-    load_requested = Signal(str, str, str)  # job id, path, kind ("image" or "text")
+    load_requested = Signal(str, str, str)  # job id, path, kind ("image", "text" or "preview")
     open_folder_requested = Signal(str)  # job id
     retry_requested = Signal(str)
 
@@ -50,6 +50,8 @@ class PreviewPanel(QWidget):
         self.job_id: str | None = None
         self.kind: str | None = None  # what is shown: image, audio, video, text or None (a message)
         self._key: tuple[Any, ...] = ()
+        self._live = False  # the job shown runs and has no result yet: its latent previews show here
+        self._live_seq = -1
         self._image = QPixmap()
         self.player: Any = None  # QMediaPlayer, made on first playback (QtMultimedia is slow to load)
         self.caption = QLabel("PREVIEW", objectName="preview-caption")
@@ -91,6 +93,7 @@ class PreviewPanel(QWidget):
         if key == self._key:
             return  # progress ticks of the same job change nothing here
         self._key, self.job_id = key, str(job.get("id"))
+        self._live, self._live_seq = picked is None and job.get("state") == "running", -1
         self.caption.setText(f"#{job.get('seq')} {job.get('task')}" + (f" — {PurePath(picked[1]).name}" if picked else ""))
         self.retry_button.setEnabled(job.get("state") not in ("queued", "running"))
         self.open_button.setEnabled(True)
@@ -101,6 +104,9 @@ class PreviewPanel(QWidget):
             self._show_message({"queued": "Waiting to start…", "running": "Running… the result shows here when it is done.",
                                 "succeeded": "This job finished without a file to preview."}.get(
                 str(state), f"No result: {error or state}."))
+            latest = (job.get("status") or {}).get("preview")
+            if self._live and isinstance(latest, str):
+                self.load_requested.emit(self.job_id, latest, "preview")
             return
         kind, path = picked
         if kind in ("image", "text"):
@@ -119,6 +125,22 @@ class PreviewPanel(QWidget):
             return
         self._image = QPixmap.fromImage(image)
         self.kind = "image"
+        self.stack.setCurrentWidget(self.image_label)
+        self._fit_image()
+
+    def showing_live(self, job_id: str) -> bool:
+        """True when ``job_id`` is the job shown and it is still running (its previews are wanted)."""
+        return self._live and job_id == self.job_id
+
+    @Slot(str, QImage, int)
+    def _on_live_image(self, job_id: str, image: QImage, seq: int) -> None:
+        """A running job's latest preview (``seq`` orders them; 0: the one its status named)."""
+        if not self.showing_live(job_id) or image.isNull() or seq < self._live_seq:
+            return
+        self._live_seq = seq
+        self._image = QPixmap.fromImage(image)
+        self.kind = "image"
+        self.caption.setText(f"{self.caption.text().split(' — ')[0]} — live preview")
         self.stack.setCurrentWidget(self.image_label)
         self._fit_image()
 

@@ -23,6 +23,7 @@ from services.api.protocol import (
 )
 from services.api.topics import EventFanout
 from services.backends import registry
+from services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
 from services.config import Settings
 from services.connectivity.discovery import DiscoveryResult
 from services.connectivity.health import HealthMonitor
@@ -335,17 +336,18 @@ def _attach_content(outputs: list[dict[str, Any]], max_bytes: int) -> None:
 
 
 def _preview(job: Job, folder: Path) -> dict[str, Any] | None:
-    """The file the job's status names as its preview, else the newest ``preview*`` file in its folder."""
+    """The preview file the job's status names, else the newest of ``preview.jpg``/``preview.png`` in its folder."""
     named = job.status.get("preview")
     candidates = [Path(named)] if isinstance(named, str) else sorted(
-        folder.glob("preview*"), key=lambda f: f.stat().st_mtime if f.exists() else 0.0)
+        (folder / f"preview{suffix}" for suffix in PREVIEW_SUFFIXES.values()),
+        key=lambda f: f.stat().st_mtime if f.exists() else 0.0)
+    mimes = {suffix: mime for mime, suffix in PREVIEW_SUFFIXES.items()}
     for path in reversed(candidates):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(
-            path.suffix.lower(), "application/octet-stream")
+        mime = mimes.get(path.suffix.lower(), "application/octet-stream")
         return {"job": job.id, "path": str(path), "mime": mime, "bytes": len(data),
                 "content": base64.b64encode(data).decode("ascii")}
     return None

@@ -72,6 +72,17 @@ class OutputFile:
 
 
 @dataclass(frozen=True)
+class PreviewImage:
+    """A running job's latest preview image, kept in its output folder (``seq`` counts the job's previews)."""
+
+    path: Path
+    mime: str
+    seq: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """One normalized status update: ``{code, fraction, step, total, unit, message, queue_rank, eta}``."""
 
@@ -87,6 +98,7 @@ class JobStatus:
     outputs: tuple[OutputFile, ...] = ()
     failure: FailureCode | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    preview: PreviewImage | None = None  # set on a status that only brings a new preview image
 
     def to_dict(self) -> dict[str, Any]:
         """The status shape of DESIGN.md, JSON-ready."""

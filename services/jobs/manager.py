@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from services.backends.base import Backend
+from services.backends.base import Backend, PreviewImage
 from services.config import Settings
 from services.errors import BacklotError, one_line
-from services.events import EventBus, HealthSampled, JobUpdated
+from services.events import EventBus, HealthSampled, JobPreviewed, JobUpdated
 from services.jobs.router import RouteDecision, Router, Wants
 from services.jobs.runner import JobRunner
 from services.jobs.store import JobStore, StoreError
@@ -203,6 +203,11 @@ class JobManager:
         self.bus.publish(JobUpdated(copy.deepcopy(job)))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def previewed(self, job: Job, preview: PreviewImage) -> None:
+        """Publish a running job's new preview image (kept off the store: only the path rides on the status)."""
+        self.bus.publish(JobPreviewed(job.id, str(preview.path), preview.mime, preview.seq, preview.width,
+                                      preview.height))
 
     async def save(self, job: Job) -> None:
         """Persist and publish."""

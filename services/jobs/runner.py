@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode, failure_for
+from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, PreviewImage, StatusCode, failure_for
 from services.config import Settings
 from services.errors import BacklotError
 from services.jobs.router import RouteDecision
@@ -29,6 +29,9 @@ class JobHost(Protocol):
 
     def publish(self, job: Job) -> None:
         """Tell subscribers (progress that is not written yet)."""
+
+    def previewed(self, job: Job, preview: PreviewImage) -> None:
+        """Tell subscribers the running job has a new preview image (nothing is written to the store)."""
 
     async def finish(self, job: Job, state: JobState, message: str, error: dict[str, Any] | None = None) -> None:
         """Persist a terminal state, then publish it."""
@@ -106,7 +109,8 @@ class JobRunner:
                                  "outcome": None, "message": ""})
             job.state = JobState.RUNNING
             sent = f"sent to {sid}" + (f" ({decision.note})" if decision.note else "")
-            job.status = {**job.status, "code": "queued", "message": sent, "fraction": None}
+            earlier = {k: v for k, v in job.status.items() if k != "preview"}  # an earlier attempt's preview
+            job.status = {**earlier, "code": "queued", "message": sent, "fraction": None}
             await self.host.save(job)
         self._peaks[job.id] = (sid, self.vram_used(sid), None)
         started = self.clock()
@@ -169,6 +173,10 @@ class JobRunner:
             if status.remote_ref and status.remote_ref != job.remote_ref:
                 job.remote_ref = status.remote_ref
                 last_write = 0.0  # the backend's reference must be on disk before anything else happens
+            if status.preview is not None:  # a new preview only: an event, no store write, no status change
+                job.status = {**job.status, "preview": str(status.preview.path)}
+                self.host.previewed(job, status.preview)
+                continue
             if status.code is StatusCode.SUCCEEDED:
                 await self._succeeded(job, sid, status, started)
                 return
@@ -186,7 +194,8 @@ class JobRunner:
                 job.started_at = time.time()
                 last_write = 0.0
             message = "cancelling" if job.cancel_requested else status.message
-            job.status = {**status.to_dict(), "message": message}
+            kept = {"preview": job.status["preview"]} if "preview" in job.status else {}
+            job.status = {**status.to_dict(), "message": message, **kept}
             now = self.clock()
             if now - last_write >= PERSIST_EVERY:
                 last_write = now
@@ -196,6 +205,7 @@ class JobRunner:
 
     async def _succeeded(self, job: Job, sid: str, status: JobStatus, started: float) -> None:
         job.outputs = [o.to_dict() for o in status.outputs]
+        job.status.pop("preview", None)  # the result replaces it (the adapter removed the file)
         self._close_attempt(job, "succeeded", status.message)
         _, base, peak = self._peaks.get(job.id, (sid, None, None))
         used = max(0, peak - base) if peak is not None and base is not None else None

@@ -31,6 +31,8 @@ async def serve(argv: list[str]) -> int:
                          "e.g. stable-diffusion-xl-v1-base), read through /view_metadata; repeatable")
     ap.add_argument("--without-nodes", default="", metavar="A,B",
                     help="node classes this server lacks (as if their node pack were not installed)")
+    ap.add_argument("--preview-method", default="auto", choices=["none", "auto", "latent2rgb", "taesd"],
+                    help="latent previews from sampler nodes (default auto; a real ComfyUI's default is none)")
     a = ap.parse_args(argv)
     check_speed(ap, a.speed)
     if a.checkpoints is not None:
@@ -55,6 +57,8 @@ async def serve(argv: list[str]) -> int:
         nodes.WITHOUT.update(n.strip() for n in a.without_nodes.split(",") if n.strip())
     state = ComfyStandin(data_dir(a.data, "comfyui"), a.speed, a.gpu_name, a.vram_total, a.vram_free,
                          a.job_vram, a.comfyui_version)
+    if a.preview_method == "none":
+        state.executor.send_preview = None
     app = build_app(state)
 
     async def close_sockets(_: web.Application) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+import io
 import json
 import logging
 import threading
@@ -14,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageOps
+
 from standins.comfyui.nodes import Interrupted, RunContext, all_functions
 
 log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any], "str | None"], None]
+SendPreview = Callable[[str, bytes, dict[str, Any], "str | None", bool], None]  # type, bytes, metadata, sid, form
+PREVIEW_SIZE = 512  # ComfyUI's --preview-size default
 MAX_HISTORY = 10000
 
 
@@ -46,10 +51,12 @@ class Folders:
 class Executor:
     """One worker that runs queued prompts in order, sending ComfyUI's WS frames as it goes."""
 
-    def __init__(self, folders: Folders, speed: float, send: Send, job_vram: int) -> None:
+    def __init__(self, folders: Folders, speed: float, send: Send, job_vram: int,
+                 send_preview: SendPreview | None = None) -> None:
         self.folders = folders
         self.speed = speed
         self.send = send
+        self.send_preview = send_preview  # None: no latent previews (ComfyUI's --preview-method none)
         self.job_vram = job_vram
         self.pending: list[tuple[int, int, list[Any]]] = []
         self.running: list[Any] | None = None
@@ -186,11 +193,20 @@ class Executor:
             emit("executing", {"node": nid, "display_node": nid, "prompt_id": pid})
             args = {k: (results[str(v[0])][v[1]] if _is_link(v) else v) for k, v in node.get("inputs", {}).items()}
 
-            def progress(value: float, maximum: float, nid: str = nid) -> None:
-                def _send() -> None:
+            def progress(value: float, maximum: float, preview: tuple[str, Image.Image] | None = None,
+                         nid: str = nid) -> None:
+                encoded = _encode(*preview) if preview is not None and self.send_preview is not None else None
+                meta = {"node_id": nid, "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
+                        "real_node_id": nid}
+
+                def _send() -> None:  # ComfyUI's order: progress_state, preview (metadata form), progress, preview
                     set_state(nid, value, maximum, "running")
-                    emit("progress", {"value": value, "max": maximum, "prompt_id": pid, "node": nid})
                     progress_state()
+                    if encoded is not None and self.send_preview is not None:
+                        self.send_preview(encoded[0], encoded[1], meta, sid, True)
+                    emit("progress", {"value": value, "max": maximum, "prompt_id": pid, "node": nid})
+                    if encoded is not None and self.send_preview is not None:
+                        self.send_preview(encoded[0], encoded[1], meta, sid, False)
                 loop.call_soon_threadsafe(_send)
 
             ctx = RunContext(self.folders.output, self.folders.temp, self.folders.input, self.speed, prompt,
@@ -272,6 +288,14 @@ class Executor:
         raw = json.dumps([node["class_type"], parts], sort_keys=True, default=str)
         memo[nid] = hashlib.sha256(raw.encode()).hexdigest()
         return memo[nid]
+
+
+def _encode(image_type: str, image: Image.Image) -> tuple[str, bytes]:
+    """A preview image as ComfyUI sends it: at most PREVIEW_SIZE a side, JPEG (quality 95) or PNG."""
+    image = ImageOps.contain(image, (PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format=image_type, quality=95, compress_level=1)
+    return image_type, buf.getvalue()
 
 
 def _is_link(value: Any) -> bool:

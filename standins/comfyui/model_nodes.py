@@ -129,9 +129,12 @@ def ksampler(ctx: RunContext, model: Any, seed: int, steps: int, cfg: float, sam
     per_step = 0.02 + pixels / 1e6 * 0.05
     ctx.vram_used(pixels * 16)
     ctx.progress(0, steps)
+    scene = _paint(max(16, latent_image["width"] // 4), max(16, latent_image["height"] // 4),
+                   str(positive.get("text", "")), seed)
+    noise = Image.effect_noise(scene.size, 80).convert("RGB")
     for step in range(1, steps + 1):
         ctx.work(per_step)
-        ctx.progress(step, steps)
+        ctx.progress(step, steps, ("JPEG", Image.blend(noise, scene, step / steps)))  # the latent, clearing up
     return ({**latent_image, "seed": seed, "text": positive.get("text", ""), "denoise": denoise,
              "source": latent_image.get("source"), "cfg": cfg},)
 

@@ -35,7 +35,7 @@ class RunContext:
     prompt: dict[str, Any]
     extra_pnginfo: dict[str, Any]
     interrupt: threading.Event
-    progress: Callable[[float, float], None] = lambda value, total: None
+    progress: Callable[..., None] = lambda value, total, preview=None: None  # preview: ("JPEG"|"PNG", image)
     vram_used: Callable[[int], None] = lambda nbytes: None
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -187,6 +187,13 @@ def image_sharpen(ctx: RunContext, image: Images, sharpen_radius: int, sigma: fl
     return ([im.filter(ImageFilter.UnsharpMask(sharpen_radius, int(alpha * 100), 0)) for im in image],)
 
 
+def _sleep_preview(fraction: float) -> Image.Image:
+    """A 64x64 preview whose bar grows with the sleep, so successive previews differ."""
+    im = Image.new("RGB", (64, 64), (30, 30, 60))
+    im.paste((90, 200, 140), (0, 40, max(1, int(64 * fraction)), 64))
+    return im
+
+
 def standin_sleep(ctx: RunContext, seconds: float, image: Images | None = None) -> tuple[Images]:
     """Wait ``seconds`` (scaled by speed), reporting progress about 20 times a second."""
     start = time.monotonic()
@@ -199,7 +206,8 @@ def standin_sleep(ctx: RunContext, seconds: float, image: Images | None = None) 
         if elapsed >= wall:
             break
         ctx.interrupt.wait(min(0.05, wall - elapsed))
-        ctx.progress(min(seconds, (time.monotonic() - start) * ctx.speed), seconds)
+        done = min(seconds, (time.monotonic() - start) * ctx.speed)
+        ctx.progress(done, seconds, ("PNG", _sleep_preview(done / seconds if seconds else 1.0)))
     ctx.progress(seconds, seconds)
     return (image if image is not None else [Image.new("RGB", (64, 64), (0, 0, 0))],)
 

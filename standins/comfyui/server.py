@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import struct
 import sys
 import uuid
 from functools import partial
@@ -38,8 +39,9 @@ class ComfyStandin:
     def __init__(self, root: Path, speed: float, gpu_name: str | None, vram_total: float | None,
                  vram_free: float | None, job_vram: float, version: str) -> None:
         self.folders = Folders.under(root)
-        self.clients: dict[str, asyncio.Queue[str | None]] = {}
-        self.executor = Executor(self.folders, speed, self.send, int(job_vram * GIB))
+        self.clients: dict[str, asyncio.Queue[str | bytes | None]] = {}
+        self.metadata_clients: set[str] = set()  # sent feature_flags with supports_preview_metadata
+        self.executor = Executor(self.folders, speed, self.send, int(job_vram * GIB), self.send_preview)
         self.gpu_name = gpu_name
         self.vram_total = int(vram_total * GIB) if vram_total else None
         self.vram_free = int(vram_free * GIB) if vram_free is not None else None
@@ -53,6 +55,20 @@ class ComfyStandin:
             [] if sid is not None else list(self.clients.values()))
         for q in targets:
             q.put_nowait(text)
+
+    def send_preview(self, image_type: str, image: bytes, metadata: dict[str, Any], sid: str | None,
+                     with_metadata: bool) -> None:
+        """Queue a binary preview: type 4 (JSON metadata) to clients that asked for it, else type 1 (reference 4)."""
+        for client in ([sid] if sid is not None else list(self.clients)):
+            q = self.clients.get(client)
+            if q is None or (client in self.metadata_clients) != with_metadata:
+                continue
+            if with_metadata:
+                meta = json.dumps({**metadata, "image_type": "image/png" if image_type == "PNG" else "image/jpeg"})
+                raw = meta.encode()
+                q.put_nowait(struct.pack(">II", 4, len(raw)) + raw + image)
+            else:
+                q.put_nowait(struct.pack(">II", 1, 2 if image_type == "PNG" else 1) + image)
 
     def specs(self) -> dict[str, dict[str, Any]]:
         """object_info, with the current input files for LoadImage."""
@@ -78,14 +94,14 @@ class ComfyStandin:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
-        q: asyncio.Queue[str | None] = asyncio.Queue()
+        q: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self.clients[sid] = q
         q.put_nowait(json.dumps({"type": "status", "data": {
             "status": {"exec_info": {"queue_remaining": self.executor.queue_remaining()}}, "sid": sid}}))
 
         async def writer() -> None:
-            while (text := await q.get()) is not None:
-                await ws.send_str(text)
+            while (item := await q.get()) is not None:
+                await (ws.send_bytes(item) if isinstance(item, bytes) else ws.send_str(item))
 
         task = asyncio.create_task(writer(), name=f"comfy-ws-{sid}")
         first = True
@@ -98,10 +114,14 @@ class ComfyStandin:
                     except ValueError:
                         continue
                     if isinstance(body, dict) and body.get("type") == "feature_flags":
+                        flags = body.get("data")
+                        if isinstance(flags, dict) and flags.get("supports_preview_metadata"):
+                            self.metadata_clients.add(sid)
                         q.put_nowait(json.dumps({"type": "feature_flags", "data": FEATURES}))
         finally:
             if self.clients.get(sid) is q:
                 del self.clients[sid]
+                self.metadata_clients.discard(sid)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         return ws

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -26,19 +25,18 @@ from services.backends.base import (
     unique_path,
 )
 from services.backends.comfyui.families import families, only_one, title
+from services.backends.comfyui.follow import FEATURE_FLAGS, SocketFollower
 from services.backends.comfyui.graph import model_folder
 from services.backends.comfyui.inventory import pinned
 from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
+from services.backends.previews import PREVIEW_RATE, PreviewWriter
 from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
 from services.errors import BacklotError, ErrorClass, ServiceError
 from services.http import Reply, download, request
 from services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
-NODE_WEIGHT = {"KSampler": 20, "StandinSleep": 20, "ImageBlur": 4, "ImageUpscaleWithModel": 6, "SaveVideo": 2,
-               "VAEDecode": 3}
-TERMINAL = ("execution_success", "execution_error", "execution_interrupted")
 
 
 class ComfyUIBackend:
@@ -49,7 +47,8 @@ class ComfyUIBackend:
     def __init__(self, record: ServiceRecord, session: SessionProvider, templates: dict[str, Template] | None = None,
                  *, request_timeout: float = 15.0, ws_idle: float = 30.0, job_timeout: float = 6 * 3600,
                  poll_interval: float = 0.5, download_timeout: float = 300.0,
-                 options: Mapping[str, Any] | None = None, checkpoints: dict[str, str] | None = None) -> None:
+                 options: Mapping[str, Any] | None = None, checkpoints: dict[str, str] | None = None,
+                 preview_metadata: bool = True, preview_rate: float = PREVIEW_RATE) -> None:
         self.record = record
         self.checkpoints = checkpoints or {}  # template name -> checkpoint (the comfyui_checkpoints setting)
         self._session = session
@@ -60,6 +59,8 @@ class ComfyUIBackend:
         self.ws_idle = ws_idle
         self.job_timeout = job_timeout
         self.poll_interval = poll_interval
+        self.preview_metadata = preview_metadata  # announce it: previews then name their prompt
+        self.preview_rate = preview_rate
         self.download_timeout = aiohttp.ClientTimeout(total=download_timeout, sock_connect=5, sock_read=60)
         self._dropped: dict[str, asyncio.Event] = {}
         self._sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
@@ -256,82 +257,33 @@ class ComfyUIBackend:
 
     async def _connect_ws(self, client_id: str) -> aiohttp.ClientWebSocketResponse | None:
         url = self.record.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
+        ws: aiohttp.ClientWebSocketResponse | None = None
         try:
-            return await self._session().ws_connect(url, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=5),
-                                                    max_msg_size=64 * 1024 * 1024)
+            ws = await self._session().ws_connect(url, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                                                  max_msg_size=64 * 1024 * 1024)
+            if self.preview_metadata:  # it must be the first frame the server reads from this client
+                await ws.send_str(FEATURE_FLAGS)
+            return ws
         except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            if ws is not None:
+                await ws.close()
             log.info("%s: no WebSocket (%s); following the job by polling", self.record.id, _plain(err))
             return None
 
     async def _follow(self, pid: str, workflow: dict[str, Any], ws: aiohttp.ClientWebSocketResponse | None,
                       job: JobRequest, dropped: asyncio.Event) -> AsyncIterator[JobStatus]:
         deadline = time.monotonic() + self.job_timeout
-        weights = {n: NODE_WEIGHT.get(v.get("class_type", ""), 1) for n, v in workflow.items()}
-        total = sum(weights.values()) or 1
-        done: set[str] = set()
-        current: str | None = None
-        last_sent = 0.0
-        while ws is not None and not ws.closed:
-            frame = await self._next_frame(ws, dropped)
-            if frame is None:
-                if dropped.is_set():
-                    yield JobStatus(StatusCode.CANCELLED, message="removed from ComfyUI's queue")
+        previews = PreviewWriter(job.output_dir, rate=self.preview_rate)
+        if ws is not None:
+            follower = SocketFollower(ws, pid, workflow, dropped, previews, idle=self.ws_idle)
+            async for status in follower.statuses(deadline, self.job_timeout):
+                yield status
+                if status.code.terminal:
                     return
-                break  # socket gone or idle: fall back to polling
-            kind, data = frame.get("type"), frame.get("data") or {}
-            if kind == "status":
-                continue
-            if not isinstance(data, dict) or data.get("prompt_id") != pid:
-                continue  # frames of other prompts (late ones included) are not ours
-            if kind == "execution_start":
-                yield JobStatus(StatusCode.RUNNING, fraction=0.0, remote_ref=pid, message="started")
-            elif kind == "execution_cached":
-                done.update(str(n) for n in data.get("nodes", []))
-            elif kind == "executing" and data.get("node") is not None:
-                if current is not None:
-                    done.add(current)
-                current = str(data["node"])
-                cls = workflow.get(current, {}).get("class_type", "?")
-                yield JobStatus(StatusCode.PROGRESS, fraction=_frac(done, current, 0.0, weights, total),
-                                message=f"node {current} ({cls})", remote_ref=pid)
-            elif kind == "progress":
-                now = time.monotonic()
-                value, maximum = float(data.get("value", 0)), float(data.get("max", 1) or 1)
-                if now - last_sent >= 0.1 or value >= maximum:
-                    last_sent = now
-                    node = str(data.get("node") or current)
-                    cls = workflow.get(node, {}).get("class_type", "?")
-                    yield JobStatus(StatusCode.PROGRESS, fraction=_frac(done, node, value / maximum, weights, total),
-                                    step=int(value), total=int(maximum), unit="steps" if cls == "KSampler" else "",
-                                    message=f"node {node} ({cls})", remote_ref=pid)
-            elif kind in TERMINAL:
-                break
-            if time.monotonic() > deadline:
-                yield failed(f"no result after {self.job_timeout:.0f} s", FailureCode.TIMEOUT)
-                return
         async for status in self._poll(pid, job, deadline):
+            if status.code is StatusCode.SUCCEEDED:
+                await previews.discard()  # the result replaces the preview; a failed job keeps its last one
             yield status
-
-    async def _next_frame(self, ws: aiohttp.ClientWebSocketResponse, dropped: asyncio.Event) -> dict[str, Any] | None:
-        receive = asyncio.ensure_future(ws.receive())
-        drop = asyncio.ensure_future(dropped.wait())
-        try:
-            done, _ = await asyncio.wait({receive, drop}, timeout=self.ws_idle, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            drop.cancel()
-            if not receive.done():
-                receive.cancel()
-                await asyncio.gather(receive, return_exceptions=True)
-        if receive not in done:
-            return None
-        msg = receive.result()
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            return {} if msg.type == aiohttp.WSMsgType.BINARY else None  # binary = latent previews
-        try:
-            frame = json.loads(msg.data)
-        except ValueError:
-            return {}
-        return frame if isinstance(frame, dict) else {}
 
     async def _poll(self, pid: str, job: JobRequest, deadline: float, recovering: bool = False) -> AsyncIterator[JobStatus]:
         """Follow a prompt through /history and /queue until it ends (no WebSocket needed)."""
@@ -433,12 +385,6 @@ def _failure(err: BaseException) -> FailureCode:
     if isinstance(err, ServiceError):
         return failure_for(err)
     return FailureCode.RUNTIME if isinstance(err, BacklotError) else FailureCode.BAD_RESPONSE
-
-
-def _frac(done: set[str], node: str | None, within: float, weights: dict[str, int], total: int) -> float:
-    finished = sum(weights.get(n, 1) for n in done)
-    part = weights.get(node, 1) * within if node is not None and node not in done else 0
-    return max(0.0, min(0.99, (finished + part) / total))
 
 
 def _plain(err: BaseException) -> str:
