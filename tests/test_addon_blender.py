@@ -297,6 +297,14 @@ def test_workflow_picker_runs_a_user_workflow_and_a_workflow_file(blender: Runne
     r = blender("workflow", pick="my_slow_flow", file=str(elsewhere / "solid.json"))
     assert r["items"][0] == "_default" and "my_slow_flow" in r["items"] and "standin_image" in r["items"]
     assert "upscale" not in r["items"]  # only the workflows serving the task picked
+    # what the panel draws: the picker with its refresh button, the file, the picked workflow's own parameter
+    picked_rows = r["drawn_picked"]
+    for row in (["prop", "backlot_workflow"], ["operator", "backlot.refresh_workflows"],
+                ["prop", "backlot_workflow_file"], ["prop", "text_to_image__wf__seconds"]):
+        assert row in picked_rows, (row, picked_rows)
+    assert ["prop", "backlot_workflow_file"] in r["drawn_file"]
+    assert ["prop", "text_to_image__wf__seconds"] not in r["drawn_file"]  # a file's own parameters go in Extra
+    assert ["prop", "backlot_workflow"] not in r["drawn_other"] and ["prop", "backlot_task"] in r["drawn_other"]
     # the picked workflow's own ``seconds`` (3) sized its placeholder: 3 s at 24 fps
     assert [(p["start"], p["length"]) for p in r["placeholders"]] == [(10, 72), (200, 48)]
     with backlot.client() as c:

@@ -155,6 +155,38 @@ def reopen(ui: object) -> None:
     RESULT["after_cancel"] = [describe(s) for s in sorted(strips(), key=lambda s: s.frame_final_start)]
 
 
+class Drawn:
+    """A stand-in for a panel's ``layout`` that records what the panel draws and checks each property exists."""
+
+    def __init__(self, out: list) -> None:
+        self.out = out
+
+    def row(self, **_: object) -> "Drawn":
+        return self
+
+    column = box = row
+
+    def label(self, text: str = "", **_: object) -> None:
+        self.out.append(["label", text])
+
+    def prop(self, data, name: str, **_: object) -> None:
+        assert name in data.bl_rna.properties, f"the panel draws {name}, which {data} does not have"
+        self.out.append(["prop", name])
+
+    def operator(self, idname: str, **_: object) -> object:
+        group, _, name = idname.partition(".")
+        assert hasattr(getattr(bpy.ops, group), name), f"the panel draws the unknown operator {idname}"
+        self.out.append(["operator", idname])
+        return type("Props", (), {})()
+
+
+def drawn(ui: object) -> list:
+    """What the panel's draw function puts in the sidebar now."""
+    out: list = []
+    ui._draw(type("Panel", (), {"layout": Drawn(out)})(), bpy.context)
+    return out
+
+
 def workflow(ui: object) -> None:
     """Pick the user workflow BACKLOT_TEST_PICK in the panel's picker, then run BACKLOT_TEST_FILE by its path."""
     scene, wm = bpy.context.scene, bpy.context.window_manager
@@ -167,8 +199,14 @@ def workflow(ui: object) -> None:
     RESULT["items"] = [i[0] for i in ui._workflows(wm, bpy.context)]
     wm.backlot_workflow = pick
     wm.backlot_form.text_to_image__wf__seconds = "3"  # a parameter only the workflow has
+    RESULT["drawn_picked"] = drawn(ui)
     scene.frame_current = 10
     assert bpy.ops.backlot.generate(prompt="picked workflow") == {"FINISHED"}
+    wm.backlot_workflow_file = path
+    RESULT["drawn_file"] = drawn(ui)
+    wm.backlot_task = "sound_effects"  # no ComfyUI workflow serves it: no picker
+    RESULT["drawn_other"] = drawn(ui)
+    wm.backlot_task = "text_to_image"
     wm.backlot_workflow_file = path
     scene.frame_current = 200
     assert bpy.ops.backlot.generate(prompt="workflow file") == {"FINISHED"}
