@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +55,7 @@ async def shoot(parts: Parts) -> None:
     await until(lambda: window.console.preview.kind == "image")
     await asyncio.sleep(1.0)
     window.grab().save(str(DOCS / "console.png"))
+    await shoot_workflow(parts)
     assert shell.console is not None
     dialog = shell.console.open_settings(window)
     await asyncio.sleep(0.5)
@@ -61,6 +63,28 @@ async def shoot(parts: Parts) -> None:
     dialog.close()
     window.close()
     await shell.stop()
+
+
+async def shoot_workflow(parts: Parts) -> None:
+    """A user's own workflow (imported by dropping it) running, its latest latent preview in the console."""
+    window, center = parts.window, parts.shell.center
+    flows = center.settings.paths.config_dir / "workflows"
+    flows.mkdir(parents=True, exist_ok=True)
+    built_in = ROOT / "resources" / "workflows"
+    dropped = Path(tempfile.mkdtemp()) / "night_harbour.json"
+    shutil.copy(built_in / "text_to_image.json", dropped)  # as if exported from ComfyUI with "Export (API)"
+    window.console.request_import([str(dropped)])
+    form = window.console.form
+    await until(lambda: form.fields.get("workflow") is not None and form.fields["workflow"].raw() == "night_harbour")
+    form.fields["steps"].set_value(40)
+    form.prompt.setPlainText("Night harbour, lanterns on the water")
+    form.submit()
+    preview = window.console.preview
+    await until(lambda: preview.kind == "image" and preview.caption.text().endswith("live preview"))
+    await asyncio.sleep(1.5)
+    window.grab().save(str(DOCS / "workflow.png"))
+    table = window.console.table
+    await until(lambda: table.jobs.job(0)["state"] == "succeeded")
 
 
 def main() -> None:
@@ -77,7 +101,7 @@ def main() -> None:
         finally:
             loop.close()
         parts.close()
-    for name in ("dashboard", "console", "settings"):
+    for name in ("dashboard", "console", "workflow", "settings"):
         path = DOCS / f"{name}.png"
         print(f"{path}: {path.stat().st_size // 1024} KB")
 
