@@ -6,9 +6,21 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from services.events import (BreakerChanged, DiscoveryFinished, Event, EventBus, GpuSampled, HealthChanged,
-                             HealthSampled, JobPreviewed, JobUpdated, LogRecorded, ServiceDiscovered, ServiceForgotten,
-                             ServiceUpdated)
+from services.events import (
+    BreakerChanged,
+    DiscoveryFinished,
+    Event,
+    EventBus,
+    GpuSampled,
+    HealthChanged,
+    HealthSampled,
+    JobPreviewed,
+    JobUpdated,
+    LogRecorded,
+    ServiceDiscovered,
+    ServiceForgotten,
+    ServiceUpdated,
+)
 from services.models import Job, JobState
 
 

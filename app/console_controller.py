@@ -17,6 +17,8 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
 from PySide6.QtWidgets import QWidget
 
 from app.config_writer import ConfigWriteError, write_config
+from app.tasks import TaskKeeper
+from app.workflow_controller import WorkflowController
 from services.api.token import TokenError, read_token
 from services.backends import registry
 from services.backends.llm.keys import KNOWN_BASES, check_key, configured_key, provider_of
@@ -25,8 +27,6 @@ from services.jobs.manager import JobError
 from services.jobs.validate import InvalidJob, job_schema
 from services.models import Job
 from services.tasks import SCHEMA, SchemaError
-from app.tasks import TaskKeeper
-from app.workflow_controller import WorkflowController
 from widgets.api_panel import ApiPanel
 from widgets.job_console import JobConsole
 from widgets.settings_dialog import SECONDS, SettingsDialog

@@ -10,9 +10,9 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QTool
 
 from widgets.dashboard import Dashboard
 from widgets.graphs import Graphs
-from widgets.workflow_drop import WorkflowDrop
 from widgets.log_view import LogView
 from widgets.style import look, state_icon
+from widgets.workflow_drop import WorkflowDrop
 
 STATE_ORDER = ("up", "degraded", "down", "unknown")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from services.backends import registry
 from services.backends.comfyui.convert import EXPORT_API
-from services.backends.comfyui.probe import KIND as COMFYUI
 from services.backends.comfyui.library import Imported, fetch_object_info, free_name, import_file
+from services.backends.comfyui.probe import KIND as COMFYUI
 from services.backends.comfyui.workflows import TemplateError, user_folders
 from services.control import ControlCenter
 from services.models import ServiceState

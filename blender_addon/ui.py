@@ -1,66 +1,25 @@
-"""Preferences, operators, panels, the timer and the file-load handler of the Backlot addon."""
+"""Operators, panels, the timer and the file-load handler of the Backlot addon (preferences: prefs.py)."""
 from __future__ import annotations
 
 import logging
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import bpy
 from bpy.app.handlers import persistent
 
-from . import client as rpc
 from . import form, timeline
 from . import workflows as wf
 from .jobbook import free_channel, placeholder_length
+from .prefs import ADDON, BacklotPreferences
 from .schema import extra_params
-from .session import STATE_SYMBOLS, AddonSession
+from .session import AddonSession
 
 log = logging.getLogger(__name__)
-ADDON = __package__ or "backlot"
 INTERVAL = 0.15
 session: AddonSession | None = None
 _reload_pending = False
 _task_items: list[tuple[str, str, str]] = []  # kept alive: Blender does not copy enum item strings
 _workflow_items: list[tuple[str, str, str, str, int]] = []  # the same for the workflow picker
-
-
-def default_token_file() -> str:
-    """Where a local Backlot keeps its API token (BACKLOT_HOME, else the platform's user config folder)."""
-    if os.environ.get("BACKLOT_HOME"):
-        return str(Path(os.environ["BACKLOT_HOME"]).expanduser() / "config" / "api-token")
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "backlot" / "backlot"
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support" / "backlot"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "backlot"
-    return str(base / "api-token")
-
-
-class BacklotPreferences(bpy.types.AddonPreferences):
-    """Where Backlot runs and how to prove who we are."""
-
-    bl_idname = ADDON
-    host: bpy.props.StringProperty(name="Host", default=rpc.DEFAULT_HOST)  # type: ignore[valid-type]
-    port: bpy.props.IntProperty(name="Port", default=rpc.DEFAULT_PORT, min=1, max=65535)  # type: ignore[valid-type]
-    token: bpy.props.StringProperty(name="Token", subtype="PASSWORD",  # type: ignore[valid-type]
-                                    description="Backlot's API token (leave empty to read the token file)")
-    token_file: bpy.props.StringProperty(name="Token file", subtype="FILE_PATH",  # type: ignore[valid-type]
-                                         default=default_token_file())
-    auto_connect: bpy.props.BoolProperty(name="Connect when Blender starts", default=True)  # type: ignore[valid-type]
-
-    def draw(self, context: Any) -> None:
-        """The preferences box."""
-        col = self.layout.column()
-        row = col.row()
-        row.prop(self, "host")
-        row.prop(self, "port")
-        col.prop(self, "token")
-        col.prop(self, "token_file")
-        col.prop(self, "auto_connect")
-        col.operator("backlot.connect")
 
 
 def prefs() -> Any:

@@ -21,8 +21,15 @@ from services.connectivity.inventory import InventoryCache
 from services.connectivity.metrics import Metrics
 from services.connectivity.pool import ConnectionPool
 from services.connectivity.resilience import Backoff, CircuitBreaker
-from services.events import (BreakerChanged, EventBus, GpuSampled, MetricsSampled, ServiceDiscovered, ServiceForgotten,
-                             ServiceUpdated)
+from services.events import (
+    BreakerChanged,
+    EventBus,
+    GpuSampled,
+    MetricsSampled,
+    ServiceDiscovered,
+    ServiceForgotten,
+    ServiceUpdated,
+)
 from services.jobs.manager import JobManager
 from services.jobs.router import Router, ServiceHealth
 from services.jobs.store import JobStore

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from addon_fake_api import TASKS, Endpoint, FakeBacklot, backlot_api, fake_backlot  # noqa: F401
+
 from blender_addon import client as rpc
 from blender_addon.jobbook import JobBook, Tracked, choose_output, free_channel, placeholder_length, strip_name
 from blender_addon.package import build_zip

@@ -10,10 +10,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.events import (EVENT_TYPES, Event, EventBus, JobUpdated, LogRecorded, MetricsSampled,
-                             ServiceDiscovered, ServiceUpdated, types_for_topic)
-from services.models import (BreakerSnapshot, FoundBy, GpuProcess, GpuSample, HealthSample, Job, JobState,
-                             ServiceKind, ServiceRecord, ServiceState, VramReading)
+from services.events import (
+    EVENT_TYPES,
+    Event,
+    EventBus,
+    JobUpdated,
+    LogRecorded,
+    MetricsSampled,
+    ServiceDiscovered,
+    ServiceUpdated,
+    types_for_topic,
+)
+from services.models import (
+    BreakerSnapshot,
+    FoundBy,
+    GpuProcess,
+    GpuSample,
+    HealthSample,
+    Job,
+    JobState,
+    ServiceKind,
+    ServiceRecord,
+    ServiceState,
+    VramReading,
+)
 
 text = st.text(max_size=20)
 finite = st.floats(allow_nan=False, allow_infinity=False)

@@ -18,7 +18,7 @@ from services.control import ControlCenter
 from services.events import JobUpdated
 from services.jobs.store import JobStore
 from services.models import JobState, ServiceRecord
-from tests.helpers import EventWaiter, serve
+from tests.helpers import serve
 
 STATS = {"system": {"comfyui_version": "0.8.0"}, "devices": [{"name": "cpu", "type": "cpu"}]}
 

@@ -30,8 +30,8 @@ from services.backends.comfyui.graph import model_folder
 from services.backends.comfyui.inventory import pinned
 from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
-from services.backends.previews import PREVIEW_RATE, PreviewWriter
 from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
+from services.backends.previews import PREVIEW_RATE, PreviewWriter
 from services.errors import BacklotError, ErrorClass, ServiceError
 from services.http import Reply, download, request
 from services.models import ServiceRecord

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from urllib.parse import quote
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote
 
 import aiohttp
 
