@@ -174,16 +174,19 @@ def _client_command(args: argparse.Namespace, settings: Settings, out: TextIO) -
 
     from cli import client_commands as cc
     from cli.commands import parse_params
-    from services.jobs.validate import InvalidJob, validate_job
+    from services.jobs.validate import InvalidJob, NotCheckableHere, validate_job
 
     if args.command == "submit":
+        params, inputs = parse_params(args.param), [str(p) for p in args.input]
         try:  # bad input is refused here, before an instance is asked or started (the instance checks again)
-            valid = asyncio.run(validate_job(settings, args.task, parse_params(args.param), args.input))
+            valid = asyncio.run(validate_job(settings, args.task, params, inputs))
+            params, inputs = valid.params, [str(p) for p in valid.inputs]
+        except NotCheckableHere:
+            pass  # a UI-format workflow file: the instance converts it with a running ComfyUI, then checks it all
         except InvalidJob as err:
             print(f"backlot: {err}", file=sys.stderr)
             return 2
-        return cc.submit(settings, args.task, args.prompt, valid.params, [str(p) for p in valid.inputs], args.backend,
-                         args.wait, args.json, out)
+        return cc.submit(settings, args.task, args.prompt, params, inputs, args.backend, args.wait, args.json, out)
     if args.command in ("cancel", "retry"):
         return cc.call_instance(settings, f"jobs.{args.command}", {"job": args.job}, out)
     if args.command == "jobs":

@@ -148,7 +148,8 @@ class ConsoleController(QObject):
     async def _schema(self, key: tuple[str, Any], params: dict[str, Any]) -> None:
         spec, problem = None, ""
         try:
-            spec = await asyncio.to_thread(job_schema, self.center.settings, key[0], params)
+            prepared = await self.center.prepare_params(key[0], params)  # a UI-format workflow file converted
+            spec = await asyncio.to_thread(job_schema, self.center.settings, key[0], prepared)
         except (SchemaError, InvalidJob) as err:
             problem = str(err)
         if key == self._schema_key:  # answers to earlier keystrokes are dropped

@@ -55,11 +55,20 @@ def _job_of(params: Any) -> dict[str, Any] | None:
     return dict(params) if isinstance(params, dict) and "id" in params else None
 
 
+def _absolute(workflow: Any) -> Any:
+    """A workflow named by a file path, made absolute: the instance runs in another folder."""
+    text = str(workflow)
+    if text.endswith(".json") or "/" in text or "\\" in text:
+        return str(Path(text).expanduser().resolve())
+    return workflow
+
+
 @_reports_errors
 def submit(settings: Settings, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str | None,
            wait: bool, as_json: bool, out: TextIO) -> int:
     """Hand the job to the running instance (starting one if needed); ``wait`` follows it to the end."""
     files = [str(Path(p).expanduser().resolve()) for p in inputs]
+    params = {k: _absolute(v) if k == "workflow" else v for k, v in params.items()}
     inst = remote.ensure(settings, _err)
     with inst.client(topics=["job.updated"] if wait else None) as client:
         job = client.call("jobs.submit", {"task": task, "prompt": prompt, "params": params, "inputs": files,

@@ -166,8 +166,9 @@ class Settings(BaseSettings):
         return self._paths or Paths.resolve(None)
 
     def backend_options(self) -> dict[str, Any]:
-        """The settings as plain values for the backend kinds, with the config folder (user workflows live there)."""
-        return {**self.model_dump(), "config_dir": str(self.paths.config_dir)}
+        """The settings as plain values for the backend kinds, with the config folder (user workflows live there)
+        and the data folder."""
+        return {**self.model_dump(), "config_dir": str(self.paths.config_dir), "data_path": str(self.data_path)}
 
     @property
     def data_path(self) -> Path:

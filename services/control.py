@@ -33,9 +33,11 @@ from services.events import (
 from services.jobs.manager import JobManager
 from services.jobs.router import Router, ServiceHealth
 from services.jobs.store import JobStore
+from services.jobs.validate import InvalidJob
 from services.jobs.vram import VramEstimator
 from services.logbus import BusLogHandler
 from services.models import Origin, ServiceRecord
+from services.tasks import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class ControlCenter:
         self.router = Router(settings, lambda: self.services.values(), self.health_view,
                              lambda sid: self.jobs.active_on(sid), self.estimator.estimate, self.inventory.get)
         self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
-                               self.vram_used, clock, check_service=self._check_service)
+                               self.vram_used, clock, check_service=self._check_service, prepare=self.prepare_params)
         self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
@@ -196,6 +198,14 @@ class ControlCenter:
             if any(p.service_id == service_id for p in gpu.processes):
                 return int(gpu.used)
         return None
+
+    async def prepare_params(self, task: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A job's params as the backends will run them (a UI-format workflow file converted, say)."""
+        try:
+            return await registry.prepare(task, params, self.settings.backend_options(), list(self.services.values()),
+                                          self.pool.session)
+        except SchemaError as err:
+            raise InvalidJob(str(err)) from err
 
     async def _check_service(self, service_id: str) -> None:
         """A health check now, so a running job's VRAM peak is seen (the sample reaches the runner as an event)."""

@@ -172,3 +172,42 @@ def test_comfyuis_own_sdxl_api_graph(sdxl_api_graph: Path) -> None:  # noqa: F81
     assert b["cfg"] == [("10", "cfg"), ("14", "cfg")] and b["checkpoint"] == [("4", "ckpt_name")]
     assert (b["width"], b["height"], b["batch"]) == ([("5", "width")], [("5", "height")], [("5", "batch_size")])
     assert b["prefix"] == [("13", "filename_prefix")] and found.task == "text_to_image" and found.missing == []
+
+
+async def test_a_ui_format_file_runs_converted_on_the_fly(comfyui_templates: Path, standin: Any,
+                                                          tmp_path: Path) -> None:
+    """``--param workflow=FILE`` with a file saved from ComfyUI's UI: converted for the job, not saved as the user's."""
+    import shutil
+
+    from services.jobs.manager import JobError
+    from services.models import JobState
+    from tests.test_inventory import history, running
+
+    src = tmp_path / "image_sdxl_simple.json"
+    shutil.copy(comfyui_templates / "image_sdxl_simple.json", src)
+    before = src.read_bytes()
+    sp = standin("comfyui", speed=10)
+    async with running(sp) as center:
+        params = {"workflow": str(src), "width": 64, "height": 48, "steps": 2, "seed": 11}
+        job = await center.jobs.submit("text_to_image", "a lighthouse at dusk", params)
+        converted = Path(job.params["workflow"])
+        assert converted.parent == center.settings.data_path / "converted"
+        assert converted.name.startswith("image_sdxl_simple-") and converted.suffix == ".json"
+        assert not (center.settings.paths.config_dir / "workflows").exists()  # not added to the user's workflows
+        done = await center.jobs.wait(job.id, 30)
+        assert done.state is JobState.SUCCEEDED, done.status
+    assert src.read_bytes() == before
+    (entry,) = (await history(sp)).values()
+    graph = entry["prompt"][2]
+    sampler = next(n["inputs"] for n in graph.values() if n["class_type"] == "KSampler")
+    latent = next(n["inputs"] for n in graph.values() if n["class_type"] == "EmptyLatentImage")
+    texts = [n["inputs"]["text"] for n in graph.values() if n["class_type"] == "CLIPTextEncode"]
+    assert (sampler["steps"], sampler["seed"], latent["width"], latent["height"]) == (2, 11, 64, 48)
+    assert "a lighthouse at dusk" in texts
+    async with running() as center:  # no ComfyUI to read the node list from: refused, nothing recorded
+        with pytest.raises(JobError) as caught:
+            await center.jobs.submit("text_to_image", "x", {"workflow": str(src)})
+        assert caught.value.code == "invalid"
+        assert str(caught.value) == ("image_sdxl_simple.json is a UI-format workflow and no ComfyUI is running to "
+                                     f"convert it; start ComfyUI, or {EXPORT_API}")
+        assert [j.id for j in await center.jobs.list()] == [job.id]  # the same home: only the first job

@@ -79,6 +79,18 @@ def workflows(options: Mapping[str, Any]) -> list[dict[str, Any]]:
             for w in spec.workflows(options)]
 
 
+async def prepare(task: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                  services: Iterable[ServiceRecord],
+                  session_for: Callable[[str], aiohttp.ClientSession]) -> dict[str, Any]:
+    """The job's params as the kinds that serve its task will run them (each kind's ``prepare`` hook, in turn)."""
+    out = dict(params)
+    known = list(services)
+    for spec in specs():
+        if spec.prepare is not None and task in spec.tasks:
+            out = await spec.prepare(task, out, options, [r for r in known if r.kind == spec.kind], session_for)
+    return out
+
+
 def capabilities(kind: str) -> tuple[str, ...]:
     """Tasks a kind can serve."""
     spec = spec_for(kind)

@@ -58,6 +58,11 @@ InventoryFn = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTime
 NeedsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "Needs | None"]
 # A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
 GradioMatcher = Callable[[dict[str, Any]], Identity | None]
+# (task, the job's params, settings as plain values, the kind's services, a session per service id) -> the
+# params as the kind will run them (a UI-format workflow file converted, say); SchemaError when it cannot.
+# Called once per submit, on the loop, before the params are checked.
+PrepareFn = Callable[[str, Mapping[str, Any], Mapping[str, Any], Sequence[ServiceRecord],
+                      Callable[[str], aiohttp.ClientSession]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class BackendSpec:
     # router skips a service lacking something a job needs, and refuses a job no service can serve.
     inventory: InventoryFn | None = None
     needs: NeedsFn | None = None
+    prepare: PrepareFn | None = None
 
     @property
     def capabilities(self) -> tuple[str, ...]:

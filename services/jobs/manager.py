@@ -41,7 +41,8 @@ class JobManager:
     def __init__(self, settings: Settings, store: JobStore, router: Router, adapters: Callable[[str], Backend | None],
                  bus: EventBus, estimator: VramEstimator, vram_used: Callable[[str], int | None],
                  clock: Callable[[], float] = time.monotonic,
-                 check_service: Callable[[str], Awaitable[Any]] | None = None) -> None:
+                 check_service: Callable[[str], Awaitable[Any]] | None = None,
+                 prepare: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.router = router
@@ -52,6 +53,7 @@ class JobManager:
         self._needs: dict[str, Wants] = {}  # per active job: what it needs per backend kind (read off the loop)
         self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, check_service)
         self._adapters = adapters
+        self._prepare = prepare  # the params as the backends will run them (InvalidJob when they cannot)
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # set and replaced on every change: waiters re-check their job
         self._accepting = asyncio.Lock()
@@ -94,6 +96,7 @@ class JobManager:
         if not isinstance(prompt, str):
             raise JobError("prompt must be text", "invalid")
         try:  # parameters, then the route, then the input files: nothing is written before all three pass
+            params = await self._prepare(task, dict(params or {})) if self._prepare is not None else params
             values, schema = await asyncio.to_thread(check_params, self.settings, task, dict(params or {}))
             wants = await asyncio.to_thread(self.router.needs_for, task, values)
             decision = self.router.route(task, values, requested_backend or "auto", advance=False, needs=wants)

@@ -7,11 +7,12 @@ from typing import Any
 from services.backends.base import Backend, SessionProvider
 from services.backends.comfyui.inventory import inventory, needs
 from services.backends.comfyui.messages import node_error_sentences
+from services.backends.comfyui.onthefly import prepare
 from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
-from services.backends.comfyui.workflows import TemplateError, load_all, template_for
+from services.backends.comfyui.workflows import TemplateError, UIFormatFile, load_all, template_for
 from services.backends.spec import BackendSpec, Fingerprint
 from services.models import ServiceRecord
-from services.tasks import SchemaError, TaskSpec
+from services.tasks import SchemaError, SchemaNotKnownHere, TaskSpec
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
@@ -27,6 +28,8 @@ def _job_schema(task: str, params: Mapping[str, Any], options: Mapping[str, Any]
         return None
     try:
         return template_for(load_all(options), task, dict(params)).schema()
+    except UIFormatFile as err:  # the instance converts it first (onthefly.prepare); only it can check the params
+        raise SchemaNotKnownHere(str(err)) from err
     except TemplateError as err:
         raise SchemaError(str(err)) from err
 
@@ -41,4 +44,4 @@ SPEC = BackendSpec(
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
     adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
-    job_schema=_job_schema, workflows=_workflows, inventory=inventory, needs=needs)
+    job_schema=_job_schema, workflows=_workflows, inventory=inventory, needs=needs, prepare=prepare)

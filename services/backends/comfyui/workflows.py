@@ -29,6 +29,10 @@ class TemplateError(BacklotError):
     """A template is missing, malformed, or a parameter does not fit it."""
 
 
+class UIFormatFile(TemplateError):
+    """A workflow file saved from ComfyUI's UI: it runs once converted with a server's node list."""
+
+
 @dataclass(frozen=True)
 class Template:
     """One workflow plus its bindings: parameter name -> [(node id, input name), ...]."""
@@ -164,7 +168,7 @@ def template_from_file(path: Path, task: str | None = None) -> Template:
     except (OSError, ValueError) as err:
         raise TemplateError(f"the workflow file {path} cannot be read: {err}") from err
     if isinstance(workflow, dict) and "nodes" in workflow and "links" in workflow:
-        raise TemplateError(f"{path.name} is a UI-format workflow; import it with `backlot workflows import` "
+        raise UIFormatFile(f"{path.name} is a UI-format workflow; import it with `backlot workflows import` "
                             'or save it from ComfyUI with "Export (API)"')
     if not isinstance(workflow, dict) or not workflow or len(list(nodes(workflow))) != len(workflow):
         raise TemplateError(f"{path.name} is not a ComfyUI workflow (an API-format file maps node ids to "
