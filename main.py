@@ -15,7 +15,6 @@ from services.instance import FolderError
 from services.jobs.store import StoreError
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     ap = argparse.ArgumentParser(prog="backlot", description="Backlot: control center for AI film-making backends.")
