@@ -27,6 +27,9 @@ FOLDER_FILES = {"checkpoints": CHECKPOINTS, "diffusion_models": UNETS, "text_enc
                 "upscale_models": UPSCALERS}
 # GET /view_metadata/{folder}: the safetensors metadata of files that carry some (set by --model-arch).
 METADATA: dict[str, dict[str, str]] = {}
+# CLIPLoader's ``type`` choices on ComfyUI 0.8.0 (Flux's two encoders load through DualCLIPLoader instead).
+CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
+              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2", "ovis"]
 SAMPLERS = ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "lcm"]
 SCHEDULERS = ["simple", "normal", "karras", "exponential", "sgm_uniform", "beta"]
 
@@ -42,8 +45,8 @@ def model_specs() -> dict[str, dict[str, Any]]:
         "CheckpointLoaderSimple": _spec({"ckpt_name": [CHECKPOINTS, {}]}, ["MODEL", "CLIP", "VAE"], "loaders"),
         "UNETLoader": _spec({"unet_name": [UNETS, {}], "weight_dtype": [["default", "fp8_e4m3fn", "fp8_e5m2"], {}]},
                             ["MODEL"], "advanced/loaders"),
-        "CLIPLoader": _spec({"clip_name": [CLIPS, {}], "type": [["stable_diffusion", "wan", "flux"], {}]},
-                            ["CLIP"], "advanced/loaders"),
+        "CLIPLoader": _spec({"clip_name": [CLIPS, {}], "type": [CLIP_TYPES, {}]}, ["CLIP"], "advanced/loaders",
+                            optional={"device": [["default", "cpu"], {"advanced": True}]}),
         "VAELoader": _spec({"vae_name": [VAES, {}]}, ["VAE"], "loaders"),
         "UpscaleModelLoader": _spec({"model_name": [UPSCALERS, {}]}, ["UPSCALE_MODEL"], "loaders",
                                     module="comfy_extras.nodes_upscale_model"),
@@ -67,7 +70,8 @@ def model_specs() -> dict[str, dict[str, Any]]:
                                   "height": _int(480, 16, 16384, 16), "length": _int(81, 1, 16384, 4),
                                   "batch_size": _int(1, 1, 4096, None)},
                                  ["CONDITIONING", "CONDITIONING", "LATENT"], "conditioning/video_models",
-                                 module="comfy_extras.nodes_wan", optional={"start_image": ["IMAGE"]},
+                                 module="comfy_extras.nodes_wan",
+                                 optional={"clip_vision_output": ["CLIP_VISION_OUTPUT", {}], "start_image": ["IMAGE", {}]},
                                  names=["positive", "negative", "latent"]),
         "CreateVideo": _spec({"images": ["IMAGE", {}], "fps": _float(30.0, 1.0, 120.0, 1.0)}, ["VIDEO"], "image/video",
                              module="comfy_extras.nodes_video", optional={"audio": ["AUDIO", {}]}),
@@ -92,7 +96,8 @@ def unet_loader(ctx: RunContext, unet_name: str, weight_dtype: str) -> tuple[Any
     return ({"model": unet_name},)
 
 
-def clip_loader(ctx: RunContext, clip_name: str, type: str) -> tuple[Any]:  # noqa: A002 - ComfyUI's input name
+def clip_loader(ctx: RunContext, clip_name: str, type: str,  # noqa: A002 - ComfyUI's input name
+                device: str = "default") -> tuple[Any]:
     """Pretend to load a text encoder."""
     return ({"clip": clip_name},)
 
@@ -189,7 +194,8 @@ def upscale_with_model(ctx: RunContext, upscale_model: Any, image: Images) -> tu
 
 
 def wan_image_to_video(ctx: RunContext, positive: Any, negative: Any, vae: Any, width: int, height: int, length: int,
-                       batch_size: int, start_image: Images | None = None) -> tuple[Any, Any, Any]:
+                       batch_size: int, clip_vision_output: Any = None,
+                       start_image: Images | None = None) -> tuple[Any, Any, Any]:
     """Video latent conditioned on a start image."""
     latent = {"width": width, "height": height, "batch": batch_size, "frames": length,
               "source": start_image[0] if start_image else None, "denoise": 0.7 if start_image else 1.0}
