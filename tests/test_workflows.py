@@ -203,3 +203,23 @@ def test_cli_import_show_list(standin: Any, tmp_path: Path, capsys: pytest.Captu
     assert "task: upscale\n" in capsys.readouterr().out
     assert main.main(["workflows", "show", "nope"]) == 2
     assert "no workflow named 'nope'" in capsys.readouterr().err
+
+
+def test_a_folder_is_read_again_only_when_its_files_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from services.backends.comfyui import workflows as wfs
+
+    for suffix in (".json", ".bindings.json"):
+        shutil.copy(wfs.TEMPLATES_DIR / f"standin_image{suffix}", tmp_path / f"mine{suffix}")
+    first = wfs.load_templates(tmp_path, "user")
+    reads: list[str] = []
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self.name) or real(self, *a, **k))
+    assert wfs.load_templates(tmp_path, "user") == first and reads == []  # unchanged: not read again
+    meta = json.loads(real(tmp_path / "mine.bindings.json"))
+    meta["description"] = "edited by hand"
+    (tmp_path / "mine.bindings.json").write_text(json.dumps(meta), encoding="utf-8")
+    os.utime(tmp_path / "mine.bindings.json", ns=(1, 1))  # even a file that goes back in time counts as changed
+    assert wfs.load_templates(tmp_path, "user")["mine"].description == "edited by hand"
+    assert "mine.bindings.json" in reads

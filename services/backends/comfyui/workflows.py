@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,19 @@ def _coerce(param: str, value: Any, like: Any) -> Any:
 
 
 def load_templates(folder: Path = TEMPLATES_DIR, source: str = "built-in") -> dict[str, Template]:
-    """Every ``<name>.bindings.json`` in ``folder`` with its workflow (``<name>.json`` or the one it names)."""
+    """Every ``<name>.bindings.json`` in ``folder`` with its workflow (``<name>.json`` or the one it names).
+
+    A folder whose JSON files have not changed (names, sizes, modification times) is not read again:
+    routing and the window's live route ask for the templates on every change of a job's form.
+    """
+    try:
+        stamp = tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in folder.glob("*.json")
+                             for st in (p.stat(),)))
+    except OSError:
+        stamp = None  # a file vanished while looking: read the folder as it is now
+    cached = _read.get((folder, source))
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return dict(cached[1])
     out: dict[str, Template] = {}
     for bpath in sorted(folder.glob("*.bindings.json")):
         name = bpath.name[: -len(".bindings.json")]
@@ -130,7 +143,14 @@ def load_templates(folder: Path = TEMPLATES_DIR, source: str = "built-in") -> di
         except (OSError, ValueError) as err:
             raise TemplateError(f"template {name} cannot be read: {err}") from err
         out[name] = _template(name, meta, workflow, source if source == "built-in" else str(wpath))
-    return out
+    if stamp is not None:
+        with _read_lock:
+            _read[(folder, source)] = (stamp, out)
+    return dict(out)
+
+
+_read: dict[tuple[Path, str], tuple[tuple[tuple[str, int, int], ...], dict[str, Template]]] = {}
+_read_lock = threading.Lock()  # threads read the folders concurrently (routing, the API, the window)
 
 
 def _template(name: str, meta: Mapping[str, Any], workflow: dict[str, Any], source: str) -> Template:
