@@ -5,10 +5,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.window import MainWindow
+
+PAINT_LIMIT_MS = 500  # a slow display server: the window fills in with its first paint at the latest then
 
 
 def has_display() -> bool:
@@ -25,9 +27,37 @@ def application() -> QApplication:
     return app
 
 
+class FirstPaint(QObject):
+    """Notes the window's first paint; ``wait`` runs events until it came (a display server maps windows later)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.painted = False
+        self._loop: QEventLoop | None = None
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """Note the first paint event, then step out of the way."""
+        if event.type() == QEvent.Type.Paint:
+            self.painted = True
+            watched.removeEventFilter(self)
+            if self._loop is not None:
+                self._loop.quit()
+        return False
+
+    def wait(self, limit_ms: int) -> None:
+        """Run events until the first paint, ``limit_ms`` at most."""
+        if self.painted:
+            return
+        self._loop = QEventLoop()
+        QTimer.singleShot(limit_ms, self._loop.quit)
+        self._loop.exec()
+        self._loop = None
+
+
 @contextmanager
 def shown_shell(layout_file: str) -> Iterator[MainWindow]:
-    """Show the window's shell (toolbar, docks, placeholders) where the user left it and let it paint once.
+    """Show the window's shell (title, toolbar) where the user left it and let it paint before anything loads.
 
     The caller loads the settings, takes the lock and populates the window; when it leaves without having
     populated it (a configuration error, another instance), the shell goes away without saving its layout.
@@ -35,8 +65,10 @@ def shown_shell(layout_file: str) -> Iterator[MainWindow]:
     application()
     window = MainWindow(None, layout_file)
     window.restore_layout()
+    painted = FirstPaint(window)
     window.show()
-    QCoreApplication.processEvents()  # one turn of events: the window is on screen before the heavy imports
+    QCoreApplication.processEvents()  # a turn of events: offscreen, the window has painted now
+    painted.wait(PAINT_LIMIT_MS)  # on a display server it paints once the server has mapped it
     try:
         yield window
     finally:

@@ -1,7 +1,8 @@
 """MainWindow: places the dashboard, the graphs, the job console and the log; remembers its layout.
 
-Importing this module loads Qt and nothing heavier: the window can show its shell (toolbar, docks, splitter with
-placeholders) first, and ``populate`` puts the real views (pyqtgraph, the console) in once it is on screen.
+Importing this module loads Qt's widgets and nothing heavier: the window shows its shell (title, toolbar) first,
+and ``populate`` puts the real views (pyqtgraph, the console, the docks) in once it is on screen. Whatever the
+shell does not need is imported where it is used: each Qt type PySide6 sets up costs the first paint.
 """
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QToolBar, QWidget
-
-from widgets.style import look, state_icon
 
 if TYPE_CHECKING:
     from PySide6.QtCore import Qt
@@ -36,6 +35,8 @@ def overall_state(states: Mapping[str, str]) -> str:
 
 def summary(states: Mapping[str, str]) -> str:
     """"4 up · 1 down" (or "no services")."""
+    from widgets.style import look
+
     counts = Counter(states.values())
     parts = [f"{counts[s]} {look(s).word}" for s in STATE_ORDER if counts[s]]
     return " · ".join(parts) if parts else "no services"
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
                  api_panel: QWidget | None = None) -> None:
         """Put the graphs, console, dashboard, log and API panel in the shell (the layout as the user left it)."""
         from PySide6.QtCore import Qt
+        from PySide6.QtGui import QKeySequence, QShortcut
 
         from widgets.dashboard import Dashboard
         from widgets.graphs import Graphs
@@ -164,6 +166,8 @@ class MainWindow(QMainWindow):
         """Recount the cards' states for the title bar (and the tray, which the app connects)."""
         states = self.dashboard.states()
         state = overall_state(states)
+        from widgets.style import look, state_icon
+
         st = look(state)
         self.overall.setText(f"{st.symbol} {summary(states)}")
         self.overall.setStyleSheet(f"color: {st.color}; font-weight: 600; padding: 0 8px;")
