@@ -121,10 +121,12 @@ def _setup_errors() -> tuple[type[Exception], ...]:
 
 def _window_first(args: argparse.Namespace) -> bool:
     """The plain window path (``backlot``, ``backlot demo``) with a display: the window shows before the rest loads."""
+    plain = args.command is None or args.command == "demo" and args.speed > 0  # a bad --speed is refused first
+    if not plain or args.headless or args.screenshot:
+        return False  # the commands never load Qt
     from app.early import has_display
 
-    plain = args.command is None or args.command == "demo" and args.speed > 0  # a bad --speed is refused first
-    return plain and not args.headless and not args.screenshot and has_display()
+    return has_display()
 
 
 def _main(args: argparse.Namespace, out: TextIO) -> int:

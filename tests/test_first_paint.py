@@ -100,3 +100,11 @@ def test_a_shell_restored_then_populated_takes_the_layout_the_user_left(qtbot: A
     assert shell.split.sizes()[0] > shell.split.sizes()[1] and shell.services_dock.width() > 450
     assert shell.services_dock.width() == whole.services_dock.width()
     assert shell.discover_action.isEnabled() and shell.overall.text().endswith("no services")
+
+
+def test_a_command_never_loads_qt(tmp_path: Path) -> None:
+    code = ("import sys, main; code = main.main(['--home', sys.argv[1], 'jobs']);"
+            "print(code, 'PySide6' in sys.modules, 'app.window' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr
