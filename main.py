@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from services import __version__
-from services.api.server import ApiStartError
-from services.api.token import TokenError
-from services.config import ConfigError, Settings, load_settings
-from services.instance import FolderError
-from services.jobs.store import StoreError
+
+if TYPE_CHECKING:
+    from services.config import Settings
+# Only the standard library loads before the window is on screen: everything else is imported where it is used.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stop", help="stop the running Backlot of this home")
     ad = sub.add_parser("addon", help="write the installable Blender addon zip")
     ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
-    from cli.workflows import add_parser as add_workflows
+    from cli.workflow_args import add_parser as add_workflows
 
     add_workflows(sub)
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backlot: interrupted", file=sys.stderr)
         return 130
-    except (FolderError, StoreError, ApiStartError, TokenError) as err:
+    except _setup_errors() as err:  # evaluated only when something was raised: the imports cost nothing before
         print(f"backlot: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
@@ -109,7 +109,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _setup_errors() -> tuple[type[Exception], ...]:
+    """The errors of a home, store, API port or token that cannot be used: one sentence, exit 2."""
+    from services.api.server import ApiStartError
+    from services.api.token import TokenError
+    from services.instance import FolderError
+    from services.jobs.store import StoreError
+
+    return FolderError, StoreError, ApiStartError, TokenError
+
+
+def _window_first(args: argparse.Namespace) -> bool:
+    """The plain window path (``backlot``, ``backlot demo``) with a display: the window shows before the rest loads."""
+    plain = args.command is None or args.command == "demo" and args.speed > 0  # a bad --speed is refused first
+    if not plain or args.headless or args.screenshot:
+        return False  # the commands never load Qt
+    from app.early import has_display
+
+    return has_display()
+
+
 def _main(args: argparse.Namespace, out: TextIO) -> int:
+    if _window_first(args):
+        from app.early import shown_shell
+        from services.paths import Paths
+
+        home = args.home if args.home is not None else os.environ.get("BACKLOT_HOME")
+        with shown_shell(str(Paths.resolve(home).window_file)) as window:
+            return _run(args, out, window)
+    return _run(args, out, None)
+
+
+def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
+    """Load the settings and run the command (``window``: the plain window path's window, already shown)."""
+    from services.config import ConfigError, load_settings
+
     try:
         settings = load_settings(home=args.home, cli=_cli_overrides(args))
     except ConfigError as err:
@@ -124,7 +158,7 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
             print("backlot: --speed must be greater than 0", file=sys.stderr)
             return 2
         if not args.headless:
-            return _window(settings, demo=True, speed=args.speed, screenshot=args.screenshot)
+            return _window(settings, demo=True, speed=args.speed, screenshot=args.screenshot, window=window)
         from cli.demo import run_headless
 
         return run_headless(settings, out=out, speed=args.speed)
@@ -150,18 +184,20 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
         else:
             work = commands.serve(settings)
         return asyncio.run(work)
-    return _window(settings)
+    return _window(settings, window=window)
 
 
-def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screenshot: str | None = None) -> int:
+def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screenshot: str | None = None,
+            window: Any = None) -> int:
     """Open the window; without a display say so in one line (``--screenshot`` needs none: it draws offscreen)."""
-    from app.launch import has_display, run_window
+    from app.early import has_display
+    from app.launch import run_window
 
     if not screenshot and not has_display():
         print("backlot: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); run `backlot --headless`, "
               "`backlot demo --headless`, or `backlot --screenshot PATH`", file=sys.stderr)
         return 2
-    return run_window(settings, demo=demo, speed=speed, screenshot=screenshot)
+    return run_window(settings, demo=demo, speed=speed, screenshot=screenshot, window=window)
 
 
 CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")

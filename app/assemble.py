@@ -33,13 +33,19 @@ def titles() -> dict[str, str]:
     return {spec.kind: spec.title or spec.kind for spec in registry.specs()}
 
 
-def assemble(settings: Settings, *, owner: bool = True) -> Parts:
-    """Build the shell, the window and the tray and connect them (``owner``: this process holds the home)."""
+def assemble(settings: Settings, *, owner: bool = True, window: MainWindow | None = None) -> Parts:
+    """Build the shell, the window and the tray and connect them (``owner``: this process holds the home).
+
+    ``window``: a shell already on screen to populate (the plain window path shows it before anything loads).
+    """
     shell = Shell(settings, serve_api=owner, run_queue=owner)
     settings.paths.config_dir.mkdir(parents=True, exist_ok=True)
     console = ConsoleController.build_console(shell.center)
     api_panel = ApiPanel()
-    window = MainWindow(titles(), str(settings.paths.config_dir / "window.ini"), console, api_panel)
+    if window is None:
+        window = MainWindow(titles(), str(settings.paths.window_file), console, api_panel)
+    else:
+        window.populate(titles(), console, api_panel)
     shell.console = ConsoleController(shell.center, console, api_panel, spawn=shell.keeper.spawn, parent=shell)
     shell.console.bind(shell.bridge)
     window.settings_requested.connect(lambda: shell.console and shell.console.open_settings(window))

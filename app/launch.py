@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from app.early import application
+from app.window import MainWindow
 from services.config import Settings
 from services.instance import InstanceLock, InstanceLocked
 
@@ -18,28 +20,25 @@ log = logging.getLogger(__name__)
 SCREENSHOT_SIZE = (1440, 900)
 
 
-def has_display() -> bool:
-    """True when Qt can open windows here: a display server, or a platform plugin chosen explicitly."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM"))
+def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, screenshot: str | None = None,
+               window: MainWindow | None = None) -> int:
+    """Open the window (with the stand-ins when ``demo``) until it is closed, Ctrl-C or SIGTERM; the exit code.
 
-
-def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, screenshot: str | None = None) -> int:
-    """Open the window (with the stand-ins when ``demo``) until it is closed, Ctrl-C or SIGTERM; the exit code."""
+    ``window``: the shell already on screen (``app.early.shown_shell``), populated here; else one is made.
+    """
     if screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import qasync
-    from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(["backlot"])
-    assert isinstance(app, QApplication)
-    app.setApplicationName("Backlot")
-    app.setQuitOnLastWindowClosed(False)  # closing the window starts our shutdown; the loop ends after it
+    app = application()
     lock = InstanceLock(settings.data_path)
     owner = True
     try:
         lock.acquire()
     except InstanceLocked as err:
         if not screenshot:
+            if window is not None:
+                window.hide()  # the shell showed before the lock was tried: the dialog replaces it
             print(f"backlot: {err}", file=sys.stderr)
             return _locked_dialog(app, str(err))
         owner = False  # a screenshot beside a running instance watches, but runs no queue and serves no API
@@ -49,7 +48,7 @@ def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, sc
     loop.set_exception_handler(_log_loop_error)
     try:
         with loop:
-            return int(loop.run_until_complete(_run(settings, demo, speed, screenshot, owner)))
+            return int(loop.run_until_complete(_run(settings, demo, speed, screenshot, owner, window)))
     finally:
         sys.excepthook = hook
         lock.release()
@@ -76,10 +75,11 @@ def _locked_dialog(app: Any, message: str) -> int:
     return 2
 
 
-async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | None, owner: bool) -> int:
+async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | None, owner: bool,
+               shown: MainWindow | None) -> int:
     from app.assemble import assemble
 
-    parts = assemble(settings, owner=owner)
+    parts = assemble(settings, owner=owner, window=shown)
     shell, window = parts.shell, parts.window
     shell.speed = speed
     stop = asyncio.Event()
@@ -87,11 +87,14 @@ async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     window.close_requested.connect(stop.set)
-    if screenshot:
+    if window.closed:  # closed while the rest loaded: stop at once
+        stop.set()
+    elif screenshot:
         window.resize(*SCREENSHOT_SIZE)
-    else:
+        window.show()
+    elif shown is None:
         window.restore_layout()
-    window.show()
+        window.show()
     starting = asyncio.create_task(shell.start(demo), name="start")
     code = 0
     try:

@@ -1,18 +1,25 @@
-"""MainWindow: places the dashboard, the graphs, the job console and the log; remembers its layout."""
+"""MainWindow: places the dashboard, the graphs, the job console and the log; remembers its layout.
+
+Importing this module loads Qt's widgets and nothing heavier: the window shows its shell (title, toolbar) first,
+and ``populate`` puts the real views (pyqtgraph, the console, the docks) in once it is on screen. Whatever the
+shell does not need is imported where it is used: each Qt type PySide6 sets up costs the first paint.
+"""
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, QSettings, Signal
+from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QToolBar, QWidget
 
-from widgets.dashboard import Dashboard
-from widgets.graphs import Graphs
-from widgets.log_view import LogView
-from widgets.style import look, state_icon
-from widgets.workflow_drop import WorkflowDrop
+if TYPE_CHECKING:
+    from PySide6.QtCore import Qt
+
+    from widgets.dashboard import Dashboard
+    from widgets.graphs import Graphs
+    from widgets.log_view import LogView
 
 STATE_ORDER = ("up", "degraded", "down", "unknown")
 
@@ -28,6 +35,8 @@ def overall_state(states: Mapping[str, str]) -> str:
 
 def summary(states: Mapping[str, str]) -> str:
     """"4 up · 1 down" (or "no services")."""
+    from widgets.style import look
+
     counts = Counter(states.values())
     parts = [f"{counts[s]} {look(s).word}" for s in STATE_ORDER if counts[s]]
     return " · ".join(parts) if parts else "no services"
@@ -41,22 +50,61 @@ class MainWindow(QMainWindow):
     overall_changed = Signal(str, str)  # state, summary ("4 up · 1 down")
     workflows_dropped = Signal(list)  # .json files dropped anywhere on the window: workflows to import
 
-    def __init__(self, titles: Mapping[str, str], settings_file: str, console: QWidget | None = None,
+    dashboard: Dashboard
+    graphs: Graphs
+    log_view: LogView
+    console: QWidget
+    api_panel: QWidget
+
+    def __init__(self, titles: Mapping[str, str] | None, settings_file: str, console: QWidget | None = None,
                  api_panel: QWidget | None = None) -> None:
+        """The window with its views; with ``titles=None`` only its shell (toolbar), for ``populate`` to fill in.
+
+        The shell uses no ``Qt.*`` enum: PySide6 builds all 93 of Qt's enums on the first use of one (12 ms).
+        """
         super().__init__()
         self.setWindowTitle("Backlot")
-        self.setObjectName("BacklotMain")
-        self.setWindowIcon(state_icon("unknown"))
-        WorkflowDrop(self).dropped.connect(self.workflows_dropped)
+        self.setObjectName("BacklotMain")  # its icon comes with populate: painting one builds Qt's enums
         self.ui_settings = QSettings(settings_file, QSettings.Format.IniFormat)
+        self.populated = False
+        self.closed = False  # set by closeEvent: a window closed before it was populated never shows again
+        self._restore_pending = False
+        self.overall = QLabel()
+        self.overall.setObjectName("overall")
+        self._build_toolbar()
+        self.setCentralWidget(QWidget())  # the splitter takes its place in populate
+        self.resize(1440, 900)
+        if titles is not None:
+            self.populate(titles, console, api_panel)
+
+    def populate(self, titles: Mapping[str, str], console: QWidget | None = None,
+                 api_panel: QWidget | None = None) -> None:
+        """Put the graphs, console, dashboard, log and API panel in the shell (the layout as the user left it)."""
+        from PySide6.QtCore import Qt
+        from PySide6.QtGui import QKeySequence, QShortcut
+
+        from widgets.dashboard import Dashboard
+        from widgets.graphs import Graphs
+        from widgets.log_view import LogView
+        from widgets.workflow_drop import WorkflowDrop
+
+        WorkflowDrop(self).dropped.connect(self.workflows_dropped)
         self.dashboard = Dashboard(titles)
         self.graphs = Graphs()
         self.log_view = LogView()
         self.console = console or self._console_placeholder()
-        self.overall = QLabel()
-        self.overall.setObjectName("overall")
         self.api_panel = api_panel or QLabel("API")
-        self._build_toolbar()
+        self.toolbar.insertWidget(self._api_slot, self.api_panel)
+        self.toolbar.removeAction(self._api_slot)
+        spacer = QWidget()
+        spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
+        self.toolbar.addWidget(spacer)
+        self.toolbar.addWidget(self.overall)
+        self.discover_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
+        self.discover_action.triggered.connect(self.dashboard.discover_requested)
+        self.demo_action.triggered.connect(self.dashboard.demo_requested)
+        for action in (self.discover_action, self.demo_action):
+            action.setEnabled(True)
         split = QSplitter(Qt.Orientation.Vertical)
         split.setObjectName("centralSplit")
         split.addWidget(self.graphs)
@@ -68,9 +116,11 @@ class MainWindow(QMainWindow):
                                         Qt.DockWidgetArea.LeftDockWidgetArea)
         self.log_dock = self._dock("Log", "logDock", self.log_view, Qt.DockWidgetArea.BottomDockWidgetArea)
         QShortcut(QKeySequence("Ctrl+L"), self, activated=self.log_view.focus_filter)
-        self.resize(1440, 900)
         self.resizeDocks([self.services_dock], [380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+        self.populated = True
+        if self._restore_pending:  # restore_layout ran on the shell: docks and splitter as the user left them
+            self._restore_state()
         self._on_states_changed()
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -86,29 +136,27 @@ class MainWindow(QMainWindow):
         bar = QToolBar("Main")
         bar.setObjectName("mainToolbar")
         bar.setMovable(False)
+        self.toolbar = bar
         self.discover_action = QAction("⟳ Discover", self)
-        self.discover_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
         self.discover_action.setToolTip("Look for backends now (F5)")
-        self.discover_action.triggered.connect(self.dashboard.discover_requested)
         self.settings_action = QAction("⚙ Settings", self)
         self.settings_action.triggered.connect(self.settings_requested)
         self.demo_action = QAction("▶ Demo", self)
         self.demo_action.setToolTip("Start the built-in stand-in backends")
-        self.demo_action.triggered.connect(self.dashboard.demo_requested)
+        for action in (self.discover_action, self.demo_action):
+            action.setEnabled(False)  # until populate connects them to the dashboard
         bar.addAction(self.discover_action)
         bar.addAction(self.settings_action)
         bar.addSeparator()
-        bar.addWidget(self.api_panel)
+        self._api_slot = bar.addWidget(QLabel("API"))  # the API panel takes this place in populate
         bar.addSeparator()
         bar.addAction(self.demo_action)
-        spacer = QWidget()
-        spacer.setSizePolicy(spacer.sizePolicy().Policy.Expanding, spacer.sizePolicy().Policy.Preferred)
-        bar.addWidget(spacer)
-        bar.addWidget(self.overall)
-        self.addToolBar(bar)
+        self.addToolBar(bar)  # the right-aligned summary comes with populate (a size policy builds Qt's enums)
 
     @staticmethod
     def _console_placeholder() -> QWidget:
+        from PySide6.QtCore import Qt
+
         label = QLabel("Job console")
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         return label
@@ -118,6 +166,8 @@ class MainWindow(QMainWindow):
         """Recount the cards' states for the title bar (and the tray, which the app connects)."""
         states = self.dashboard.states()
         state = overall_state(states)
+        from widgets.style import look, state_icon
+
         st = look(state)
         self.overall.setText(f"{st.symbol} {summary(states)}")
         self.overall.setStyleSheet(f"color: {st.color}; font-weight: 600; padding: 0 8px;")
@@ -130,6 +180,12 @@ class MainWindow(QMainWindow):
         geometry = self.ui_settings.value("geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
+        if self.populated:
+            self._restore_state()
+        else:
+            self._restore_pending = True
+
+    def _restore_state(self) -> None:
         state = self.ui_settings.value("windowState")
         if isinstance(state, QByteArray):
             self.restoreState(state)
@@ -146,6 +202,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         """Save the layout and ask the app layer to shut down (it stops the core, then the loop)."""
-        self.save_layout()
+        self.closed = True
+        if self.populated:  # a shell closed while loading keeps the layout the user left last time
+            self.save_layout()
         self.close_requested.emit()
         event.accept()

