@@ -144,8 +144,11 @@ def test_second_window_on_the_same_home_names_the_running_pid(backlot_home: Path
     lock.acquire()
     try:
         env = {**os.environ, "BACKLOT_HOME": str(backlot_home), "QT_QPA_PLATFORM": "offscreen"}
-        code = ("import sys; from PySide6.QtCore import QTimer; from PySide6.QtWidgets import QApplication;"
-                "app = QApplication(['t']); QTimer.singleShot(500, app.quit);"  # stands in for the user closing it
+        code = ("import sys; from PySide6.QtCore import QTimer; from PySide6.QtWidgets import QApplication, QMessageBox;"
+                "app = QApplication(['t']); t = QTimer(); t.setInterval(50);"
+                # stands in for the user closing the dialog once it is on screen (however long that takes)
+                "t.timeout.connect(lambda: [w.done(0) for w in app.topLevelWidgets()"
+                " if isinstance(w, QMessageBox) and w.isVisible()]); t.start();"
                 "import main; sys.exit(main.main([]))")
         done = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(ROOT), capture_output=True, text=True,
                               timeout=60)
