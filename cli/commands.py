@@ -9,7 +9,6 @@ import sys
 from typing import Any, TextIO
 
 from cli.format import format_table
-from cli.remote import forget_instance, record_instance
 from services.config import Settings
 from services.connectivity.discovery import Discovery
 from services.control import ControlCenter
@@ -61,10 +60,7 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await center.start()
-        api = getattr(center, "api", None)
-        if api is not None:  # clients (the CLI, Blender) find the instance's address here
-            record_instance(settings, api.host, api.port)
+        await center.start()  # with the API listening, <data>/instance.json tells clients where
         log.info("Backlot running headless with %d service(s), %s; Ctrl-C stops it", len(center.services),
                  center.gpu.reason or "GPU unknown")
         if ready is not None:
@@ -73,7 +69,6 @@ async def serve(settings: Settings, until: asyncio.Event | None = None, ready: A
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        forget_instance(settings)
         await center.stop()
         lock.release()
         log.info("Backlot stopped")

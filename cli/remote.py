@@ -20,6 +20,7 @@ from typing import Any
 
 from blender_addon.client import ApiClient, ClientError
 from services.config import Settings
+from services import instance
 from services.instance import FolderError, InstanceLock
 
 START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
@@ -49,20 +50,7 @@ class Instance:
 
 def instance_file(settings: Settings) -> Path:
     """``<data>/instance.json``."""
-    return settings.data_path / "instance.json"
-
-
-def record_instance(settings: Settings, host: str, port: int) -> None:
-    """Written by the instance once its API listens (atomically: readers never see half a file)."""
-    path = instance_file(settings)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "api_host": host, "api_port": port}), encoding="utf-8")
-    tmp.replace(path)
-
-
-def forget_instance(settings: Settings) -> None:
-    """Removed by the instance when it stops."""
-    instance_file(settings).unlink(missing_ok=True)
+    return instance.instance_file(settings.data_path)
 
 
 def find(settings: Settings) -> Instance | None:
@@ -136,5 +124,4 @@ def ensure(settings: Settings, say: Any) -> Instance:
         raise NotRunning(f"Backlot did not start within {START_TIMEOUT:.0f} s; see {log_path}")
 
 
-__all__ = ["ClientError", "Instance", "NotRunning", "ensure", "find", "forget_instance", "record_instance",
-           "require"]
+__all__ = ["ClientError", "Instance", "NotRunning", "ensure", "find", "require"]

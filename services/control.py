@@ -33,6 +33,7 @@ from services.events import (
 from services.jobs.manager import JobManager
 from services.jobs.router import Router, ServiceHealth
 from services.jobs.store import JobStore
+from services.instance import forget_instance, record_instance
 from services.jobs.validate import InvalidJob
 from services.jobs.vram import VramEstimator
 from services.logbus import BusLogHandler
@@ -105,6 +106,8 @@ class ControlCenter:
         if self.serve_api:  # last: requests may only arrive once the jobs have been recovered
             self.api = await create_server(self)
             await self.api.start()
+            # clients (the CLI, the Blender addon) find this instance's address here, whichever front it has
+            await asyncio.to_thread(record_instance, self.settings.data_path, self.api.host, self.api.port)
 
     async def discover(self, **kwargs: Any) -> DiscoveryResult:
         """Run one discovery round now (monitors follow from the events); what each server has is read again too."""
@@ -222,6 +225,7 @@ class ControlCenter:
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop in order — API, jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
         if self.api is not None:
+            await asyncio.to_thread(forget_instance, self.settings.data_path)
             await self.api.stop()
             self.api = None
         if self._started:

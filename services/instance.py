@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -62,3 +63,27 @@ class InstanceLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def instance_file(data_dir: Path) -> Path:
+    """``<data>/instance.json``: the running instance's pid and API address, for its clients (CLI, Blender)."""
+    return data_dir / "instance.json"
+
+
+def record_instance(data_dir: Path, host: str, port: int) -> None:
+    """Written by the instance once its API listens (atomically: readers never see half a file)."""
+    path = instance_file(data_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "api_host": host, "api_port": port}), encoding="utf-8")
+    tmp.replace(path)
+
+
+def forget_instance(data_dir: Path) -> None:
+    """Removed by the instance when it stops (only its own: a newer instance's file stays)."""
+    path = instance_file(data_dir)
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") != os.getpid():
+            return
+    except (OSError, ValueError, AttributeError):
+        pass  # unreadable or gone: remove what is there
+    path.unlink(missing_ok=True)
