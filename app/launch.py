@@ -49,6 +49,14 @@ def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, sc
     try:
         with loop:
             return int(loop.run_until_complete(_run(settings, demo, speed, screenshot, owner, window)))
+    except RuntimeError as err:
+        if "Event loop stopped before Future completed" not in str(err):
+            raise
+        # Qt ended its event loop under us: the display server went away (X11 "connection broke").
+        # The jobs are in the store; the next start re-attaches the running ones.
+        print("backlot: the window's display went away, so Backlot stopped; running jobs are picked up at the "
+              "next start", file=sys.stderr)
+        return 1
     finally:
         sys.excepthook = hook
         lock.release()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -157,3 +158,38 @@ def test_second_window_on_the_same_home_names_the_running_pid(backlot_home: Path
     assert done.returncode == 2
     err = [ln for ln in done.stderr.splitlines() if ln.startswith("backlot:")]
     assert len(err) == 1 and f"pid {os.getpid()}" in err[0]
+
+
+@pytest.mark.skipif(not __import__("shutil").which("Xvfb"), reason="Xvfb is not installed (`make setup` installs it)")
+def test_the_cli_finds_the_window_and_a_display_that_goes_away_stops_it(backlot_home: Path) -> None:
+    """A command reaches the window's instance; then the X server dies under it: one line and exit 1, no traceback."""
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert xvfb.stdout is not None
+        display = xvfb.stdout.readline().strip()  # Xvfb writes its display number once it accepts clients
+        env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+        env.update({"DISPLAY": f":{display}", "BACKLOT_HOME": str(backlot_home), "BACKLOT_API_PORT": "0",
+                    "BACKLOT_SCAN_DEFAULT_PORTS": "false"})
+        app = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=env, cwd=str(ROOT),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        info = backlot_home / "data" / "instance.json"
+        deadline = time.monotonic() + 60
+        while not (info.exists() and str(app.pid) in info.read_text()):  # written once the window serves the API
+            assert app.poll() is None and time.monotonic() < deadline, "the window did not start"
+            time.sleep(0.05)  # polling a file another process writes: nothing to wait on instead
+        status = subprocess.run([sys.executable, str(ROOT / "main.py"), "status", "--json"], env=env, cwd=str(ROOT),
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout.splitlines()[-1])["pid"] == app.pid  # not a second, background instance
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+        if xvfb.stdout is not None:
+            xvfb.stdout.close()
+    _, err = app.communicate(timeout=30)
+    assert app.returncode == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("backlot:")]
+    assert lines == ["backlot: the window's display went away, so Backlot stopped; running jobs are picked up at "
+                     "the next start"], err
+    assert "Traceback" not in err
