@@ -63,7 +63,6 @@ class ComfyUIBackend:
         self.preview_rate = preview_rate
         self.download_timeout = aiohttp.ClientTimeout(total=download_timeout, sock_connect=5, sock_read=60)
         self._dropped: dict[str, asyncio.Event] = {}
-        self._sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -112,13 +111,12 @@ class ComfyUIBackend:
         except TemplateError as err:
             yield failed(str(err), FailureCode.VALIDATION)
             return
-        ws: aiohttp.ClientWebSocketResponse | None = None
+        opened: list[aiohttp.ClientWebSocketResponse] = []  # this call's socket (two calls may share a job id)
         try:
-            async for status in self._queue_and_follow(template, workflow, values, job):
+            async for status in self._queue_and_follow(template, workflow, values, job, opened):
                 yield status
         finally:
-            ws = self._sockets.pop(job.id, None)
-            if ws is not None:
+            for ws in opened:
                 if not ws.closed:
                     await ws.close()
                 # aiohttp marks a socket that lost its connection closed without releasing that
@@ -128,13 +126,14 @@ class ComfyUIBackend:
                     response.close()
 
     async def _queue_and_follow(self, template: Template, workflow: dict[str, Any], values: dict[str, Any],
-                                job: JobRequest) -> AsyncIterator[JobStatus]:
+                                job: JobRequest, opened: list[aiohttp.ClientWebSocketResponse]
+                                ) -> AsyncIterator[JobStatus]:
         try:
             notes = await self._prepare(template, workflow, job, values)
             client_id = uuid.uuid4().hex
             ws = await self._connect_ws(client_id)
             if ws is not None:
-                self._sockets[job.id] = ws  # closed by submit() whatever happens below
+                opened.append(ws)  # closed by submit() whatever happens below
             reply = await self._request("POST", "/prompt", json_body={"prompt": workflow, "client_id": client_id},
                                         max_bytes=4 * 1024 * 1024)
             if reply.status == 400:
