@@ -167,7 +167,8 @@ class JobStore:
 
     async def get(self, job_id: str) -> Job | None:
         """One job by id (or by its number shown in the console)."""
-        rows = await self.query(where="id = ? OR CAST(seq AS TEXT) = ?", args=(job_id, job_id), limit=1)
+        number = int(job_id) if job_id.isdigit() and len(job_id) < 12 else -1  # ids are 12 hex digits
+        rows = await self.query(where="id = ? OR seq = ?", args=(job_id, number), limit=1)  # both indexed
         return rows[0] if rows else None
 
     async def query(self, *, state: str | None = None, task: str | None = None, backend: str | None = None,
