@@ -105,6 +105,9 @@ async def test_the_checkpoint_setting_pins_a_template(two: tuple[Any, Any]) -> N
     async with running(a, b, comfyui_checkpoints={"text_to_image": "dreamshaper_8.safetensors"}) as center:
         job = await center.jobs.submit("text_to_image", "x", dict(SMALL))
         assert job.route["chosen"] == sid(a)
+        assert "checkpoint dreamshaper_8.safetensors (the comfyui_checkpoints setting)" in job.route["reason"]
+        named = await center.jobs.route_explain("text_to_image", {**SMALL, "checkpoint": "dreamshaper_8.safetensors"})
+        assert "checkpoint dreamshaper_8.safetensors (named by the job)" in named.reason
         done = await center.jobs.wait(job.id, 30)
         assert done.state is JobState.SUCCEEDED and done.routed_to == sid(a)
 

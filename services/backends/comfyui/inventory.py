@@ -84,7 +84,7 @@ def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> N
             if not folder or not isinstance(name, str):
                 continue
             if param in values or param in template.families:  # a file picked by the rules: the route says which
-                chosen.append((folder, name, choice(template, param, values, options)))
+                chosen.append((folder, name, choice(template, param, params, options)))
             if param not in values and param in template.families and name in models.get(folder, set()):
                 models[folder].discard(name)
                 prefer.setdefault(folder, set()).add(name)
