@@ -104,3 +104,30 @@ async def test_a_checkpoint_named_only_in_its_metadata_stands_in(standin: Any) -
         assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
     entry = next(iter((await history(a)).values()))
     assert entry["prompt"][2]["4"]["inputs"]["ckpt_name"] == "house_style.safetensors"
+
+
+async def test_what_a_servers_metadata_said_is_not_asked_again_unless_fresh() -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from services.backends.comfyui.families import families
+    from tests.helpers import serve
+
+    asked: list[str] = []
+
+    async def view_metadata(request: web.Request) -> web.Response:
+        name = request.rel_url.query["filename"]
+        asked.append(name)
+        if name == "house.safetensors":
+            return web.json_response({"modelspec.architecture": "stable-diffusion-xl-v1-base"})
+        return web.Response(status=404)
+
+    names = ["house.safetensors", "plain.safetensors", "v1-5-pruned-emaonly.safetensors"]
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with serve({"/view_metadata/{folder}": view_metadata}) as url, aiohttp.ClientSession() as session:
+        first = await families(session, url, "checkpoints", names, timeout, fresh=True)
+        again = await families(session, url, "checkpoints", names, timeout)  # a job's adapter, after the inventory
+        assert first == again == {"house.safetensors": "sdxl", "v1-5-pruned-emaonly.safetensors": "sd1"}
+        assert sorted(asked) == ["house.safetensors", "plain.safetensors"]  # the name said the third; no repeat
+        await families(session, url, "checkpoints", names, timeout, fresh=True)  # the inventory's refresh
+        assert len(asked) == 4

@@ -34,7 +34,7 @@ async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout:
                              max_bytes=128 * 1024 * 1024)
     nodes = frozenset(str(k) for k in info) if isinstance(info, dict) else None
     kinds = {"checkpoints": await families(session, rec.base_url, "checkpoints", models.get("checkpoints", ()),
-                                           timeout, rec.id)} if "checkpoints" in models else {}
+                                           timeout, rec.id, fresh=True)} if "checkpoints" in models else {}
     return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
 
 
