@@ -57,10 +57,9 @@ def _job_of(params: Any) -> dict[str, Any] | None:
 
 def _absolute(workflow: Any) -> Any:
     """A workflow named by a file path, made absolute: the instance runs in another folder."""
-    text = str(workflow)
-    if text.endswith(".json") or "/" in text or "\\" in text:
-        return str(Path(text).expanduser().resolve())
-    return workflow
+    from services.backends.comfyui.workflows import is_path
+
+    return str(Path(str(workflow)).expanduser().resolve()) if is_path(str(workflow)) else workflow
 
 
 @_reports_errors

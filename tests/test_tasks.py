@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import wave
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 import main
+from services.backends.comfyui.workflows import TEMPLATES_DIR
 from services.config import load_settings
 from services.control import ControlCenter
 from services.jobs.manager import JobError
@@ -194,6 +196,14 @@ def test_the_cli_refuses_bad_input_with_exit_2_and_no_job_row(standin: Any, tmp_
     assert done["state"] == "succeeded" and done["params"] == {"workflow": "standin_image", "width": 64, "height": 48}
     (row,) = asyncio.run(stored_jobs())
     assert row.state is JobState.SUCCEEDED and row.params["width"] == 64
+    shots = tmp_path / "shots"  # a workflow file named relative to where the user is (the instance runs elsewhere)
+    for suffix in (".json", ".bindings.json"):
+        shutil.copy(TEMPLATES_DIR / f"standin_image{suffix}", shots / f"solid{suffix}")
+    monkeypatch.chdir(shots)
+    assert main.main(["submit", "--task", "text_to_image", "--prompt", "p", "--param", "workflow=solid.json",
+                      "--param", "width=64", "--param", "height=48", "--wait", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert done["state"] == "succeeded" and done["params"]["workflow"] == str(shots / "solid.json")
 
 
 async def test_submit_refuses_bad_input_and_writes_nothing(standin: Any, tmp_path: Path) -> None:
