@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+MAX_IMPORT_TRIES = 3  # an import that fails this often waits for the user's "Import again"
+IMPORT_RETRY_S = 1.0  # between two tries of one import
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted", "rejected")
 SCENE_KEY = "backlot_jobs"  # scene custom property holding the tracked jobs as JSON
 MAX_CHANNEL = 128
@@ -36,6 +38,8 @@ class Tracked:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     imported: bool = False
     strips: list[str] = field(default_factory=list)
+    import_tries: int = 0  # failed tries to place the result on the timeline
+    import_error: str = ""  # why the last try failed
 
     @property
     def terminal(self) -> bool:
@@ -50,16 +54,23 @@ class Tracked:
         return f"job {self.job[:8]}" if self.job else f"job (sending {self.key[:6]})"
 
     @property
+    def needs_import(self) -> bool:
+        """Succeeded with outputs that are not on the timeline yet, and tries left."""
+        return self.state == "succeeded" and not self.imported and self.import_tries < MAX_IMPORT_TRIES
+
+    @property
+    def import_failed(self) -> bool:
+        """Every try to place the result failed; the user may ask for another round."""
+        return self.state == "succeeded" and not self.imported and self.import_tries >= MAX_IMPORT_TRIES
+
+    @property
     def progress(self) -> str:
         """State and percentage as one short phrase."""
+        if self.import_failed:
+            return "import failed"
         if self.state == "running" and self.fraction is not None:
             return f"running {round(self.fraction * 100)}%"
         return self.state
-
-    @property
-    def needs_import(self) -> bool:
-        """Succeeded with outputs that are not on the timeline yet."""
-        return self.state == "succeeded" and not self.imported
 
 
 def new_key() -> str:
@@ -140,8 +151,24 @@ class JobBook:
     def mark_imported(self, rec: Tracked, strips: list[str], message: str = "") -> None:
         """The result is on the timeline (or could not be, with ``message``)."""
         rec.imported, rec.strips = True, strips
-        if message:
+        if message or rec.import_tries:  # a success after failed tries clears their message
             rec.message = message
+        rec.import_tries, rec.import_error = 0, ""
+        self._touch(rec)
+
+    def import_failed_once(self, rec: Tracked, error: str) -> None:
+        """One try to place the result failed; after MAX_IMPORT_TRIES the record stops asking."""
+        rec.import_tries += 1
+        rec.import_error = error
+        if rec.import_failed:
+            rec.message = f"{error} The files stay in Backlot: press Import Again once this is fixed."
+        else:
+            rec.message = f"{error} (try {rec.import_tries} of {MAX_IMPORT_TRIES})"
+        self._touch(rec)
+
+    def import_again(self, rec: Tracked) -> None:
+        """The user asks for a new round of tries (the result is placed again if it is not on the timeline)."""
+        rec.imported, rec.strips, rec.import_tries, rec.import_error, rec.message = False, [], 0, "", ""
         self._touch(rec)
 
     def forget(self, key: str) -> None:

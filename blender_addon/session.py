@@ -6,7 +6,7 @@ import time
 from typing import Any, Protocol
 
 from . import client as rpc
-from .jobbook import JobBook, Tracked, choose_output
+from .jobbook import IMPORT_RETRY_S, JobBook, Tracked, choose_output
 from .schema import TaskSpec, parse_tasks
 from .workflows import WorkflowSpec, parse_workflows
 
@@ -45,6 +45,12 @@ def service_state(svc: dict[str, Any]) -> str:
     return str(state) if str(state) in STATE_SYMBOLS else "unknown"
 
 
+def describe_error(err: BaseException) -> str:
+    """One sentence for an exception from Blender or the file system, without a trailing full stop."""
+    text = str(err).strip().removeprefix("Error: ").strip().rstrip(".")
+    return text or type(err).__name__
+
+
 def job_of(payload: Any) -> dict[str, Any]:
     """The job dict in a ``job.updated`` notification (``{"job": {...}}``) or a jobs.* reply (the job itself)."""
     if isinstance(payload, dict):
@@ -56,8 +62,9 @@ def job_of(payload: Any) -> dict[str, Any]:
 class AddonSession:
     """Connection, services, tasks and tracked jobs of one Blender session; ``tick()`` is the timer callback."""
 
-    def __init__(self, host: TimelineHost, client_name: str = "blender") -> None:
+    def __init__(self, host: TimelineHost, client_name: str = "blender", import_retry_s: float = IMPORT_RETRY_S) -> None:
         self.host = host
+        self.import_retry_s = import_retry_s
         self.client_name = client_name
         self.client: rpc.ApiClient | None = None
         self.book = JobBook()
@@ -68,6 +75,7 @@ class AddonSession:
         self.tick_count, self.tick_last, self.tick_max = 0, 0.0, 0.0
         self._seen_version = -1
         self._dropped = 0
+        self._retry_at: dict[str, float] = {}  # key -> when a failed import may be tried again (monotonic)
 
     # ---- commands from operators ------------------------------------------------------------------------
     def connect(self, host: str, port: int, token: str = "", token_file: str = "") -> None:
@@ -143,7 +151,9 @@ class AddonSession:
                 self._dropped = self.client.dropped
                 self.refresh()
         if not self.host.busy():
-            rec = next((r for r in self.book.records.values() if r.needs_import), None)
+            now = time.monotonic()
+            rec = next((r for r in self.book.records.values()
+                        if r.needs_import and self._retry_at.get(r.key, 0.0) <= now), None)
             if rec is not None:
                 self._import(rec)
             for scene in list(self.book.dirty_scenes):
@@ -164,12 +174,23 @@ class AddonSession:
             return
         try:
             names = self.host.import_result(rec, *choice)
-        except (OSError, RuntimeError, ValueError) as err:  # a missing or unreadable file
-            log.warning("could not import %s: %s", choice[1], err)
-            self.book.mark_imported(rec, [], f"Could not import {choice[1]}: {err}")
+        except Exception as err:  # noqa: BLE001  (a missing file, a Blender that lacks sound, an API change)
+            log.warning("could not import %s (try %d): %s", choice[1], rec.import_tries + 1, err)
+            self.book.import_failed_once(rec, f"Could not import {choice[1]}: {describe_error(err)}.")
+            self._retry_at[rec.key] = time.monotonic() + self.import_retry_s
             self.host.update_placeholder(rec)
             return
+        self._retry_at.pop(rec.key, None)
         self.book.mark_imported(rec, names)
+
+    def import_again(self, key: str) -> bool:
+        """The panel's "Import Again": place a finished job's result again; False when there is none to place."""
+        rec = self.book.get(key)
+        if rec is None or rec.state != "succeeded":
+            return False
+        self.book.import_again(rec)
+        self._retry_at.pop(key, None)
+        return True
 
     def handle(self, msg: rpc.Message) -> None:
         """Apply one message from the client."""

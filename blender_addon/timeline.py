@@ -6,26 +6,24 @@ from typing import Any
 
 import bpy
 
+from . import compat
 from .jobbook import COLOURS, SCENE_KEY, Tracked, free_channel, strip_name
 
-KEY_PROP, JOB_PROP, PROMPT_PROP = "backlot_key", "backlot_job", "backlot_prompt"
+KEY_PROP, JOB_PROP, PROMPT_PROP, ERROR_PROP = "backlot_key", "backlot_job", "backlot_prompt", "backlot_error"
 TEXT_LIMIT = 1000  # characters of a text result shown in a text strip
 REDRAW_AREAS = ("SEQUENCE_EDITOR", "VIEW_3D")
 
 
 def occupied(scene: Any, exclude: tuple[Any, ...] = ()) -> list[tuple[int, int, int]]:
     """(channel, start, end) of the scene's top-level strips."""
-    ed = scene.sequence_editor
-    if ed is None:
-        return []
-    return [(s.channel, s.frame_final_start, s.frame_final_end) for s in ed.sequences if s not in exclude]
+    return [(s.channel, s.frame_final_start, s.frame_final_end) for s in compat.top_strips(scene) if s not in exclude]
 
 
 def place_placeholder(scene: Any, rec: Tracked) -> Any:
     """Add the colour strip that stands for a job until its result arrives."""
     ed = scene.sequence_editor_create()
-    strip = ed.sequences.new_effect(name=rec.label, type="COLOR", channel=rec.channel, frame_start=rec.frame,
-                                    frame_end=rec.frame + rec.length)
+    strip = compat.new_effect(compat.strips(ed), name=rec.label, type="COLOR", channel=rec.channel,
+                              frame_start=rec.frame, length=rec.length)
     strip.color = COLOURS["sending"]
     strip[KEY_PROP] = rec.key
     strip[PROMPT_PROP] = rec.prompt
@@ -34,18 +32,23 @@ def place_placeholder(scene: Any, rec: Tracked) -> Any:
 
 def find_placeholder(scene: Any, rec: Tracked) -> Any:
     """The job's placeholder strip, or None when the user deleted it."""
-    ed = scene.sequence_editor if scene is not None else None
-    if ed is None:
-        return None
-    return next((s for s in ed.sequences_all if s.type == "COLOR" and s.get(KEY_PROP) == rec.key), None)
+    return next((s for s in compat.every_strip(scene) if s.type == "COLOR" and s.get(KEY_PROP) == rec.key), None)
 
 
-def play_at_own_rate(movie: Any, scene: Any) -> Any:
-    """Slow down or speed up a movie strip so it lasts as long as the clip (Blender 3.4 shows one frame per frame)."""
-    scene_fps = scene.render.fps / scene.render.fps_base
-    if movie.fps > 0 and abs(movie.fps - scene_fps) > 1e-3:  # a 16 fps clip in a 24 fps scene plays 1.5x fast
-        movie.speed_factor = movie.fps / scene_fps
-    return movie
+def result_strips(scene: Any, rec: Tracked) -> list[Any]:
+    """The strips already holding this job's result (placed before, e.g. in a file saved mid-import)."""
+    if not rec.job:
+        return []
+    return [s for s in compat.every_strip(scene) if s.get(JOB_PROP) == rec.job and s.get(KEY_PROP) != rec.key]
+
+
+def _remove_all(coll: Any, made: list[Any]) -> None:
+    """Undo a partial import: effects first, since removing a speed strip's input removes the speed strip too."""
+    for strip in sorted(made, key=lambda s: s.type != "SPEED"):
+        try:
+            coll.remove(strip)
+        except (ReferenceError, RuntimeError):  # already gone with its input
+            pass
 
 
 class BlenderTimeline:
@@ -56,74 +59,107 @@ class BlenderTimeline:
 
     def update_placeholder(self, rec: Tracked) -> None:
         """Rename and recolour a job's placeholder strip when what it shows changed."""
-        shown = (rec.label, rec.state, rec.job)
+        shown = (rec.label, rec.state, rec.job, rec.import_error)
         if self._shown.get(rec.key) == shown:  # progress alone changes nothing on the strip
             return
         strip = find_placeholder(bpy.data.scenes.get(rec.scene), rec)
         if strip is None:
             return
         self._shown[rec.key] = shown
-        name = rec.label if rec.state in ("sending", "queued", "running") else f"{rec.label} {rec.state}"
+        state = "import failed" if rec.import_error else rec.state
+        name = rec.label if state in ("sending", "queued", "running") else f"{rec.label} {state}"
         if strip.name != name:
             strip.name = name
-        colour = COLOURS.get(rec.state, COLOURS["running"])
+        colour = COLOURS["failed"] if rec.import_error else COLOURS.get(rec.state, COLOURS["running"])
         if tuple(round(c, 3) for c in strip.color) != colour:  # writing RNA costs even when unchanged
             strip.color = colour
         if rec.job and strip.get(JOB_PROP) != rec.job:
             strip[JOB_PROP] = rec.job
+        if strip.get(ERROR_PROP, "") != rec.import_error:  # why the result is not on the timeline
+            strip[ERROR_PROP] = rec.import_error
 
     def remove_placeholder(self, rec: Tracked) -> None:
         """Delete a job's placeholder strip."""
         scene = bpy.data.scenes.get(rec.scene)
         strip = find_placeholder(scene, rec)
         if strip is not None:
-            scene.sequence_editor.sequences.remove(strip)
+            compat.strips(scene.sequence_editor).remove(strip)
 
     def import_result(self, rec: Tracked, kind: str, path: str) -> list[str]:
-        """Replace the placeholder with the result where the placeholder is now; returns the strip names."""
+        """Replace the placeholder with the result where the placeholder is now; returns the strip names.
+
+        All or nothing: the result's strips are made first, off to the side; if any step fails they are
+        removed again and the placeholder stays, so a retry never adds a second copy. A result already
+        on the timeline (a file saved mid-import) is taken as it is.
+        """
         scene = bpy.data.scenes.get(rec.scene)
         if scene is None:
             raise ValueError(f"the scene {rec.scene!r} is gone")
+        already = result_strips(scene, rec)
+        if already:
+            self.remove_placeholder(rec)
+            return [s.name for s in already]
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} does not exist on this computer")
-        strip = find_placeholder(scene, rec)
+        placeholder = find_placeholder(scene, rec)
         frame, channel, length = rec.frame, rec.channel, rec.length
-        if strip is not None:  # the user may have moved it
-            frame, channel, length = strip.frame_final_start, strip.channel, strip.frame_final_duration
-            scene.sequence_editor.sequences.remove(strip)
-        seqs = scene.sequence_editor_create().sequences
+        if placeholder is not None:  # the user may have moved it
+            frame, channel, length = (placeholder.frame_final_start, placeholder.channel,
+                                      placeholder.frame_final_duration)
+        coll = compat.strips(scene.sequence_editor_create())
         staging = max([c for c, _, _ in occupied(scene)] + [0]) + 3  # empty for any range: nothing overlaps
-        name = strip_name(rec.prompt)
         made: list[Any] = []
+        try:
+            self._make(coll, scene, made, kind, path, strip_name(rec.prompt), staging, frame, length)
+            for new in made:
+                new[JOB_PROP] = rec.job or ""
+                new[PROMPT_PROP] = rec.prompt
+            span = max(s.channel for s in made) - staging + 1
+            target = free_channel(occupied(scene, (*made, placeholder)), frame,
+                                  max(s.frame_final_duration for s in made), span=span, lowest=channel)
+        except Exception:
+            _remove_all(coll, made)
+            raise
+        if placeholder is not None:
+            coll.remove(placeholder)
+        for new in sorted(made, key=lambda s: s.channel):  # lowest first: each moves into free channels
+            new.channel = target + new.channel - staging
+        return [s.name for s in made]
+
+    @staticmethod
+    def _make(coll: Any, scene: Any, made: list[Any], kind: str, path: str, name: str, channel: int, frame: int,
+              length: int) -> None:
+        """Add the strips for one result from ``channel`` up, appending each to ``made`` as soon as it exists."""
         if kind == "video":
-            made.append(play_at_own_rate(seqs.new_movie(name=name, filepath=path, channel=staging,
-                                                        frame_start=frame), scene))
+            movie = coll.new_movie(name=name, filepath=path, channel=channel, frame_start=frame)
+            made.append(movie)
+            speed = compat.play_at_own_rate(coll, movie, scene)
+            if speed is not None:
+                made.append(speed)
             try:
-                sound = seqs.new_sound(name=name, filepath=path, channel=staging + 1, frame_start=frame)
-            except RuntimeError:  # no audio stream
+                sound = coll.new_sound(name=name, filepath=path, channel=channel + len(made), frame_start=frame)
+            except RuntimeError:  # no audio stream, or a Blender built without sound
                 sound = None
             if sound is not None and sound.sound is not None and sound.sound.samplerate > 0:
                 made.append(sound)
-            elif sound is not None:  # Blender 3.4 makes a 1-frame strip of a silent clip's missing sound
-                seqs.remove(sound)
+            elif sound is not None:  # Blender makes a 1-frame strip of a silent clip's missing sound
+                coll.remove(sound)
         elif kind == "audio":
-            made.append(seqs.new_sound(name=name, filepath=path, channel=staging, frame_start=frame))
+            try:
+                made.append(coll.new_sound(name=name, filepath=path, channel=channel, frame_start=frame))
+            except RuntimeError as err:
+                if "Audaspace" in str(err):
+                    raise RuntimeError("this Blender was built without sound support "
+                                       "(PyPI's bpy 4.2 module is; Blender from blender.org has it)") from err
+                raise
         elif kind == "image":
-            image = seqs.new_image(name=name, filepath=path, channel=staging, frame_start=frame)
-            image.frame_final_duration = length
+            image = coll.new_image(name=name, filepath=path, channel=channel, frame_start=frame)
             made.append(image)
+            image.frame_final_duration = length
         else:
-            text = seqs.new_effect(name=name, type="TEXT", channel=staging, frame_start=frame,
-                                   frame_end=frame + length)
-            text.text = Path(path).read_text(encoding="utf-8", errors="replace")[:TEXT_LIMIT]
+            text = compat.new_effect(coll, name=name, type="TEXT", channel=channel, frame_start=frame, length=length)
             made.append(text)
-        target = free_channel(occupied(scene, tuple(made)), frame, max(s.frame_final_duration for s in made),
-                              span=len(made), lowest=channel)
-        for offset, new in enumerate(made):
-            new.channel = target + offset
-            new[JOB_PROP] = rec.job or ""
-            new[PROMPT_PROP] = rec.prompt
-        return [s.name for s in made]
+            text.text = Path(path).read_text(encoding="utf-8", errors="replace")[:TEXT_LIMIT]
 
     def save_scene(self, scene: str, text: str) -> None:
         """Store a scene's tracked jobs in its custom property."""

@@ -7,7 +7,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import form, timeline
+from . import compat, form, timeline
 from . import workflows as wf
 from .jobbook import free_channel, placeholder_length
 from .prefs import ADDON, BacklotPreferences
@@ -130,7 +130,7 @@ class BACKLOT_OT_generate(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         """Submit one job."""
-        wm, scene = context.window_manager, context.scene
+        wm, scene = context.window_manager, compat.editing_scene(context)
         prompt = self.prompt or wm.backlot_prompt
         if session is None or not session.connected:
             self.report({"ERROR"}, "Backlot is not connected; press Connect first.")
@@ -157,12 +157,11 @@ class BACKLOT_OT_generate_selected(bpy.types.Operator):
 
     def execute(self, context: Any) -> set[str]:
         """Submit one job per selected text strip."""
-        scene, wm = context.scene, context.window_manager
+        scene, wm = compat.editing_scene(context), context.window_manager
         if session is None or not session.connected:
             self.report({"ERROR"}, "Backlot is not connected; press Connect first.")
             return {"CANCELLED"}
-        ed = scene.sequence_editor
-        strips = [s for s in (ed.sequences if ed else []) if s.select and s.type == "TEXT" and s.text.strip()]
+        strips = [s for s in compat.top_strips(scene) if s.select and s.type == "TEXT" and s.text.strip()]
         if not strips:
             self.report({"ERROR"}, "Select one or more text strips; each one's text becomes a prompt.")
             return {"CANCELLED"}
@@ -188,15 +187,30 @@ class BACKLOT_OT_cancel(bpy.types.Operator):
         if session is None or not session.connected:
             self.report({"ERROR"}, "Backlot is not connected; press Connect first.")
             return {"CANCELLED"}
-        ed = context.scene.sequence_editor
-        jobs = [self.job] if self.job else [s.get(timeline.JOB_PROP) for s in (ed.sequences if ed else [])
+        scene = compat.editing_scene(context)
+        jobs = [self.job] if self.job else [s.get(timeline.JOB_PROP) for s in compat.top_strips(scene)
                                             if s.select and s.type == "COLOR" and s.get(timeline.JOB_PROP)]
         if not jobs:
-            active = [r for r in session.book.for_scene(context.scene.name) if r.job and not r.terminal]
+            active = [r for r in session.book.for_scene(scene.name) if r.job and not r.terminal]
             jobs = [active[0].job] if active else []
         for job in jobs:
             session.cancel(str(job))
         return {"FINISHED"} if jobs else {"CANCELLED"}
+
+
+class BACKLOT_OT_import_again(bpy.types.Operator):
+    """Place a finished job's result on the timeline again (after an import failed; its files stay in Backlot)"""
+
+    bl_idname = "backlot.import_again"
+    bl_label = "Import Again"
+    key: bpy.props.StringProperty(name="Job key")  # type: ignore[valid-type]
+
+    def execute(self, context: Any) -> set[str]:
+        """Reset the job's import tries; the next ticks place the result."""
+        if session is None or not session.import_again(self.key):
+            self.report({"ERROR"}, "That job has no result to import.")
+            return {"CANCELLED"}
+        return {"FINISHED"}
 
 
 def _draw(self: Any, context: Any) -> None:
@@ -225,12 +239,15 @@ def _draw(self: Any, context: Any) -> None:
     row = layout.row(align=True)
     row.operator("backlot.generate")
     row.operator("backlot.generate_selected", text="For Selected")
-    for rec in session.book.for_scene(context.scene.name)[:10]:
+    for rec in session.book.for_scene(compat.editing_scene(context).name)[:10]:
         row = layout.row()
         row.label(text=f"{rec.label} · {rec.task} · {rec.progress}", icon="ERROR" if rec.message and rec.terminal else "NONE")
         if rec.job and not rec.terminal:
             row.operator("backlot.cancel", text="", icon="X").job = rec.job
-        if rec.message and (rec.state != "succeeded" and rec.terminal or rec.message.startswith("Could not")):
+        if rec.import_failed:
+            row.operator("backlot.import_again", text="Import Again", icon="IMPORT").key = rec.key
+        if rec.message and (rec.state != "succeeded" and rec.terminal or rec.import_error
+                            or rec.message.startswith("The job finished without")):
             layout.label(text=rec.message)
 
 
@@ -274,7 +291,7 @@ def _on_load(*_: Any) -> None:
 
 
 CLASSES = (BacklotPreferences, BACKLOT_OT_connect, BACKLOT_OT_refresh_workflows, BACKLOT_OT_generate, BACKLOT_OT_generate_selected,
-           BACKLOT_OT_cancel, BACKLOT_PT_sequencer, BACKLOT_PT_view3d)
+           BACKLOT_OT_cancel, BACKLOT_OT_import_again, BACKLOT_PT_sequencer, BACKLOT_PT_view3d)
 
 
 def register() -> None:
