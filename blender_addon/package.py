@@ -11,7 +11,7 @@ EXCLUDE = {"package.py"}
 
 def addon_files() -> list[Path]:
     """The files that go into the zip."""
-    return sorted(p for p in SOURCE.glob("*.py") if p.name not in EXCLUDE)
+    return sorted(p for p in [*SOURCE.glob("*.py"), SOURCE / "blender_manifest.toml"] if p.name not in EXCLUDE)
 
 
 def build_zip(path: str | Path) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
+import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,14 @@ import pytest
 from addon_fake_api import TASKS, Endpoint, FakeBacklot, backlot_api, fake_backlot  # noqa: F401
 
 from blender_addon import client as rpc
-from blender_addon.jobbook import JobBook, Tracked, choose_output, free_channel, placeholder_length, strip_name
+from blender_addon.jobbook import (
+    JobBook,
+    Tracked,
+    choose_output,
+    free_channel,
+    placeholder_length,
+    strip_name,
+)
 from blender_addon.package import build_zip
 from blender_addon.schema import coerce, extra_params, parse_tasks
 from blender_addon.session import AddonSession
@@ -182,10 +190,84 @@ def test_build_zip_is_installable(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         assert "backlot/__init__.py" in names and "backlot/client.py" in names
-        assert all(n.startswith("backlot/") and n.endswith(".py") for n in names)
+        assert all(n.startswith("backlot/") and (n.endswith(".py") or n == "backlot/blender_manifest.toml")
+                   for n in names)
         init = ast.parse(zf.read("backlot/__init__.py"))
-    bl_info = next(n for n in init.body if isinstance(n, ast.Assign) and n.targets[0].id == "bl_info")
-    assert ast.literal_eval(bl_info.value)["name"] == "Backlot"
+        manifest = tomllib.loads(zf.read("backlot/blender_manifest.toml").decode())
+    bl_info = ast.literal_eval(next(n for n in init.body if isinstance(n, ast.Assign)
+                                    and n.targets[0].id == "bl_info").value)
+    assert bl_info["name"] == manifest["name"] == "Backlot"
+    # Extensions (4.2+): one version for both ways of installing, the range stated, what it touches declared
+    assert manifest["version"] == ".".join(map(str, bl_info["version"]))
+    assert (manifest["id"], manifest["type"], manifest["blender_version_min"]) == ("backlot", "add-on", "4.2.0")
+    assert set(manifest["permissions"]) == {"network", "files"} and manifest["license"] == ["SPDX:MIT"]
+    assert len(manifest["tagline"]) <= 64 and not manifest["tagline"].endswith(".")
+
+
+class FlakyTimeline(FakeTimeline):
+    """A timeline whose imports raise (as Blender's API did when it changed) until ``failures`` runs out."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures, self.tries = failures, 0
+
+    def import_result(self, rec: Tracked, kind: str, path: str) -> list[str]:
+        self.tries += 1
+        if self.failures:
+            self.failures -= 1
+            raise AttributeError("'MovieSequence' object has no attribute 'speed_factor'")
+        return super().import_result(rec, kind, path)
+
+
+def _finished(s: AddonSession, tmp_path: Path) -> Tracked:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not really a clip")
+    rec = s.book.add("Shot", "a fox", "text_to_video", 10, 1, 24, "video")
+    s.book.accepted(rec.key, {"id": "j1", "seq": 1, "state": "succeeded", "updated_at": 1.0,
+                              "outputs": [{"path": str(clip), "mime": "video/mp4"}]})
+    return rec
+
+
+def test_an_import_that_keeps_failing_stops_and_imports_again(tmp_path: Path) -> None:
+    host = FlakyTimeline(failures=100)
+    s = AddonSession(host, import_retry_s=0.0)
+    rec = _finished(s, tmp_path)
+    for _ in range(20):
+        s.tick()
+    assert host.tries == 3 and rec.import_failed and not rec.needs_import and rec.progress == "import failed"
+    assert "speed_factor" in rec.message and "Import Again" in rec.message
+    assert ("update", "succeeded") in host.calls  # the placeholder shows the failure
+    assert not s.import_again("no such key")
+    host.failures = 0
+    assert s.import_again(rec.key)
+    s.tick()
+    assert host.tries == 4 and rec.imported and rec.message == "" and rec.import_tries == 0
+    assert [c for c in host.calls if c[0] == "import"] == [("import", ("a fox", "video"))]  # placed once
+
+
+def test_a_failed_import_waits_before_its_next_try(tmp_path: Path) -> None:
+    host = FlakyTimeline(failures=1)
+    s = AddonSession(host)  # the real pause between tries (a second)
+    rec = _finished(s, tmp_path)
+    for _ in range(5):
+        s.tick()
+    assert host.tries == 1 and rec.needs_import and "try 1 of 3" in rec.message
+
+
+def test_import_tries_survive_a_save_and_older_files_load(tmp_path: Path) -> None:
+    s = AddonSession(FlakyTimeline(failures=100), import_retry_s=0.0)
+    rec = _finished(s, tmp_path)
+    for _ in range(5):
+        s.tick()
+    book = JobBook()
+    book.load("Shot", s.book.dumps("Shot"))
+    again = book.by_job("j1")
+    assert again is not None and again.import_failed and again.import_error == rec.import_error
+    old = json.loads(s.book.dumps("Shot"))
+    for item in old:  # a file saved by an addon before import tries existed
+        del item["import_tries"], item["import_error"]
+    book.load("Shot", json.dumps(old))
+    assert book.by_job("j1").needs_import  # type: ignore[union-attr]
 
 
 def test_client_and_pure_modules_use_only_the_stdlib() -> None:
