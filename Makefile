@@ -5,8 +5,11 @@ G3VENV := .venv-gradio3
 STAMPS := .stamps
 APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libpulse0
 PYTEST_ARGS ?=
+# The Blender releases artists run, as PyPI's bpy module builds (Python 3.11), one cached venv each.
+BPY_VERSIONS := 4.2.23 4.5.15 5.0.1
+BPY_STAMPS := $(foreach v,$(BPY_VERSIONS),$(STAMPS)/bpy-$(v))
 
-.PHONY: setup system blender run test clean
+.PHONY: setup system blender blenders run test clean
 
 setup: system $(STAMPS)/venv $(STAMPS)/gradio3
 
@@ -33,6 +36,16 @@ $(STAMPS)/blender:
 	fi
 	@touch $@
 
+# Blender 4.2 LTS, 4.5 LTS and 5.0 for the addon's tests (about 350 MB to download and 1 GB installed each).
+blenders: $(BPY_STAMPS)
+$(STAMPS)/bpy-%:
+	@mkdir -p $(STAMPS)
+	@echo "installing Blender $* (PyPI's bpy) for the addon tests"
+	rm -rf .venv-bpy-$*
+	$(PYTHON) -m venv .venv-bpy-$*
+	.venv-bpy-$*/bin/python -m pip install -q bpy==$*
+	@touch $@
+
 $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS)
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +69,8 @@ run: setup
 	  $(VENV)/bin/backlot demo --headless; \
 	fi
 
-test: setup $(STAMPS)/blender
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+test: setup $(STAMPS)/blender $(BPY_STAMPS)
+	BACKLOT_BPY_VERSIONS="$(BPY_VERSIONS)" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(G3VENV) $(STAMPS) .pytest_cache
+	rm -rf $(VENV) $(G3VENV) .venv-bpy-* $(STAMPS) .pytest_cache

@@ -29,7 +29,8 @@ TASKS = [
     {"name": "text_to_video", "title": "Text to video", "output": "video",
      "params": [{"name": "frames", "type": "int", "min": 8, "max": 240, "default": 24, "help": "clip length in frames"},
                 {"name": "seed", "type": "int", "min": 0, "max": 2**31 - 1, "default": 0, "help": "noise seed"},
-                {"name": "sampler", "type": "choice", "choices": ["euler", "dpmpp"], "default": "euler", "help": ""}],
+                {"name": "sampler", "type": "choice", "choices": ["euler", "dpmpp"], "default": "euler", "help": ""},
+                {"name": "fps", "type": "int", "min": 8, "max": 60, "default": FPS, "help": "the clip's frame rate"}],
      "inputs": []},
     {"name": "image_to_video", "title": "Image to video", "output": "video",
      "params": [{"name": "frames", "type": "int", "min": 8, "max": 240, "default": 24, "help": "clip length"}],
@@ -54,15 +55,32 @@ SERVICES = [{"id": "wan2gp@127.0.0.1:8000", "kind": "wan2gp", "state": "up", "us
             {"id": "audioldm@127.0.0.1:7863", "kind": "audioldm", "state": "down", "usable": True}]
 
 
+BAR = 4  # pixels: frame k of a clip shows a white bar at x = (k % 32) * BAR
+
+
+def bar_frame(k: int) -> np.ndarray:
+    """A 128x32 picture whose white bar's position tells which frame of the clip it is."""
+    img = np.zeros((32, 128, 3), np.uint8)
+    x = (k % 32) * BAR
+    img[:, x:x + BAR] = 255
+    return img
+
+
+def frame_index(rgb: np.ndarray) -> int | None:
+    """Which clip frame a rendered 128x32 picture shows (the bar's position), None when there is no bar."""
+    columns = rgb.astype(float).mean(axis=(0, 2))
+    return int(columns.argmax()) // BAR if columns.max() > 100 else None
+
+
 def write_mp4_with_sound(path: Path, frames: int, fps: int = FPS, rate: int = 44100) -> None:
-    """An H.264 clip of ``frames`` frames with an AAC tone as long as the picture."""
+    """An H.264 clip of ``frames`` bar frames (see ``bar_frame``) with an AAC tone as long as the picture."""
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        video.width, video.height, video.pix_fmt = 128, 32, "yuv420p"
         video.options = {"preset": "ultrafast"}
         audio = container.add_stream("aac", rate=rate, layout="mono")
         for k in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), (k * 9) % 255, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(bar_frame(k), format="rgb24")
             frame.pts, frame.time_base = k, Fraction(1, fps)
             container.mux(video.encode(frame))
         total = rate * frames // fps
@@ -265,7 +283,7 @@ class FakeBacklot:
         p = job["params"]
         if output == "video":
             path, mime = folder / "clip.mp4", "video/mp4"
-            write_mp4_with_sound(path, int(p.get("frames", 24)))
+            write_mp4_with_sound(path, int(p.get("frames", 24)), int(p.get("fps", FPS)))
         elif output == "audio":
             path, mime = folder / "sound.wav", "audio/wav"
             write_wav(path, float(p.get("duration", 1.0)), job["prompt"], 0)

@@ -1,13 +1,17 @@
 """Runs inside real Blender: install the addon zip, connect to a Backlot API, generate, and check the timeline.
 
 Driven by environment variables from tests/test_addon_blender.py: BACKLOT_TEST_MODE (generate | batch |
-save | reopen | timers | bench), BACKLOT_TEST_ZIP, _HOST, _PORT, _TOKEN, _BLEND (a .blend path), _CASES
-(JSON: the jobs generate and save submit), _FORM (JSON: form properties generate sets), _RESULT (JSON
-written at the end). In ``-b`` mode timers never fire, so the script pumps the addon's tick itself;
-``timers`` mode runs under Xvfb and lets Blender's own timer do it. Any failed check raises (exit 1).
+save | reopen | timers | bench | workflow | render | import_failure | restart), BACKLOT_TEST_ZIP, _HOST,
+_PORT, _TOKEN, _BLEND (a .blend path), _CASES (JSON: the jobs generate and save submit), _FORM (JSON:
+form properties generate sets), _INSTALL ("extension": through Extensions' Install from Disk, else as a
+legacy add-on), _RESULT (JSON written at the end). Runs in the ``blender`` binary (``--python``) and in
+PyPI's ``bpy`` module (``python addon_flow.py``) alike. In background mode timers never fire, so the
+script pumps the addon's tick itself; ``timers`` mode runs under Xvfb and lets Blender's own timer do
+it. Any failed check raises (exit 1).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -17,25 +21,40 @@ import bpy
 
 ENV = os.environ
 MODE = ENV["BACKLOT_TEST_MODE"]
-RESULT: dict = {"mode": MODE}
+RESULT: dict = {"mode": MODE, "blender": ".".join(map(str, bpy.app.version))}
+compat = None  # the addon's compat module, once installed
 
 
 def setup() -> object:
     """Install and enable the zip, point the preferences at the test server, connect."""
-    bpy.ops.preferences.addon_install(filepath=ENV["BACKLOT_TEST_ZIP"], overwrite=True)
-    bpy.ops.preferences.addon_enable(module="backlot")
-    prefs = bpy.context.preferences.addons["backlot"].preferences
+    global compat
+    if ENV.get("BACKLOT_TEST_INSTALL") == '"extension"':
+        assert bpy.ops.extensions.package_install_files(filepath=ENV["BACKLOT_TEST_ZIP"], repo="user_default",
+                                                        enable_on_install=True) == {"FINISHED"}
+        module = "bl_ext.user_default.backlot"
+    else:
+        bpy.ops.preferences.addon_install(filepath=ENV["BACKLOT_TEST_ZIP"], overwrite=True)
+        bpy.ops.preferences.addon_enable(module="backlot")
+        module = "backlot"
+    RESULT["module"] = module
+    prefs = bpy.context.preferences.addons[module].preferences
     prefs.host, prefs.port, prefs.token = ENV["BACKLOT_TEST_HOST"], int(ENV["BACKLOT_TEST_PORT"]), ENV["BACKLOT_TEST_TOKEN"]
     bpy.ops.backlot.connect()
-    import backlot.ui as ui
-
-    return ui
+    try:
+        compat = importlib.import_module(module + ".compat")
+    except ImportError:  # an addon from before the compat module (to show what the tests catch)
+        compat = None
+    return importlib.import_module(module + ".ui")
 
 
 def pump(ui: object, cond, what: str, timeout: float = 30.0) -> None:
     """Call the addon's timer callback until ``cond()`` holds (timers do not fire in -b)."""
     deadline = time.monotonic() + timeout
+    last = 0.0
     while time.monotonic() < deadline:
+        if os.environ.get("PUMP_DEBUG") and time.monotonic() - last > 1:
+            last = time.monotonic()
+            print("PUMP", what, [(r.prompt, r.state, r.fraction, r.job) for r in ui.session.book.records.values()], flush=True)
         ui.tick()
         if cond():
             return
@@ -45,8 +64,11 @@ def pump(ui: object, cond, what: str, timeout: float = 30.0) -> None:
 
 
 def strips(scene=None) -> list:
+    """Every strip, read the test's own way (not through the addon's compat module, which is under test)."""
     ed = (scene or bpy.context.scene).sequence_editor
-    return list(ed.sequences_all) if ed else []
+    if ed is None:
+        return []
+    return list(ed.strips_all if "strips_all" in ed.bl_rna.properties else ed.sequences_all)
 
 
 PROMPT = "backlot_prompt"  # custom property: the job's prompt, on placeholders and results
@@ -58,6 +80,11 @@ def placeholders() -> list:
 
 def record(ui: object, prompt: str):
     return next(r for r in ui.session.book.records.values() if r.prompt == prompt)
+
+
+def gave_up(rec) -> bool:
+    """The addon stopped trying to import this result (False for an addon without bounded tries)."""
+    return bool(getattr(rec, "import_failed", False))
 
 
 def connected(ui: object) -> None:
@@ -95,12 +122,30 @@ def generate(ui: object) -> None:
     RESULT["placeholders"] = [describe(s) for s in sorted(placeholders(), key=lambda s: s.frame_final_start)]
     pump(ui, lambda: all(record(ui, p).job for p in prompts), "the jobs to be accepted")
     RESULT["accepted"] = {s[PROMPT]: [s.name, record(ui, s[PROMPT]).seq] for s in placeholders()}
-    pump(ui, lambda: all(record(ui, p).imported for p in prompts), "the results", timeout=60)
+    pump(ui, lambda: all(record(ui, p).imported or gave_up(record(ui, p)) for p in prompts), "the results", timeout=60)
     RESULT["strips"] = [describe(s) for s in sorted(strips(), key=lambda s: (s.frame_final_start, s.channel))]
     RESULT["jobs"] = {p: record(ui, p).job for p in prompts}
     RESULT["messages"] = {p: record(ui, p).message for p in prompts}
+    RESULT["import_failed"] = {p: record(ui, p).import_tries for p in prompts if gave_up(record(ui, p))}
     RESULT["scene_jobs"] = json.loads(scene["backlot_jobs"])
     RESULT["tick_max_ms"] = ui.session.tick_max * 1000
+    RESULT["drawn"] = drawn(ui)
+    if ENV.get("BACKLOT_TEST_RENDER"):
+        render(json.loads(ENV["BACKLOT_TEST_RENDER"]))
+
+
+def render(folder: str) -> None:
+    """Render the first result's frames (the sequencer alone) to PNGs in ``folder``, one per scene frame."""
+    scene = bpy.context.scene
+    first = min((s for s in strips() if s.type != "COLOR"), key=lambda s: s.frame_final_start)
+    scene.frame_start, scene.frame_end = first.frame_final_start, first.frame_final_end - 1
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 128, 32, 100
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.use_sequencer = True
+    scene.render.filepath = os.path.join(folder, "")
+    bpy.ops.render.render(animation=True)
+    RESULT["rendered"] = [scene.frame_start, scene.frame_end]
 
 
 def batch(ui: object) -> None:
@@ -108,7 +153,9 @@ def batch(ui: object) -> None:
     connected(ui)
     ed = scene.sequence_editor_create()
     for text, frame in (("a storm over the sea", 1), ("a quiet harbour at dawn", 50)):
-        strip = ed.sequences.new_effect(name=text[:10], type="TEXT", channel=1, frame_start=frame, frame_end=frame + 20)
+        coll = ed.strips if "strips" in ed.bl_rna.properties else ed.sequences  # the test's own way
+        span = {"length": 20} if "length" in coll.bl_rna.functions["new_effect"].parameters else {"frame_end": frame + 20}
+        strip = coll.new_effect(name=text[:10], type="TEXT", channel=1, frame_start=frame, **span)
         strip.text, strip.select = text, True
     assert bpy.ops.backlot.generate_selected(task="text_to_image") == {"FINISHED"}
     RESULT["placeholders"] = [describe(s) for s in sorted(placeholders(), key=lambda s: s.frame_final_start)]
@@ -127,7 +174,7 @@ def save(ui: object) -> None:
     """
     connected(ui)
     cases = json.loads(ENV["BACKLOT_TEST_CASES"])
-    for before, case in zip([None, *cases], cases):
+    for before, case in zip([None, *cases], cases, strict=False):
         if before is not None:
             prompt = before["prompt"]
             pump(ui, lambda p=prompt: bool(record(ui, p).fraction), f"progress of {prompt!r}")
@@ -257,7 +304,7 @@ def bench(ui: object) -> None:
         f.write("ready")
     imports: list[float] = []
     deadline = time.monotonic() + 60
-    while not all(r.imported for r in recs) and time.monotonic() < deadline:
+    while not all(r.imported or gave_up(r) for r in recs) and time.monotonic() < deadline:
         before = sum(r.imported for r in recs)
         t0 = time.perf_counter()
         ui.tick()
@@ -266,6 +313,63 @@ def bench(ui: object) -> None:
             imports.append(took)
         ui.session.client.wait(0.02)
     RESULT["import_ms"] = imports
+
+
+def import_failure(ui: object) -> None:
+    """A result whose placing breaks half-way (the movie strip exists, the next call raises): bounded, no copies.
+
+    Then "Import Again" with the fault gone places it once, and a second "Import Again" adds nothing.
+    """
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    connected(ui)
+    original = compat.play_at_own_rate
+
+    def broken(coll, movie, scene):  # what Blender 4.2+ did to the old code: no speed_factor
+        raise AttributeError("'MovieStrip' object has no attribute 'speed_factor'")
+
+    compat.play_at_own_rate = broken
+    for prop, value in json.loads(ENV.get("BACKLOT_TEST_FORM", "{}")).items():
+        setattr(bpy.context.window_manager.backlot_form, prop, value)
+    submit(ui, json.loads(ENV["BACKLOT_TEST_CASES"]))
+    rec = next(iter(ui.session.book.records.values()))
+    pump(ui, lambda: rec.import_failed, "the import to give up")
+    for _ in range(20):  # later ticks must leave it alone
+        ui.tick()
+        ui.session.client.wait(0.05)
+    holder = placeholders()
+    RESULT["failed"] = {"tries": rec.import_tries, "message": rec.message, "progress": rec.progress,
+                        "strips": [describe(s) for s in strips()],
+                        "placeholder": [{"name": p.name, "error": p.get("backlot_error"), "colour": [
+                            round(c, 3) for c in p.color]} for p in holder], "drawn": drawn(ui)}
+    compat.play_at_own_rate = original
+    assert bpy.ops.backlot.import_again(key=rec.key) == {"FINISHED"}
+    pump(ui, lambda: rec.imported, "the import after Import Again")
+    RESULT["after_again"] = [describe(s) for s in strips()]
+    RESULT["message_after"] = rec.message
+    assert bpy.ops.backlot.import_again(key=rec.key) == {"FINISHED"}
+    pump(ui, lambda: rec.imported, "the second Import Again")
+    RESULT["after_second_again"] = [describe(s) for s in strips()]
+
+
+def restart(ui: object) -> None:
+    """Backlot stops while a job runs and starts again; Blender waits, reconnects and imports the result once."""
+    connected(ui)
+    case = json.loads(ENV["BACKLOT_TEST_CASES"])[0]
+    submit(ui, [case])
+    rec = record(ui, case["prompt"])
+    pump(ui, lambda: rec.job and rec.state == "running" and rec.fraction, "the job running")
+    with open(ENV["BACKLOT_TEST_SIGNAL"], "w") as f:  # the test stops Backlot now and starts it again
+        f.write(rec.job)
+    pump(ui, lambda: not ui.session.connected, "Backlot to go away")
+    RESULT["while_down"] = [ui.session.state, ui.session.message]
+    pump(ui, lambda: ui.session.connected, "Backlot to come back", timeout=90)
+    pump(ui, lambda: rec.imported or rec.terminal and rec.state != "succeeded", "the result", timeout=60)
+    RESULT["job"], RESULT["state"], RESULT["message"] = rec.job, rec.state, rec.message
+    for _ in range(10):  # a few more ticks: nothing is imported twice
+        ui.tick()
+        ui.session.client.wait(0.05)
+    RESULT["strips"] = [describe(s) for s in strips()]
 
 
 def finish(code: int) -> None:
@@ -312,7 +416,7 @@ def timers_mode(ui: object) -> None:
 try:
     UI = setup()
     {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode,
-     "bench": bench, "workflow": workflow}[MODE](UI)
+     "bench": bench, "workflow": workflow, "import_failure": import_failure, "restart": restart}[MODE](UI)
 except Exception:
     RESULT["error"] = traceback.format_exc()
     finish(1)
