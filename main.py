@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cli.refusal import Refusal, report
 from services import __version__
 
 if TYPE_CHECKING:
@@ -97,16 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         # stdout carries only the command's own output (``--json``); anything a library prints goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             return _main(args, out)
+    except Refusal as err:
+        return report(err, bool(getattr(args, "json", False)), out)
     except KeyboardInterrupt:
         print("backlot: interrupted", file=sys.stderr)
         return 130
     except _setup_errors() as err:  # evaluated only when something was raised: the imports cost nothing before
-        print(f"backlot: {err}", file=sys.stderr)
-        return 2
+        return report(Refusal(str(err), 2), bool(getattr(args, "json", False)), out)
     except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
         where = f" {err.filename}" if err.filename else ""
-        print(f"backlot: cannot use{where}: {err.strerror or err}", file=sys.stderr)
-        return 2
+        return report(Refusal(f"cannot use{where}: {err.strerror or err}", 2), bool(getattr(args, "json", False)), out)
 
 
 def _setup_errors() -> tuple[type[Exception], ...]:
@@ -147,8 +148,7 @@ def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
     try:
         settings = load_settings(home=args.home, cli=_cli_overrides(args))
     except ConfigError as err:
-        print(f"backlot: configuration error: {err}", file=sys.stderr)
-        return 2
+        raise Refusal(f"configuration error: {err}", 2) from err
     _setup_logging(settings)
     if args.command == "discover" and args.budget is not None and not args.budget > 0:
         print("backlot: --budget must be greater than 0", file=sys.stderr)
@@ -219,8 +219,7 @@ def _client_command(args: argparse.Namespace, settings: Settings, out: TextIO) -
         except NotCheckableHere:
             pass  # a UI-format workflow file: the instance converts it with a running ComfyUI, then checks it all
         except InvalidJob as err:
-            print(f"backlot: {err}", file=sys.stderr)
-            return 2
+            raise Refusal(str(err), 2) from err
         return cc.submit(settings, args.task, args.prompt, params, inputs, args.backend, args.wait, args.json, out)
     if args.command in ("cancel", "retry"):
         return cc.call_instance(settings, f"jobs.{args.command}", {"job": args.job}, out)

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
 from cli import remote
+from cli.refusal import Refusal
 from cli.format import job_lines, progress_line, services_table
 from services.config import Settings
 from services.errors import one_line
@@ -39,11 +40,9 @@ def _reports_errors(command: Callable[..., int]) -> Callable[..., int]:
         try:
             return command(*args, **kwargs)
         except remote.NotRunning as err:
-            _err(str(err))
-            return 4
+            raise Refusal(str(err), 4) from err
         except ClientError as err:
-            _err(err.message)
-            return _exit_for(err)
+            raise Refusal(err.message, _exit_for(err)) from err
 
     return run
 
@@ -171,8 +170,7 @@ def show(settings: Settings, ref: str, as_json: bool, out: TextIO) -> int:
     else:
         found = _local_read(settings, lambda s: s.get(ref))
         if found is None:
-            _err(f"no job {ref}")
-            return 2
+            raise Refusal(f"no job {ref}", 2)
         job = found.to_dict()
     if as_json:
         out.write(json.dumps(job) + "\n")

@@ -18,5 +18,7 @@ def add_parser(sub: Any) -> None:
     im.add_argument("file", type=Path)
     im.add_argument("--name", help="the name jobs use (default: the file's name)")
     im.add_argument("--task", help="the task it serves (default: guessed from its outputs and inputs)")
+    im.add_argument("--force", action="store_true", help="replace a workflow of the same name")
+    im.add_argument("--json", action="store_true", help="machine-readable output")
     im.add_argument("--server", metavar="URL", help="ComfyUI whose node list converts a UI-format file "
                     "(default: the first one discovery finds)")

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from cli.format import format_table
+from cli.refusal import Refusal
 from services.backends.comfyui.convert import is_ui_format
 from services.backends.comfyui.graph import required_models_and_nodes
 from services.backends.comfyui.library import (
@@ -37,8 +38,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) 
             return _show(settings, args.name, args.json, out)
         return _import(settings, args, out)
     except TemplateError as err:
-        print(f"backlot: {err}", file=sys.stderr)
-        return 2
+        raise Refusal(str(err), 2) from err
 
 
 def _list(settings: Settings, as_json: bool, out: TextIO) -> int:
@@ -81,8 +81,14 @@ def _import(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     info = asyncio.run(_object_info(settings, args.server)) if is_ui_format(data) else None
     folder = user_folders(settings.backend_options())[0]
     name = args.name or args.file.name.removesuffix(".json")
-    done = import_workflow(data, folder, name, args.task, info, str(args.file))
+    done = import_workflow(data, folder, name, args.task, info, str(args.file), force=args.force)
     found = done.inference
+    if args.json:
+        out.write(json.dumps({"name": done.name, "workflow": str(done.workflow_path), "bindings_file": str(done.bindings_path),
+                              "converted": done.converted, "task": found.task, "task_guessed": not args.task,
+                              "bindings": {k: [list(b) for b in v] for k, v in found.bindings.items()},
+                              "not_found": found.missing, "notes": found.notes}) + "\n")
+        return 0
     how = " (converted from the UI format)" if done.converted else ""
     out.write(f"Imported {done.name}{how} to {done.workflow_path}\n  task: {found.task}"
               f"{'' if args.task else ' (guessed; change it with --task)'}\n")

@@ -56,14 +56,20 @@ def to_api(data: Any, object_info: Mapping[str, Any] | None) -> tuple[dict[str, 
 
 
 def import_workflow(data: Any, folder: Path, name: str, task: str | None = None,
-                    object_info: Mapping[str, Any] | None = None, origin: str = "") -> Imported:
-    """Write ``<name>.json`` (API format) and its inferred ``<name>.bindings.json`` into ``folder``."""
+                    object_info: Mapping[str, Any] | None = None, origin: str = "", force: bool = False) -> Imported:
+    """Write ``<name>.json`` (API format) and its inferred ``<name>.bindings.json`` into ``folder``.
+
+    An existing workflow of that name is replaced only with ``force``; otherwise TemplateError names its file.
+    """
     if not NAME.fullmatch(name) or name.endswith(".bindings"):
         raise TemplateError(f"{name!r} is not a usable workflow name (letters, digits, '_', '-', '.')")
+    wpath, bpath = folder / f"{name}.json", folder / f"{name}.bindings.json"
+    if not force and (wpath.exists() or bpath.exists()):
+        raise TemplateError(f"a workflow named {name!r} already exists ({wpath}); pass --force to replace it, "
+                            "or --name to import it under another name")
     workflow, converted = to_api(data, object_info)
     found = infer_bindings(workflow, task)
     folder.mkdir(parents=True, exist_ok=True)
-    wpath, bpath = folder / f"{name}.json", folder / f"{name}.bindings.json"
     wpath.write_text(json.dumps(workflow, indent=1) + "\n", encoding="utf-8")
     bpath.write_text(json.dumps(found.meta(f"imported from {origin or 'a file'}"), indent=1) + "\n", encoding="utf-8")
     return Imported(name, wpath, bpath, found, converted)
