@@ -8,7 +8,12 @@ from services.backends.spec import Inventory, Needs
 
 
 def label(folder: str) -> str:
-    """A models folder as a noun: "checkpoints" -> "checkpoint", "text_encoders" -> "text encoder"."""
+    """A models folder as a noun: "checkpoints" -> "checkpoint", "text_encoders" -> "text encoder".
+
+    A loader's own choices (``Class.input``, for a folder known by no name) read "file for Class.input".
+    """
+    if "." in folder:
+        return f"file for {folder}"
     word = folder.replace("_", " ")
     return word.removesuffix("s")
 

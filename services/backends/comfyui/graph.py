@@ -41,9 +41,53 @@ def node_order(node_id: str) -> tuple[int, str]:
     return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 
-def model_folder(class_type: str, input_name: str) -> str | None:
-    """The models folder a loader's input names a file in, or None when the input is not a model file."""
-    return CLASS_FOLDERS.get((class_type, input_name)) or MODEL_INPUTS.get(input_name)
+# What a model file's name ends with (``folder_paths.supported_pt_extensions`` and the GGUF loaders' own).
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf", ".onnx")
+
+
+def looks_like_model_file(value: Any) -> bool:
+    """True for a string that names a model file by its extension."""
+    return isinstance(value, str) and value.lower().endswith(MODEL_EXTENSIONS)
+
+
+def choices_key(class_type: str, input_name: str) -> str:
+    """The key of one loader input's file choices, for loaders whose folder Backlot does not know by name."""
+    return f"{class_type}.{input_name}"
+
+
+def model_folder(class_type: str, input_name: str, value: Any = None) -> str | None:
+    """Where a loader's input names a file: a models folder, else (for a model file name) the input's own choices.
+
+    None when the input is not a model file. A loader no table here knows (a custom node's, a new core
+    one's) is still checked: its file must be among that input's choices in the server's /object_info.
+    """
+    known = CLASS_FOLDERS.get((class_type, input_name)) or MODEL_INPUTS.get(input_name)
+    if known is None and looks_like_model_file(value):
+        return choices_key(class_type, input_name)
+    return known
+
+
+def file_choices(object_info: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """Each loader input's file choices (``Class.input`` -> names) from /object_info, for folders not known by name.
+
+    A loader's choices are its folder's files, so an empty list or one naming model files is a loader's;
+    inputs that upload a file (images, video, audio, 3D) are not checked: Backlot sends those with the job.
+    """
+    out: dict[str, frozenset[str]] = {}
+    for cls, spec in object_info.items():
+        inputs = spec.get("input") if isinstance(spec, Mapping) else None
+        for group in ("required", "optional"):
+            declared = inputs.get(group) if isinstance(inputs, Mapping) else None
+            for name, conf in (declared or {}).items() if isinstance(declared, Mapping) else ():
+                if not (isinstance(conf, list) and conf and isinstance(conf[0], list)):
+                    continue
+                options = conf[1] if len(conf) > 1 and isinstance(conf[1], Mapping) else {}
+                if any("upload" in key for key in options) or model_folder(cls, name) is not None:
+                    continue
+                values = [v for v in conf[0] if isinstance(v, str)]
+                if not values or any(looks_like_model_file(v) for v in values):
+                    out[choices_key(cls, name)] = frozenset(values)
+    return out
 
 
 def required_models_and_nodes(workflow_api_json: Mapping[str, Any]) -> tuple[dict[str, set[str]], set[str]]:
@@ -56,7 +100,7 @@ def required_models_and_nodes(workflow_api_json: Mapping[str, Any]) -> tuple[dic
     for _, cls, inputs in nodes(workflow_api_json):
         classes.add(cls)
         for name, value in inputs.items():
-            folder = model_folder(cls, name)
+            folder = model_folder(cls, name, value)
             if folder is not None and isinstance(value, str) and value and value != "None":
                 models.setdefault(folder, set()).add(value)
     return models, classes

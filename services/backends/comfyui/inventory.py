@@ -1,6 +1,7 @@
 """Which models and node classes a ComfyUI server has (``/models/{folder}``, ``/object_info``), and what a job needs."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -8,16 +9,15 @@ from typing import Any
 import aiohttp
 
 from services.backends.comfyui.families import TITLES, families
-from services.backends.comfyui.graph import model_folder, required_models_and_nodes
+from services.backends.comfyui.graph import file_choices, model_folder, required_models_and_nodes
 from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
 from services.backends.spec import Inventory, Needs
 from services.http import get_json
 from services.models import ServiceRecord
 
-# Folders Backlot checks, with the older names some servers still list instead.
-FOLDERS = {"checkpoints": "checkpoints", "loras": "loras", "vae": "vae", "text_encoders": "text_encoders",
-           "clip": "text_encoders", "diffusion_models": "diffusion_models", "unet": "diffusion_models",
-           "upscale_models": "upscale_models"}
+# Every folder the server lists is read, older names mapped to today's; these hold no model files.
+OLD_NAMES = {"clip": "text_encoders", "unet": "diffusion_models"}
+NOT_MODELS = frozenset({"custom_nodes", "configs"})
 NODE_NOTE = "custom node pack not installed"
 
 
@@ -25,14 +25,17 @@ async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout:
     """The server's model files per folder and its node classes; folders it does not list stay unknown."""
     listed, _ = await get_json(session, rec.base_url + "/models", timeout=timeout, service=rec.id, max_bytes=64 * 1024)
     models: dict[str, set[str]] = {}
-    for folder in (f for f in listed if f in FOLDERS) if isinstance(listed, list) else ():
-        files, _ = await get_json(session, f"{rec.base_url}/models/{folder}", timeout=timeout, service=rec.id,
-                                  max_bytes=16 * 1024 * 1024)
+    folders = [f for f in listed if isinstance(f, str) and f not in NOT_MODELS] if isinstance(listed, list) else []
+    listings = await asyncio.gather(*(get_json(session, f"{rec.base_url}/models/{folder}", timeout=timeout,
+                                                service=rec.id, max_bytes=16 * 1024 * 1024) for folder in folders))
+    for folder, (files, _) in zip(folders, listings, strict=True):
         if isinstance(files, list):
-            models.setdefault(FOLDERS[folder], set()).update(str(f) for f in files if isinstance(f, str))
+            models.setdefault(OLD_NAMES.get(folder, folder), set()).update(str(f) for f in files if isinstance(f, str))
     info, _ = await get_json(session, rec.base_url + "/object_info", timeout=timeout, service=rec.id,
                              max_bytes=128 * 1024 * 1024)
     nodes = frozenset(str(k) for k in info) if isinstance(info, dict) else None
+    for key, files in (file_choices(info) if isinstance(info, dict) else {}).items():  # loaders of other folders
+        models.setdefault(key, set()).update(files)
     kinds = {"checkpoints": await families(session, rec.base_url, "checkpoints", models.get("checkpoints", ()),
                                            timeout, rec.id, fresh=True)} if "checkpoints" in models else {}
     return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
@@ -79,8 +82,8 @@ def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> N
     chosen: list[tuple[str, str, str]] = []
     for param in template.models:
         for node, inp in template.bindings.get(param, []):
-            folder = model_folder(str(workflow[node].get("class_type", "")), inp)
             name = workflow[node]["inputs"].get(inp)
+            folder = model_folder(str(workflow[node].get("class_type", "")), inp, name)
             if not folder or not isinstance(name, str):
                 continue
             if param in values or param in template.families:  # a file picked by the rules: the route says which
