@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.backends.comfyui.convert import DYNAMIC_COMBO, EXPORT_API, is_ui_format, ui_to_api
+from services.backends.comfyui.convert import DYNAMIC_COMBO, is_ui_format, ui_to_api
 from services.backends.comfyui.graph import is_link
 from services.backends.comfyui.subgraph import NOT_RUN
 from services.backends.comfyui.workflows import TemplateError

@@ -37,7 +37,7 @@ def _sub(sid: str, name: str, nodes: list[dict[str, Any]], links: list[dict[str,
 
 
 def nested_workflow() -> dict[str, Any]:
-    """Blur stage (instance 10) holds a bypassed Invert and a Sharpen stage (instance 5 in it); 30 is muted, 40 bypassed."""
+    """Blur stage (instance 10) holds a bypassed Invert and Sharpen stage (instance 5); 30 is muted, 40 bypassed."""
     sharpen = _sub(INNER, "Sharpen stage", [
         {"id": 1, "type": "ImageSharpen", "inputs": [_in("image", "IMAGE", 21)], "outputs": _out(),
          "widgets_values": [2, 1.0, 0.5]},
@@ -161,3 +161,41 @@ def test_a_list_value_is_wrapped_so_it_is_not_read_as_a_link() -> None:
     spec = {"input": {"required": {"tags": ["COMBO", {"options": ["a", "b"], "multiselect": True}]}},
             "input_order": {"required": ["tags"]}}
     assert widget_inputs(spec, [["a", "b"]]) == {"tags": {"__value__": ["a", "b"]}}
+
+
+async def test_a_nested_subgraph_runs_on_the_standin_with_progress_on_inner_nodes(standin: Any) -> None:
+    """The flattened prompt runs; the server reports progress and outputs under the path ids, and they count."""
+    import aiohttp
+
+    from services.backends.comfyui.follow import BELOW_DONE, ProgressTracker
+    from services.backends.comfyui.library import fetch_object_info
+
+    sp = standin("comfyui", speed=10)
+    async with aiohttp.ClientSession() as session:
+        api = ui_to_api(nested_workflow(), await fetch_object_info(session, sp.url))
+        tracker = ProgressTracker(api)
+        reported: set[str] = set()
+        async with session.ws_connect(sp.url + "/ws?clientId=subgraph-test") as ws:
+            async with session.post(sp.url + "/prompt", json={"prompt": api, "client_id": "subgraph-test"}) as resp:
+                assert resp.status == 200, await resp.text()
+                pid = (await resp.json())["prompt_id"]
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                data = frame.get("data") or {}
+                if data.get("prompt_id") != pid:
+                    continue
+                if frame["type"] == "progress_state":
+                    tracker.on_state(data["nodes"])
+                    reported.update(data["nodes"])
+                elif frame["type"] in ("execution_success", "execution_error"):
+                    assert frame["type"] == "execution_success", data
+                    break
+        async with session.get(f"{sp.url}/history/{pid}") as resp:
+            outputs = (await resp.json())[pid]["outputs"]
+    assert {"10:2", "10:3", "10:5:1", "10:5:2"} <= reported <= set(api)  # inner nodes, by path, as they run
+    assert set(api) - reported == {"31"}  # it feeds no output, so ComfyUI never runs it
+    ran = sum(w for n, w in tracker.weights.items() if n in reported)
+    assert tracker.fraction() == pytest.approx(min(BELOW_DONE, ran / sum(tracker.weights.values())))
+    assert set(outputs) == {"20", "41"}

@@ -64,9 +64,9 @@ def widget_inputs(spec: Mapping[str, Any], values: Any) -> dict[str, Any]:
     The list follows the server's ``input_order`` (required, then optional); an input made a socket still has
     its slot, a ``forceInput`` one has none. A control value (``randomize``…) follows a widget only where the
     frontend gives it one, and is skipped; a number widget whose saved value is not a number (a file saved
-    with an older layout of the node) gets its default rather than a value ComfyUI would refuse. A dynamic combo's chosen option brings its own widgets next, named
-    ``combo.widget`` as ComfyUI's API format expects. A list value is wrapped as ``{"__value__": [...]}``, as the
-    frontend does, so the server does not read it as a link.
+    with an older layout of the node) gets its default rather than a value ComfyUI would refuse. A dynamic
+    combo's chosen option brings its own widgets next, named ``combo.widget`` as ComfyUI's API format expects.
+    A list value is wrapped as ``{"__value__": [...]}``, as the frontend does, so it is not read as a link.
     """
     queue = list(values) if isinstance(values, list) else []
     named = values if isinstance(values, Mapping) else {}
@@ -92,7 +92,8 @@ def widget_inputs(spec: Mapping[str, Any], values: Any) -> dict[str, Any]:
             else:
                 out[full] = _default(conf)
             if dynamic:
-                chosen: Mapping[str, Any] = next((o for o in options.get("options") or [] if o.get("key") == out[full]), {})
+                choices = options.get("options") or []
+                chosen: Mapping[str, Any] = next((o for o in choices if o.get("key") == out[full]), {})
                 walk(_entries({"input": chosen.get("inputs") or {}}), full + ".")
 
     walk(_entries(spec), "")

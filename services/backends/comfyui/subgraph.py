@@ -119,7 +119,7 @@ class _Flattener:
     def _promote(self, entry: _Node, inner: _Graph, from_outside: Mapping[str, Any]) -> None:
         """An instance's widget values: ``widgets_values`` in ``properties.proxyWidgets`` order, null = unchanged.
 
-        Files without proxyWidgets (frontends before 1.28) list one value per subgraph input that feeds a widget.
+        Files saved before proxyWidgets existed list one value per subgraph input that feeds a widget, in order.
         """
         node = entry.node
         proxies = (node.get("properties") or {}).get("proxyWidgets")
