@@ -143,9 +143,7 @@ def test_newer_frontend_shapes_convert() -> None:
         ui_to_api(ui, info)
 
 
-def test_subgraphs_and_unknown_nodes_are_refused_in_one_sentence() -> None:
-    with pytest.raises(TemplateError, match=r"subgraphs.*Export \(API\)"):
-        ui_to_api({**_ui(), "definitions": {"subgraphs": [{"id": "x"}]}}, {})
+def test_unknown_nodes_are_refused_in_one_sentence() -> None:
     with pytest.raises(TemplateError, match=r"CheckpointLoaderSimple\) is not on that ComfyUI server"):
         ui_to_api(_ui(), {})
 

@@ -126,7 +126,7 @@ def _check_links_and_inputs(api: dict[str, Any], info: dict[str, Any]) -> None:
 
 
 def test_every_template_converts_or_is_refused_in_one_sentence(comfyui_templates: Path, comfy: Any) -> None:  # noqa: F811
-    converted, refused = [], {"subgraphs": 0, "not on that ComfyUI server": 0, "has no output": 0}
+    converted, subgraphed, refused = [], [], {"not on that ComfyUI server": 0, "has no output": 0}
     for path in sorted(comfyui_templates.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         if not is_ui_format(data):  # the package's index files
@@ -141,8 +141,11 @@ def test_every_template_converts_or_is_refused_in_one_sentence(comfyui_templates
             continue
         _check_links_and_inputs(api, comfy[1])
         converted.append(path.name)
+        if (data.get("definitions") or {}).get("subgraphs"):
+            subgraphed.append(path.name)
     assert {"sdxl_simple_example.json", "image_sdxl_simple.json"} <= set(converted)
-    assert len(converted) >= 15 and refused["subgraphs"] >= 200 and len(converted) + sum(refused.values()) == 644
+    assert len(converted) >= 25 and len(converted) + sum(refused.values()) == 644
+    assert len(subgraphed) >= 10, subgraphed  # subgraphs expanded, each inner node checked like the rest
 
 
 def test_api_format_sdxl_graph_is_read_as_is(comfyui_templates: Path, comfy: Any, tmp_path: Path,  # noqa: F811

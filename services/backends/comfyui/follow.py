@@ -105,7 +105,7 @@ class ProgressTracker:
         return self._shown
 
     def _advance(self, node: str, part: float) -> None:
-        if node in self.weights:  # ids a subgraph expands into are not in the submitted workflow
+        if node in self.weights:  # ids the server's own node expansion makes (5.0.1) are not in the workflow
             self.done[node] = max(self.done.get(node, 0.0), min(1.0, part))
 
 
