@@ -214,7 +214,7 @@ def _client_command(args: argparse.Namespace, settings: Settings, out: TextIO) -
     if args.command == "submit":
         params, inputs = parse_params(args.param), [str(p) for p in args.input]
         try:  # bad input is refused here, before an instance is asked or started (the instance checks again)
-            valid = asyncio.run(validate_job(settings, args.task, params, inputs))
+            valid = asyncio.run(validate_job(settings, args.task, params, inputs, args.prompt or ""))
             params, inputs = valid.params, [str(p) for p in valid.inputs]
         except NotCheckableHere:
             pass  # a UI-format workflow file: the instance converts it with a running ComfyUI, then checks it all

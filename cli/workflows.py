@@ -95,6 +95,9 @@ def _import(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     out.writelines(f"  {param} -> {', '.join(f'node {n} {i}' for n, i in where)}\n" for param, where in sorted(found.bindings.items()))
     if found.missing:
         out.write(f"  not found: {', '.join(found.missing)} (edit {done.bindings_path.name} to bind them)\n")
+    if "prompt" in found.missing:
+        out.write(f"  no text input takes the prompt: a job giving --prompt is refused until one is bound in "
+                  f"{done.bindings_path.name}\n")
     out.writelines(f"  note: {note}\n" for note in found.notes)
     out.write(f"Run it with --param workflow={done.name}\n")
     return 0

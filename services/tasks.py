@@ -87,6 +87,8 @@ class TaskSpec:
     description: str
     params: tuple[ParamSpec, ...] = ()
     inputs: tuple[InputSpec, ...] = ()
+    takes_prompt: bool = True  # False: a workflow with no input bound to the prompt (a prompt would be ignored)
+    workflow: str = ""  # the workflow whose bindings these are, where one is named
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name`` (or one of its aliases)."""
@@ -101,7 +103,8 @@ class TaskSpec:
                 inputs[i] = replace(inputs[i], required=inputs[i].required or extra.required)
             else:
                 inputs.append(extra)
-        return replace(self, params=params, inputs=tuple(inputs))
+        return replace(self, params=params, inputs=tuple(inputs), takes_prompt=self.takes_prompt and other.takes_prompt,
+                       workflow=self.workflow or other.workflow)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form."""
@@ -213,6 +216,11 @@ _SPECS = (
              (*(p for p in IMAGE_PARAMS if p not in (WIDTH, HEIGHT)),
               ParamSpec("strength", "float", "how far to move away from the reference (denoise)", None, 0, 1)),
              (InputSpec("image", "image", True, "the character's reference picture"),)),
+    TaskSpec("image_edit", "A picture changed as the prompt says (Kontext, Qwen-Image-Edit, GPT-image, …).",
+             (*(p for p in IMAGE_PARAMS if p not in (WIDTH, HEIGHT)),),
+             (InputSpec("image", "image", True, "the picture to change"),)),
+    TaskSpec("video_to_video", "A clip re-rendered as the prompt says (restyle, motion or pose transfer).",
+             VIDEO_PARAMS, (InputSpec("video", "video", True, "the clip to work from"),)),
     TaskSpec("upscale", "A picture enlarged with an upscaling model.",
              (ParamSpec("upscaler", "str", "ComfyUI upscale model file (default: the server's first)"), PREFIX,
               WORKFLOW),
@@ -237,5 +245,5 @@ SCHEMA: dict[str, TaskSpec] = {s.name: s for s in _SPECS}
 TASKS = tuple(SCHEMA)
 # VRAM a task needs (GiB) until Backlot has learned it from finished jobs.
 DEFAULT_VRAM_GIB = {"quick_preview": 6.0, "text_to_video": 12.0, "image_to_video": 14.0, "text_to_image": 6.0,
-                    "character_consistency": 8.0, "upscale": 3.0, "voice_conversion": 2.0, "sound_effects": 4.0,
+                    "character_consistency": 8.0, "image_edit": 12.0, "video_to_video": 14.0, "upscale": 3.0, "voice_conversion": 2.0, "sound_effects": 4.0,
                     "ambient_audio": 4.0, "text": 0.0}

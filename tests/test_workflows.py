@@ -17,6 +17,7 @@ from services.backends.comfyui.infer import infer_bindings
 from services.backends.comfyui.library import fetch_object_info
 from services.backends.comfyui.workflows import TemplateError, load_all
 from services.config import load_settings
+from services.jobs.manager import JobError
 from services.models import JobState
 from tests.test_jobs import center_factory  # noqa: F401 - fixture
 
@@ -173,7 +174,9 @@ async def test_workflow_path_runs_a_job_end_to_end(standin: Any, center_factory:
     path = tmp_path / "my_flow.json"  # no bindings file: they are inferred on the fly
     shutil.copy(BUILTIN / "standin_image.json", path)
     c = await center_factory(sp.url)
-    job = await c.jobs.submit("text_to_image", "x", {"workflow": str(path), "width": 96, "height": 64})
+    with pytest.raises(JobError, match="no input bound to the prompt, so the prompt would be ignored"):
+        await c.jobs.submit("text_to_image", "a castle", {"workflow": str(path)})  # it has no text input
+    job = await c.jobs.submit("text_to_image", "", {"workflow": str(path), "width": 96, "height": 64})
     done = await c.jobs.wait(job.id, 60)
     assert done.state is JobState.SUCCEEDED, done.status
     (out,) = done.outputs
@@ -197,6 +200,10 @@ def test_cli_import_show_list(standin: Any, tmp_path: Path, capsys: pytest.Captu
     assert "castle" in names and "text_to_image" in names
     api = tmp_path / "api.json"
     api.write_text(json.dumps({"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}))
+    assert main.main(["workflows", "import", str(api), "--name", "tiny", "--task", "upscale"]) == 2
+    assert "saves no image, video or sound, which no Backlot task takes" in capsys.readouterr().err
+    api.write_text(json.dumps({"1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
+                               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}))
     assert main.main(["workflows", "import", str(api), "--name", "tiny", "--task", "upscale"]) == 0
     assert "task: upscale\n" in capsys.readouterr().out
     assert main.main(["workflows", "show", "nope"]) == 2

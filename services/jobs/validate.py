@@ -87,6 +87,15 @@ def check_params(settings: Settings, task: str, params: Mapping[str, Any]) -> tu
     return {k: v for k, v in out.items() if v is not None}, spec  # unset is absent: the backend's default
 
 
+def check_prompt(spec: TaskSpec, prompt: str) -> None:
+    """A prompt for a workflow that has no input bound to the prompt is refused: it would be silently ignored."""
+    if prompt.strip() and not spec.takes_prompt:
+        name = spec.workflow or "this workflow"
+        raise InvalidJob(f"{name} has no input bound to the prompt, so the prompt would be ignored; leave the prompt "
+                         f"empty, or bind one in {name}.bindings.json (\"prompt\": [[\"NODE_ID\", \"text\"]]; "
+                         "\"ignores_prompt\": true accepts prompts it does not use)")
+
+
 def _coerce(coerce: Any, name: str, value: Any) -> Any:
     try:
         return coerce(value, name)
@@ -158,12 +167,13 @@ _SNIFF: dict[str, Callable[[Path], bool]] = {"image": _is_image, "audio": _is_au
 
 
 async def validate_job(settings: Settings, task: str, params: Mapping[str, Any],
-                       inputs: Iterable[str | Path]) -> ValidJob:
-    """Parameters and inputs checked together, off the loop; InvalidJob with one sentence when something is wrong."""
+                       inputs: Iterable[str | Path], prompt: str = "") -> ValidJob:
+    """Parameters, prompt and inputs checked together, off the loop; InvalidJob with one sentence when something is wrong."""
     files = list(inputs)
 
     def check() -> ValidJob:
         coerced, spec = check_params(settings, task, params)
+        check_prompt(spec, prompt)
         return ValidJob(coerced, check_inputs(spec, files))
 
     return await asyncio.to_thread(check)

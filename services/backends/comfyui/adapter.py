@@ -30,7 +30,7 @@ from services.backends.comfyui.graph import model_folder
 from services.backends.comfyui.inventory import pinned
 from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
 from services.backends.comfyui.probe import KIND, TASKS
-from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
+from services.backends.comfyui.workflows import INPUT_SLOTS, Template, TemplateError, load_all, template_for
 from services.backends.previews import PREVIEW_RATE, PreviewWriter
 from services.errors import BacklotError, ErrorClass, ServiceError
 from services.http import Reply, download, request
@@ -204,17 +204,18 @@ class ComfyUIBackend:
             if not info:
                 raise _Refused(f"{self.record.id} has no {template.requires_node} node, which template "
                                f"{template.name} needs", FailureCode.CAPABILITY)
-        if "input_image" in template.bindings:
-            if not job.inputs:
-                if template.requires_input:
-                    raise _Refused(f"template {template.name} needs an input image (--input FILE)")
-            else:
-                src = job.inputs[0]
-                if not src.is_file():
-                    raise _Refused(f"input image {src} does not exist")
-                name = await self._upload(src, job.id)
-                for node, inp in template.bindings["input_image"]:
-                    workflow[node]["inputs"][inp] = name
+        for i, slot in enumerate(template.input_slots()):  # the job's input files, in the schema's order
+            media = INPUT_SLOTS[slot].media
+            if i >= len(job.inputs):
+                if i == 0 and template.requires_input:
+                    raise _Refused(f"template {template.name} needs an input {media} (--input FILE)")
+                continue
+            src = job.inputs[i]
+            if not src.is_file():
+                raise _Refused(f"input {media} {src} does not exist")
+            name = await self._upload(src, job.id)
+            for node, inp in template.bindings[slot]:
+                workflow[node]["inputs"][inp] = name
         for param in template.models:
             for node, inp in template.bindings.get(param, []):
                 cls = workflow[node]["class_type"]

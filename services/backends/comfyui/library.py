@@ -13,7 +13,7 @@ import aiohttp
 
 from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
 from services.backends.comfyui.graph import nodes
-from services.backends.comfyui.infer import Inference, infer_bindings
+from services.backends.comfyui.infer import Inference, infer_bindings, unusable_outputs
 from services.backends.comfyui.workflows import TEMPLATES_DIR, TemplateError
 from services.errors import ServiceError
 from services.http import get_json
@@ -68,6 +68,9 @@ def import_workflow(data: Any, folder: Path, name: str, task: str | None = None,
         raise TemplateError(f"a workflow named {name!r} already exists ({wpath}); pass --force to replace it, "
                             "or --name to import it under another name")
     workflow, converted = to_api(data, object_info)
+    unusable = unusable_outputs(workflow)
+    if unusable:
+        raise TemplateError(unusable)
     found = infer_bindings(workflow, task)
     folder.mkdir(parents=True, exist_ok=True)
     wpath.write_text(json.dumps(workflow, indent=1) + "\n", encoding="utf-8")

@@ -11,7 +11,7 @@ from services.http import get_json
 from services.models import HealthSample, ServiceKind, ServiceRecord, VramReading
 
 KIND = ServiceKind("comfyui")
-TASKS = {"text_to_image": 0, "character_consistency": 0, "upscale": 0,
+TASKS = {"text_to_image": 0, "character_consistency": 0, "upscale": 0, "image_edit": 0, "video_to_video": 0,
          "text_to_video": 1, "image_to_video": 1, "quick_preview": 1}  # task -> preference (0 = first choice)
 
 

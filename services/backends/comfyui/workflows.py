@@ -6,14 +6,14 @@ import json
 import random
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from services.backends.comfyui.graph import nodes
 from services.backends.comfyui.infer import infer_bindings
 from services.errors import BacklotError
-from services.tasks import InputSpec, ParamSpec, ParamType, TaskSpec
+from services.tasks import SCHEMA, InputSpec, ParamSpec, ParamType, TaskSpec
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "resources" / "workflows"
 # The template a task uses on ComfyUI when the job names none.
@@ -21,8 +21,13 @@ DEFAULT_FOR_TASK = {"text_to_image": "text_to_image", "quick_preview": "quick_pr
                     "character_consistency": "character_consistency", "upscale": "upscale",
                     "text_to_video": "text_to_video", "image_to_video": "image_to_video"}
 SEED_MAX = 2**32 - 1
-# Bindings that are not job parameters: the prompt comes from the job's prompt, the image from its inputs.
-NOT_PARAMS = ("prompt", "input_image")
+# Bindings that take the job's input files, with the input each one is in a task's schema.
+INPUT_SLOTS: dict[str, InputSpec] = {
+    "input_image": InputSpec("image", "image", False, "the picture the workflow works from"),
+    "end_image": InputSpec("end_image", "image", False, "the last frame (first/last-frame workflows)"),
+    "input_video": InputSpec("video", "video", False, "the clip the workflow works from")}
+# Bindings that are not job parameters: the prompt comes from the job's prompt, files from its inputs.
+NOT_PARAMS = ("prompt", *INPUT_SLOTS)
 _TYPE_OF: tuple[tuple[type, ParamType], ...] = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"))
 
 
@@ -49,6 +54,7 @@ class Template:
     requires_node: str | None = None
     source: str = "built-in"
     families: dict[str, str] = field(default_factory=dict)  # model param -> the family it may be swapped within
+    ignores_prompt: bool = False  # its author knows it has no prompt input (a test or utility graph): no refusal
 
     @property
     def params(self) -> list[str]:
@@ -78,9 +84,18 @@ class Template:
                 params.append(ParamSpec(name, kind, f"random seed; -1 picks a new one ({where})", -1, -1))
             else:
                 params.append(ParamSpec(name, kind, f"{self.name} workflow: {where}", self.defaults.get(name, value)))
-        inputs = (InputSpec("image", "image", self.requires_input, f"the image {self.name} works from"),) \
-            if "input_image" in self.bindings else ()
-        return TaskSpec(self.task, self.description, tuple(params), inputs)
+        inputs = tuple(replace(INPUT_SLOTS[slot], required=self.requires_input and i == 0,
+                               help=f"{INPUT_SLOTS[slot].help} ({self.name})")
+                       for i, slot in enumerate(self.input_slots()))
+        return TaskSpec(self.task, self.description, tuple(params), inputs,
+                        takes_prompt="prompt" in self.bindings or self.ignores_prompt, workflow=self.name)
+
+    def input_slots(self) -> list[str]:
+        """The input-file bindings in the order a job's inputs fill them: the task's own input media first."""
+        slots = [s for s in INPUT_SLOTS if s in self.bindings]
+        task = SCHEMA.get(self.task)
+        first = task.inputs[0].media if task is not None and task.inputs else "image"
+        return sorted(slots, key=lambda s: INPUT_SLOTS[s].media != first)
 
     def current(self, param: str) -> Any:
         """The value the workflow has for a parameter now (its first binding)."""
@@ -158,7 +173,7 @@ def _template(name: str, meta: Mapping[str, Any], workflow: dict[str, Any], sour
     return Template(name, meta.get("task", name), meta.get("description", ""), workflow, bindings,
                     meta.get("defaults", {}), tuple(meta.get("models", [])),
                     bool(meta.get("requires_input")), meta.get("requires_node"), source,
-                    {str(k): str(v) for k, v in (meta.get("families") or {}).items()})
+                    {str(k): str(v) for k, v in (meta.get("families") or {}).items()}, bool(meta.get("ignores_prompt")))
 
 
 def user_folders(options: Mapping[str, Any]) -> list[Path]:
