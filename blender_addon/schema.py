@@ -9,7 +9,7 @@ PARAM_TYPES = ("int", "float", "bool", "str", "choice")
 _TYPE_ALIASES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str", "text": "str",
                  "enum": "choice", "select": "choice"}
 AUDIO_TASKS = ("voice_conversion", "sound_effects", "ambient_audio")
-VIDEO_TASKS = ("quick_preview", "text_to_video", "image_to_video")
+VIDEO_TASKS = ("quick_preview", "text_to_video", "image_to_video", "video_to_video")
 
 
 @dataclass(frozen=True)
