@@ -1,6 +1,7 @@
 """Build the installable addon zip: the package's modules under a top-level ``backlot/`` folder."""
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def addon_files() -> list[Path]:
 def build_zip(path: str | Path) -> Path:
     """Write the addon zip to ``path`` (a folder gets ``backlot_addon.zip``) and return where it is."""
     target = Path(path).expanduser()
-    if target.is_dir():
+    if target.is_dir() or str(path).endswith(("/", os.sep)):  # "out/" names a folder, made if need be
         target = target / "backlot_addon.zip"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")

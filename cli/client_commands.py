@@ -234,6 +234,8 @@ def addon(output: str | None, out: TextIO) -> int:
     from blender_addon.package import build_zip
 
     path = build_zip(output or "backlot_addon.zip")
-    out.write(f"{path}\nInstall it in Blender: Edit > Preferences > Add-ons > Install…, pick the zip, enable "
-              "\"Backlot\", then set the token file in its preferences.\n")
+    out.write(f"{path}\nInstall it in Blender 4.2 or later: Edit > Preferences > Get Extensions > the menu at the top "
+              "right > Install from Disk…, pick the zip. In 3.4 to 4.1: Edit > Preferences > Add-ons > Install…, pick "
+              "the zip, enable \"Backlot\". It reads the token of a Backlot on this computer by default (otherwise set "
+              "Token file in its preferences).\n")
     return 0

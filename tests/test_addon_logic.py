@@ -187,6 +187,7 @@ def test_session_shows_lost_connection() -> None:
 def test_build_zip_is_installable(tmp_path: Path) -> None:
     path = build_zip(tmp_path)
     assert path == tmp_path / "backlot_addon.zip"
+    assert build_zip(f"{tmp_path}/new/") == tmp_path / "new" / "backlot_addon.zip"  # a folder to make, not a file
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         assert "backlot/__init__.py" in names and "backlot/client.py" in names
