@@ -83,9 +83,13 @@ CHATTY_LOGGERS = ("httpx", "httpcore", "mcp", "aiohttp", "litellm", "LiteLLM", "
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(level=getattr(logging, settings.log_level), stream=sys.stderr,
+    _log_to_stderr(settings.log_level)
+
+
+def _log_to_stderr(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if settings.log_level != "DEBUG":
+    if level != "DEBUG":
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -131,6 +135,8 @@ def _window_first(args: argparse.Namespace) -> bool:
 
 
 def _main(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command in CLIENT_COMMANDS:  # the thin client: no settings, no core, unless it must start an instance
+        return _client_command(args, out)
     if _window_first(args):
         from app.early import shown_shell
         from services.paths import Paths
@@ -170,8 +176,6 @@ def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
         from cli import workflows
 
         return workflows.run(args, settings, out)
-    if args.command in CLIENT_COMMANDS:
-        return _client_command(args, settings, out)
     if args.screenshot:
         return _window(settings, screenshot=args.screenshot)
     if args.command == "discover" or args.headless:
@@ -203,34 +207,31 @@ def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screensh
 CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")
 
 
-def _client_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    """Commands served by the running instance through the socket API (jobs/show fall back to the store)."""
-    import asyncio
+def _client_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Commands served by the running instance through the socket API (jobs/show fall back to the store).
 
+    The instance checks each job (parameters, workflow, prompt, inputs) and refuses with the sentence and
+    exit code (2 bad input, 3 no backend) the command prints.
+    """
     from cli import client_commands as cc
-    from cli.commands import parse_params
-    from services.jobs.validate import InvalidJob, NotCheckableHere, validate_job
+    from cli.remote import Home
 
+    _log_to_stderr((args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper())
+    home = Home(args.home, _cli_overrides(args))
     if args.command == "submit":
-        params, inputs = parse_params(args.param), [str(p) for p in args.input]
-        try:  # bad input is refused here, before an instance is asked or started (the instance checks again)
-            valid = asyncio.run(validate_job(settings, args.task, params, inputs, args.prompt or ""))
-            params, inputs = valid.params, [str(p) for p in valid.inputs]
-        except NotCheckableHere:
-            pass  # a UI-format workflow file: the instance converts it with a running ComfyUI, then checks it all
-        except InvalidJob as err:
-            raise Refusal(str(err), 2) from err
-        return cc.submit(settings, args.task, args.prompt, params, inputs, args.backend, args.wait, args.json, out)
+        params = cc.parse_params(args.param)
+        return cc.submit(home, args.task, args.prompt, params, [str(p) for p in args.input], args.backend, args.wait,
+                         args.json, out)
     if args.command in ("cancel", "retry"):
-        return cc.call_instance(settings, f"jobs.{args.command}", {"job": args.job}, out)
+        return cc.call_instance(home, f"jobs.{args.command}", {"job": args.job}, out)
     if args.command == "jobs":
-        return cc.jobs(settings, args.state, args.json, args.limit, out)
+        return cc.jobs(home, args.state, args.json, args.limit, out)
     if args.command == "show":
-        return cc.show(settings, args.job, args.json, out)
+        return cc.show(home, args.job, args.json, out)
     if args.command == "status":
-        return cc.status(settings, args.json, out)
+        return cc.status(home, args.json, out)
     if args.command == "stop":
-        return cc.stop(settings, out)
+        return cc.stop(home, out)
     return cc.addon(args.output, out)
 
 

@@ -12,8 +12,10 @@ import collections
 import itertools
 import json
 import logging
+import os
 import selectors
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,9 +31,25 @@ __all__ = ["ApiClient", "Backoff", "CallTimeout", "ClientError", "Message", "Not
            "RpcError", "StateChanged", "Unauthorized", "rpc_error", "PROTOCOL", "DEFAULT_HOST", "DEFAULT_PORT",
            "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "INTERNAL_ERROR", "UNAUTHORIZED",
            "NO_BACKEND", "UNKNOWN_JOB", "TOO_LARGE", "BUSY", "NOT_CONNECTED", "TIMED_OUT", "MAX_LINE", "STOPPED",
-           "CONNECTING", "CONNECTED", "DISCONNECTED", "UNAUTHORIZED_STATE"]
+           "CONNECTING", "CONNECTED", "DISCONNECTED", "UNAUTHORIZED_STATE", "config_dir"]
 
 log = logging.getLogger(__name__)
+
+
+
+def config_dir(home: str | None = None) -> Path:
+    """Backlot's config folder: ``<home>/config`` (``home`` or BACKLOT_HOME), else the platform's user config folder.
+
+    The same folders ``platformdirs.user_config_path("backlot")`` gives the instance; this client is stdlib-only.
+    """
+    home = home or os.environ.get("BACKLOT_HOME")
+    if home:
+        return Path(home).expanduser().resolve() / "config"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "backlot" / "backlot"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "backlot"
+    return Path(os.environ.get("XDG_CONFIG_HOME", "").strip() or Path.home() / ".config") / "backlot"
 
 
 class _Pending:

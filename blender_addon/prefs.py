@@ -1,9 +1,6 @@
 """The addon's preferences: where Backlot runs and how to prove who we are."""
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import bpy
@@ -15,15 +12,7 @@ ADDON = __package__ or "backlot"
 
 def default_token_file() -> str:
     """Where a local Backlot keeps its API token (BACKLOT_HOME, else the platform's user config folder)."""
-    if os.environ.get("BACKLOT_HOME"):
-        return str(Path(os.environ["BACKLOT_HOME"]).expanduser() / "config" / "api-token")
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "backlot" / "backlot"
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support" / "backlot"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "backlot"
-    return str(base / "api-token")
+    return str(rpc.config_dir() / "api-token")
 
 
 class BacklotPreferences(bpy.types.AddonPreferences):

@@ -1,7 +1,11 @@
-"""Commands that talk to the running instance through the socket API: the CLI runs no jobs of its own."""
+"""Commands that talk to the running instance through the socket API: the CLI runs no jobs of its own.
+
+This is the thin client: with an instance running, these commands import only the standard library,
+the API client and the formatting helpers (``tests/test_cli_thin.py`` checks it). The instance checks
+every job; its refusal keeps the exit code (2 bad input, 3 no backend) and the sentence.
+"""
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -12,15 +16,13 @@ from typing import Any, TextIO
 
 from blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
 from cli import remote
-from cli.refusal import Refusal
 from cli.format import job_lines, progress_line, services_table
-from services.config import Settings
-from services.errors import one_line
-from services.instance import FolderError
-from services.jobs.store import JobStore
-from services.models import JobState
+from cli.refusal import Refusal
+from cli.remote import Home
+from services.text import one_line
+from services.workflow_ref import is_path
 
-TERMINAL = {s.value for s in JobState if s.terminal}
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 
 
 def _err(message: str) -> None:
@@ -54,20 +56,29 @@ def _job_of(params: Any) -> dict[str, Any] | None:
     return dict(params) if isinstance(params, dict) and "id" in params else None
 
 
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs as text; the instance gives them their types from the task schema."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise Refusal(f"--param {item!r} is not KEY=VALUE", 2)
+        out[key.strip()] = raw
+    return out
+
+
 def _absolute(workflow: Any) -> Any:
     """A workflow named by a file path, made absolute: the instance runs in another folder."""
-    from services.backends.comfyui.workflows import is_path
-
     return str(Path(str(workflow)).expanduser().resolve()) if is_path(str(workflow)) else workflow
 
 
 @_reports_errors
-def submit(settings: Settings, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str | None,
+def submit(home: Home, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str | None,
            wait: bool, as_json: bool, out: TextIO) -> int:
     """Hand the job to the running instance (starting one if needed); ``wait`` follows it to the end."""
     files = [str(Path(p).expanduser().resolve()) for p in inputs]
     params = {k: _absolute(v) if k == "workflow" else v for k, v in params.items()}
-    inst = remote.ensure(settings, _err)
+    inst = remote.ensure(home, _err)
     with inst.client(topics=["job.updated"] if wait else None) as client:
         job = client.call("jobs.submit", {"task": task, "prompt": prompt, "params": params, "inputs": files,
                                           "backend": backend or "auto", "client": "cli"})
@@ -86,7 +97,7 @@ def submit(settings: Settings, task: str, prompt: str, params: dict[str, Any], i
         out.write(f"{final['state']}: {one_line(str(final['status'].get('message', '')))}\n")
         for line in job_lines(final, brief=True):
             out.write(line + "\n")
-    return 0 if final["state"] == JobState.SUCCEEDED.value else 1
+    return 0 if final["state"] == "succeeded" else 1
 
 
 def _accepted(job: dict[str, Any], as_json: bool, out: TextIO) -> None:
@@ -125,9 +136,14 @@ def _follow(client: ApiClient, job: dict[str, Any], as_json: bool, out: TextIO) 
     return current
 
 
-def _local_read(settings: Settings, fn: Any) -> Any:
-    """Run ``fn(store)`` on this home's store opened read-only (no instance runs)."""
+def _local_read(home: Home, fn: Any) -> Any:
+    """Run ``fn(store)`` on this home's store opened read-only (no instance runs; this loads the core)."""
+    import asyncio
 
+    from services.instance import FolderError
+    from services.jobs.store import JobStore
+
+    settings = home.settings()
     try:  # a home that cannot hold a data folder is said so, as for every other command
         settings.data_path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -145,30 +161,30 @@ def _local_read(settings: Settings, fn: Any) -> Any:
 
 
 @_reports_errors
-def jobs(settings: Settings, state: str | None, as_json: bool, limit: int, out: TextIO) -> int:
+def jobs(home: Home, state: str | None, as_json: bool, limit: int, out: TextIO) -> int:
     """Job history: from the instance when one runs, else straight from the store, read-only."""
     from cli.format import jobs_table
 
-    inst = remote.find(settings)
+    inst = remote.find(home)
     if inst is not None:
         with inst.client() as client:
             rows = client.call("jobs.list", {"state": state, "limit": limit})
         rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
     else:
-        rows = [j.to_dict() for j in _local_read(settings, lambda s: s.query(state=state, limit=limit))]
+        rows = [j.to_dict() for j in _local_read(home, lambda s: s.query(state=state, limit=limit))]
     out.write((json.dumps(rows) if as_json else jobs_table(rows)) + "\n")
     return 0
 
 
 @_reports_errors
-def show(settings: Settings, ref: str, as_json: bool, out: TextIO) -> int:
+def show(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
     """One job in full (number or id)."""
-    inst = remote.find(settings)
+    inst = remote.find(home)
     if inst is not None:
         with inst.client() as client:
             job = client.call("jobs.get", {"job": ref})
     else:
-        found = _local_read(settings, lambda s: s.get(ref))
+        found = _local_read(home, lambda s: s.get(ref))
         if found is None:
             raise Refusal(f"no job {ref}", 2)
         job = found.to_dict()
@@ -180,9 +196,9 @@ def show(settings: Settings, ref: str, as_json: bool, out: TextIO) -> int:
 
 
 @_reports_errors
-def call_instance(settings: Settings, method: str, params: dict[str, Any], out: TextIO) -> int:
+def call_instance(home: Home, method: str, params: dict[str, Any], out: TextIO) -> int:
     """cancel / retry: one call to the running instance, printed as the job it returns."""
-    with remote.require(settings).client() as client:
+    with remote.require(home).client() as client:
         job = client.call(method, params)
     verb = {"jobs.cancel": "cancel", "jobs.retry": "retry"}.get(method, method)
     msg = one_line(str(job.get("status", {}).get("message", "")))
@@ -191,9 +207,9 @@ def call_instance(settings: Settings, method: str, params: dict[str, Any], out: 
 
 
 @_reports_errors
-def status(settings: Settings, as_json: bool, out: TextIO) -> int:
+def status(home: Home, as_json: bool, out: TextIO) -> int:
     """The instance's pid, API address, token file (never the token), services and job counts."""
-    inst = remote.require(settings)
+    inst = remote.require(home)
     with inst.client() as client:
         services = client.call("services.list")
         services = services.get("services", services) if isinstance(services, dict) else services
@@ -214,15 +230,15 @@ def status(settings: Settings, as_json: bool, out: TextIO) -> int:
 
 
 @_reports_errors
-def stop(settings: Settings, out: TextIO) -> int:
+def stop(home: Home, out: TextIO) -> int:
     """Ask the instance to stop and wait until it has."""
-    inst = remote.require(settings)
+    inst = remote.require(home)
     with inst.client() as client:
         client.call("app.shutdown")
     deadline = time.monotonic() + 30
-    while remote.find(settings) is not None and time.monotonic() < deadline:
+    while remote.find(home) is not None and time.monotonic() < deadline:
         time.sleep(0.1)  # the other process releases its lock when it has stopped; nothing to wait on here
-    if remote.find(settings) is not None:
+    if remote.find(home) is not None:
         _err(f"Backlot (pid {inst.pid}) is still stopping; `kill {inst.pid}` stops it at once")
         return 1
     out.write(f"stopped Backlot (pid {inst.pid})\n")

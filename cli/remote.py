@@ -1,28 +1,33 @@
 """The running instance as the CLI sees it: where it listens, how to reach it, and starting one in the background.
 
-The instance (``backlot --headless``, ``backlot demo`` or the window) writes ``<data>/instance.json``
-with its pid and API address once it serves; clients read it, check the pid still holds the
-instance lock, and talk to it with the same stdlib client the Blender addon uses.
+The instance (``backlot --headless``, ``backlot demo`` or the window) writes ``<config>/instance.json``
+(and ``<data>/instance.json``) with its pid, API address and data folder once it serves; clients read
+it, check the pid still holds the instance lock, and talk to it with the same stdlib client the Blender
+addon uses. Finding a running instance imports nothing but the standard library: the settings (and the
+core with them) are loaded only to start one, or to read the job store when none runs.
 """
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from blender_addon.client import ApiClient, ClientError
-from services.config import Settings
-from services import instance
-from services.instance import FolderError, InstanceLock
+from blender_addon.client import ApiClient, ClientError, config_dir
+from services.lockfile import lock_holder
 
+if TYPE_CHECKING:
+    from services.config import Settings
+
+log = logging.getLogger(__name__)
 START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
 # Instances started from this process: kept so the Popen objects are not collected while the
 # (deliberately detached) instance runs on.
@@ -31,6 +36,30 @@ _started: list[subprocess.Popen[bytes]] = []
 
 class NotRunning(Exception):
     """No Backlot instance serves this home (exit code 4)."""
+
+
+@dataclass(frozen=True)
+class Home:
+    """The home a command works on (``--home``, else BACKLOT_HOME, else the platform's folders)."""
+
+    home: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # settings from command-line flags
+
+    @property
+    def config_dir(self) -> Path:
+        """Where the token and the running instance's address are."""
+        return config_dir(self.home)
+
+    @property
+    def token_file(self) -> Path:
+        """The socket API token."""
+        return self.config_dir / "api-token"
+
+    def settings(self) -> Settings:
+        """The full settings (loads the core: only to start an instance or read the store without one)."""
+        from services.config import load_settings
+
+        return load_settings(home=self.home, cli=self.overrides)
 
 
 @dataclass(frozen=True)
@@ -48,37 +77,33 @@ class Instance:
                          reconnect=False, call_timeout=60.0).connect(timeout=10.0)
 
 
-def instance_file(settings: Settings) -> Path:
-    """``<data>/instance.json``."""
-    return instance.instance_file(settings.data_path)
-
-
-def find(settings: Settings) -> Instance | None:
+def find(home: Home) -> Instance | None:
     """The running instance of this home, or None (a stale file of a dead instance does not count)."""
-    pid = InstanceLock(settings.data_path).holder()
-    if pid is None:
-        return None
     try:
-        info = json.loads(instance_file(settings).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # holding the lock but not serving yet (still starting), or an instance without the API
-    if info.get("pid") != pid:
+        info = json.loads((home.config_dir / "instance.json").read_text(encoding="utf-8"))
+        pid = lock_holder(Path(str(info["data_dir"])) / "backlot.lock")
+        if pid is None or info.get("pid") != pid:
+            return None  # gone, or holding the lock but not serving yet (still starting)
+        log.debug("Backlot pid %d serves %s:%s for %s", pid, info["api_host"], info["api_port"], home.config_dir)
+        return Instance(pid, str(info["api_host"]), int(info["api_port"]), home.token_file)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return Instance(pid, str(info["api_host"]), int(info["api_port"]), settings.paths.token_file)
 
 
-def require(settings: Settings) -> Instance:
+def require(home: Home) -> Instance:
     """The running instance, or NotRunning with the sentence to print."""
-    found = find(settings)
+    found = find(home)
     if found is None:
         raise NotRunning("Backlot is not running for this home; start it with `backlot --headless` (or `backlot`)")
     return found
 
 
 @contextmanager
-def _starting_lock(settings: Settings) -> Iterator[None]:
+def _starting_lock(data_path: Path) -> Iterator[None]:
     """One starter at a time: ten concurrent submits start one instance, not ten."""
-    path = settings.data_path / "starting.lock"
+    from services.instance import FolderError
+
+    path = data_path / "starting.lock"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -92,13 +117,14 @@ def _starting_lock(settings: Settings) -> Iterator[None]:
         os.close(fd)
 
 
-def ensure(settings: Settings, say: Any) -> Instance:
+def ensure(home: Home, say: Any) -> Instance:
     """The running instance, starting ``backlot --headless`` in the background when none runs (``say`` tells)."""
-    found = find(settings)
+    found = find(home)
     if found is not None:
         return found
-    with _starting_lock(settings):
-        found = find(settings)
+    settings = home.settings()
+    with _starting_lock(settings.data_path):
+        found = find(home)
         if found is not None:
             return found
         log_path = settings.data_path / "backlot.log"
@@ -112,7 +138,7 @@ def ensure(settings: Settings, say: Any) -> Instance:
         _started.append(proc)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            found = find(settings)
+            found = find(home)
             if found is not None and found.pid == proc.pid:
                 say(f"started Backlot in the background (pid {proc.pid}, log {log_path}); `backlot stop` stops it")
                 return found
@@ -124,4 +150,4 @@ def ensure(settings: Settings, say: Any) -> Instance:
         raise NotRunning(f"Backlot did not start within {START_TIMEOUT:.0f} s; see {log_path}")
 
 
-__all__ = ["ClientError", "Instance", "NotRunning", "ensure", "find", "require"]
+__all__ = ["ClientError", "Home", "Instance", "NotRunning", "ensure", "find", "require"]

@@ -107,7 +107,8 @@ class ControlCenter:
             self.api = await create_server(self)
             await self.api.start()
             # clients (the CLI, the Blender addon) find this instance's address here, whichever front it has
-            await asyncio.to_thread(record_instance, self.settings.data_path, self.api.host, self.api.port)
+            await asyncio.to_thread(record_instance, self.settings.data_path, self.api.host, self.api.port,
+                                    self.settings.paths.config_dir)
 
     async def discover(self, **kwargs: Any) -> DiscoveryResult:
         """Run one discovery round now (monitors follow from the events); what each server has is read again too."""
@@ -225,7 +226,7 @@ class ControlCenter:
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop in order — API, jobs, background loops, monitors, GPU, adapters, sessions, store — leaving nothing behind."""
         if self.api is not None:
-            await asyncio.to_thread(forget_instance, self.settings.data_path)
+            await asyncio.to_thread(forget_instance, self.settings.data_path, self.settings.paths.config_dir)
             await self.api.stop()
             self.api = None
         if self._started:

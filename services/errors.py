@@ -8,6 +8,8 @@ from enum import Enum
 
 import aiohttp
 
+from services.text import one_line
+
 
 class ErrorClass(str, Enum):
     """What kind of failure a request met; the breaker and health monitor count by this."""
@@ -27,12 +29,6 @@ class ErrorClass(str, Enum):
         """True for failures that mean the service is not there (they open the breaker)."""
         return self in (ErrorClass.REFUSED, ErrorClass.TIMEOUT, ErrorClass.UNREACHABLE, ErrorClass.RESET,
                         ErrorClass.HTTP_ERROR, ErrorClass.BAD_RESPONSE)
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    """A backend's message as one line for tables and logs (whitespace folded, long text cut)."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class BacklotError(Exception):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from services.errors import BacklotError
+from services.lockfile import lock_holder
 
 
 class FolderError(BacklotError):
@@ -26,19 +27,7 @@ class InstanceLock:
 
     def holder(self) -> int | None:
         """The pid of the running instance, or None when nobody holds the lock."""
-        if not self.path.exists():
-            return None
-        fd = os.open(self.path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raw = self.path.read_text(encoding="utf-8").strip()
-            return int(raw) if raw.isdigit() else -1
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
+        return lock_holder(self.path)
 
     def acquire(self) -> None:
         """Take the lock or raise InstanceLocked naming the holder."""
@@ -70,20 +59,26 @@ def instance_file(data_dir: Path) -> Path:
     return data_dir / "instance.json"
 
 
-def record_instance(data_dir: Path, host: str, port: int) -> None:
-    """Written by the instance once its API listens (atomically: readers never see half a file)."""
-    path = instance_file(data_dir)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "api_host": host, "api_port": port}), encoding="utf-8")
-    tmp.replace(path)
+def record_instance(data_dir: Path, host: str, port: int, config_dir: Path | None = None) -> None:
+    """Written by the instance once its API listens (atomically: readers never see half a file).
+
+    A copy goes in the config folder too, with the data folder named: the command line's thin client
+    finds the instance there without loading the settings (which may move the data folder).
+    """
+    record = {"pid": os.getpid(), "api_host": host, "api_port": port, "data_dir": str(data_dir)}
+    for path in [instance_file(data_dir)] + ([instance_file(config_dir)] if config_dir is not None else []):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        tmp.replace(path)
 
 
-def forget_instance(data_dir: Path) -> None:
+def forget_instance(data_dir: Path, config_dir: Path | None = None) -> None:
     """Removed by the instance when it stops (only its own: a newer instance's file stays)."""
-    path = instance_file(data_dir)
-    try:
-        if json.loads(path.read_text(encoding="utf-8")).get("pid") != os.getpid():
-            return
-    except (OSError, ValueError, AttributeError):
-        pass  # unreadable or gone: remove what is there
-    path.unlink(missing_ok=True)
+    for path in [instance_file(data_dir)] + ([instance_file(config_dir)] if config_dir is not None else []):
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") != os.getpid():
+                continue
+        except (OSError, ValueError, AttributeError):
+            pass  # unreadable or gone: remove what is there
+        path.unlink(missing_ok=True)

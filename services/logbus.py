@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 
-from services.errors import one_line
+from services.text import one_line
 from services.events import EventBus, LogRecorded
 
 # A service id (kind@host:port) named in a message, when the record carries no ``service`` extra.

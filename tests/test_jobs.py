@@ -18,6 +18,7 @@ from services.events import JobUpdated
 from services.jobs.manager import JobError
 from services.jobs.store import StoreError
 from services.models import JobState
+from standins.video import write_wav
 from tests.helpers import EventWaiter
 
 
@@ -135,8 +136,12 @@ async def test_bad_requests_are_refused_and_nothing_is_written(standin: Any, cen
         await c.jobs.submit("paint", "x")
     with pytest.raises(JobError, match="does not exist"):
         await c.jobs.submit("upscale", "x", inputs=[str(tmp_path / "missing.png")])
-    with pytest.raises(JobError) as err:
+    with pytest.raises(JobError, match="needs an input audio"):  # what the job says is checked before the route
         await c.jobs.submit("voice_conversion", "x")
+    line = tmp_path / "line.wav"
+    write_wav(line, 0.5, "a line", 0)
+    with pytest.raises(JobError) as err:
+        await c.jobs.submit("voice_conversion", "x", inputs=[str(line)])
     assert err.value.code == "no_backend" and "voice_conversion" in str(err.value)
     assert await c.jobs.list() == []
 

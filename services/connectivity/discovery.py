@@ -13,7 +13,8 @@ import aiohttp
 from services.backends import registry
 from services.backends.spec import Identity, ProbeContext
 from services.config import Settings
-from services.errors import ServiceError, one_line
+from services.errors import ServiceError
+from services.text import one_line
 from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceForgotten, ServiceUpdated
 from services.models import FoundBy, ServiceRecord
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from services.backends.base import Backend, PreviewImage
 from services.config import Settings
-from services.errors import BacklotError, one_line
+from services.errors import BacklotError
+from services.text import one_line
 from services.events import EventBus, HealthSampled, JobPreviewed, JobUpdated
 from services.jobs.router import RouteDecision, Router, Wants
 from services.jobs.runner import JobRunner
@@ -95,15 +96,15 @@ class JobManager:
                       requested_backend: str, client: str) -> Job:
         if not isinstance(prompt, str):
             raise JobError("prompt must be text", "invalid")
-        try:  # parameters, then the route, then the input files: nothing is written before all three pass
+        try:  # what the job says (parameters, prompt, input files), then the route: nothing is written before all pass
             params = await self._prepare(task, dict(params or {})) if self._prepare is not None else params
             values, schema = await asyncio.to_thread(check_params, self.settings, task, dict(params or {}))
             check_prompt(schema, prompt)
+            files = await asyncio.to_thread(check_inputs, schema, list(inputs or []))
             wants = await asyncio.to_thread(self.router.needs_for, task, values)
             decision = self.router.route(task, values, requested_backend or "auto", advance=False, needs=wants)
             if decision.no_capable_backend:
                 raise JobError(decision.explain(), "no_backend")
-            files = await asyncio.to_thread(check_inputs, schema, list(inputs or []))
         except InvalidJob as err:
             raise JobError(str(err), "invalid") from err
         job = Job(id=uuid.uuid4().hex[:12], task=task, prompt=prompt, params=values, requested_backend=requested_backend

@@ -19,7 +19,8 @@ import aiohttp
 
 from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
 from services.backends.comfyui.library import fetch_object_info, read_workflow
-from services.backends.comfyui.workflows import TemplateError, is_path
+from services.backends.comfyui.workflows import TemplateError
+from services.workflow_ref import is_path
 from services.models import ServiceRecord
 from services.tasks import SchemaError
 

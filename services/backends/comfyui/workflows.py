@@ -13,6 +13,7 @@ from typing import Any
 from services.backends.comfyui.graph import nodes
 from services.backends.comfyui.infer import infer_bindings
 from services.errors import BacklotError
+from services.workflow_ref import is_path
 from services.tasks import SCHEMA, InputSpec, ParamSpec, ParamType, TaskSpec
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "resources" / "workflows"
@@ -189,11 +190,6 @@ def load_all(options: Mapping[str, Any] | None = None) -> dict[str, Template]:
         if folder.is_dir():
             out.update(load_templates(folder, str(folder)))
     return out
-
-
-def is_path(name: str) -> bool:
-    """True when ``--param workflow=`` names a file rather than a template."""
-    return name.endswith(".json") or "/" in name or "\\" in name
 
 
 def template_from_file(path: Path, task: str | None = None) -> Template:

@@ -1,0 +1,56 @@
+"""The thin client: with an instance running, the job commands load no part of the core (pydantic, aiohttp, Qt)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("aiohttp", "pydantic", "pydantic_settings", "PySide6", "platformdirs", "litellm", "av", "PIL")
+PROBE = """
+import json, sys
+sys.argv[0] = "backlot"
+import main
+code = main.main(sys.argv[1:])
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(%r)))
+print(json.dumps({"code": code, "heavy": loaded}), file=sys.stderr)
+"""
+
+
+def _thin(env: dict[str, str], *argv: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE % json.dumps(HEAVY), *argv], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=ROOT)
+    return json.loads(done.stderr.strip().splitlines()[-1]), done
+
+
+def test_job_commands_load_only_the_stdlib_and_the_client(standin: Any, backlot_home: Path, tmp_path: Path) -> None:
+    sp = standin("comfyui", speed=10)
+    env = {**os.environ, "BACKLOT_HOME": str(backlot_home), "BACKLOT_URLS": sp.url,
+           "BACKLOT_SCAN_DEFAULT_PORTS": "false", "BACKLOT_API_PORT": "0"}
+    said, _ = _thin(env, "status")
+    assert said == {"code": 4, "heavy": []}  # not running: found out without the core
+    first = subprocess.run([sys.executable, str(ROOT / "main.py"), "submit", "--task", "text_to_image", "--prompt",
+                            "", "--param", "workflow=standin_image"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr  # started the instance
+    try:
+        flow = tmp_path / "flow.json"  # a workflow file named by its path
+        flow.write_text((ROOT / "resources" / "workflows" / "standin_image.json").read_text())
+        said, done = _thin({**env, "PWD": str(tmp_path)}, "submit", "--task", "text_to_image", "--prompt", "",
+                           "--param", f"workflow={flow}", "--wait", "--json")
+        assert said == {"code": 0, "heavy": []}, done.stderr
+        job = json.loads(done.stdout.splitlines()[-1])
+        assert job["state"] == "succeeded" and job["params"]["workflow"] == str(flow)
+        for argv in (["status"], ["jobs"], ["show", str(job["seq"])], ["retry", str(job["seq"])]):
+            said, done = _thin(env, *argv)
+            assert said == {"code": 0, "heavy": []}, (argv, done.stderr)
+        # the instance checks the job: its refusal keeps the sentence and exit 2, still without the core here
+        said, done = _thin(env, "submit", "--task", "text_to_image", "--prompt", "p", "--param", "width=wide")
+        assert said == {"code": 2, "heavy": []} and "width must be a whole number" in done.stderr
+        said, done = _thin(env, "submit", "--task", "text_to_image", "--prompt", "p", "--param", "steps")
+        assert said == {"code": 2, "heavy": []} and "--param 'steps' is not KEY=VALUE" in done.stderr
+    finally:
+        subprocess.run([sys.executable, str(ROOT / "main.py"), "stop"], env=env, capture_output=True, timeout=60)
