@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshots offscreen on the demo stand-ins: dashboard, job console, settings dialog.
+"""Regenerate the screenshots in docs/ offscreen on the demo stand-ins: dashboard, job console, settings, a workflow.
 
 Run: QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py
 """

@@ -45,7 +45,7 @@ def _split_commas(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Everything a user can configure; see README "Configuration"."""
+    """Everything a user can configure; see docs/settings.md."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
                                       validate_default=True)
