@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import main
+from cli import main as cli_main
 from services.config import ConfigError, Settings, load_settings
 from services.instance import InstanceLock
 from services.jobs.store import JobStore
@@ -83,10 +84,10 @@ def test_a_second_demo_refuses_and_leaves_the_running_ones_files(backlot_home: P
 
 def test_default_logging_keeps_library_chatter_out(backlot_home: Path) -> None:
     for level, expect in (("INFO", logging.WARNING), ("DEBUG", logging.NOTSET)):
-        for name in main.CHATTY_LOGGERS:
+        for name in cli_main.CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.NOTSET)
-        main._setup_logging(Settings.model_construct(**{**load_settings().__dict__, "log_level": level}))
-        assert {logging.getLogger(n).level for n in main.CHATTY_LOGGERS} == {expect}
+        cli_main._setup_logging(Settings.model_construct(**{**load_settings().__dict__, "log_level": level}))
+        assert {logging.getLogger(n).level for n in cli_main.CHATTY_LOGGERS} == {expect}
 
 
 def test_a_multi_line_message_is_one_line_in_the_jobs_table(backlot_home: Path,

@@ -1,0 +1,239 @@
+"""Backlot's command line: the parser, the dispatch to the command modules, refusals and exit codes."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cli.refusal import Refusal, report
+from services import __version__
+
+if TYPE_CHECKING:
+    from services.config import Settings
+# Only the standard library loads before the window is on screen: everything else is imported where it is used.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and --help)."""
+    ap = argparse.ArgumentParser(prog="backlot", description="Backlot: control center for AI film-making backends.")
+    ap.add_argument("--version", action="version", version=f"backlot {__version__}")
+    ap.add_argument("--home", metavar="DIR", help="keep config, data and the API token in DIR (env BACKLOT_HOME)")
+    ap.add_argument("--headless", action="store_true", help="run the core without a window until SIGINT/SIGTERM")
+    ap.add_argument("--screenshot", metavar="PATH", help="start the window, save a PNG of it to PATH and exit")
+    ap.add_argument("--api-port", type=int, help="socket API port (default 8770)")
+    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    d = sub.add_parser("discover", help="find backends on this machine and configured hosts")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--hosts", help="comma-separated extra hosts")
+    d.add_argument("--url", action="append", help="a service URL to probe (repeatable)")
+    d.add_argument("--budget", type=float, help="seconds for the whole discovery")
+    st = sub.add_parser("status", help="show services and jobs of the running Backlot (exit 4: not running)")
+    st.add_argument("--json", action="store_true")
+    s = sub.add_parser("submit", help="submit a generation job")
+    s.add_argument("--task", required=True)
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--param", action="append", default=[], metavar="K=V")
+    s.add_argument("--input", action="append", default=[], metavar="FILE", help="input file (repeatable)")
+    s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")
+    s.add_argument("--wait", action="store_true", help="follow the job to its end (Ctrl-C detaches; it keeps running)")
+    s.add_argument("--json", action="store_true", help="print the accepted (or, with --wait, finished) job as JSON")
+    t = sub.add_parser("tasks", help="list the tasks with their parameters, inputs and backends")
+    t.add_argument("--json", action="store_true", help="print the task schema as JSON")
+    j = sub.add_parser("jobs", help="list job history")
+    j.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
+    j.add_argument("--json", action="store_true")
+    j.add_argument("--limit", type=int, default=50)
+    sh = sub.add_parser("show", help="one job in full: route, attempts, error, outputs (a text job's text)")
+    sh.add_argument("job", metavar="N|ID")
+    sh.add_argument("--json", action="store_true")
+    for name, what in (("cancel", "stop a job (queued: removed; running: the backend's interrupt)"),
+                       ("retry", "run a job again as a new job (same task, prompt, parameters and inputs)")):
+        sub.add_parser(name, help=what).add_argument("job", metavar="N|ID")
+    sub.add_parser("stop", help="stop the running Backlot of this home")
+    ad = sub.add_parser("addon", help="write the installable Blender addon zip")
+    ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
+    from cli.workflow_args import add_parser as add_workflows
+
+    add_workflows(sub)
+    demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
+    demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
+    demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
+    for command in sub.choices.values():  # `backlot jobs --home X` works as well as `backlot --home X jobs`
+        command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS,
+                             help=argparse.SUPPRESS)
+    return ap
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"api_port": args.api_port, "log_level": args.log_level}
+    return overrides
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+# Libraries that log every request at INFO: a person reads Backlot's own lines unless they ask for DEBUG.
+CHATTY_LOGGERS = ("httpx", "httpcore", "mcp", "aiohttp", "litellm", "LiteLLM", "gradio_client", "urllib3", "asyncio")
+
+
+def _setup_logging(settings: Settings) -> None:
+    _log_to_stderr(settings.log_level)
+
+
+def _log_to_stderr(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if level != "DEBUG":
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (2 bad usage or setup, 130 interrupted)."""
+    args = build_parser().parse_args(argv)  # --help and --version print to stdout, as they should
+    out = sys.stdout
+    try:
+        # stdout carries only the command's own output (``--json``); anything a library prints goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return _main(args, out)
+    except Refusal as err:
+        return report(err, bool(getattr(args, "json", False)), out)
+    except KeyboardInterrupt:
+        print("backlot: interrupted", file=sys.stderr)
+        return 130
+    except _setup_errors() as err:  # evaluated only when something was raised: the imports cost nothing before
+        return report(Refusal(str(err), 2), bool(getattr(args, "json", False)), out)
+    except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
+        where = f" {err.filename}" if err.filename else ""
+        return report(Refusal(f"cannot use{where}: {err.strerror or err}", 2), bool(getattr(args, "json", False)), out)
+
+
+def _setup_errors() -> tuple[type[Exception], ...]:
+    """The errors of a home, store, API port or token that cannot be used: one sentence, exit 2."""
+    from services.api.server import ApiStartError
+    from services.api.token import TokenError
+    from services.instance import FolderError
+    from services.jobs.store import StoreError
+
+    return FolderError, StoreError, ApiStartError, TokenError
+
+
+def _window_first(args: argparse.Namespace) -> bool:
+    """The plain window path (``backlot``, ``backlot demo``) with a display: the window shows before the rest loads."""
+    plain = args.command is None or args.command == "demo" and args.speed > 0  # a bad --speed is refused first
+    if not plain or args.headless or args.screenshot:
+        return False  # the commands never load Qt
+    from app.early import has_display
+
+    return has_display()
+
+
+def _main(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command in CLIENT_COMMANDS:  # the thin client: no settings, no core, unless it must start an instance
+        return _client_command(args, out)
+    if _window_first(args):
+        from app.early import shown_shell
+        from services.paths import Paths
+
+        home = args.home if args.home is not None else os.environ.get("BACKLOT_HOME")
+        with shown_shell(str(Paths.resolve(home).window_file)) as window:
+            return _run(args, out, window)
+    return _run(args, out, None)
+
+
+def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
+    """Load the settings and run the command (``window``: the plain window path's window, already shown)."""
+    from services.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(home=args.home, cli=_cli_overrides(args))
+    except ConfigError as err:
+        raise Refusal(f"configuration error: {err}", 2) from err
+    _setup_logging(settings)
+    if args.command == "discover" and args.budget is not None and not args.budget > 0:
+        print("backlot: --budget must be greater than 0", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        if not args.speed > 0:
+            print("backlot: --speed must be greater than 0", file=sys.stderr)
+            return 2
+        if not args.headless:
+            return _window(settings, demo=True, speed=args.speed, screenshot=args.screenshot, window=window)
+        from cli.demo import run_headless
+
+        return run_headless(settings, out=out, speed=args.speed)
+    if args.command == "tasks":
+        from cli import commands
+
+        return commands.tasks(settings, args.json, out)
+    if args.command == "workflows":
+        from cli import workflows
+
+        return workflows.run(args, settings, out)
+    if args.screenshot:
+        return _window(settings, screenshot=args.screenshot)
+    if args.command == "discover" or args.headless:
+        import asyncio
+
+        from cli import commands
+
+        if args.command == "discover":
+            work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json, out)
+        else:
+            work = commands.serve(settings)
+        return asyncio.run(work)
+    return _window(settings, window=window)
+
+
+def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screenshot: str | None = None,
+            window: Any = None) -> int:
+    """Open the window; without a display say so in one line (``--screenshot`` needs none: it draws offscreen)."""
+    from app.early import has_display
+    from app.launch import run_window
+
+    if not screenshot and not has_display():
+        print("backlot: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); run `backlot --headless`, "
+              "`backlot demo --headless`, or `backlot --screenshot PATH`", file=sys.stderr)
+        return 2
+    return run_window(settings, demo=demo, speed=speed, screenshot=screenshot, window=window)
+
+
+CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")
+
+
+def _client_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Commands served by the running instance through the socket API (jobs/show fall back to the store).
+
+    The instance checks each job (parameters, workflow, prompt, inputs) and refuses with the sentence and
+    exit code (2 bad input, 3 no backend) the command prints.
+    """
+    from cli import client_commands as cc
+    from cli.remote import Home
+
+    _log_to_stderr((args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper())
+    home = Home(args.home, _cli_overrides(args))
+    if args.command == "submit":
+        params = cc.parse_params(args.param)
+        return cc.submit(home, args.task, args.prompt, params, [str(p) for p in args.input], args.backend, args.wait,
+                         args.json, out)
+    if args.command in ("cancel", "retry"):
+        return cc.call_instance(home, f"jobs.{args.command}", {"job": args.job}, out)
+    if args.command == "jobs":
+        return cc.jobs(home, args.state, args.json, args.limit, out)
+    if args.command == "show":
+        return cc.show(home, args.job, args.json, out)
+    if args.command == "status":
+        return cc.status(home, args.json, out)
+    if args.command == "stop":
+        return cc.stop(home, out)
+    return cc.addon(args.output, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
