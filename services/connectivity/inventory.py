@@ -57,7 +57,8 @@ class InventoryCache:
             log.warning("could not read what %s has: %s", service_id, err)
             return self._known.get(service_id)
         self._known[service_id] = inv
-        log.info("%s has %s", service_id, ", ".join(f"{len(v)} {k}" for k, v in sorted(inv.models.items()))
+        held = [f"{len(v)} {k}" for k, v in sorted(inv.models.items()) if v]  # empty folders say nothing
+        log.info("%s has %s", service_id, ", ".join(held or [f"no model files in {len(inv.models)} folders"])
                  + (f", {len(inv.nodes)} node classes" if inv.nodes is not None else ""))
         return inv
 
