@@ -82,8 +82,6 @@ def _encoders(wf: dict[str, Any], start: Any) -> list[str]:
                 and "TextEncode" in node.get("class_type", ""):
             found.append(link[0])
             continue
-        if node.get("class_type", "").endswith("Guider") and not any(n in inputs for n in COND_INPUTS[:-1]):
-            continue
         if "positive" in inputs and "negative" in inputs and not is_link(inputs.get("guider")):
             todo.append(inputs["negative"] if link[1] == 1 else inputs["positive"])  # e.g. ControlNetApplyAdvanced
             continue
@@ -188,15 +186,15 @@ def infer_bindings(workflow: dict[str, Any], task: str | None = None) -> Inferen
         _bind(b, "end_image", nid, "image")
     kept = [nid for nid in images if nid not in starts + ends[:1]]
     if kept:
-        found.notes.append(f"LoadImage node{'s' if len(kept) > 1 else ''} {', '.join(kept)} keep{'' if len(kept) > 1 else 's'}"
-                           " the workflow's own picture (bind it in the .bindings.json to send one)")
+        which = f"LoadImage nodes {', '.join(kept)} keep" if len(kept) > 1 else f"LoadImage node {kept[0]} keeps"
+        found.notes.append(f"{which} the workflow's own picture (bind it in the .bindings.json to send one)")
     for role in ("positive", "negative"):
-        starts_c = [workflow[s]["inputs"].get(role) for s in samplers]
-        starts_c += [workflow[g]["inputs"].get(role) for g, c in classes.items() if c.endswith("Guider")]
+        conds = [workflow[s]["inputs"].get(role) for s in samplers]
+        conds += [workflow[g]["inputs"].get(role) for g, c in classes.items() if c.endswith("Guider")]
         if role == "positive":
-            starts_c += [workflow[g]["inputs"].get(n) for g, c in classes.items() if c.endswith("Guider")
+            conds += [workflow[g]["inputs"].get(n) for g, c in classes.items() if c.endswith("Guider")
                          for n in ("conditioning", "cond1", "cond")]
-        for enc in sorted({e for s in starts_c for e in _encoders(workflow, s)}, key=node_order):  # a stable order
+        for enc in sorted({e for s in conds for e in _encoders(workflow, s)}, key=node_order):  # a stable order
             for t in TEXT_INPUTS:
                 source = _text_source(workflow, enc, t) if t in workflow[enc]["inputs"] else None
                 if source is not None:
