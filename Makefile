@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 G3VENV := .venv-gradio3
 STAMPS := .stamps
-APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libpulse0
+APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libpulse0 desktop-file-utils
 PYTEST_ARGS ?=
 # The Blender releases artists run, as PyPI's bpy module builds (Python 3.11), one cached venv each.
 BPY_VERSIONS := 4.2.23 4.5.15 5.0.1

@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--home", metavar="DIR", help="keep config, data and the API token in DIR (env BACKLOT_HOME)")
     ap.add_argument("--headless", action="store_true", help="run the core without a window until SIGINT/SIGTERM")
     ap.add_argument("--screenshot", metavar="PATH", help="start the window, save a PNG of it to PATH and exit")
+    ap.add_argument("--install-desktop-entry", action="store_true",
+                    help="put Backlot in this user's application menu (a .desktop file and its icon) and exit")
     ap.add_argument("--api-port", type=int, help="socket API port (default 8770)")
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -135,6 +137,10 @@ def _window_first(args: argparse.Namespace) -> bool:
 
 
 def _main(args: argparse.Namespace, out: TextIO) -> int:
+    if args.install_desktop_entry:
+        from cli.desktop import install
+
+        return install(out, args.home)
     if args.command in CLIENT_COMMANDS:  # the thin client: no settings, no core, unless it must start an instance
         return _client_command(args, out)
     if _window_first(args):
