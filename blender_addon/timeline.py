@@ -55,7 +55,7 @@ class BlenderTimeline:
     """The ``TimelineHost`` the session drives inside Blender."""
 
     def __init__(self) -> None:
-        self._shown: dict[str, tuple[str, str, str | None]] = {}  # key -> what its placeholder shows
+        self._shown: dict[str, tuple[str, str, str | None, str]] = {}  # key -> what its placeholder shows
 
     def update_placeholder(self, rec: Tracked) -> None:
         """Rename and recolour a job's placeholder strip when what it shows changed."""

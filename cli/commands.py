@@ -14,9 +14,7 @@ from services.connectivity.discovery import Discovery
 from services.control import ControlCenter
 from services.events import EventBus
 from services.instance import InstanceLock, InstanceLocked
-from services.jobs.manager import JobError
-from services.jobs.validate import InvalidJob, schema_json, validate_job
-from services.models import Job, JobState
+from services.jobs.validate import schema_json
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +82,6 @@ async def _first(*events: asyncio.Event) -> None:
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs as text; the task schema gives them their types (``services.jobs.validate``)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidJob(f"--param {item!r} is not KEY=VALUE")
-        out[key.strip()] = raw
-    return out
 
 
 def tasks(settings: Settings, as_json: bool, out: TextIO = sys.stdout) -> int:

@@ -100,20 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 bad usage or setup, 130 interrupted)."""
     args = build_parser().parse_args(argv)  # --help and --version print to stdout, as they should
     out = sys.stdout
+    as_json = bool(getattr(args, "json", False))  # a refusal goes on stdout too, for scripts reading --json
     try:
         # stdout carries only the command's own output (``--json``); anything a library prints goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             return _main(args, out)
     except Refusal as err:
-        return report(err, bool(getattr(args, "json", False)), out)
+        return report(err, as_json, out)
     except KeyboardInterrupt:
         print("backlot: interrupted", file=sys.stderr)
         return 130
     except _setup_errors() as err:  # evaluated only when something was raised: the imports cost nothing before
-        return report(Refusal(str(err), 2), bool(getattr(args, "json", False)), out)
+        return report(Refusal(str(err), 2), as_json, out)
     except OSError as err:  # a folder Backlot must write to is read-only, full or in the way
         where = f" {err.filename}" if err.filename else ""
-        return report(Refusal(f"cannot use{where}: {err.strerror or err}", 2), bool(getattr(args, "json", False)), out)
+        return report(Refusal(f"cannot use{where}: {err.strerror or err}", 2), as_json, out)
 
 
 def _setup_errors() -> tuple[type[Exception], ...]:

@@ -21,10 +21,6 @@ class SchemaError(ValueError):
     """A value does not fit its parameter; the message is one sentence for the user."""
 
 
-class SchemaNotKnownHere(SchemaError):
-    """The schema is known only once a running backend has prepared the params (a UI-format workflow file)."""
-
-
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter a job may set; ``aliases`` are other names the backends read for the same thing."""

@@ -54,3 +54,17 @@ def test_job_commands_load_only_the_stdlib_and_the_client(standin: Any, backlot_
         assert said == {"code": 2, "heavy": []} and "--param 'steps' is not KEY=VALUE" in done.stderr
     finally:
         subprocess.run([sys.executable, str(ROOT / "main.py"), "stop"], env=env, capture_output=True, timeout=60)
+
+
+def test_the_clients_config_folder_is_the_instances(monkeypatch: Any, tmp_path: Path) -> None:
+    """The stdlib client (CLI, Blender addon) finds the same config folder the instance uses (platformdirs)."""
+    from blender_addon.client import config_dir
+    from services.paths import Paths
+
+    monkeypatch.delenv("BACKLOT_HOME", raising=False)
+    for xdg in ("", str(tmp_path / "xdg")):
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+        assert config_dir() == Paths.resolve(None).config_dir
+    monkeypatch.setenv("BACKLOT_HOME", str(tmp_path / "home"))
+    assert config_dir() == Paths.resolve(str(tmp_path / "home")).config_dir
+    assert config_dir(str(tmp_path / "other")) == Paths.resolve(str(tmp_path / "other")).config_dir

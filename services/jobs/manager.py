@@ -20,7 +20,7 @@ from services.events import EventBus, HealthSampled, JobPreviewed, JobUpdated
 from services.jobs.router import RouteDecision, Router, Wants
 from services.jobs.runner import JobRunner
 from services.jobs.store import JobStore, StoreError
-from services.jobs.validate import InvalidJob, check_inputs, check_params, check_prompt
+from services.jobs.validate import InvalidJob, validate_job
 from services.jobs.vram import VramEstimator
 from services.models import Job, JobState
 
@@ -98,9 +98,8 @@ class JobManager:
             raise JobError("prompt must be text", "invalid")
         try:  # what the job says (parameters, prompt, input files), then the route: nothing is written before all pass
             params = await self._prepare(task, dict(params or {})) if self._prepare is not None else params
-            values, schema = await asyncio.to_thread(check_params, self.settings, task, dict(params or {}))
-            check_prompt(schema, prompt)
-            files = await asyncio.to_thread(check_inputs, schema, list(inputs or []))
+            valid = await validate_job(self.settings, task, dict(params or {}), list(inputs or []), prompt)
+            values, files = valid.params, valid.inputs
             wants = await asyncio.to_thread(self.router.needs_for, task, values)
             decision = self.router.route(task, values, requested_backend or "auto", advance=False, needs=wants)
             if decision.no_capable_backend:

@@ -14,15 +14,11 @@ from typing import Any
 from services.backends import registry
 from services.config import Settings
 from services.errors import BacklotError
-from services.tasks import SCHEMA, TASKS, InputSpec, SchemaError, SchemaNotKnownHere, TaskSpec
+from services.tasks import SCHEMA, TASKS, InputSpec, SchemaError, TaskSpec
 
 
 class InvalidJob(BacklotError):
     """A job request that does not fit its task's schema; the message is one sentence for the user."""
-
-
-class NotCheckableHere(InvalidJob):
-    """Only the running instance can check these params (it prepares them first, e.g. converts a workflow file)."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +68,6 @@ def check_params(settings: Settings, task: str, params: Mapping[str, Any]) -> tu
             out[name] = _coerce(param.coerce, name, value)
     try:
         spec = job_schema(settings, task, out)
-    except SchemaNotKnownHere as err:
-        raise NotCheckableHere(str(err)) from err
     except SchemaError as err:
         raise InvalidJob(str(err)) from err
     for name, value in params.items():

@@ -9,10 +9,10 @@ from services.backends.comfyui.inventory import inventory, needs
 from services.backends.comfyui.messages import node_error_sentences
 from services.backends.comfyui.onthefly import prepare
 from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
-from services.backends.comfyui.workflows import TemplateError, UIFormatFile, load_all, template_for
+from services.backends.comfyui.workflows import TemplateError, load_all, template_for
 from services.backends.spec import BackendSpec, Fingerprint
 from services.models import ServiceRecord
-from services.tasks import SchemaError, SchemaNotKnownHere, TaskSpec
+from services.tasks import SchemaError, TaskSpec
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
@@ -28,9 +28,7 @@ def _job_schema(task: str, params: Mapping[str, Any], options: Mapping[str, Any]
         return None
     try:
         return template_for(load_all(options), task, dict(params)).schema()
-    except UIFormatFile as err:  # the instance converts it first (onthefly.prepare); only it can check the params
-        raise SchemaNotKnownHere(str(err)) from err
-    except TemplateError as err:
+    except TemplateError as err:  # a UI-format file too: the instance converts it first (onthefly.prepare)
         raise SchemaError(str(err)) from err
 
 
