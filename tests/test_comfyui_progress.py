@@ -228,7 +228,7 @@ async def test_previews_through_the_api_and_the_bus(standin: Any) -> None:
         ended = next(i for i, e in enumerate(order) if isinstance(e, JobUpdated) and e.job.state.terminal)
         previewed = [i for i, e in enumerate(order) if isinstance(e, JobPreviewed)]
         assert len(previewed) >= 2 and max(previewed) < ended  # none after the job's terminal update
-        fractions = [e.job.status.get("fraction") for e in order if isinstance(e, JobUpdated)]
+        fractions = [e.job.status.fraction for e in order if isinstance(e, JobUpdated)]
         fractions = [f for f in fractions if f is not None]
         assert fractions == sorted(fractions) and fractions[-1] == 1.0 and max(fractions[:-1]) < 1
         done = await c.result("jobs.get", {"job": job_["id"]})

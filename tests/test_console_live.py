@@ -124,7 +124,7 @@ def test_cancel_from_the_context_menu_reaches_the_job_manager(qloop: Any, qtbot:
             await until(lambda: "seconds" in form.fields)
             form.fields["seconds"].widget.setValue(60)
             form.submit()
-            ev = await waiter.wait(lambda e: e.job.status.get("fraction"), 30)
+            ev = await waiter.wait(lambda e: e.job.status.fraction, 30)
             job_id = ev.job.id
             row = table.jobs.row_of(job_id)
             assert row is not None and table.jobs.job(row)["state"] == "running"
@@ -160,7 +160,7 @@ def test_preview_shows_the_png_of_a_finished_image_job(qloop: Any, qtbot: Any, s
             form.submit()
             done = await waiter.wait(lambda e: e.job.state.terminal, 60)
             assert done.job.state is JobState.SUCCEEDED, done.job.status
-            png = Path(done.job.outputs[0]["path"])
+            png = Path(done.job.outputs[0].path)
             with Image.open(png) as image:
                 size = image.size
             assert size == (96, 64)

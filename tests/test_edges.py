@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def test_a_multi_line_message_is_one_line_in_the_jobs_table(backlot_home: Path,
         store = JobStore(load_settings().data_path / "jobs.sqlite3")
         await store.open()
         job = Job(id="ml1", task="text", prompt="p", state=JobState.FAILED)
-        job.status["message"] = "Traceback (most recent call last):\n  File x\nValueError: no"
+        job.status = replace(job.status, message="Traceback (most recent call last):\n  File x\nValueError: no")
         await store.insert(job)
         await store.close()
 

@@ -144,7 +144,7 @@ async def test_an_extra_kind_is_discovered_checked_and_routed(tiny_kind: Backend
         done = await center.jobs.wait(job.id, 10)
         assert done.state is JobState.SUCCEEDED and done.routed_to == sid, done.status
         assert rendered == ["door creak"]
-        assert json.loads(Path(done.outputs[0]["path"]).read_bytes()) == {"foley": "door creak"}
+        assert json.loads(Path(done.outputs[0].path).read_bytes()) == {"foley": "door creak"}
         assert any(e.job.state is JobState.RUNNING and e.job.routed_to == sid for e in jobs.events)
     finally:
         health.close()

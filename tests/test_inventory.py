@@ -69,9 +69,9 @@ async def test_a_pinned_checkpoint_goes_to_the_server_that_has_it(two: tuple[Any
     async with running(a, b) as center:
         for i in range(3):  # round-robin would alternate: every one still goes to the server with the model
             job = await center.jobs.submit("text_to_image", f"shot {i}", {**SMALL, "checkpoint": "juggernaut_xl.safetensors"})
-            assert job.route["chosen"] == sid(b)
-            assert {"service": sid(a), "why": "no checkpoint juggernaut_xl.safetensors"} in job.route["skipped"]
-            assert f"skipped {sid(a)}: no checkpoint juggernaut_xl.safetensors" in job.route["explanation"]
+            assert job.route.chosen == sid(b)
+            assert (sid(a), "no checkpoint juggernaut_xl.safetensors") in job.route.skipped
+            assert f"skipped {sid(a)}: no checkpoint juggernaut_xl.safetensors" in job.route.explain()
             done = await center.jobs.wait(job.id, 30)
             assert done.state is JobState.SUCCEEDED and done.routed_to == sid(b) and len(done.attempts) == 1
 
@@ -104,8 +104,8 @@ async def test_the_checkpoint_setting_pins_a_template(two: tuple[Any, Any]) -> N
     a, b = two
     async with running(a, b, comfyui_checkpoints={"text_to_image": "dreamshaper_8.safetensors"}) as center:
         job = await center.jobs.submit("text_to_image", "x", dict(SMALL))
-        assert job.route["chosen"] == sid(a)
-        assert "checkpoint dreamshaper_8.safetensors (the comfyui_checkpoints setting)" in job.route["reason"]
+        assert job.route.chosen == sid(a)
+        assert "checkpoint dreamshaper_8.safetensors (the comfyui_checkpoints setting)" in job.route.reason
         named = await center.jobs.route_explain("text_to_image", {**SMALL, "checkpoint": "dreamshaper_8.safetensors"})
         assert "checkpoint dreamshaper_8.safetensors (named by the job)" in named.reason
         done = await center.jobs.wait(job.id, 30)
@@ -123,7 +123,7 @@ async def test_the_default_checkpoint_is_preferred_and_the_one_of_its_family_sta
         assert ("checkpoint juggernaut_xl.safetensors: it has no sd_xl_base_1.0.safetensors (text_to_image's "
                 "default), so its one SDXL checkpoint") in pinned.reason
         said: list[str] = []
-        center.bus.subscribe(lambda e: said.append(str(e.job.status.get("message"))), JobUpdated)
+        center.bus.subscribe(lambda e: said.append(str(e.job.status.message)), JobUpdated)
         job = await center.jobs.submit("text_to_image", "x", dict(SMALL), requested_backend=sid(b))
         done = await center.jobs.wait(job.id, 30)
         assert done.state is JobState.SUCCEEDED
@@ -144,9 +144,9 @@ async def test_a_capability_failure_reads_the_inventory_again(standin: Any) -> N
         center.inventory._known[sid(a)] = Inventory({**real.models, "checkpoints": frozenset({"gone.safetensors"})},
                                                     real.nodes)
         job = await center.jobs.submit("text_to_image", "x", {**SMALL, "checkpoint": "gone.safetensors"})
-        assert job.route["chosen"] == sid(a)
+        assert job.route.chosen == sid(a)
         done = await center.jobs.wait(job.id, 30)
-        assert done.state is JobState.FAILED and done.attempts[0]["outcome"] == "failed: capability"
+        assert done.state is JobState.FAILED and done.attempts[0].outcome == "failed: capability"
         await asyncio.gather(*center.inventory._tasks.values())
         fresh = center.inventory.get(sid(a))
         assert fresh is not None and fresh.models["checkpoints"] == {"juggernaut_xl.safetensors"}

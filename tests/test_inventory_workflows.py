@@ -47,8 +47,8 @@ async def test_a_user_workflow_goes_to_the_server_with_its_checkpoint(two: tuple
         import_workflow(sdxl_graph("juggernaut_xl.safetensors"), folder, "my_look", origin="a test")
         for i in range(2):  # round-robin would alternate: the workflow's checkpoint decides
             job = await center.jobs.submit("text_to_image", f"shot {i}", {**SMALL, "workflow": "my_look"})
-            assert job.route["chosen"] == sid(b)
-            assert {"service": sid(a), "why": "no checkpoint juggernaut_xl.safetensors"} in job.route["skipped"]
+            assert job.route.chosen == sid(b)
+            assert (sid(a), "no checkpoint juggernaut_xl.safetensors") in job.route.skipped
             done = await center.jobs.wait(job.id, 30)
             assert done.state is JobState.SUCCEEDED and len(done.attempts) == 1
     assert await history(a) == {} and len(await history(b)) == 2
@@ -68,7 +68,7 @@ async def test_a_workflow_file_nobody_can_run_is_refused_before_anything_is_sent
         assert await center.jobs.list() == []
         path.write_text(json.dumps(sdxl_graph("dreamshaper_8.safetensors")), encoding="utf-8")  # one that a has
         job = await center.jobs.submit("text_to_image", "x", {**SMALL, "workflow": str(path)})
-        assert job.route["chosen"] == sid(a)
+        assert job.route.chosen == sid(a)
         assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
     assert len(await history(a)) == 1 and await history(b) == {}
 
@@ -87,7 +87,7 @@ async def test_no_single_checkpoint_of_the_family_is_refused_naming_the_candidat
         assert (sid(b), "no checkpoint sd_xl_base_1.0.safetensors, nor exactly one SDXL checkpoint to use instead "
                         "(it has none)") in pinned.skipped
         job = await center.jobs.submit("text_to_image", "x", {**SMALL, "checkpoint": "realvisxl_v4.safetensors"})
-        assert job.route["chosen"] == sid(a)  # naming one is always possible
+        assert job.route.chosen == sid(a)  # naming one is always possible
         assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
     assert await history(b) == {}
 
@@ -100,7 +100,7 @@ async def test_a_checkpoint_named_only_in_its_metadata_stands_in(standin: Any) -
         assert inv is not None and inv.families["checkpoints"] == {"house_style.safetensors": "sdxl",
                                                                    "v1-5-pruned-emaonly.safetensors": "sd1"}
         job = await center.jobs.submit("text_to_image", "x", dict(SMALL))
-        assert "checkpoint house_style.safetensors: it has no sd_xl_base_1.0.safetensors" in job.route["reason"]
+        assert "checkpoint house_style.safetensors: it has no sd_xl_base_1.0.safetensors" in job.route.reason
         assert (await center.jobs.wait(job.id, 30)).state is JobState.SUCCEEDED
     entry = next(iter((await history(a)).values()))
     assert entry["prompt"][2]["4"]["inputs"]["ckpt_name"] == "house_style.safetensors"

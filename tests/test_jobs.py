@@ -47,7 +47,7 @@ async def running_on(center: ControlCenter, job_id: str, timeout: float = 30) ->
     """Wait until the job reports progress on a backend; returns that backend's id."""
     waiter = EventWaiter(center.bus, JobUpdated)
     try:
-        ev = await waiter.wait(lambda e: e.job.id == job_id and e.job.status.get("step") is not None, timeout)
+        ev = await waiter.wait(lambda e: e.job.id == job_id and e.job.status.step is not None, timeout)
         return str(ev.job.routed_to)
     finally:
         waiter.close()
@@ -60,10 +60,10 @@ async def test_job_runs_to_a_real_png_and_is_stored(standin: Any, center_factory
     done = await c.jobs.wait(job.id, 60)
     assert done.state is JobState.SUCCEEDED, done.status
     assert done.routed_to == f"comfyui@127.0.0.1:{sp.port}" and len(done.attempts) == 1
-    assert "queue" in done.route["explanation"]
+    assert "queue" in done.route.explain()
     (out,) = done.outputs
-    assert Path(out["path"]).is_absolute() and Path(out["path"]).is_file() and out["mime"] == "image/png"
-    assert Path(out["path"]).parent == c.settings.output_path / job.id
+    assert out.path.is_absolute() and out.path.is_file() and out.mime == "image/png"
+    assert out.path.parent == c.settings.output_path / job.id
     stored = await c.store.get(job.id)
     assert stored is not None and stored.state is JobState.SUCCEEDED and stored.outputs == done.outputs
     assert (await c.store.get(str(job.seq))).id == job.id  # type: ignore[union-attr]
@@ -79,8 +79,8 @@ async def test_killed_backend_fails_over_to_the_other_instance(standin: Any, cen
     victim.kill()
     done = await c.jobs.wait(job.id, 60)
     assert done.state is JobState.SUCCEEDED, done.status
-    assert [x["backend"] for x in done.attempts] == [first, f"comfyui@127.0.0.1:{survivor.port}"]
-    assert done.attempts[0]["outcome"].startswith("failed") and done.outputs
+    assert [x.backend for x in done.attempts] == [first, f"comfyui@127.0.0.1:{survivor.port}"]
+    assert done.attempts[0].outcome.startswith("failed") and done.outputs
 
 
 async def test_killed_backend_with_no_other_fails_clearly(standin: Any, center_factory: Any) -> None:
@@ -91,8 +91,8 @@ async def test_killed_backend_with_no_other_fails_clearly(standin: Any, center_f
     sp.kill()
     done = await c.jobs.wait(job.id, 60)
     assert done.state is JobState.FAILED
-    assert done.error is not None and "no other backend can take it" in done.status["message"]
-    assert "lost contact" in done.error["message"] or "refused" in done.error["message"]
+    assert done.error is not None and "no other backend can take it" in done.status.message
+    assert "lost contact" in done.error.message or "refused" in done.error.message
 
 
 async def test_watchdog_interrupts_a_stalled_backend(standin: Any, center_factory: Any) -> None:
@@ -105,8 +105,8 @@ async def test_watchdog_interrupts_a_stalled_backend(standin: Any, center_factor
         done = await c.jobs.wait(job.id, 60)
     finally:
         os.kill(sp.pid, signal.SIGCONT)
-    assert done.state is JobState.FAILED and done.error["code"] == "timeout"  # type: ignore[index]
-    assert "no progress from" in done.status["message"]
+    assert done.state is JobState.FAILED and done.error is not None and done.error.code == "timeout"
+    assert "no progress from" in done.status.message
 
 
 async def test_cancel_queued_and_running(standin: Any, center_factory: Any) -> None:
@@ -117,12 +117,12 @@ async def test_cancel_queued_and_running(standin: Any, center_factory: Any) -> N
     await running_on(c, first.id)
     assert (await c.jobs.get(second.id)).state is JobState.QUEUED  # type: ignore[union-attr]
     cancelled = await c.jobs.cancel(second.id)
-    assert cancelled.state is JobState.CANCELLED and cancelled.status["message"] == "cancelled before it started"
+    assert cancelled.state is JobState.CANCELLED and cancelled.status.message == "cancelled before it started"
     waiter = EventWaiter(c.bus, JobUpdated)
     await c.jobs.cancel(first.id)
     done = await c.jobs.wait(first.id, 30)
-    assert done.state is JobState.CANCELLED and "interrupted" in done.status["message"]
-    assert any(e.job.id == first.id and e.job.status.get("message") == "cancelling" for e in waiter.events)
+    assert done.state is JobState.CANCELLED and "interrupted" in done.status.message
+    assert any(e.job.id == first.id and e.job.status.message == "cancelling" for e in waiter.events)
     waiter.close()
     with pytest.raises(JobError) as err:
         await c.jobs.cancel("nope")

@@ -55,23 +55,23 @@ async def test_text_to_video_goes_to_wan2gp(center: ControlCenter) -> None:
                                                                              "steps": 2})
     assert done.routed_to.startswith("wan2gp@")
     (out,) = done.outputs
-    with av.open(out["path"]) as c:
+    with av.open(str(out.path)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 9
 
 
 async def test_voice_conversion_goes_to_rvc(center: ControlCenter, tmp_path: Path) -> None:
     done = await run(center, "voice_conversion", "", params={"pitch": 12}, inputs=[str(tone(tmp_path / "line.wav"))])
-    assert done.routed_to.startswith("rvc@") and done.outputs[0]["mime"] in ("audio/x-wav", "audio/wav")
+    assert done.routed_to.startswith("rvc@") and done.outputs[0].mime in ("audio/x-wav", "audio/wav")
 
 
 async def test_sound_effects_go_to_audioldm(center: ControlCenter) -> None:
     done = await run(center, "sound_effects", "rain on a tin roof", params={"duration": 2.5})
     assert done.routed_to.startswith("audioldm@")
-    assert {o["mime"] for o in done.outputs} >= {"video/mp4"}
+    assert {o.mime for o in done.outputs} >= {"video/mp4"}
 
 
 async def test_text_goes_to_the_llm(center: ControlCenter) -> None:
     done = await run(center, "text", "Describe the opening shot.", params={"seed": 1, "max_tokens": 40})
     assert done.routed_to.startswith("llm@")
     (out,) = done.outputs
-    assert Path(out["path"]).read_text().strip()
+    assert out.path.read_text().strip()

@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent("""
         running = set()
         done = asyncio.Event()
         def seen(e):
-            if e.job.remote_ref and e.job.status.get("step") is not None:
+            if e.job.remote_ref and e.job.status.step is not None:
                 running.add(e.job.id)
                 if len(running) == 2:
                     done.set()
@@ -103,13 +103,13 @@ async def test_sigkill_with_ten_jobs_then_restart_accounts_for_all(standin: Any,
     assert len(by_state.get(JobState.INTERRUPTED, [])) == 1
     assert len(by_state.get(JobState.SUCCEEDED, [])) == 9
     (lost,) = by_state[JobState.INTERRUPTED]
-    assert lost.routed_to == f"comfyui@127.0.0.1:{b.port}" and "not reachable" in lost.status["message"]
+    assert lost.routed_to == f"comfyui@127.0.0.1:{b.port}" and "not reachable" in lost.status.message
     recovered = [j for j in by_state[JobState.SUCCEEDED] if j.routed_to == f"comfyui@127.0.0.1:{a.port}"
                  and len(j.attempts) == 1 and j.started_at is not None and j.started_at < lost.finished_at
                  and j.remote_ref]
     assert recovered, "the job A finished while Backlot was down was not recovered"
     for j in by_state[JobState.SUCCEEDED]:
         (out,) = j.outputs
-        assert Path(out["path"]).is_file() and out["mime"] == "image/png"
+        assert out.path.is_file() and out.mime == "image/png"
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -47,7 +47,7 @@ def test_vram_too_small_is_skipped_and_the_job_waits() -> None:
     w.need["text_to_video"] = 14 * GIB
     d = w.router().route("text_to_video")
     assert d.chosen == "comfyui@gpu-box:8189"
-    assert d.skipped == [("comfyui@127.0.0.1:8188", "VRAM 6.1 GiB free < 14.0 GiB needed (configured estimate)")]
+    assert d.skipped == (("comfyui@127.0.0.1:8188", "VRAM 6.1 GiB free < 14.0 GiB needed (configured estimate)"),)
     assert "skipped comfyui@127.0.0.1:8188: VRAM 6.1 GiB free < 14.0 GiB needed" in d.explain()
     w.health["comfyui@gpu-box:8189"] = up(free=3)
     d = w.router().route("text_to_video")
@@ -59,7 +59,7 @@ def test_open_breaker_is_skipped_with_its_retry_time() -> None:
     w.health = {"comfyui@127.0.0.1:8188": up(breaker="open", retry_in=12.4), "comfyui@127.0.0.1:8189": up(latency=90)}
     d = w.router().route("text_to_image")
     assert d.chosen == "comfyui@127.0.0.1:8189"
-    assert d.skipped == [("comfyui@127.0.0.1:8188", "circuit open, retry in 12 s")]
+    assert d.skipped == (("comfyui@127.0.0.1:8188", "circuit open, retry in 12 s"),)
 
 
 def test_all_unhealthy_tries_the_least_bad() -> None:
@@ -68,7 +68,7 @@ def test_all_unhealthy_tries_the_least_bad() -> None:
                 "comfyui@127.0.0.1:8189": up(breaker="open", retry_in=30)}
     d = w.router().route("text_to_image")
     assert d.fallback and d.chosen == "comfyui@127.0.0.1:8188"
-    assert "least bad" in d.reason and d.skipped == [("comfyui@127.0.0.1:8189", "circuit open, retry in 30 s")]
+    assert "least bad" in d.reason and d.skipped == (("comfyui@127.0.0.1:8189", "circuit open, retry in 30 s"),)
 
 
 def test_round_robin_between_equal_comfyuis_and_queue_preference() -> None:
@@ -95,7 +95,7 @@ def test_no_capable_backend_and_unusable_services_are_named() -> None:
     w = World(webui)
     d = w.router().route("text_to_video")
     assert d.chosen is None and d.no_capable_backend
-    assert d.skipped == [("wan2gp@127.0.0.1:7860", "start Wan2GP with --mcp")]
+    assert d.skipped == (("wan2gp@127.0.0.1:7860", "start Wan2GP with --mcp"),)
     assert World().router().route("voice_conversion").no_capable_backend
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +55,72 @@ async def test_queries_filter_by_state_task_backend_and_time(tmp_path: Path) -> 
         assert [j.id for j in await store.query(since=1001.0)] == ["j2", "j1"]
         job = await store.get("2")
         assert job is not None and job.id == "j1"
-        job.status["message"] = "changed"
+        job.status = replace(job.status, message="changed")
         await store.update(job)
-        assert (await store.get("j1")).status["message"] == "changed"  # type: ignore[union-attr]
+        assert (await store.get("j1")).status.message == "changed"  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+# A finished job's wire form as Backlot wrote it while the job's parts were dicts (the CLI and the addon read it).
+LEGACY = {
+    "id": "0123456789ab", "seq": 7, "task": "text_to_image", "prompt": "a harbour", "params": {"steps": 4},
+    "inputs": ["/data/outputs/0123456789ab/inputs/a.png"], "requested_backend": "auto",
+    "routed_to": "comfyui@127.0.0.1:8189",
+    "route": {"task": "text_to_image", "chosen": "comfyui@127.0.0.1:8189", "reason": "queue 0, 4 ms",
+              "explanation": "comfyui@127.0.0.1:8189: queue 0, 4 ms; skipped comfyui@127.0.0.1:8188: down",
+              "skipped": [{"service": "comfyui@127.0.0.1:8188", "why": "down"}], "fallback": False,
+              "waiting_for_vram": False, "note": "re-routed from comfyui@127.0.0.1:8188: down"},
+    "state": "failed",
+    "status": {"code": "failed", "fraction": 0.5, "step": 2, "total": 4, "unit": "steps", "message": "it broke",
+               "queue_rank": None, "eta": 3.5, "preview": "/data/outputs/0123456789ab/preview.jpg"},
+    "attempts": 2,
+    "attempt_log": [{"n": 1, "backend": "comfyui@127.0.0.1:8188", "started_at": 10.0, "outcome": "failed: timeout",
+                     "message": "no progress", "finished_at": 11.0},
+                    {"n": 2, "backend": "comfyui@127.0.0.1:8189", "started_at": 12.0, "outcome": None, "message": ""}],
+    "error": {"code": "runtime", "message": "it broke", "detail": {"node": "5"}},
+    "outputs": [{"path": "/data/outputs/0123456789ab/out/a.png", "mime": "image/png", "bytes": 12}],
+    "remote_ref": "p-1", "client": "blender", "cancel_requested": False, "created_at": 9.0, "started_at": 10.5,
+    "finished_at": 13.0, "updated_at": 13.0}
+
+
+def test_the_typed_job_keeps_the_wire_form() -> None:
+    """Job.to_dict() gives clients the very JSON they read before the job's parts became models."""
+    job = Job.from_dict(LEGACY)
+    assert job.route is not None and job.route.skipped == (("comfyui@127.0.0.1:8188", "down"),)
+    assert job.status.preview is not None and job.attempts[0].outcome == "failed: timeout"
+    assert job.error is not None and job.error.code == "runtime" and job.outputs[0].path.name == "a.png"
+    assert json.dumps(job.to_dict()) == json.dumps(LEGACY)  # same keys, same order, same values
+    fresh = Job(id="x", task="text", prompt="p").to_dict()
+    assert fresh["route"] == {} and fresh["error"] is None and fresh["attempt_log"] == [] and fresh["status"] == {
+        "code": "queued", "fraction": None, "step": None, "total": None, "unit": "", "message": "",
+        "queue_rank": None, "eta": None}
+
+
+async def test_rows_stored_before_read_back_and_are_written_in_the_same_shape(tmp_path: Path) -> None:
+    """A row holding the old JSON dicts reads into the typed job and is written back byte for byte."""
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path)
+    await store.open()
+    await store.close()
+    row = {k: v for k, v in LEGACY.items() if k != "attempt_log"} | {"attempts": LEGACY["attempt_log"]}
+    json_cols = ("params", "inputs", "route", "status", "attempts", "error", "outputs")
+    values = {k: json.dumps(v) if k in json_cols else v for k, v in row.items()}
+    with sqlite3.connect(path) as db:
+        db.execute(f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                   tuple(values.values()))
+    store = JobStore(path)
+    await store.open()
+    try:
+        job = await store.get("7")
+        assert job is not None and job.to_dict() == LEGACY
+        await store.update(job)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        written = dict(db.execute("SELECT * FROM jobs WHERE id = ?", (LEGACY["id"],)).fetchone())
+    assert {c: written[c] for c in json_cols} == {c: values[c] for c in json_cols}
 
 
 async def test_estimates_come_from_config_until_enough_jobs_are_learned(tmp_path: Path) -> None:
@@ -95,10 +158,10 @@ async def test_job_waits_for_vram_then_starts_when_it_frees(standin: Any, backlo
         sid = f"comfyui@127.0.0.1:{small.port}"
         await sampled.wait(lambda e: e.sample.service_id == sid and bool(e.sample.vram))
         job = await center.jobs.submit("text_to_image", "x", {"workflow": "standin_image", "width": 32, "height": 32})
-        waiting = await waiter.wait(lambda e: e.job.id == job.id and "VRAM" in e.job.route.get("explanation", "")
+        waiting = await waiter.wait(lambda e: e.job.id == job.id and e.job.route is not None and "VRAM" in e.job.route.explain()
                                     and e.job.state is JobState.QUEUED)
-        assert "VRAM 3.0 GiB free < 6.0 GiB needed" in waiting.job.route["explanation"]
-        assert waiting.job.status["message"] == "waiting for VRAM to free up"
+        assert "VRAM 3.0 GiB free < 6.0 GiB needed" in waiting.job.route.explain()
+        assert waiting.job.status.message == "waiting for VRAM to free up"
         small.stop()  # the other app on the GPU exits: restart with the memory free
         standin("comfyui", "--gpu-name", "NVIDIA RTX 3060", "--vram-total", "12", "--vram-free", "11",
                 port=small.port)

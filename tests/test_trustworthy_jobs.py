@@ -82,7 +82,7 @@ async def test_garbage_history_ends_the_job_instead_of_hanging(history: Any) -> 
     async with serve(fake_comfyui(history)) as url:
         done, stored = await run_one(url)
     assert done.state is JobState.FAILED and stored.state is JobState.FAILED
-    assert done.attempts[-1]["outcome"].startswith("failed: bad_response"), done.attempts
+    assert done.attempts[-1].outcome.startswith("failed: bad_response"), done.attempts
 
 
 async def test_a_websocket_sending_junk_ends_the_job() -> None:
@@ -91,7 +91,7 @@ async def test_a_websocket_sending_junk_ends_the_job() -> None:
     async with serve(fake_comfyui({}, frames)) as url:
         done, stored = await run_one(url)
     assert done.state is JobState.FAILED and stored.state is JobState.FAILED
-    assert "lots" in done.status["message"] or "could not" in done.status["message"], done.status
+    assert "lots" in done.status.message or "could not" in done.status.message, done.status
 
 
 async def test_an_output_that_cannot_be_written_fails_naming_the_path(standin: Any, tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ async def test_an_adapter_that_raises_ends_the_attempt_and_the_record_says_why(s
     finally:
         await center.stop()
     assert done.state is JobState.FAILED and stored.state is JobState.FAILED
-    assert "RuntimeError: adapter bug" in done.attempts[-1]["message"]
+    assert "RuntimeError: adapter bug" in done.attempts[-1].message
 
 
 async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_once(standin: Any) -> None:
@@ -165,7 +165,7 @@ async def test_what_waiters_see_is_what_the_store_holds_even_when_stopped_at_onc
         finally:
             await store.close()
         assert done.state is JobState.FAILED and stored is not None and stored.state is JobState.FAILED
-        assert seen[-1].state is JobState.FAILED and "not available on this server" in seen[-1].status["message"]
+        assert seen[-1].state is JobState.FAILED and "not available on this server" in seen[-1].status.message
 
 
 async def test_the_route_shown_at_acceptance_is_the_route_it_runs_on(standin: Any) -> None:
@@ -175,10 +175,10 @@ async def test_the_route_shown_at_acceptance_is_the_route_it_runs_on(standin: An
     try:
         for i in range(4):
             job = await center.jobs.submit("text_to_image", f"shot {i}", {"workflow": "standin_image"})
-            shown = job.route["chosen"]
+            shown = job.route.chosen
             done = await center.jobs.wait(job.id, 20)
-            assert done.state is JobState.SUCCEEDED and done.status["code"] == "succeeded"  # one vocabulary
-            assert done.routed_to == shown or done.route.get("note", "").startswith(f"re-routed from {shown}")
+            assert done.state is JobState.SUCCEEDED and done.status.code == "succeeded"  # one vocabulary
+            assert done.routed_to == shown or done.route.note.startswith(f"re-routed from {shown}")
     finally:
         await center.stop()
 
@@ -201,8 +201,8 @@ async def test_a_server_lacking_the_checkpoint_fails_over_to_one_that_has_it(sta
     moved = [d for d in done if len(d.attempts) == 2]
     assert len(moved) == 1, [d.attempts for d in done]
     first = moved[0].attempts[0]
-    assert first["outcome"] == "failed: capability" and "not available on this server" in first["message"]
-    assert moved[0].attempts[1]["outcome"] == "succeeded"
+    assert first.outcome == "failed: capability" and "not available on this server" in first.message
+    assert moved[0].attempts[1].outcome == "succeeded"
 
 
 def test_no_cli_process_runs_jobs_or_recovery_itself(standin: Any, monkeypatch: pytest.MonkeyPatch,

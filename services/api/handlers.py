@@ -263,7 +263,7 @@ class Handlers:
     async def jobs_outputs(self, session: Session, p: OutputsParams) -> dict[str, Any]:
         """A job's output files (path, mime, size), with base64 content up to ``max_bytes`` each when asked."""
         job = await self._job(p.job)
-        outputs = [dict(o) for o in job.outputs]
+        outputs = [o.to_dict() for o in job.outputs]
         if p.content:
             await asyncio.to_thread(_attach_content, outputs, p.max_bytes)
         return {"job": job.id, "state": job.state.value, "outputs": outputs}
@@ -313,10 +313,10 @@ class Handlers:
                 raise InternalError(f"no reply within {p.timeout:.0f} s; job #{job.seq} was cancelled",
                                     {"job": job.id}) from None
         if done.state is not JobState.SUCCEEDED:
-            reason = (done.error or {}).get("code")
+            reason = done.error.code if done.error is not None else None
             cls = NoBackend if reason == "no_backend" else InternalError
-            raise cls(f"the text job #{done.seq} {done.state.value}: {done.status.get('message', '')}",
-                      {"job": done.id, "error": done.error})
+            raise cls(f"the text job #{done.seq} {done.state.value}: {done.status.message}",
+                      {"job": done.id, "error": done.to_dict()["error"]})
         text = await asyncio.to_thread(_read_text, done)
         return {"text": text, "job": done.id, "seq": done.seq, "backend": done.routed_to}
 
@@ -337,8 +337,8 @@ def _attach_content(outputs: list[dict[str, Any]], max_bytes: int) -> None:
 
 def _preview(job: Job, folder: Path) -> dict[str, Any] | None:
     """The preview file the job's status names, else the newest of ``preview.jpg``/``preview.png`` in its folder."""
-    named = job.status.get("preview")
-    candidates = [Path(named)] if isinstance(named, str) else sorted(
+    named = job.status.preview
+    candidates = [named.path] if named is not None else sorted(
         (folder / f"preview{suffix}" for suffix in PREVIEW_SUFFIXES.values()),
         key=lambda f: f.stat().st_mtime if f.exists() else 0.0)
     mimes = {suffix: mime for mime, suffix in PREVIEW_SUFFIXES.items()}
@@ -355,6 +355,6 @@ def _preview(job: Job, folder: Path) -> dict[str, Any] | None:
 
 def _read_text(job: Job) -> str:
     for o in job.outputs:
-        if str(o.get("mime", "")).startswith("text/"):
-            return Path(o["path"]).read_text(encoding="utf-8")
+        if o.mime.startswith("text/"):
+            return o.path.read_text(encoding="utf-8")
     return ""

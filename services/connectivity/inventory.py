@@ -97,10 +97,10 @@ class InventoryCache:
 
     def _on_job(self, event: JobUpdated) -> None:
         attempts = event.job.attempts
-        if not attempts or attempts[-1].get("outcome") != CAPABILITY_OUTCOME:
+        if not attempts or attempts[-1].outcome != CAPABILITY_OUTCOME:
             return
         key = (event.job.id, len(attempts))
-        sid = str(attempts[-1].get("backend", ""))
+        sid = attempts[-1].backend
         if key not in self._seen_failures and sid:
             self._seen_failures.add(key)
             log.info("job %s failed on %s for something it lacks; reading what it has again", event.job.id, sid)

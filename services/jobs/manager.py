@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from services.jobs.runner import JobRunner
 from services.jobs.store import JobStore, StoreError
 from services.jobs.validate import InvalidJob, validate_job
 from services.jobs.vram import VramEstimator
-from services.models import Job, JobState
+from services.models import Job, JobFailure, JobState, StatusCode
 
 log = logging.getLogger(__name__)
 ENDED_KEPT = 1024  # finished jobs get() serves from memory (they never change again): the API's jobs.get
@@ -112,8 +113,9 @@ class JobManager:
         try:
             await asyncio.to_thread(_prepare_folder, folder, files)
             job.inputs = [str(folder / "inputs" / f.name) for f in files]
-            job.route = decision.to_dict()
-            job.status["message"] = decision.reason if decision.chosen is None else "waiting in Backlot's queue"
+            job.route = decision
+            job.status = replace(job.status, message=decision.reason if decision.chosen is None
+                                 else "waiting in Backlot's queue")
             await self.store.insert(job)
         except (OSError, StoreError) as err:
             await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -218,14 +220,14 @@ class JobManager:
         await self.store.update(job)
         self.publish(job)
 
-    async def finish(self, job: Job, state: JobState, message: str, error: dict[str, Any] | None = None) -> None:
+    async def finish(self, job: Job, state: JobState, message: str, error: JobFailure | None = None) -> None:
         """Move a job to a terminal state: stored first, then visible (live object, waiters, subscribers)."""
         final = copy.deepcopy(job)
         final.state = state
         final.finished_at = time.time()
-        final.status = {**final.status, "code": state.value, "message": message}
+        final.status = replace(final.status, code=StatusCode(state.value), message=message)
         if state is JobState.SUCCEEDED:
-            final.status["fraction"] = 1.0
+            final.status = replace(final.status, fraction=1.0)
         final.error = error
         # Shielded: a stop arriving now must not leave the row "running" after the job ended.
         await asyncio.shield(self.store.update(final))
@@ -251,9 +253,8 @@ class JobManager:
                 await self.finish(job, JobState.CANCELLED, "cancelled (Backlot stopped before the backend confirmed)")
             elif not job.remote_ref:
                 job.state, job.routed_to = JobState.QUEUED, None
-                if job.attempts:
-                    job.attempts.pop()  # it never reached the backend: that attempt did not happen
-                job.status = {**job.status, "code": "queued", "message": "queued again after Backlot restarted"}
+                job.attempts = job.attempts[:-1]  # it never reached the backend: that attempt did not happen
+                job.status = replace(job.status, code=StatusCode.QUEUED, message="queued again after Backlot restarted")
                 await self.save(job)
             elif job.routed_to and self._adapters(job.routed_to) is not None:
                 log.info("re-attaching job %s to %s (%s)", job.id, job.routed_to, job.remote_ref)
@@ -281,8 +282,8 @@ class JobManager:
         queued = sorted((j for j in self.active.values() if j.state is JobState.QUEUED and j.id not in self.runner.running),
                         key=lambda j: j.seq)
         for job in queued:
-            tried = [a["backend"] for a in job.attempts]
-            shown = job.route.get("chosen") if not tried else None
+            tried = [a.backend for a in job.attempts]
+            shown = job.route.chosen if job.route is not None and not tried else None
             wants = self._needs.get(job.id)
             if wants is None:  # a job recovered after a restart: what it needs is read once, off the loop
                 wants = self._needs[job.id] = await asyncio.to_thread(self.router.needs_for, job.task, job.params)
@@ -290,10 +291,9 @@ class JobManager:
                                          needs=wants)
             if decision.chosen is None:
                 if tried and not decision.waiting_for_vram:
-                    last = job.attempts[-1].get("message", "")
+                    last = job.attempts[-1].message
                     await self.finish(job, JobState.FAILED, f"failed on {', '.join(tried)} ({last}); "
-                                      f"no other backend can take it", {"code": "no_backend", "message": last,
-                                                                         "detail": decision.to_dict()})
+                                      f"no other backend can take it", JobFailure("no_backend", last, decision.to_dict()))
                     continue
                 await self._waiting(job, decision, decision.reason)
                 continue
@@ -303,14 +303,14 @@ class JobManager:
                 continue
             if shown and decision.chosen != shown:  # not where it was said to go: say why, once
                 why = dict(decision.skipped).get(shown, "a better candidate came up")
-                decision.note = f"re-routed from {shown}: {why}"
+                decision = replace(decision, note=f"re-routed from {shown}: {why}")
                 log.info("job %s %s", job.id, decision.note)
             self.runner.start(job, decision)
 
     async def _waiting(self, job: Job, decision: RouteDecision, message: str) -> None:
-        if job.status.get("message") != message:
-            job.status = {**job.status, "code": "queued", "message": message}
-            job.route = decision.to_dict()
+        if job.status.message != message:
+            job.status = replace(job.status, code=StatusCode.QUEUED, message=message)
+            job.route = decision
             await self.save(job)
 
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from services.backends import registry
 from services.backends.spec import Inventory, Needs
 from services.config import Settings
 from services.jobs.fit import label, refusal, shortfall, swaps
+from services.models import RouteDecision as RouteDecision
 from services.models import ServiceRecord, ServiceState
 
 GIB = 1024**3
@@ -26,34 +27,6 @@ class ServiceHealth:
     breaker: str = "closed"
     retry_in: float | None = None
     reason: str = ""
-
-
-@dataclass
-class RouteDecision:
-    """The choice and the reasons: ``chosen`` is None when nothing can take the job now."""
-
-    task: str
-    chosen: str | None
-    reason: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    waiting_for_vram: bool = False
-    fallback: bool = False
-    no_capable_backend: bool = False
-    note: str = ""  # e.g. "re-routed from X: down", shown with the job's status
-
-
-    def explain(self) -> str:
-        """One line: "X: why; skipped Y: why, Z: why"."""
-        parts = [f"{self.chosen}: {self.reason}" if self.chosen else self.reason]
-        if self.skipped:
-            parts.append("skipped " + ", ".join(f"{sid}: {why}" for sid, why in self.skipped))
-        return "; ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the job's ``route``)."""
-        return {"task": self.task, "chosen": self.chosen, "reason": self.reason, "explanation": self.explain(),
-                "skipped": [{"service": s, "why": w} for s, w in self.skipped], "fallback": self.fallback,
-                "waiting_for_vram": self.waiting_for_vram, "note": self.note}
 
 
 def gib(n: int | float) -> str:
@@ -165,10 +138,10 @@ class Router:
         if capable == 0 and lacking:
             refused = "; ".join(refusal(n, {s: i for s, (m, i) in lacking.items() if m is n})
                                 for n in {id(m): m for m, _ in lacking.values()}.values())
-            return RouteDecision(task, None, refused or "no service has what this job needs", skipped,
+            return RouteDecision(task, None, refused or "no service has what this job needs", tuple(skipped),
                                  no_capable_backend=True)
         if requested not in ("auto", "", None) and capable == 0:
-            return RouteDecision(task, None, f"{requested} is not a known service that can run {task}", skipped,
+            return RouteDecision(task, None, f"{requested} is not a known service that can run {task}", tuple(skipped),
                                  no_capable_backend=True)
         if ok:
             best = min(r for r, _, _ in ok)
@@ -182,15 +155,15 @@ class Router:
                     self._turn += 1
             if requested not in ("auto", "", None):
                 why = f"pinned; {why}"
-            return RouteDecision(task, sid, why, [s for s in skipped if s[0] != sid])
+            return RouteDecision(task, sid, why, tuple(s for s in skipped if s[0] != sid))
         if vram_blocked:
-            return RouteDecision(task, None, "waiting for VRAM to free up", skipped, waiting_for_vram=True)
+            return RouteDecision(task, None, "waiting for VRAM to free up", tuple(skipped), waiting_for_vram=True)
         if unhealthy:
             _, sid, why = min(unhealthy)
             return RouteDecision(task, sid, f"every candidate is unhealthy; trying the least bad ({why})",
-                                 [s for s in skipped if s[0] != sid], fallback=True)
+                                 tuple(s for s in skipped if s[0] != sid), fallback=True)
         return RouteDecision(task, None, f"no backend that can run {task} is available "
-                                         f"(wanted: {', '.join(kinds)})", skipped, no_capable_backend=capable == 0)
+                                         f"(wanted: {', '.join(kinds)})", tuple(skipped), no_capable_backend=capable == 0)
 
 
     @staticmethod

@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,7 +14,7 @@ from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, 
 from services.config import Settings
 from services.errors import BacklotError
 from services.jobs.router import RouteDecision
-from services.models import Job, JobState
+from services.models import Attempt, Job, JobFailure, JobState
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY = 1.0  # seconds between progress writes (state changes are always written at once)
@@ -33,7 +34,7 @@ class JobHost(Protocol):
     def previewed(self, job: Job, preview: PreviewImage) -> None:
         """Tell subscribers the running job has a new preview image (nothing is written to the store)."""
 
-    async def finish(self, job: Job, state: JobState, message: str, error: dict[str, Any] | None = None) -> None:
+    async def finish(self, job: Job, state: JobState, message: str, error: JobFailure | None = None) -> None:
         """Persist a terminal state, then publish it."""
 
     def wake(self) -> None:
@@ -104,13 +105,12 @@ class JobRunner:
             await self._attempt_failed(job, sid, f"{sid} has no adapter", FailureCode.UNREACHABLE)
             return
         if not resume:
-            job.routed_to, job.route, job.remote_ref = sid, decision.to_dict(), None
-            job.attempts.append({"n": len(job.attempts) + 1, "backend": sid, "started_at": time.time(),
-                                 "outcome": None, "message": ""})
+            job.routed_to, job.route, job.remote_ref = sid, decision, None
+            job.attempts = (*job.attempts, Attempt(len(job.attempts) + 1, sid, time.time()))
             job.state = JobState.RUNNING
             sent = f"sent to {sid}" + (f" ({decision.note})" if decision.note else "")
-            earlier = {k: v for k, v in job.status.items() if k != "preview"}  # an earlier attempt's preview
-            job.status = {**earlier, "code": "queued", "message": sent, "fraction": None}
+            # An earlier attempt's preview goes: this attempt brings its own.
+            job.status = replace(job.status, code=StatusCode.QUEUED, message=sent, fraction=None, preview=None)
             await self.host.save(job)
         self._peaks[job.id] = (sid, self.vram_used(sid), None)
         started = self.clock()
@@ -174,7 +174,7 @@ class JobRunner:
                 job.remote_ref = status.remote_ref
                 last_write = 0.0  # the backend's reference must be on disk before anything else happens
             if status.preview is not None:  # a new preview only: an event, no store write, no status change
-                job.status = {**job.status, "preview": str(status.preview.path)}
+                job.status = replace(job.status, preview=status.preview)
                 self.host.previewed(job, status.preview)
                 continue
             if status.code is StatusCode.SUCCEEDED:
@@ -194,8 +194,7 @@ class JobRunner:
                 job.started_at = time.time()
                 last_write = 0.0
             message = "cancelling" if job.cancel_requested else status.message
-            kept = {"preview": job.status["preview"]} if "preview" in job.status else {}
-            job.status = {**status.to_dict(), "message": message, **kept}
+            job.status = _shown(status, message, job.status.preview)
             now = self.clock()
             if now - last_write >= PERSIST_EVERY:
                 last_write = now
@@ -204,8 +203,8 @@ class JobRunner:
                 self.host.publish(job)
 
     async def _succeeded(self, job: Job, sid: str, status: JobStatus, started: float) -> None:
-        job.outputs = [o.to_dict() for o in status.outputs]
-        job.status.pop("preview", None)  # the result replaces it (the adapter removed the file)
+        job.outputs = status.outputs
+        job.status = replace(job.status, preview=None)  # the result replaces it (the adapter removed the file)
         self._close_attempt(job, "succeeded", status.message)
         _, base, peak = self._peaks.get(job.id, (sid, None, None))
         used = max(0, peak - base) if peak is not None and base is not None else None
@@ -226,7 +225,7 @@ class JobRunner:
 
     def _close_attempt(self, job: Job, outcome: str, message: str) -> None:
         if job.attempts:
-            job.attempts[-1].update(outcome=outcome, message=message, finished_at=time.time())
+            job.attempts = (*job.attempts[:-1], job.attempts[-1].closed(outcome, message, time.time()))
 
     async def _attempt_failed(self, job: Job, sid: str, message: str, failure: FailureCode,
                               detail: dict[str, Any] | None = None) -> None:
@@ -239,7 +238,7 @@ class JobRunner:
         if failure.backend_side and not job.cancel_requested and len(job.attempts) < self.settings.max_attempts:
             log.warning("job %s failed on %s (%s); trying another backend", job.id, sid, message)
             job.state, job.routed_to, job.remote_ref = JobState.QUEUED, None, None
-            job.status = {**job.status, "code": "queued", "fraction": None, "message": f"retrying: {message}"}
+            job.status = replace(job.status, code=StatusCode.QUEUED, fraction=None, message=f"retrying: {message}")
             await self.host.save(job)
             self.host.wake()
             return
@@ -249,14 +248,13 @@ class JobRunner:
         if failure is FailureCode.UNKNOWN_REMOTE:
             await self.interrupted(job, f"Backlot stopped while it ran, and {message}")
             return
-        await self.host.finish(job, JobState.FAILED, message,
-                            {"code": failure.value, "message": message, "detail": _plain(detail or {})})
+        await self.host.finish(job, JobState.FAILED, message, JobFailure(failure.value, message, _plain(detail or {})))
 
     # ----- cancel -----
     async def cancel(self, job: Job) -> None:
         """Ask the backend to stop; wait for it to confirm, or give up waiting where it cannot stop."""
         job.cancel_requested = True
-        job.status = {**job.status, "message": "cancelling"}
+        job.status = replace(job.status, message="cancelling")
         await self.host.save(job)
         adapter = self.adapters(job.routed_to) if job.routed_to else None
         task = self.running.get(job.id)
@@ -282,7 +280,7 @@ class JobRunner:
     async def interrupted(self, job: Job, why: str) -> None:
         """End a job Backlot lost track of while it ran (``interrupted``), closing its attempt."""
         self._close_attempt(job, "interrupted", why)
-        await self.host.finish(job, JobState.INTERRUPTED, why, {"code": "interrupted", "message": why, "detail": {}})
+        await self.host.finish(job, JobState.INTERRUPTED, why, JobFailure("interrupted", why))
 
 
 async def _aclose(stream: AsyncIterator[JobStatus]) -> None:
@@ -292,6 +290,12 @@ async def _aclose(stream: AsyncIterator[JobStatus]) -> None:
             await close()
         except RuntimeError:
             pass  # already running elsewhere (a cancelled consumer); nothing left to close
+
+
+def _shown(status: JobStatus, message: str, preview: PreviewImage | None) -> JobStatus:
+    """An adapter's status as the job shows it: the progress fields, ``message``, and the latest preview kept."""
+    return JobStatus(status.code, status.fraction, status.step, status.total, status.unit, message,
+                     status.queue_rank, status.eta, preview=preview)
 
 
 def _plain(detail: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from services.errors import BacklotError
-from services.models import Job, JobState
+from services.models import Job
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -220,19 +220,17 @@ class JobStore:
 
 
 def _row(job: Job) -> tuple[list[str], tuple[Any, ...]]:
+    """A job's columns: its wire form, with the attempt log in ``attempts`` (the JSON rows have always held)."""
     d = job.to_dict()
-    d["attempts"] = job.attempts
-    d.pop("attempt_log")
+    d["attempts"] = d.pop("attempt_log")
     d["cancel_requested"] = int(job.cancel_requested)
     cols = list(d)
     return cols, tuple(json.dumps(d[c]) if c in JSON_FIELDS else d[c] for c in cols)
 
 
 def _job(row: dict[str, Any]) -> Job:
+    """A row back as a Job: the same JSON read into the job's models."""
     for c in JSON_FIELDS:
         row[c] = json.loads(row[c]) if row[c] is not None else None
-    row["state"] = JobState(row["state"])
-    row["cancel_requested"] = bool(row["cancel_requested"])
-    row["params"], row["inputs"], row["route"] = row["params"] or {}, row["inputs"] or [], row["route"] or {}
-    row["attempts"], row["outputs"] = row["attempts"] or [], row["outputs"] or []
-    return Job(**row)
+    row["attempt_log"] = row.pop("attempts")
+    return Job.from_dict(row)
