@@ -89,7 +89,7 @@ class ConsoleController(QObject):
     async def start(self) -> None:
         """Fill the table from the job history and the pin list from the services (after ``center.start()``)."""
         for job in reversed(await self.center.jobs.list(limit=200)):
-            self.console.table.jobs._on_job(job.to_dict())
+            self.console.table.jobs._on_job(job)
         self._on_services_changed()
         self.workflows.refresh()
         self._api_timer.start()
@@ -106,9 +106,9 @@ class ConsoleController(QObject):
 
     # ----- the core -> the console -----
     @Slot(object)
-    def _on_job_updated(self, job: Job | dict[str, Any]) -> None:
-        """A job snapshot from the bridge (a Job or its dict)."""
-        self.console.table.jobs._on_job(job.to_dict() if isinstance(job, Job) else job)
+    def _on_job_updated(self, job: Job) -> None:
+        """A job snapshot from the bridge."""
+        self.console.table.jobs._on_job(job)
 
     @Slot(str, str, int)
     def _on_job_previewed(self, job_id: str, path: str, seq: int) -> None:
@@ -162,9 +162,8 @@ class ConsoleController(QObject):
         except JobError as err:
             self.console.form._on_submit_failed(str(err))
             return
-        snapshot = job.to_dict()
-        self.console.form._on_submitted(snapshot)
-        self.console.table.jobs._on_job(snapshot)
+        self.console.form._on_submitted(job)
+        self.console.table.jobs._on_job(job)
         self.console.table.select_job(job.id)
 
     async def _cancel(self, job_id: str) -> None:

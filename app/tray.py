@@ -14,7 +14,7 @@ def job_message(job: Job) -> tuple[str, str]:
     backend = job.routed_to or "no backend"
     if job.state is JobState.SUCCEEDED:
         return f"Job #{job.seq} finished", f"{job.task} on {backend}: {len(job.outputs)} output(s) ready."
-    reason = (job.error or {}).get("message") or job.status.get("message") or job.state.value
+    reason = (job.error.message if job.error is not None else "") or job.status.message or job.state.value
     return f"Job #{job.seq} {job.state.value}", f"{job.task} on {backend}: {reason}"
 
 

@@ -127,8 +127,8 @@ def test_cancel_from_the_context_menu_reaches_the_job_manager(qloop: Any, qtbot:
             ev = await waiter.wait(lambda e: e.job.status.fraction, 30)
             job_id = ev.job.id
             row = table.jobs.row_of(job_id)
-            assert row is not None and table.jobs.job(row)["state"] == "running"
-            assert table.selected_job() is not None and table.selected_job()["id"] == job_id  # the new job is selected
+            assert row is not None and table.jobs.job(row).state is JobState.RUNNING
+            assert table.selected_job() is not None and table.selected_job().id == job_id  # the new job is selected
             actions = {a.text(): a for a in table.context_menu_for(table.jobs.job(row)).actions()}
             actions["Cancel"].trigger()
             await waiter.wait(lambda e: e.job.id == job_id and e.job.state is JobState.CANCELLED, 30)
@@ -261,7 +261,7 @@ def test_the_preview_shows_the_running_jobs_latest_latent_preview(qloop: Any, qt
                                      [], "auto")
             selected = controller.console.table.selected_job()
             assert selected is not None
-            job_id = str(selected["id"])
+            job_id = selected.id
             await until(lambda: preview.kind == "image" and preview.caption.text().endswith("live preview"), 30)
             assert preview.job_id == job_id and not preview.image_label.pixmap().isNull()
             job = center.jobs.known(job_id)

@@ -10,6 +10,7 @@ from typing import Any  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
 
+from services.models import Job  # noqa: E402
 from services.tasks import SCHEMA  # noqa: E402
 from widgets.api_panel import ApiPanel  # noqa: E402
 from widgets.job_form import JobForm  # noqa: E402
@@ -17,11 +18,14 @@ from widgets.job_table import FRACTION_ROLE, PROGRESS, JobTable  # noqa: E402
 from widgets.settings_dialog import SettingsDialog  # noqa: E402
 
 
-def snapshot(fraction: float | None, state: str = "running", **extra: Any) -> dict[str, Any]:
-    return {"id": "j1", "seq": 7, "task": "text_to_image", "prompt": "a lighthouse", "state": state,
-            "status": {"fraction": fraction, "message": ""}, "requested_backend": "auto",
-            "routed_to": "comfyui@127.0.0.1:8188", "attempts": 1, "started_at": 100.0, "finished_at": None,
-            "outputs": [], **extra}
+def snapshot(fraction: float | None, state: str = "running", **extra: Any) -> Job:
+    """A job as the core publishes it, read from its wire form."""
+    code = "progress" if state == "running" else state
+    return Job.from_dict({"id": "j1", "seq": 7, "task": "text_to_image", "prompt": "a lighthouse", "state": state,
+                          "status": {"code": code, "fraction": fraction, "message": ""}, "requested_backend": "auto",
+                          "routed_to": "comfyui@127.0.0.1:8188", "started_at": 100.0, "finished_at": None,
+                          "attempt_log": [{"n": 1, "backend": "comfyui@127.0.0.1:8188", "started_at": 100.0}],
+                          "outputs": [], **extra})
 
 
 def bar_fill(table: JobTable) -> int:
@@ -60,9 +64,9 @@ def test_a_jobs_progress_moves_its_bar_in_place(qtbot: Any) -> None:
 def test_newer_jobs_are_listed_first_and_state_reads_in_words(qtbot: Any) -> None:
     table = JobTable()
     qtbot.addWidget(table)
-    table.jobs._on_job({**snapshot(None, "queued"), "id": "a", "seq": 1})
-    table.jobs._on_job({**snapshot(None, "failed"), "id": "b", "seq": 3, "error": {"message": "node 5 (KSampler): x"}})
-    table.jobs._on_job({**snapshot(0.3), "id": "c", "seq": 2, "cancel_requested": True})
+    table.jobs._on_job(snapshot(None, "queued", id="a", seq=1))
+    table.jobs._on_job(snapshot(None, "failed", id="b", seq=3, error={"message": "node 5 (KSampler): x"}))
+    table.jobs._on_job(snapshot(0.3, id="c", seq=2, cancel_requested=True))
     assert [table.jobs.index(r, 0).data() for r in range(3)] == ["3", "2", "1"]
     assert [table.jobs.index(r, 4).data() for r in range(3)] == ["○ failed", "◐ cancelling", "◌ queued"]
     assert table.jobs.index(0, 4).data(Qt.ItemDataRole.ToolTipRole) == "node 5 (KSampler): x"
@@ -199,8 +203,8 @@ def test_preview_picks_the_output_worth_showing(qtbot: Any, tmp_path: Any) -> No
         panel._on_job(text_job)  # the same job again (a progress tick): nothing reloads
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
-    panel._on_job({**snapshot(1.0, "succeeded", id="j2"), "outputs": [
-        {"path": str(tmp_path / "frame.png"), "mime": "image/png"}, {"path": str(video), "mime": "video/mp4"}]})
+    panel._on_job(snapshot(1.0, "succeeded", id="j2", outputs=[
+        {"path": str(tmp_path / "frame.png"), "mime": "image/png"}, {"path": str(video), "mime": "video/mp4"}]))
     assert panel.kind == "video" and panel.player is not None and panel.play_button.isVisibleTo(panel)
     assert panel.player.source().toLocalFile() == str(video)
     panel._on_job(snapshot(None, "failed", id="j3", error={"message": "ComfyUI rejected node 5 (KSampler)"}))

@@ -21,6 +21,7 @@ from PySide6.QtGui import QImage  # noqa: E402
 
 from app.assemble import assemble  # noqa: E402
 from services.config import load_settings  # noqa: E402
+from services.models import JobState  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ def test_window_discovers_stand_ins_shows_cards_and_stops_clean(qapp: Any, qtbot
         console.form.prompt.setPlainText("a lighthouse at dusk")
         console.form.submit()  # the console's Generate: through its controller to the JobManager
         await until(lambda: console.table.jobs.rowCount() == 1)
-        await until(lambda: console.table.jobs.job(0)["state"] == "succeeded", timeout=60)
+        await until(lambda: console.table.jobs.job(0).state is JobState.SUCCEEDED, timeout=60)
         await until(lambda: console.preview.kind == "image", timeout=20)
         assert not console.preview._image.isNull()
         assert [m.label.format for m in window.graphs.vram.markers][-2:] == ["▲ #1", "▼ #1"]

@@ -2,48 +2,47 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
 
 from PySide6.QtCore import Slot
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QVBoxLayout, QWidget
 
+from services.models import Job
 from widgets.job_states import state_look
 
 
-def details_text(job: Mapping[str, Any]) -> str:
+def details_text(job: Job) -> str:
     """The job as plain text for people: the sentences first, the raw detail last."""
     symbol, word, _ = state_look(job)
-    status, route, error = job.get("status") or {}, job.get("route") or {}, job.get("error")
-    lines = [f"Job #{job.get('seq')} ({job.get('id')}): {job.get('task')}  {symbol} {word}",
-             f"Prompt: {job.get('prompt') or '–'}",
-             f"Parameters: {json.dumps(job.get('params') or {}, sort_keys=True)}",
-             f"Inputs: {', '.join(job.get('inputs') or []) or '–'}",
-             f"Backend asked: {job.get('requested_backend', 'auto')}; ran on: {job.get('routed_to') or '–'}",
-             f"Status: {status.get('message') or status.get('code') or '–'}", "",
-             f"Route: {route.get('explanation') or '–'}"]
-    lines += [f"  skipped {s.get('service')}: {s.get('why')}" for s in route.get("skipped") or []]
-    if route.get("note"):
-        lines.append(f"  note: {route['note']}")
-    lines += ["", f"Attempts: {job.get('attempts', 0)}"]
-    for a in job.get("attempt_log") or []:
-        outcome = a.get("outcome") or "under way"
-        lines.append(f"  {a.get('n')}. {a.get('backend')}: {outcome}" + (f" — {a['message']}" if a.get("message") else ""))
-    if error:
-        lines += ["", f"Error: {error.get('message', '')} ({error.get('code', '')})"]
-        if error.get("detail"):
-            lines += ["Detail:", json.dumps(error["detail"], indent=2, sort_keys=True, default=str)]
-    if job.get("outputs"):
-        lines += ["", "Outputs:"] + [f"  {o.get('path')}  ({o.get('mime')}, {o.get('bytes')} bytes)"
-                                     for o in job["outputs"]]
+    status, route, error = job.status, job.route, job.error
+    lines = [f"Job #{job.seq} ({job.id}): {job.task}  {symbol} {word}",
+             f"Prompt: {job.prompt or '–'}",
+             f"Parameters: {json.dumps(job.params, sort_keys=True)}",
+             f"Inputs: {', '.join(job.inputs) or '–'}",
+             f"Backend asked: {job.requested_backend}; ran on: {job.routed_to or '–'}",
+             f"Status: {status.message or status.code.value}", "",
+             f"Route: {route.explain() if route is not None else '–'}"]
+    if route is not None:
+        lines += [f"  skipped {service}: {why}" for service, why in route.skipped]
+        if route.note:
+            lines.append(f"  note: {route.note}")
+    lines += ["", f"Attempts: {len(job.attempts)}"]
+    for a in job.attempts:
+        outcome = a.outcome or "under way"
+        lines.append(f"  {a.n}. {a.backend}: {outcome}" + (f" — {a.message}" if a.message else ""))
+    if error is not None:
+        lines += ["", f"Error: {error.message} ({error.code})"]
+        if error.detail:
+            lines += ["Detail:", json.dumps(error.detail, indent=2, sort_keys=True, default=str)]
+    if job.outputs:
+        lines += ["", "Outputs:"] + [f"  {o.path}  ({o.mime}, {o.bytes} bytes)" for o in job.outputs]
     return "\n".join(lines)
 
 
 class JobDetailsDialog(QDialog):
     """Shows ``details_text`` for one job and follows its updates; non-modal (``show()``, never ``exec()``)."""
 
-    def __init__(self, job: Mapping[str, Any], parent: QWidget | None = None) -> None:
+    def __init__(self, job: Job, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setModal(False)
         self.text = QPlainTextEdit(readOnly=True)
@@ -56,8 +55,8 @@ class JobDetailsDialog(QDialog):
         self.resize(640, 420)
         self._on_job(job)
 
-    @Slot(dict)
-    def _on_job(self, job: Mapping[str, Any]) -> None:
+    @Slot(object)
+    def _on_job(self, job: Job) -> None:
         """Show the latest snapshot of the job."""
-        self.setWindowTitle(f"Job #{job.get('seq')} — {job.get('task')}")
+        self.setWindowTitle(f"Job #{job.seq} — {job.task}")
         self.text.setPlainText(details_text(job))

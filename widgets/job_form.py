@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from services.models import Job
 from services.tasks import InputSpec, ParamSpec, TaskSpec
 from widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
 
@@ -183,11 +184,11 @@ class JobForm(QWidget):
         self.problem_label.setText(message)
         self.status_label.setText("")
 
-    @Slot(dict)
-    def _on_submitted(self, job: Mapping[str, Any]) -> None:
+    @Slot(object)
+    def _on_submitted(self, job: Job) -> None:
         """The core accepted the job (its snapshot)."""
         self.problem_label.setText("")
-        self.status_label.setText(f"#{job.get('seq', '?')} {job.get('state', 'queued')}")
+        self.status_label.setText(f"#{job.seq} {job.state.value}")
 
     # ----- building -----
     def _on_task_picked(self) -> None:

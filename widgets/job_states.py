@@ -1,8 +1,7 @@
 """How a job's state reads in the window: a symbol, a word and a colour (never the colour alone), per UI.md."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from services.models import Job, JobState
 
 GREEN, AMBER, RED, GREY, BLUE = "#2e9d4f", "#c98a12", "#cc3b3b", "#8a8a8a", "#2f7fd0"
 # filled: came out well; half: under way; empty: ended without a result; dotted: not started.
@@ -17,9 +16,9 @@ STATES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def state_look(job: Mapping[str, Any]) -> tuple[str, str, str]:
+def state_look(job: Job) -> tuple[str, str, str]:
     """(symbol, word, colour) for a job snapshot; a running job asked to stop reads "cancelling"."""
-    state = str(job.get("state", "queued"))
-    if job.get("cancel_requested") and state in ("queued", "running"):
+    state = job.state.value
+    if job.cancel_requested and job.state in (JobState.QUEUED, JobState.RUNNING):
         state = "cancelling"
     return STATES.get(state, ("◌", state, GREY))

@@ -1,8 +1,9 @@
-"""The job table: a model updated in place from job snapshots (``Job.to_dict()``), a progress bar delegate, a view."""
+"""The job table: a model updated in place from job snapshots (``Job``), a progress bar delegate, a view."""
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QPoint, Qt, QTimer, Signal, Slot
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from services.models import Job, JobState
 from widgets.job_details import JobDetailsDialog
 from widgets.job_states import state_look
 
@@ -39,19 +41,18 @@ def duration_text(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def progress_text(job: Mapping[str, Any]) -> str:
+def progress_text(job: Job) -> str:
     """What the progress bar says: a percentage, the queue rank, or how the job ended."""
-    status, state = job.get("status") or {}, job.get("state")
-    if state == "succeeded":
+    status, state = job.status, job.state
+    if state is JobState.SUCCEEDED:
         return "done"
-    if state in ("failed", "cancelled", "interrupted"):
+    if state.terminal:
         return "–"
-    fraction = status.get("fraction")
-    if fraction is not None:
-        return f"{fraction * 100:3.0f}%"
-    if status.get("queue_rank") is not None:
-        return f"queue {status['queue_rank']}"
-    return "waiting" if state == "queued" else "starting"
+    if status.fraction is not None:
+        return f"{status.fraction * 100:3.0f}%"
+    if status.queue_rank is not None:
+        return f"queue {status.queue_rank}"
+    return "waiting" if state is JobState.QUEUED else "starting"
 
 
 class JobTableModel(QAbstractTableModel):
@@ -61,7 +62,7 @@ class JobTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.clock = clock
         self.limit = limit
-        self._jobs: list[dict[str, Any]] = []
+        self._jobs: list[Job] = []
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008, N802 - Qt's signature
         """Jobs shown."""
@@ -85,7 +86,7 @@ class JobTableModel(QAbstractTableModel):
         if role == JOB_ROLE:
             return job
         if role == FRACTION_ROLE:
-            return 1.0 if job.get("state") == "succeeded" else (job.get("status") or {}).get("fraction")
+            return 1.0 if job.state is JobState.SUCCEEDED else job.status.fraction
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(job, col)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -96,14 +97,14 @@ class JobTableModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
-    def _text(self, job: Mapping[str, Any], col: int) -> str:
+    def _text(self, job: Job, col: int) -> str:
         name = COLUMNS[col]
         if name == "#":
-            return str(job.get("seq", ""))
+            return str(job.seq)
         if name == "task":
-            return str(job.get("task", "")).replace("_to_", "→").replace("_", " ")
+            return job.task.replace("_to_", "→").replace("_", " ")
         if name == "backend":
-            return str(job.get("routed_to") or job.get("requested_backend") or "auto")
+            return job.routed_to or job.requested_backend or "auto"
         if name == "progress":
             return progress_text(job)
         if name == "state":
@@ -111,35 +112,34 @@ class JobTableModel(QAbstractTableModel):
             return f"{symbol} {word}"
         if name == "duration":
             return duration_text(self.elapsed(job))
-        return str(job.get("attempts", 0))
+        return str(len(job.attempts))
 
-    def _tooltip(self, job: Mapping[str, Any], col: int) -> str:
-        status = job.get("status") or {}
+    def _tooltip(self, job: Job, col: int) -> str:
+        status = job.status
         if COLUMNS[col] == "backend":
-            return str((job.get("route") or {}).get("explanation", ""))
-        if COLUMNS[col] == "state" and job.get("error"):
-            return str(job["error"].get("message", ""))
-        return str(status.get("message") or job.get("prompt", ""))
+            return job.route.explain() if job.route is not None else ""
+        if COLUMNS[col] == "state" and job.error is not None:
+            return job.error.message
+        return status.message or job.prompt
 
-    def elapsed(self, job: Mapping[str, Any]) -> float | None:
+    def elapsed(self, job: Job) -> float | None:
         """Seconds the job has run (until it ended), None before it started."""
-        start = job.get("started_at")
+        start = job.started_at
         if start is None:
             return None
-        return float(job.get("finished_at") or self.clock()) - float(start)
+        return float(job.finished_at or self.clock()) - float(start)
 
     # ----- feeding -----
-    @Slot(dict)
-    def _on_job(self, snapshot: Mapping[str, Any]) -> None:
-        """A job snapshot (``Job.to_dict()``): its row is updated in place, or inserted in number order."""
-        job = dict(snapshot)
-        row = self.row_of(str(job["id"]))
+    @Slot(object)
+    def _on_job(self, snapshot: Job) -> None:
+        """A job snapshot: its row is updated in place, or inserted in number order."""
+        job = copy.copy(snapshot)  # its parts are frozen models, replaced on change: a shallow copy holds still
+        row = self.row_of(job.id)
         if row is not None:
             self._jobs[row] = job
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
             return
-        seq = int(job.get("seq") or 0)
-        row = next((i for i, j in enumerate(self._jobs) if int(j.get("seq") or 0) < seq), len(self._jobs))
+        row = next((i for i, j in enumerate(self._jobs) if j.seq < job.seq), len(self._jobs))
         self.beginInsertRows(QModelIndex(), row, row)
         self._jobs.insert(row, job)
         self.endInsertRows()
@@ -150,16 +150,16 @@ class JobTableModel(QAbstractTableModel):
 
     def tick(self) -> bool:
         """Refresh the duration of running jobs; True while any job is still running."""
-        running = [i for i, j in enumerate(self._jobs) if j.get("state") == "running"]
+        running = [i for i, j in enumerate(self._jobs) if j.state is JobState.RUNNING]
         for row in running:
             self.dataChanged.emit(self.index(row, DURATION), self.index(row, DURATION))
         return bool(running)
 
     def row_of(self, job_id: str) -> int | None:
         """The row showing this job, if any."""
-        return next((i for i, j in enumerate(self._jobs) if j.get("id") == job_id), None)
+        return next((i for i, j in enumerate(self._jobs) if j.id == job_id), None)
 
-    def job(self, row: int) -> dict[str, Any]:
+    def job(self, row: int) -> Job:
         """The snapshot shown in a row."""
         return self._jobs[row]
 
@@ -188,7 +188,7 @@ class JobTable(QTableView):
     cancel_requested = Signal(str)  # job id
     retry_requested = Signal(str)
     open_folder_requested = Signal(str)
-    job_selected = Signal(dict)  # the snapshot of the newly selected job
+    job_selected = Signal(object)  # the snapshot (Job) of the newly selected job
 
     def __init__(self, model: JobTableModel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -211,7 +211,7 @@ class JobTable(QTableView):
         self.jobs.dataChanged.connect(self._on_data_changed)
         self.jobs.rowsInserted.connect(lambda *_: self._timer.start())
 
-    def selected_job(self) -> dict[str, Any] | None:
+    def selected_job(self) -> Job | None:
         """The snapshot of the selected row, if any."""
         index = self.currentIndex()
         return self.jobs.job(index.row()) if index.isValid() else None
@@ -225,19 +225,19 @@ class JobTable(QTableView):
     def cancel_selected(self) -> None:
         """Ask to cancel the selected job (Del)."""
         job = self.selected_job()
-        if job is not None and job.get("state") in ("queued", "running"):
-            self.cancel_requested.emit(str(job["id"]))
+        if job is not None and not job.state.terminal:
+            self.cancel_requested.emit(job.id)
 
-    def context_menu_for(self, job: Mapping[str, Any]) -> QMenu:
+    def context_menu_for(self, job: Job) -> QMenu:
         """The actions for one job (built fresh each time; the caller shows it with ``popup``)."""
         menu = QMenu(self)
-        job_id, active = str(job["id"]), job.get("state") in ("queued", "running")
+        job_id, active = job.id, not job.state.terminal
         cancel = menu.addAction("Cancel", lambda: self.cancel_requested.emit(job_id))
-        cancel.setEnabled(active and not job.get("cancel_requested"))
+        cancel.setEnabled(active and not job.cancel_requested)
         retry = menu.addAction("Retry", lambda: self.retry_requested.emit(job_id))
         retry.setEnabled(not active)
         menu.addAction("Open output folder", lambda: self.open_folder_requested.emit(job_id))
-        menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(str(job.get("prompt", ""))))
+        menu.addAction("Copy prompt", lambda: QGuiApplication.clipboard().setText(job.prompt))
         menu.addSeparator()
         menu.addAction("Show details…", lambda: self.show_details(job_id))
         return menu
@@ -280,10 +280,10 @@ class JobTable(QTableView):
     def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex) -> None:
         for row in range(top.row(), bottom.row() + 1):
             job = self.jobs.job(row)
-            dialog = self.details.get(str(job.get("id")))
+            dialog = self.details.get(job.id)
             if dialog is not None:
                 dialog._on_job(job)
-            if job.get("state") == "running":
+            if job.state is JobState.RUNNING:
                 self._timer.start()
             if row == self.currentIndex().row() and top.column() == 0:
                 self.job_selected.emit(job)

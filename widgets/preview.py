@@ -1,7 +1,6 @@
 """Result preview of one job: the image, audio or video played back (QtMultimedia), or the text an LLM wrote."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -18,23 +17,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from services.models import Job, JobState, OutputFile
+
 _KIND_BY_SUFFIX = {"png": "image", "jpg": "image", "jpeg": "image", "webp": "image", "gif": "image", "bmp": "image",
                    "wav": "audio", "mp3": "audio", "flac": "audio", "ogg": "audio", "m4a": "audio",
                    "mp4": "video", "webm": "video", "mov": "video", "mkv": "video", "txt": "text", "md": "text"}
 
 
-def output_kind(output: Mapping[str, Any]) -> str | None:
+def output_kind(output: OutputFile) -> str | None:
     """``image``, ``audio``, ``video`` or ``text`` for one of a job's outputs (by MIME type, else by suffix)."""
-    mime = str(output.get("mime") or "")
-    head = mime.split("/", 1)[0]
+    head = output.mime.split("/", 1)[0]
     if head in ("image", "audio", "video", "text"):
         return head
-    return _KIND_BY_SUFFIX.get(PurePath(str(output.get("path", ""))).suffix.lower().lstrip("."))
+    return _KIND_BY_SUFFIX.get(output.path.suffix.lower().lstrip("."))
 
 
-def pick_output(job: Mapping[str, Any]) -> tuple[str, str] | None:
+def pick_output(job: Job) -> tuple[str, str] | None:
     """The output worth previewing, as (kind, path): video first, then image, audio, text."""
-    found = {k: str(o["path"]) for o in reversed(job.get("outputs") or []) if (k := output_kind(o)) and o.get("path")}
+    found = {k: str(o.path) for o in reversed(job.outputs) if (k := output_kind(o))}
     return next(((k, found[k]) for k in ("video", "image", "audio", "text") if k in found), None)
 
 
@@ -85,28 +85,28 @@ class PreviewPanel(QWidget):
             b.setEnabled(False)  # nothing to open or retry until a job is selected
 
     # ----- fed by the table and the controller -----
-    @Slot(dict)
-    def _on_job(self, job: Mapping[str, Any]) -> None:
+    @Slot(object)
+    def _on_job(self, job: Job) -> None:
         """Show this job: its result when it has one, else what it is doing or why it failed."""
         picked = pick_output(job)
-        key = (job.get("id"), job.get("state"), picked)
+        key = (job.id, job.state, picked)
         if key == self._key:
             return  # progress ticks of the same job change nothing here
-        self._key, self.job_id = key, str(job.get("id"))
-        self._live, self._live_seq = picked is None and job.get("state") == "running", -1
-        self.caption.setText(f"#{job.get('seq')} {job.get('task')}" + (f" — {PurePath(picked[1]).name}" if picked else ""))
-        self.retry_button.setEnabled(job.get("state") not in ("queued", "running"))
+        self._key, self.job_id = key, job.id
+        self._live, self._live_seq = picked is None and job.state is JobState.RUNNING, -1
+        self.caption.setText(f"#{job.seq} {job.task}" + (f" — {PurePath(picked[1]).name}" if picked else ""))
+        self.retry_button.setEnabled(job.state not in (JobState.QUEUED, JobState.RUNNING))
         self.open_button.setEnabled(True)
         self._stop()
         if picked is None:
-            state = job.get("state")
-            error = (job.get("error") or {}).get("message") or (job.get("status") or {}).get("message")
+            state = job.state.value
+            error = (job.error.message if job.error is not None else "") or job.status.message
             self._show_message({"queued": "Waiting to start…", "running": "Running… the result shows here when it is done.",
                                 "succeeded": "This job finished without a file to preview."}.get(
-                str(state), f"No result: {error or state}."))
-            latest = (job.get("status") or {}).get("preview")
-            if self._live and isinstance(latest, str):
-                self.load_requested.emit(self.job_id, latest, "preview")
+                state, f"No result: {error or state}."))
+            latest = job.status.preview
+            if self._live and latest is not None:
+                self.load_requested.emit(self.job_id, str(latest.path), "preview")
             return
         kind, path = picked
         if kind in ("image", "text"):
