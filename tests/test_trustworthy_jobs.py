@@ -241,3 +241,43 @@ def test_no_cli_process_runs_jobs_or_recovery_itself(standin: Any, monkeypatch: 
         lock.release()
     assert code == 4 and "could not start" in capsys.readouterr().err
     assert asyncio.run(read("stale1")).state is JobState.RUNNING
+
+
+async def test_a_job_runs_the_workflow_file_it_was_accepted_with(standin: Any, tmp_path: Path) -> None:
+    """The workflow file is read once, at acceptance: an edit before the job runs, or its removal before a retry,
+    changes nothing (the job and its retry run the snapshot)."""
+    from tests.helpers import EventWaiter
+    from tests.test_inventory import history
+
+    templates = Path(__file__).resolve().parent.parent / "resources" / "workflows"
+    graph = json.loads((templates / "standin_image.json").read_text(encoding="utf-8"))
+    mine, side = tmp_path / "mine.json", tmp_path / "mine.bindings.json"
+    mine.write_text(json.dumps(graph), encoding="utf-8")
+    side.write_text((templates / "standin_image.bindings.json").read_text(encoding="utf-8"), encoding="utf-8")
+    sp = standin("comfyui", speed=10)
+    center = ControlCenter(settings_for(sp.url, job_concurrency={"comfyui": 1}))
+    await center.start()
+    waiter = EventWaiter(center.bus, JobUpdated)
+    try:
+        blocker = await center.jobs.submit("text_to_image", "hold", {"workflow": "standin_progress", "seconds": 60})
+        await waiter.wait(lambda e: e.job.id == blocker.id and e.job.state is JobState.RUNNING)
+        job = await center.jobs.submit("text_to_image", "x", {"workflow": str(mine), "width": 32, "height": 32})
+        await waiter.wait(lambda e: e.job.id == job.id and "busy with earlier jobs" in e.job.status.message)
+        edited = json.loads(json.dumps(graph))
+        edited["2"]["inputs"]["blur_radius"] = 9  # the user changes the file while the job waits its turn
+        mine.write_text(json.dumps(edited), encoding="utf-8")
+        await center.jobs.cancel(blocker.id)
+        done = await center.jobs.wait(job.id, 30)
+        assert done.state is JobState.SUCCEEDED, done.status
+        sent = (await history(sp))[done.remote_ref]["prompt"][2]
+        assert sent["2"]["inputs"]["blur_radius"] == 3 and sent["1"]["inputs"]["width"] == 32  # the accepted graph
+        mine.unlink()  # and then removes it: a retry runs what the job was accepted with
+        side.unlink()
+        again = await center.jobs.submit(done.task, done.prompt, done.params, done.inputs, done.requested_backend)
+        retried = await center.jobs.wait(again.id, 30)
+        assert retried.state is JobState.SUCCEEDED, retried.status
+        sent = (await history(sp))[retried.remote_ref]["prompt"][2]
+        assert sent["2"]["inputs"]["blur_radius"] == 3 and sent["1"]["inputs"]["width"] == 32
+        assert retried.params["workflow"] == done.params["workflow"] != str(mine)
+    finally:
+        await center.stop()

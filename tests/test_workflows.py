@@ -180,7 +180,7 @@ async def test_workflow_path_runs_a_job_end_to_end(standin: Any, center_factory:
     done = await c.jobs.wait(job.id, 60)
     assert done.state is JobState.SUCCEEDED, done.status
     (out,) = done.outputs
-    with Image.open(out["path"]) as img:
+    with Image.open(out.path) as img:
         assert img.size == (96, 64)
     assert not (c.settings.paths.config_dir / "workflows").exists()  # used, not saved
 

@@ -59,8 +59,9 @@ NeedsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "Needs | None"]
 # A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
 GradioMatcher = Callable[[dict[str, Any]], Identity | None]
 # (task, the job's params, settings as plain values, the kind's services, a session per service id) -> the
-# params as the kind will run them (a UI-format workflow file converted, say); SchemaError when it cannot.
-# Called once per submit, on the loop, before the params are checked.
+# params as the kind will run them (a workflow file read once into a snapshot the job names, a UI-format one
+# converted); SchemaError when it cannot. Called once per submit, on the loop, before the params are checked:
+# every later step (the check, routing, the adapter, a retry) reads what it returns, never the user's file.
 PrepareFn = Callable[[str, Mapping[str, Any], Mapping[str, Any], Sequence[ServiceRecord],
                       Callable[[str], aiohttp.ClientSession]], Awaitable[dict[str, Any]]]
 
