@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # Providers whose key can be checked with a Bearer ``GET {base}/models`` (OpenAI's API shape).
 KNOWN_BASES: dict[str, str] = {"openai": "https://api.openai.com/v1"}
+KNOWN_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY"}  # where their key is read from the environment
 CHECK_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
 # Bare model names litellm routes to a provider without a "provider/" prefix (the common ones).
 _BARE_PREFIXES = (("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
@@ -96,6 +97,12 @@ def provider_of(model: str) -> str:
         if model.startswith(prefix):
             return provider
     return "unknown"
+
+
+def environment_key(provider: str) -> str:
+    """The key the environment holds for a provider whose check is known ("" when none)."""
+    var = KNOWN_ENV.get(provider)
+    return os.environ.get(var, "") if var else ""
 
 
 def configured_key(keys: Mapping[str, SecretStr] | None, name: str) -> SecretStr | None:
