@@ -36,7 +36,7 @@ from services.backends.llm.keys import (
     check_key,
     configured_key,
     environment_key,
-    key_status,
+    key_status_now,
     provider_of,
 )
 from services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
@@ -238,12 +238,13 @@ class ApplicationService:
         names = {provider_of(m) for m in s.llm_models} | set(s.llm_keys) | set(KNOWN_BASES)
         return sorted(names - {"unknown"})
 
-    async def key_presence(self, providers: Iterable[str]) -> list[KeyPresence]:
-        """Whether a key is there per provider, in Backlot's settings or the environment (no network is used)."""
+    def key_presence(self, providers: Iterable[str]) -> list[KeyPresence]:
+        """Whether a key is there per provider, in Backlot's settings or the environment (no network, no waiting:
+        LiteLLM's answer once it is loaded, else the settings and the variables of the providers a check knows)."""
         wanted = list(providers)
         models = [m for m in self.settings.llm_models if provider_of(m) in wanted]
         models += [f"{p}/any" for p in wanted if not any(provider_of(m) == p for m in models)]
-        found = await key_status(models, self.settings.llm_keys)
+        found = key_status_now(models, self.settings.llm_keys)
         out = []
         for p in wanted:
             entry = found.get(p, {"present": False, "missing": []})

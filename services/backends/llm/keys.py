@@ -116,15 +116,30 @@ async def key_status(models: Iterable[str], keys: Mapping[str, SecretStr] | None
 
     A key set in Backlot's settings (``llm_keys[provider]``) counts as present, as does the environment.
     """
-    litellm = await load_litellm()
+    return _status(await load_litellm(), models, keys)
+
+
+def key_status_now(models: Iterable[str], keys: Mapping[str, SecretStr] | None = None) -> dict[str, dict[str, Any]]:
+    """``key_status`` without waiting for litellm: its answer once loaded, else Backlot's settings and the
+    environment variables of the providers a check is known for (``KNOWN_ENV``)."""
+    return _status(litellm_loaded(), models, keys)
+
+
+def _status(litellm: ModuleType | None, models: Iterable[str],
+            keys: Mapping[str, SecretStr] | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for model in models:
         provider = provider_of(model)
-        try:
-            env = litellm.validate_environment(model=model)
-        except Exception as err:  # noqa: BLE001 - an odd model name must not hide the other providers
-            log.debug("validate_environment failed for %s: %s", model, type(err).__name__)
-            env = {"keys_in_environment": False, "missing_keys": []}
+        if litellm is None:
+            var = KNOWN_ENV.get(provider)
+            env: dict[str, Any] = {"keys_in_environment": bool(var and os.environ.get(var)),
+                                   "missing_keys": [var] if var else []}
+        else:
+            try:
+                env = litellm.validate_environment(model=model)
+            except Exception as err:  # noqa: BLE001 - an odd model name must not hide the other providers
+                log.debug("validate_environment failed for %s: %s", model, type(err).__name__)
+                env = {"keys_in_environment": False, "missing_keys": []}
         present = bool(env.get("keys_in_environment")) or configured_key(keys, provider) is not None
         entry = out.setdefault(provider, {"present": True, "missing": []})
         entry["present"] = entry["present"] and present
