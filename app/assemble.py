@@ -7,7 +7,7 @@ from app.console_controller import ConsoleController
 from app.shell import Shell
 from app.tray import Tray
 from app.window import MainWindow
-from services.backends import registry
+from services.application.service import backend_titles
 from services.config import Settings
 from widgets.api_panel import ApiPanel
 
@@ -30,7 +30,7 @@ class Parts:
 
 def titles() -> dict[str, str]:
     """Each backend kind's display name, from its spec."""
-    return {spec.kind: spec.title or spec.kind for spec in registry.specs()}
+    return backend_titles()
 
 
 def assemble(settings: Settings, *, owner: bool = True, window: MainWindow | None = None) -> Parts:

@@ -21,6 +21,7 @@ from services.events import (
     ServiceForgotten,
     ServiceUpdated,
 )
+from services.application.views import VramPoint, gpu_vram, sample_vram
 from services.models import Job, JobState
 
 
@@ -72,14 +73,7 @@ class Bridge(QObject):
         elif isinstance(event, HealthChanged):
             self.health_changed.emit(event.service_id, event.old.value, event.new.value, event.reason)
         elif isinstance(event, GpuSampled):
-            for gpu in event.samples:
-                at = gpu.at or time.time()
-                self.vram_sampled.emit(f"gpu:{gpu.index}", f"GPU {gpu.index} {gpu.name} (local, NVML)", at,
-                                       float(gpu.used))
-                for proc in gpu.processes:
-                    if proc.service_id and proc.used_bytes is not None:
-                        self.vram_sampled.emit(f"service:{proc.service_id}", f"{proc.service_id} (NVML)", at,
-                                               float(proc.used_bytes))
+            self._emit_vram(gpu_vram(event.samples, time.time()))
         elif isinstance(event, DiscoveryFinished):
             self.discovery_finished.emit(event)
 
@@ -88,10 +82,11 @@ class Bridge(QObject):
         self.health_sampled.emit(sample, event.state.value)
         if sample.ok and sample.latency_ms is not None:
             self.latency_sampled.emit(sample.service_id, sample.at, float(sample.latency_ms))
-        if sample.vram:
-            used = sum(v.used for v in sample.vram)
-            self.vram_sampled.emit(f"service:{sample.service_id}", f"{sample.service_id} (reported)", sample.at,
-                                   float(used))
+        self._emit_vram(sample_vram(sample))
+
+    def _emit_vram(self, points: list[VramPoint]) -> None:
+        for p in points:  # keys and labels are the core's (services.application.views)
+            self.vram_sampled.emit(p.key, p.label, p.at, p.used)
 
     def _on_job(self, job: Job) -> None:
         before = self._job_states.get(job.id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,11 +19,9 @@ from app.config_writer import ConfigWriteError, write_config
 from app.tasks import TaskKeeper
 from app.workflow_controller import WorkflowController
 from services.api.token import TokenError, read_token
-from services.backends import registry
-from services.backends.llm.keys import KNOWN_BASES, check_key, configured_key, provider_of
+from services.application.errors import JobError, NotFound
+from services.application.service import backend_kinds
 from services.control import ControlCenter
-from services.jobs.manager import JobError
-from services.jobs.validate import InvalidJob, job_schema
 from services.models import Job
 from services.tasks import SCHEMA, SchemaError
 from widgets.api_panel import ApiPanel
@@ -54,6 +51,7 @@ class ConsoleController(QObject):
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.center, self.console, self.api_panel = center, console, api_panel
+        self.app = center.application  # every request goes through the core's use cases
         self._own = TaskKeeper()  # used when the window's keeper is not handed in (the console on its own)
         self._spawn_with = spawn or self._own.spawn
         self._open_url = open_url
@@ -88,7 +86,7 @@ class ConsoleController(QObject):
 
     async def start(self) -> None:
         """Fill the table from the job history and the pin list from the services (after ``center.start()``)."""
-        for job in reversed(await self.center.jobs.list(limit=200)):
+        for job in reversed(await self.app.list_jobs(limit=200)):
             self.console.table.jobs._on_job(job)
         self._on_services_changed()
         self.workflows.refresh()
@@ -123,7 +121,7 @@ class ConsoleController(QObject):
     @Slot()
     def _on_services_changed(self, *_: Any) -> None:
         """Services or their health changed: new pin choices, and the route may have changed too."""
-        self.console.form._on_services([r.to_dict() for r in self.center.services.values()])
+        self.console.form._on_services([s.to_dict() for s in self.app.services()])
         self.refresh_route()
 
     def refresh_route(self) -> None:
@@ -141,16 +139,15 @@ class ConsoleController(QObject):
 
     async def _explain(self, generation: int, task: str, params: dict[str, Any], backend: str) -> None:
         """The router's answer for the form (the job's workflow is read off the loop); stale answers are dropped."""
-        decision = await self.center.jobs.route_explain(task, params, backend)
+        route = await self.app.explain_route(task, params, backend)
         if generation == self._explained:
-            self.console.form._on_route_explained(decision.explain(), not decision.no_capable_backend)
+            self.console.form._on_route_explained(route.text, not route.no_capable_backend)
 
     async def _schema(self, key: tuple[str, Any], params: dict[str, Any]) -> None:
         spec, problem = None, ""
         try:
-            prepared = await self.center.prepare_params(key[0], params)  # a UI-format workflow file converted
-            spec = await asyncio.to_thread(job_schema, self.center.settings, key[0], prepared)
-        except (SchemaError, InvalidJob) as err:
+            spec = await self.app.form_schema(key[0], params)  # a UI-format workflow file converted
+        except SchemaError as err:
             problem = str(err)
         if key == self._schema_key:  # answers to earlier keystrokes are dropped
             self.console.form._on_schema(key[0], spec, problem)
@@ -158,29 +155,36 @@ class ConsoleController(QObject):
     # ----- the console -> the core -----
     async def _submit(self, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str) -> None:
         try:
-            job = await self.center.jobs.submit(task, prompt, params, inputs, backend, client="window")
+            job = await self.app.submit(task, prompt, params, inputs, backend, client="window")
         except JobError as err:
             self.console.form._on_submit_failed(str(err))
             return
+        self._submitted(job)
+
+    def _submitted(self, job: Job) -> None:
         self.console.form._on_submitted(job)
         self.console.table.jobs._on_job(job)
         self.console.table.select_job(job.id)
 
     async def _cancel(self, job_id: str) -> None:
         try:
-            await self.center.jobs.cancel(job_id)
-        except JobError as err:
+            await self.app.cancel(job_id)
+        except (JobError, NotFound) as err:
             log.warning("cannot cancel job %s: %s", job_id, err)
 
     async def _retry(self, job_id: str) -> None:
-        old = await self.center.jobs.get(job_id)
-        if old is None:
+        try:
+            job = await self.app.retry(job_id, client="window")
+        except NotFound:
             log.warning("cannot retry job %s: it is no longer in the history", job_id)
             return
-        await self._submit(old.task, old.prompt, old.params, old.inputs, old.requested_backend)
+        except JobError as err:
+            self.console.form._on_submit_failed(str(err))
+            return
+        self._submitted(job)
 
     def _on_open_folder(self, job_id: str) -> None:
-        folder = self.center.settings.output_path / job_id
+        folder = self.app.output_folder(job_id)
         if not self._open_url(QUrl.fromLocalFile(str(folder))):
             log.warning("could not open the output folder %s", folder)
 
@@ -228,26 +232,19 @@ class ConsoleController(QObject):
                                   "api_host": s.api_host, "api_port": s.api_port,
                                   "output_dir": str(s.output_dir) if s.output_dir else ""}
         values.update({name: getattr(s, name) for name in SECONDS})
-        providers = {p: self._key_presence(p) for p in self.providers()}
-        dialog = SettingsDialog(values, [str(k) for k in registry.kinds()], providers, parent)
+        providers = {k.provider: k.sentence() for k in self.app.key_presence(self.app.key_providers())}
+        dialog = SettingsDialog(values, backend_kinds(), providers, parent)
         dialog.save_requested.connect(lambda changes: self.spawn("settings: save", self._save(dialog, changes)))
         dialog.check_key_requested.connect(lambda p, k: self.spawn("settings: check key", self._check(dialog, p, k)))
+        dialog.finished.connect(lambda _result: self._on_dialog_finished(dialog))
         dialog.finished.connect(dialog.deleteLater)
         self.dialog = dialog
         dialog.open()
         return dialog
 
-    def providers(self) -> list[str]:
-        """LLM providers with a key row: those of the configured models and keys, and the ones a check is known for."""
-        s = self.center.settings
-        names = {provider_of(m) for m in s.llm_models} | set(s.llm_keys) | set(KNOWN_BASES)
-        return sorted(names - {"unknown"})
-
-    def _key_presence(self, provider: str) -> str:
-        if configured_key(self.center.settings.llm_keys, provider) is not None:
-            return "● key set in Backlot's settings"
-        var = f"{provider.upper()}_API_KEY"
-        return f"● key in the environment ({var})" if os.environ.get(var) else "○ no key"
+    def _on_dialog_finished(self, dialog: SettingsDialog) -> None:
+        if self.dialog is dialog:
+            self.dialog = None  # answers still on their way are dropped
 
     async def _save(self, dialog: SettingsDialog, changes: dict[str, Any]) -> None:
         path = self.center.settings.paths.config_file
@@ -260,14 +257,6 @@ class ConsoleController(QObject):
         dialog._on_saved(f"Saved to {path}. Restart Backlot to apply the changes.")
 
     async def _check(self, dialog: SettingsDialog, provider: str, typed: str) -> None:
-        env_key = os.environ.get(f"{provider.upper()}_API_KEY", "")
-        key = typed or configured_key(self.center.settings.llm_keys, provider) or env_key
-        if not key:
-            dialog._on_key_status(provider, "○ no key to check")
-            return
-        if provider not in KNOWN_BASES:
-            dialog._on_key_status(provider, f"◌ no check is known for {provider}")
-            return
-        result = await check_key(provider, key, session=self.center.pool.session(f"llm-key-check@{provider}"))
-        symbol = "●" if result == "valid" else "○"
-        dialog._on_key_status(provider, f"{symbol} {result} (checked now)")
+        result = await self.app.check_key(provider, typed)
+        if self.dialog is dialog:
+            dialog._on_key_status(provider, result.sentence())

@@ -71,8 +71,7 @@ class Shell(QObject):
         """Wait until every watched service has had one health check (``--screenshot`` waits for it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            monitors = list(self.center.monitors.values())
-            if all(m.last is not None for m in monitors):
+            if self.center.application.health().checked:
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -81,16 +80,16 @@ class Shell(QObject):
     def discover(self) -> None:
         """Run a discovery round now."""
         if self.started.is_set():
-            self.keeper.spawn("discover", self.center.discover())
+            self.keeper.spawn("discover", self.center.application.discover())
 
     def reconnect(self, service_id: str) -> None:
         """Check a service now, skipping its back-off."""
-        if not self.center.reconnect(service_id):
+        if not self.center.application.reconnect(service_id):
             log.warning("%s is no longer watched; run Discover to find it again", service_id)
 
     def forget(self, service_id: str) -> None:
         """Stop watching a service and drop its card."""
-        self.keeper.spawn(f"forget {service_id}", self.center.forget(service_id))
+        self.keeper.spawn(f"forget {service_id}", self.center.application.forget_service(service_id))
 
     def open_url(self, url: str) -> None:
         """Open a service's web UI in the user's browser."""
@@ -106,7 +105,7 @@ class Shell(QObject):
 
     async def _demo_then_discover(self) -> None:
         if await self._start_standins():
-            await self.center.discover()
+            await self.center.application.discover()
 
     async def _start_standins(self) -> bool:
         """Spawn every stand-in (on this, the main thread: they die with it) and wait for them off the loop."""

@@ -29,7 +29,7 @@ def _err(message: str) -> None:
     print(f"backlot: {message}", file=sys.stderr)
 
 
-def _exit_for(err: ClientError) -> int:
+def exit_for(err: ClientError) -> int:
     """Wire codes as exit codes: bad input 2, no backend 3, unknown job 2, anything else 1."""
     return {INVALID_PARAMS: 2, NO_BACKEND: 3, UNKNOWN_JOB: 2}.get(err.code, 1)
 
@@ -44,7 +44,7 @@ def _reports_errors(command: Callable[..., int]) -> Callable[..., int]:
         except remote.NotRunning as err:
             raise Refusal(str(err), 4) from err
         except ClientError as err:
-            raise Refusal(err.message, _exit_for(err)) from err
+            raise Refusal(err.message, exit_for(err)) from err
 
     return run
 
@@ -136,28 +136,11 @@ def _follow(client: ApiClient, job: dict[str, Any], as_json: bool, out: TextIO) 
     return current
 
 
-def _local_read(home: Home, fn: Any) -> Any:
-    """Run ``fn(store)`` on this home's store opened read-only (no instance runs; this loads the core)."""
+def _local_read(home: Home, read: Any) -> Any:
+    """Run ``read(settings)`` (a use case of ``services.application.local``) here: no instance runs; this loads the core."""
     import asyncio
 
-    from services.instance import FolderError
-    from services.jobs.store import JobStore
-
-    settings = home.settings()
-    try:  # a home that cannot hold a data folder is said so, as for every other command
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FolderError(f"cannot use the data folder {settings.data_path}: {err.strerror or err}") from err
-
-    async def run() -> Any:
-        store = JobStore(settings.data_path / "jobs.sqlite3", read_only=True)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return asyncio.run(read(home.settings()))
 
 
 @_reports_errors
@@ -171,7 +154,9 @@ def jobs(home: Home, state: str | None, as_json: bool, limit: int, out: TextIO) 
             rows = client.call("jobs.list", {"state": state, "limit": limit})
         rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
     else:
-        rows = [j.to_dict() for j in _local_read(home, lambda s: s.query(state=state, limit=limit))]
+        from services.application import local
+
+        rows = [j.to_dict() for j in _local_read(home, lambda s: local.read_jobs(s, state=state, limit=limit))]
     out.write((json.dumps(rows) if as_json else jobs_table(rows)) + "\n")
     return 0
 
@@ -184,7 +169,9 @@ def show(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
         with inst.client() as client:
             job = client.call("jobs.get", {"job": ref})
     else:
-        found = _local_read(home, lambda s: s.get(ref))
+        from services.application import local
+
+        found = _local_read(home, lambda s: local.read_job(s, ref))
         if found is None:
             raise Refusal(f"no job {ref}", 2)
         job = found.to_dict()

@@ -9,12 +9,10 @@ import sys
 from typing import Any, TextIO
 
 from cli.format import format_table
+from services.application import local
 from services.config import Settings
-from services.connectivity.discovery import Discovery
 from services.control import ControlCenter
-from services.events import EventBus
 from services.instance import InstanceLock, InstanceLocked
-from services.jobs.validate import schema_json
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +20,10 @@ log = logging.getLogger(__name__)
 async def discover(settings: Settings, hosts: list[str], urls: list[str], budget: float | None, as_json: bool,
                    out: TextIO = sys.stdout) -> int:
     """One discovery round, printed as a table or JSON."""
-    result = await Discovery(settings, EventBus()).run(hosts=hosts, urls=urls, budget=budget)
+    result = await local.discover(settings, hosts=hosts, urls=urls, budget=budget)
     records = sorted(result.records, key=lambda r: (r.kind.value, r.host, r.port))
     if as_json:
-        out.write(json.dumps({"services": [r.to_dict() for r in records], "duration_ms": round(result.duration_ms, 1),
-                              "candidates": result.candidates, "timed_out": list(result.timed_out),
+        out.write(json.dumps({**result.to_dict(), "services": [r.to_dict() for r in records],
                               "unanswered": [{"url": u, "reason": why} for u, why in result.unanswered]}) + "\n")
         return 0
     late = f", {len(result.timed_out)} did not answer in time" if result.timed_out else ""
@@ -86,7 +83,7 @@ async def _first(*events: asyncio.Event) -> None:
 
 def tasks(settings: Settings, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Every task: its parameters (type, range, default, help), input files and the backend kinds serving it."""
-    schema = schema_json(settings)
+    schema = local.task_schema(settings)
     if as_json:
         out.write(json.dumps(schema) + "\n")
         return 0

@@ -121,8 +121,8 @@ def _setup_errors() -> tuple[type[Exception], ...]:
     """The errors of a home, store, API port or token that cannot be used: one sentence, exit 2."""
     from services.api.server import ApiStartError
     from services.api.token import TokenError
+    from services.application.errors import StoreError
     from services.instance import FolderError
-    from services.jobs.store import StoreError
 
     return FolderError, StoreError, ApiStartError, TokenError
 

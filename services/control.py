@@ -11,6 +11,7 @@ from typing import Any
 
 from services.api.factory import create_server
 from services.api.server import ApiServer
+from services.application.service import ApplicationService, CoreParts
 from services.backends import registry
 from services.backends.base import Backend
 from services.config import Settings
@@ -78,6 +79,11 @@ class ControlCenter:
         self.serve_api = serve_api  # the instance serves the socket API; tests and tools build one without it
         self.api: ApiServer | None = None
         self.shutdown_requested = asyncio.Event()  # set by the API's app.shutdown; the owner stops the center
+        # The one front door: the API's handlers and the window's controllers call its use cases.
+        self.application = ApplicationService(settings, self.jobs, CoreParts(
+            services=lambda: self.services, monitors=self.monitors, metrics=self.metrics,
+            gpus=lambda: self.gpu_samples, health=self.health_view, session=self.pool.session,
+            discover=self.discover, forget=self.forget, reconnect=self.reconnect, prepare=self.prepare_params))
 
     @property
     def services(self) -> dict[str, ServiceRecord]:
@@ -139,20 +145,6 @@ class ControlCenter:
             self.bus.publish(ServiceForgotten(service_id))
             return True
         return self.discovery.forget(service_id)
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Services with their health and breaker state, JSON-ready."""
-        out = []
-        for sid, rec in sorted(self.services.items()):
-            m = self.monitors.get(sid)
-            row = rec.to_dict()
-            row["state"] = m.state.value if m else "unknown"
-            row["latency_ms"] = m.last.latency_ms if m and m.last else None
-            row["queue_depth"] = m.last.queue_depth if m and m.last else None
-            row["breaker"] = m.breaker.snapshot().to_dict() if m else None
-            row["success_rate"] = self.metrics.success_rate(sid)
-            out.append(row)
-        return out
 
     def _add_configured(self) -> None:
         """Services a kind brings from configuration (cloud LLM models) become routable, without health polling."""

@@ -202,7 +202,7 @@ async def test_an_unexpected_failure_is_an_internal_error_logged_with_the_reques
     def boom() -> None:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(api.center, "snapshot", boom)
+    monkeypatch.setattr(api.center.application, "services", boom)
     c = await api.client()
     msg = await c.response(await c.send("services.list", rid="req-42"))
     assert msg["error"]["code"] == -32603 and "req-42" in msg["error"]["message"]

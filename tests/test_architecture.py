@@ -22,6 +22,30 @@ def test_services_never_import_qt() -> None:
     done = _lint(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "The core (services) never imports Qt or the UI layers KEPT" in done.stdout
+    for front in ("The window's glue (app)", "The command line (cli)"):
+        assert f"{front} enters the core by its front door only KEPT" in done.stdout
+
+
+APP, CLI = "The window's glue (app) enters the core by its front door", "The command line (cli) enters the core by"
+
+
+@pytest.mark.parametrize(("where", "line", "contract"), [
+    ("app/console_controller.py", "import services.backends", APP),
+    ("app/bridge.py", "from services.jobs.manager import JobManager", APP),
+    ("cli/workflows.py", "import services.backends", CLI),
+    ("cli/commands.py", "from services.connectivity.discovery import Discovery", CLI),
+])
+def test_a_front_that_imports_the_cores_insides_breaks_its_contract(tmp_path: Path, where: str, line: str,
+                                                                    contract: str) -> None:
+    """A front reaches the core only through services.application (and the composition root that builds it)."""
+    copy = tmp_path / "tree"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".stamps", "tests"))
+    with (copy / where).open("a", encoding="utf-8") as module:
+        module.write("\n" + line + "\n")
+    done = _lint(copy)
+    assert done.returncode != 0
+    broken = [ln for ln in done.stdout.splitlines() if "BROKEN" in ln]
+    assert len(broken) == 1 and broken[0].startswith(contract[:60]), done.stdout
 
 
 @pytest.mark.parametrize(("where", "line", "contract"), [

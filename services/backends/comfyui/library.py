@@ -1,10 +1,9 @@
 """The user's ComfyUI workflow library: importing a workflow file (API or UI format) with inferred bindings."""
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from services.http import get_json
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-ObjectInfo = Callable[[], Awaitable[Mapping[str, Any]]]
 OBJECT_INFO_MAX = 64 * 1024 * 1024
 
 
@@ -107,12 +105,3 @@ def workflow_names(folder: Path) -> set[str]:
     if folder.is_dir():
         names |= {p.name.removesuffix(".bindings.json").removesuffix(".json") for p in folder.glob("*.json")}
     return names
-
-
-async def import_file(path: Path, folder: Path, object_info: ObjectInfo, task: str | None = None) -> Imported:
-    """Import a workflow file into ``folder`` under a free name; file I/O off the loop, ``object_info`` for UI format."""
-    data = await asyncio.to_thread(read_workflow, path)
-    info = await object_info() if is_ui_format(data) else None
-    taken = await asyncio.to_thread(workflow_names, folder)
-    name = free_name(path.name, taken)
-    return await asyncio.to_thread(import_workflow, data, folder, name, task, info, str(path))

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # Providers whose key can be checked with a Bearer ``GET {base}/models`` (OpenAI's API shape).
 KNOWN_BASES: dict[str, str] = {"openai": "https://api.openai.com/v1"}
+KNOWN_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY"}  # where their key is read from the environment
 CHECK_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
 # Bare model names litellm routes to a provider without a "provider/" prefix (the common ones).
 _BARE_PREFIXES = (("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
@@ -98,6 +99,12 @@ def provider_of(model: str) -> str:
     return "unknown"
 
 
+def environment_key(provider: str) -> str:
+    """The key the environment holds for a provider whose check is known ("" when none)."""
+    var = KNOWN_ENV.get(provider)
+    return os.environ.get(var, "") if var else ""
+
+
 def configured_key(keys: Mapping[str, SecretStr] | None, name: str) -> SecretStr | None:
     """The non-empty key Backlot's settings hold under ``name``, if any."""
     key = (keys or {}).get(name)
@@ -109,15 +116,30 @@ async def key_status(models: Iterable[str], keys: Mapping[str, SecretStr] | None
 
     A key set in Backlot's settings (``llm_keys[provider]``) counts as present, as does the environment.
     """
-    litellm = await load_litellm()
+    return _status(await load_litellm(), models, keys)
+
+
+def key_status_now(models: Iterable[str], keys: Mapping[str, SecretStr] | None = None) -> dict[str, dict[str, Any]]:
+    """``key_status`` without waiting for litellm: its answer once loaded, else Backlot's settings and the
+    environment variables of the providers a check is known for (``KNOWN_ENV``)."""
+    return _status(litellm_loaded(), models, keys)
+
+
+def _status(litellm: ModuleType | None, models: Iterable[str],
+            keys: Mapping[str, SecretStr] | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for model in models:
         provider = provider_of(model)
-        try:
-            env = litellm.validate_environment(model=model)
-        except Exception as err:  # noqa: BLE001 - an odd model name must not hide the other providers
-            log.debug("validate_environment failed for %s: %s", model, type(err).__name__)
-            env = {"keys_in_environment": False, "missing_keys": []}
+        if litellm is None:
+            var = KNOWN_ENV.get(provider)
+            env: dict[str, Any] = {"keys_in_environment": bool(var and os.environ.get(var)),
+                                   "missing_keys": [var] if var else []}
+        else:
+            try:
+                env = litellm.validate_environment(model=model)
+            except Exception as err:  # noqa: BLE001 - an odd model name must not hide the other providers
+                log.debug("validate_environment failed for %s: %s", model, type(err).__name__)
+                env = {"keys_in_environment": False, "missing_keys": []}
         present = bool(env.get("keys_in_environment")) or configured_key(keys, provider) is not None
         entry = out.setdefault(provider, {"present": True, "missing": []})
         entry["present"] = entry["present"] and present

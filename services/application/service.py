@@ -1,0 +1,322 @@
+"""ApplicationService: every use case of a running core, once. The socket API, the window and (through the API)
+the command line call these methods; each returns a typed view or a Job, never a front's own serialisation."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from services.application import workflows
+from services.application.errors import CompletionFailed, Invalid, NotFound
+from services.application.views import (
+    Completion,
+    DiscoveryReport,
+    HealthSnapshot,
+    ImportedWorkflow,
+    JobOutputs,
+    KeyCheck,
+    KeyPresence,
+    Preview,
+    RouteExplanation,
+    ServiceHealthView,
+    ServiceView,
+)
+from services.backends import registry
+from services.backends.comfyui.probe import KIND as COMFYUI
+from services.backends.comfyui.workflows import TemplateError
+from services.backends.llm.keys import (
+    KNOWN_BASES,
+    check_key,
+    configured_key,
+    environment_key,
+    key_status_now,
+    provider_of,
+)
+from services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
+from services.config import Settings
+from services.connectivity.discovery import DiscoveryResult
+from services.connectivity.health import HealthMonitor
+from services.connectivity.metrics import Metrics
+from services.jobs.manager import JobManager
+from services.jobs.router import ServiceHealth
+from services.jobs.validate import InvalidJob, job_schema, schema_json
+from services.models import GpuSample, Job, JobState, ServiceRecord, ServiceState
+from services.tasks import TASKS, SchemaError, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoreParts:
+    """What the use cases read and drive, handed over by the composition root (live views, not copies)."""
+
+    services: Callable[[], Mapping[str, ServiceRecord]]
+    monitors: Mapping[str, HealthMonitor]
+    metrics: Metrics
+    gpus: Callable[[], tuple[GpuSample, ...]]
+    health: Callable[[str], ServiceHealth | None]
+    session: Callable[[str], aiohttp.ClientSession]
+    discover: Callable[..., Awaitable[DiscoveryResult]]
+    forget: Callable[[str], Awaitable[bool]]
+    reconnect: Callable[[str], bool]
+    prepare: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ApplicationService:
+    """The core's front door: submit, retry, cancel, explain a route, jobs, outputs, workflows, services, health, keys."""
+
+    def __init__(self, settings: Settings, jobs: JobManager, core: CoreParts) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.core = core
+
+    # ----- jobs -----
+    async def submit(self, task: str, prompt: str = "", params: dict[str, Any] | None = None,
+                     inputs: list[str] | None = None, backend: str = "auto", *, client: str = "") -> Job:
+        """Accept a job: checked, stored and queued before this returns (JobError with a sentence when refused)."""
+        return await self.jobs.submit(task, prompt, params or {}, inputs or [], backend, client=client)
+
+    async def retry(self, ref: str | int, *, client: str = "") -> Job:
+        """A new job with the same task, prompt, parameters, backend and inputs (the copies in the old job's folder)."""
+        old = await self.job(ref)
+        return await self.submit(old.task, old.prompt, old.params, old.inputs, old.requested_backend,
+                                 client=client or old.client)
+
+    async def cancel(self, ref: str | int) -> Job:
+        """Cancel a job (queued: at once; running: "cancelling" until the backend confirms)."""
+        job = await self.job(ref)
+        return await self.jobs.cancel(job.id)
+
+    def known_job(self, ref: str | int) -> Job | None:
+        """A job the manager holds in memory, without waiting (None: ask ``job``)."""
+        return self.jobs.known(str(ref))
+
+    async def job(self, ref: str | int) -> Job:
+        """One job by id or number; NotFound when there is none."""
+        job = await self.jobs.get(str(ref))
+        if job is None:
+            raise NotFound(f"no job {ref}")
+        return job
+
+    async def list_jobs(self, state: str | None = None, task: str | None = None, backend: str | None = None,
+                        limit: int = 50) -> list[Job]:
+        """Job history, newest first."""
+        if state is not None and state not in {s.value for s in JobState}:
+            raise Invalid(f"unknown state {state!r}; states: {', '.join(s.value for s in JobState)}")
+        return await self.jobs.list(state=state, task=task, backend=backend, limit=limit)
+
+    async def outputs(self, ref: str | int, content: bool = False, max_bytes: int = 1 << 20) -> JobOutputs:
+        """A job's output files (path, mime, size), with base64 content up to ``max_bytes`` each when asked."""
+        job = await self.job(ref)
+        outputs = [o.to_dict() for o in job.outputs]
+        if content:
+            await asyncio.to_thread(_attach_content, outputs, max_bytes)
+        return JobOutputs(job.id, job.state.value, tuple(outputs))
+
+    async def preview(self, ref: str | int) -> Preview | None:
+        """The latest preview image of a running job (None when it is not running or has none)."""
+        job = await self.job(ref)
+        if job.state is not JobState.RUNNING:
+            return None
+        return await asyncio.to_thread(_preview, job, self.jobs.output_dir(job))
+
+    def output_folder(self, job_id: str) -> Path:
+        """Where a job's outputs are copied."""
+        return self.settings.output_path / job_id
+
+    async def explain_route(self, task: str, params: dict[str, Any] | None = None, backend: str = "auto") -> RouteExplanation:
+        """Where a job like this would go now, and why (nothing is submitted)."""
+        if task not in TASKS:
+            raise Invalid(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        decision = await self.jobs.route_explain(task, params or {}, backend)
+        return RouteExplanation(decision.to_dict(), decision.explain(), decision.no_capable_backend)
+
+    async def complete(self, prompt: str, model: str | None = None, timeout: float = 120.0, *,
+                       client: str = "api") -> Completion:
+        """Run a ``text`` job and return its text (the job stays in the history like any other)."""
+        job = await self.submit("text", prompt, {"model": model} if model else {}, [], client=client)
+        try:
+            done = await self.jobs.wait(job.id, timeout)
+        except TimeoutError:
+            await self.jobs.cancel(job.id)
+            raise CompletionFailed(f"no reply within {timeout:.0f} s; job #{job.seq} was cancelled", "timeout",
+                                   {"job": job.id}) from None
+        if done.state is not JobState.SUCCEEDED:
+            reason = "no_backend" if done.error is not None and done.error.code == "no_backend" else "failed"
+            raise CompletionFailed(f"the text job #{done.seq} {done.state.value}: {done.status.message}",
+                                   reason, {"job": done.id, "error": done.to_dict()["error"]})
+        text = await asyncio.to_thread(_read_text, done)
+        return Completion(text, done.id, done.seq, done.routed_to)
+
+    # ----- tasks and workflows -----
+    def task_schema(self) -> dict[str, Any]:
+        """Every task's schema (params, inputs) and the backend kinds that serve it, first choice first."""
+        return schema_json(self.settings)
+
+    async def form_schema(self, task: str, params: dict[str, Any]) -> TaskSpec:
+        """A task's schema plus what its workflow's bindings add (a UI-format file converted); SchemaError says why not."""
+        try:
+            prepared = await self.core.prepare(task, params)
+            return await asyncio.to_thread(job_schema, self.settings, task, prepared)
+        except InvalidJob as err:
+            raise SchemaError(str(err)) from err
+
+    async def list_workflows(self) -> list[dict[str, Any]]:
+        """Workflow templates a job may name, per backend kind (files read off the loop)."""
+        return await asyncio.to_thread(workflows.list_workflows, self.settings)
+
+    async def import_workflow(self, path: Path, *, name: str | None = None, task: str | None = None,
+                              force: bool = False, server: str | None = None) -> ImportedWorkflow:
+        """Import a workflow file into the user's folder; a UI-format one is converted with a ComfyUI's node list
+        (``server``, else the first usable ComfyUI this core knows, healthy ones first)."""
+        info = (workflows.object_info_from(lambda: self.core.session(f"workflow-import@{server}"), server)
+                if server else self._object_info)
+        return await workflows.import_workflow(self.settings, path, info, name=name, task=task, force=force)
+
+    async def _object_info(self) -> Mapping[str, Any]:
+        recs = [r for r in self.core.services().values() if r.kind == COMFYUI and r.usable]
+        if not recs:
+            raise TemplateError(f"it is a UI-format workflow and {workflows.NO_COMFYUI}")
+        rec = min(recs, key=lambda r: (not self._up(r.id), r.id))
+        return await workflows.object_info_from(lambda: self.core.session(rec.id), rec.base_url)()
+
+    def _up(self, service_id: str) -> bool:
+        health = self.core.health(service_id)
+        return health is not None and health.state is ServiceState.UP
+
+    # ----- services and health -----
+    def services(self) -> list[ServiceView]:
+        """Known services with their health and breaker state, by id."""
+        out = []
+        for sid, rec in sorted(self.core.services().items()):
+            m = self.core.monitors.get(sid)
+            last = m.last if m else None
+            out.append(ServiceView(rec, m.state.value if m else "unknown", last.latency_ms if last else None,
+                                   last.queue_depth if last else None, m.breaker.snapshot() if m else None,
+                                   self.core.metrics.success_rate(sid)))
+        return out
+
+    def health(self) -> HealthSnapshot:
+        """Each monitored service's state and last check, and the local GPUs."""
+        services = {sid: ServiceHealthView(m.state.value, m.breaker.snapshot(), m.last)
+                    for sid, m in sorted(self.core.monitors.items())}
+        return HealthSnapshot(services, self.core.gpus(), time.time())
+
+    async def discover(self, hosts: Iterable[str] = (), urls: Iterable[str] = (),
+                       budget: float | None = None) -> DiscoveryReport:
+        """One discovery round now (monitors follow for what it finds)."""
+        return report(await self.core.discover(hosts=list(hosts), urls=list(urls), budget=budget))
+
+    async def add_service(self, url: str) -> DiscoveryReport:
+        """Watch a service URL from now on (every discovery round probes it) and probe it now."""
+        if url not in self.settings.urls:
+            self.settings.urls = [*self.settings.urls, url]
+        return await self.discover(urls=[url])
+
+    async def forget_service(self, service_id: str) -> bool:
+        """Stop watching a service and drop it; a URL that was added for it is no longer probed."""
+        rec = self.core.services().get(service_id)
+        if rec is not None:
+            self.settings.urls = [u for u in self.settings.urls if u.rstrip("/") != rec.base_url.rstrip("/")]
+        return await self.core.forget(service_id)
+
+    def reconnect(self, service_id: str) -> bool:
+        """Check a service now, skipping its back-off (False: it is not watched)."""
+        return self.core.reconnect(service_id)
+
+    # ----- LLM keys -----
+    def key_providers(self) -> list[str]:
+        """LLM providers with a key row: those of the configured models and keys, and the ones a check is known for."""
+        s = self.settings
+        names = {provider_of(m) for m in s.llm_models} | set(s.llm_keys) | set(KNOWN_BASES)
+        return sorted(names - {"unknown"})
+
+    def key_presence(self, providers: Iterable[str]) -> list[KeyPresence]:
+        """Whether a key is there per provider, in Backlot's settings or the environment (no network, no waiting:
+        LiteLLM's answer once it is loaded, else the settings and the variables of the providers a check knows)."""
+        wanted = list(providers)
+        models = [m for m in self.settings.llm_models if provider_of(m) in wanted]
+        models += [f"{p}/any" for p in wanted if not any(provider_of(m) == p for m in models)]
+        found = key_status_now(models, self.settings.llm_keys)
+        out = []
+        for p in wanted:
+            entry = found.get(p, {"present": False, "missing": []})
+            where = ("settings" if configured_key(self.settings.llm_keys, p) is not None
+                     else "environment" if entry["present"] else "")
+            out.append(KeyPresence(p, where, tuple(entry["missing"])))
+        return out
+
+    async def check_key(self, provider: str, typed: str = "") -> KeyCheck:
+        """Check a key now with one zero-token request: the key typed, else the configured one, else the environment's."""
+        configured = configured_key(self.settings.llm_keys, provider)
+        key = typed or (configured.get_secret_value() if configured is not None else "") or environment_key(provider)
+        if not key:
+            return KeyCheck(provider, "○ no key to check", False)
+        if provider not in KNOWN_BASES:
+            return KeyCheck(provider, f"◌ no check is known for {provider}", False)
+        result = await check_key(provider, key, session=self.core.session(f"llm-key-check@{provider}"))
+        return KeyCheck(provider, result, True)
+
+    # ----- backends -----
+    @staticmethod
+    def backend_titles() -> dict[str, str]:
+        """Each backend kind's display name."""
+        return backend_titles()
+
+
+def backend_titles() -> dict[str, str]:
+    """Each backend kind's display name, from its spec."""
+    return {str(spec.kind): spec.title or str(spec.kind) for spec in registry.specs()}
+
+
+def backend_kinds() -> list[str]:
+    """Every backend kind Backlot knows."""
+    return [str(k) for k in registry.kinds()]
+
+
+def report(result: DiscoveryResult) -> DiscoveryReport:
+    """A discovery round as the view the fronts get."""
+    return DiscoveryReport(result.records, result.duration_ms, result.candidates, result.timed_out, result.unanswered)
+
+
+def _attach_content(outputs: list[dict[str, Any]], max_bytes: int) -> None:
+    for o in outputs:
+        path = Path(o["path"])
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                o["content"], o["omitted"] = None, f"{size} bytes is over max_bytes ({max_bytes})"
+            else:
+                o["content"] = base64.b64encode(path.read_bytes()).decode("ascii")
+        except OSError as err:
+            o["content"], o["omitted"] = None, f"cannot read {path}: {err.strerror or err}"
+
+
+def _preview(job: Job, folder: Path) -> Preview | None:
+    """The preview file the job's status names, else the newest of ``preview.jpg``/``preview.png`` in its folder."""
+    named = job.status.preview
+    candidates = [named.path] if named is not None else sorted(
+        (folder / f"preview{suffix}" for suffix in PREVIEW_SUFFIXES.values()),
+        key=lambda f: f.stat().st_mtime if f.exists() else 0.0)
+    mimes = {suffix: mime for mime, suffix in PREVIEW_SUFFIXES.items()}
+    for path in reversed(candidates):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        return Preview(job.id, path, mimes.get(path.suffix.lower(), "application/octet-stream"), data)
+    return None
+
+
+def _read_text(job: Job) -> str:
+    for o in job.outputs:
+        if o.mime.startswith("text/"):
+            return o.path.read_text(encoding="utf-8")
+    return ""
