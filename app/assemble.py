@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.console_controller import ConsoleController
-from app.shell import Shell
-from app.tray import Tray
-from app.window import MainWindow
-from services.application.service import backend_titles
-from services.config import Settings
-from widgets.api_panel import ApiPanel
+from backlot.app.console_controller import ConsoleController
+from backlot.app.shell import Shell
+from backlot.app.tray import Tray
+from backlot.app.window import MainWindow
+from backlot.services.application.service import backend_titles
+from backlot.services.config import Settings
+from backlot.widgets.api_panel import ApiPanel
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from services.events import (
+from backlot.services.events import (
     BreakerChanged,
     DiscoveryFinished,
     Event,
@@ -21,8 +21,8 @@ from services.events import (
     ServiceForgotten,
     ServiceUpdated,
 )
-from services.application.views import VramPoint, gpu_vram, sample_vram
-from services.models import Job, JobState
+from backlot.services.application.views import VramPoint, gpu_vram, sample_vram
+from backlot.services.models import Job, JobState
 
 
 class Bridge(QObject):

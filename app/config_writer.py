@@ -15,7 +15,7 @@ import tomlkit
 from pydantic import ValidationError
 from tomlkit.items import Table
 
-from services.config import Settings
+from backlot.services.config import Settings
 
 TABLES = ("ports", "llm_keys")  # settings kept as a [table] with one key per kind or provider
 SECRET_TABLES = ("llm_keys",)

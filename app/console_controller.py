@@ -15,18 +15,18 @@ from PySide6.QtCore import QObject, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
 from PySide6.QtWidgets import QWidget
 
-from app.config_writer import ConfigWriteError, write_config
-from app.tasks import TaskKeeper
-from app.workflow_controller import WorkflowController
-from services.api.token import TokenError, read_token
-from services.application.errors import JobError, NotFound
-from services.application.service import backend_kinds
-from services.control import ControlCenter
-from services.models import Job
-from services.tasks import SCHEMA, SchemaError
-from widgets.api_panel import ApiPanel
-from widgets.job_console import JobConsole
-from widgets.settings_dialog import SECONDS, SettingsDialog
+from backlot.app.config_writer import ConfigWriteError, write_config
+from backlot.app.tasks import TaskKeeper
+from backlot.app.workflow_controller import WorkflowController
+from backlot.services.api.token import TokenError, read_token
+from backlot.services.application.errors import JobError, NotFound
+from backlot.services.application.service import backend_kinds
+from backlot.services.control import ControlCenter
+from backlot.services.models import Job
+from backlot.services.tasks import SCHEMA, SchemaError
+from backlot.widgets.api_panel import ApiPanel
+from backlot.widgets.job_console import JobConsole
+from backlot.widgets.settings_dialog import SECONDS, SettingsDialog
 
 log = logging.getLogger(__name__)
 Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]

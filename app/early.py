@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.window import MainWindow
+from backlot.app.window import MainWindow
 
 PAINT_LIMIT_MS = 500  # a slow display server: the window fills in with its first paint at the latest then
 

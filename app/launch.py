@@ -10,10 +10,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from app.early import application
-from app.window import MainWindow
-from services.config import Settings
-from services.instance import InstanceLock, InstanceLocked
+from backlot.app.early import application
+from backlot.app.window import MainWindow
+from backlot.services.config import Settings
+from backlot.services.instance import InstanceLock, InstanceLocked
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _locked_dialog(app: Any, message: str) -> int:
 
 async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | None, owner: bool,
                shown: MainWindow | None) -> int:
-    from app.assemble import assemble
+    from backlot.app.assemble import assemble
 
     parts = assemble(settings, owner=owner, window=shown)
     shell, window = parts.shell, parts.window

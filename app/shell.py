@@ -8,13 +8,13 @@ import time
 from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
-from app.bridge import Bridge
-from app.console_controller import ConsoleController
-from app.tasks import TaskKeeper
-from services.config import Settings, forget_standins, record_standins
-from services.control import ControlCenter
-from services.events import EventBus
-from standins import launcher
+from backlot.app.bridge import Bridge
+from backlot.app.console_controller import ConsoleController
+from backlot.app.tasks import TaskKeeper
+from backlot.services.config import Settings, forget_standins, record_standins
+from backlot.services.control import ControlCenter
+from backlot.services.events import EventBus
+from backlot.standins import launcher
 
 log = logging.getLogger(__name__)
 # The window's demo gives the ComfyUI stand-in a GPU to report, so the VRAM bar and graph have something to show.

@@ -5,8 +5,8 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
-from services.models import Job, JobState
-from widgets.style import look, state_icon
+from backlot.services.models import Job, JobState
+from backlot.widgets.style import look, state_icon
 
 
 def job_message(job: Job) -> tuple[str, str]:

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QTool
 if TYPE_CHECKING:
     from PySide6.QtCore import Qt
 
-    from widgets.dashboard import Dashboard
-    from widgets.graphs import Graphs
-    from widgets.log_view import LogView
+    from backlot.widgets.dashboard import Dashboard
+    from backlot.widgets.graphs import Graphs
+    from backlot.widgets.log_view import LogView
 
 STATE_ORDER = ("up", "degraded", "down", "unknown")
 
@@ -35,7 +35,7 @@ def overall_state(states: Mapping[str, str]) -> str:
 
 def summary(states: Mapping[str, str]) -> str:
     """"4 up · 1 down" (or "no services")."""
-    from widgets.style import look
+    from backlot.widgets.style import look
 
     counts = Counter(states.values())
     parts = [f"{counts[s]} {look(s).word}" for s in STATE_ORDER if counts[s]]
@@ -83,10 +83,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtCore import Qt
         from PySide6.QtGui import QKeySequence, QShortcut
 
-        from widgets.dashboard import Dashboard
-        from widgets.graphs import Graphs
-        from widgets.log_view import LogView
-        from widgets.workflow_drop import WorkflowDrop
+        from backlot.widgets.dashboard import Dashboard
+        from backlot.widgets.graphs import Graphs
+        from backlot.widgets.log_view import LogView
+        from backlot.widgets.workflow_drop import WorkflowDrop
 
         WorkflowDrop(self).dropped.connect(self.workflows_dropped)
         self.dashboard = Dashboard(titles)
@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
         """Recount the cards' states for the title bar (and the tray, which the app connects)."""
         states = self.dashboard.states()
         state = overall_state(states)
-        from widgets.style import look, state_icon
+        from backlot.widgets.style import look, state_icon
 
         st = look(state)
         self.overall.setText(f"{st.symbol} {summary(states)}")

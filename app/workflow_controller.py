@@ -13,10 +13,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from services.application.errors import WorkflowError
-from services.application.views import ImportedWorkflow
-from services.control import ControlCenter
-from widgets.job_console import JobConsole
+from backlot.services.application.errors import WorkflowError
+from backlot.services.application.views import ImportedWorkflow
+from backlot.services.control import ControlCenter
+from backlot.widgets.job_console import JobConsole
 
 log = logging.getLogger(__name__)
 Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]

@@ -27,9 +27,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from addon_fake_api import FakeBacklot  # noqa: E402
 from blender_hosts import BlenderHost, hosts  # noqa: E402
-from blender_addon.client import Notification  # noqa: E402
-from blender_addon.package import build_zip  # noqa: E402
-from blender_addon.session import AddonSession  # noqa: E402
+from backlot.blender_addon.client import Notification  # noqa: E402
+from backlot.blender_addon.package import build_zip  # noqa: E402
+from backlot.blender_addon.session import AddonSession  # noqa: E402
 
 TARGET_MS = 2.0
 

@@ -116,9 +116,9 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 async def run(quick: bool) -> dict[str, Any]:
     """Serve both, drive them from one client process, report."""
-    from services.config import load_settings
-    from services.control import ControlCenter
-    from services.models import Job, JobState
+    from backlot.services.config import load_settings
+    from backlot.services.control import ControlCenter
+    from backlot.services.models import Job, JobState
 
     rounds, rtt_n, pipe_n = (3, 200, 2000) if quick else (7, 1000, 10000)
     with tempfile.TemporaryDirectory() as tmp:

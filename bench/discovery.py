@@ -21,9 +21,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.connectivity.discovery import Candidate, probe, scan  # noqa: E402
-from services.models import FoundBy  # noqa: E402
-from standins import launcher  # noqa: E402
+from backlot.services.connectivity.discovery import Candidate, probe, scan  # noqa: E402
+from backlot.services.models import FoundBy  # noqa: E402
+from backlot.standins import launcher  # noqa: E402
 
 ORIGINAL_TARGET_MS = 5000.0
 TARGET_MS = 100.0

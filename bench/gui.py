@@ -112,9 +112,9 @@ def run_monitored(seconds: float, jobs: int) -> dict[str, Any]:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from app.assemble import assemble
-    from services.config import load_settings
-    from standins import launcher
+    from backlot.app.assemble import assemble
+    from backlot.services.config import load_settings
+    from backlot.standins import launcher
 
     procs = {f"{k}{i}": launcher.spawn(k, 0) for i in range(4) for k in ("comfyui", "llm")}
     try:

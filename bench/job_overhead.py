@@ -22,11 +22,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.backends.comfyui.workflows import load_templates  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.control import ControlCenter  # noqa: E402
-from services.models import JobState  # noqa: E402
-from standins import launcher  # noqa: E402
+from backlot.services.backends.comfyui.workflows import load_templates  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.control import ControlCenter  # noqa: E402
+from backlot.services.models import JobState  # noqa: E402
+from backlot.standins import launcher  # noqa: E402
 
 PARAMS = {"workflow": "standin_image", "width": 64, "height": 64}
 

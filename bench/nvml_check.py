@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.connectivity.gpu import GpuSampler  # noqa: E402
+from backlot.services.connectivity.gpu import GpuSampler  # noqa: E402
 
 
 async def main() -> dict[str, object]:

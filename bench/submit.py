@@ -18,14 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from standins import launcher
+from backlot.standins import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 10
 IN_PROCESS = """
 import asyncio, sys
-from services.config import load_settings
-from services.control import ControlCenter
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
 
 async def main():
     center = ControlCenter(load_settings())

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
-from cli import remote
-from cli.format import job_lines, progress_line, services_table
-from cli.refusal import Refusal
-from cli.remote import Home
-from services.text import one_line
-from services.workflow_ref import is_path
+from backlot.blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
+from backlot.cli import remote
+from backlot.cli.format import job_lines, progress_line, services_table
+from backlot.cli.refusal import Refusal
+from backlot.cli.remote import Home
+from backlot.services.text import one_line
+from backlot.services.workflow_ref import is_path
 
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 
@@ -146,7 +146,7 @@ def _local_read(home: Home, read: Any) -> Any:
 @_reports_errors
 def jobs(home: Home, state: str | None, as_json: bool, limit: int, out: TextIO) -> int:
     """Job history: from the instance when one runs, else straight from the store, read-only."""
-    from cli.format import jobs_table
+    from backlot.cli.format import jobs_table
 
     inst = remote.find(home)
     if inst is not None:
@@ -154,7 +154,7 @@ def jobs(home: Home, state: str | None, as_json: bool, limit: int, out: TextIO) 
             rows = client.call("jobs.list", {"state": state, "limit": limit})
         rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
     else:
-        from services.application import local
+        from backlot.services.application import local
 
         rows = [j.to_dict() for j in _local_read(home, lambda s: local.read_jobs(s, state=state, limit=limit))]
     out.write((json.dumps(rows) if as_json else jobs_table(rows)) + "\n")
@@ -169,7 +169,7 @@ def show(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
         with inst.client() as client:
             job = client.call("jobs.get", {"job": ref})
     else:
-        from services.application import local
+        from backlot.services.application import local
 
         found = _local_read(home, lambda s: local.read_job(s, ref))
         if found is None:
@@ -234,7 +234,7 @@ def stop(home: Home, out: TextIO) -> int:
 
 def addon(output: str | None, out: TextIO) -> int:
     """Write the installable Blender addon zip."""
-    from blender_addon.package import build_zip
+    from backlot.blender_addon.package import build_zip
 
     path = build_zip(output or "backlot_addon.zip")
     out.write(f"{path}\nInstall it in Blender 4.2 or later: Edit > Preferences > Get Extensions > the menu at the top "

@@ -8,11 +8,11 @@ import signal
 import sys
 from typing import Any, TextIO
 
-from cli.format import format_table
-from services.application import local
-from services.config import Settings
-from services.control import ControlCenter
-from services.instance import InstanceLock, InstanceLocked
+from backlot.cli.format import format_table
+from backlot.services.application import local
+from backlot.services.config import Settings
+from backlot.services.control import ControlCenter
+from backlot.services.instance import InstanceLock, InstanceLocked
 
 log = logging.getLogger(__name__)
 

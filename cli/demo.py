@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from services.config import Settings, forget_standins, record_standins
-from services.instance import InstanceLock, InstanceLocked
-from standins import launcher
+from backlot.services.config import Settings, forget_standins, record_standins
+from backlot.services.instance import InstanceLock, InstanceLocked
+from backlot.standins import launcher
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, speed: float = 1.
 async def _run_center(settings: Settings, procs: dict[str, launcher.StandinProcess], urls: dict[str, str],
                       out: TextIO, early_stop: threading.Event, ready: Callable[[dict[str, str]], None] | None,
                       lock: InstanceLock) -> int:
-    from cli.commands import serve
+    from backlot.cli.commands import serve
 
     until = asyncio.Event()
     failed = False

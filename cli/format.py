@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.text import one_line
+from backlot.services.text import one_line
 
 
 def format_table(rows: list[list[str]]) -> str:

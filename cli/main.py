@@ -8,11 +8,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cli.refusal import Refusal, report
-from services import __version__
+from backlot.cli.refusal import Refusal, report
+from backlot.services import __version__
 
 if TYPE_CHECKING:
-    from services.config import Settings
+    from backlot.services.config import Settings
 # Only the standard library loads before the window is on screen: everything else is imported where it is used.
 
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stop", help="stop the running Backlot of this home")
     ad = sub.add_parser("addon", help="write the installable Blender addon zip")
     ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
-    from cli.workflow_args import add_parser as add_workflows
+    from backlot.cli.workflow_args import add_parser as add_workflows
 
     add_workflows(sub)
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _setup_errors() -> tuple[type[Exception], ...]:
     """The errors of a home, store, API port or token that cannot be used: one sentence, exit 2."""
-    from services.api.server import ApiStartError
-    from services.api.token import TokenError
-    from services.application.errors import StoreError
-    from services.instance import FolderError
+    from backlot.services.api.server import ApiStartError
+    from backlot.services.api.token import TokenError
+    from backlot.services.application.errors import StoreError
+    from backlot.services.instance import FolderError
 
     return FolderError, StoreError, ApiStartError, TokenError
 
@@ -132,21 +132,21 @@ def _window_first(args: argparse.Namespace) -> bool:
     plain = args.command is None or args.command == "demo" and args.speed > 0  # a bad --speed is refused first
     if not plain or args.headless or args.screenshot:
         return False  # the commands never load Qt
-    from app.early import has_display
+    from backlot.app.early import has_display
 
     return has_display()
 
 
 def _main(args: argparse.Namespace, out: TextIO) -> int:
     if args.install_desktop_entry:
-        from cli.desktop import install
+        from backlot.cli.desktop import install
 
         return install(out, args.home)
     if args.command in CLIENT_COMMANDS:  # the thin client: no settings, no core, unless it must start an instance
         return _client_command(args, out)
     if _window_first(args):
-        from app.early import shown_shell
-        from services.paths import Paths
+        from backlot.app.early import shown_shell
+        from backlot.services.paths import Paths
 
         home = args.home if args.home is not None else os.environ.get("BACKLOT_HOME")
         with shown_shell(str(Paths.resolve(home).window_file)) as window:
@@ -156,7 +156,7 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
 
 def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
     """Load the settings and run the command (``window``: the plain window path's window, already shown)."""
-    from services.config import ConfigError, load_settings
+    from backlot.services.config import ConfigError, load_settings
 
     try:
         settings = load_settings(home=args.home, cli=_cli_overrides(args))
@@ -172,15 +172,15 @@ def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
             return 2
         if not args.headless:
             return _window(settings, demo=True, speed=args.speed, screenshot=args.screenshot, window=window)
-        from cli.demo import run_headless
+        from backlot.cli.demo import run_headless
 
         return run_headless(settings, out=out, speed=args.speed)
     if args.command == "tasks":
-        from cli import commands
+        from backlot.cli import commands
 
         return commands.tasks(settings, args.json, out)
     if args.command == "workflows":
-        from cli import workflows
+        from backlot.cli import workflows
 
         return workflows.run(args, settings, out)
     if args.screenshot:
@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
     if args.command == "discover" or args.headless:
         import asyncio
 
-        from cli import commands
+        from backlot.cli import commands
 
         if args.command == "discover":
             work = commands.discover(settings, _split(args.hosts), args.url or [], args.budget, args.json, out)
@@ -201,8 +201,8 @@ def _run(args: argparse.Namespace, out: TextIO, window: Any) -> int:
 def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screenshot: str | None = None,
             window: Any = None) -> int:
     """Open the window; without a display say so in one line (``--screenshot`` needs none: it draws offscreen)."""
-    from app.early import has_display
-    from app.launch import run_window
+    from backlot.app.early import has_display
+    from backlot.app.launch import run_window
 
     if not screenshot and not has_display():
         print("backlot: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); run `backlot --headless`, "
@@ -220,8 +220,8 @@ def _client_command(args: argparse.Namespace, out: TextIO) -> int:
     The instance checks each job (parameters, workflow, prompt, inputs) and refuses with the sentence and
     exit code (2 bad input, 3 no backend) the command prints.
     """
-    from cli import client_commands as cc
-    from cli.remote import Home
+    from backlot.cli import client_commands as cc
+    from backlot.cli.remote import Home
 
     _log_to_stderr((args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper())
     home = Home(args.home, _cli_overrides(args))

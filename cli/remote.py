@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blender_addon.client import ApiClient, ClientError, config_dir
-from services.lockfile import lock_holder
+from backlot.blender_addon.client import ApiClient, ClientError, config_dir
+from backlot.services.lockfile import lock_holder
 
 if TYPE_CHECKING:
-    from services.config import Settings
+    from backlot.services.config import Settings
 
 log = logging.getLogger(__name__)
 START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
@@ -57,7 +57,7 @@ class Home:
 
     def settings(self) -> Settings:
         """The full settings (loads the core: only to start an instance or read the store without one)."""
-        from services.config import load_settings
+        from backlot.services.config import load_settings
 
         return load_settings(home=self.home, cli=self.overrides)
 
@@ -101,7 +101,7 @@ def require(home: Home) -> Instance:
 @contextmanager
 def _starting_lock(data_path: Path) -> Iterator[None]:
     """One starter at a time: ten concurrent submits start one instance, not ten."""
-    from services.instance import FolderError
+    from backlot.services.instance import FolderError
 
     path = data_path / "starting.lock"
     try:

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from cli import remote
-from cli.client_commands import exit_for
-from cli.format import format_table
-from cli.refusal import Refusal
-from services.application import local
-from services.application.errors import WorkflowError
-from services.application.views import ImportedWorkflow
-from services.application.workflows import list_workflows, workflow_detail
-from services.config import Settings
+from backlot.cli import remote
+from backlot.cli.client_commands import exit_for
+from backlot.cli.format import format_table
+from backlot.cli.refusal import Refusal
+from backlot.services.application import local
+from backlot.services.application.errors import WorkflowError
+from backlot.services.application.views import ImportedWorkflow
+from backlot.services.application.workflows import list_workflows, workflow_detail
+from backlot.services.config import Settings
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -25,9 +25,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from services.backends import registry
-from services.paths import Paths
-from services.tasks import DEFAULT_VRAM_GIB, TASKS
+from backlot.services.backends import registry
+from backlot.services.paths import Paths
+from backlot.services.tasks import DEFAULT_VRAM_GIB, TASKS
 
 ENV_PREFIX = "BACKLOT_"
 # BACKLOT_* variables that are read elsewhere, not settings.

@@ -9,20 +9,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.api.factory import create_server
-from services.api.server import ApiServer
-from services.application.service import ApplicationService, CoreParts
-from services.backends import registry
-from services.backends.base import Backend
-from services.config import Settings
-from services.connectivity.discovery import Discovery, DiscoveryResult
-from services.connectivity.gpu import GpuSampler
-from services.connectivity.health import HealthMonitor
-from services.connectivity.inventory import InventoryCache
-from services.connectivity.metrics import Metrics
-from services.connectivity.pool import ConnectionPool
-from services.connectivity.resilience import Backoff, CircuitBreaker
-from services.events import (
+from backlot.services.api.factory import create_server
+from backlot.services.api.server import ApiServer
+from backlot.services.application.service import ApplicationService, CoreParts
+from backlot.services.backends import registry
+from backlot.services.backends.base import Backend
+from backlot.services.config import Settings
+from backlot.services.connectivity.discovery import Discovery, DiscoveryResult
+from backlot.services.connectivity.gpu import GpuSampler
+from backlot.services.connectivity.health import HealthMonitor
+from backlot.services.connectivity.inventory import InventoryCache
+from backlot.services.connectivity.metrics import Metrics
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.connectivity.resilience import Backoff, CircuitBreaker
+from backlot.services.events import (
     BreakerChanged,
     EventBus,
     GpuSampled,
@@ -31,15 +31,15 @@ from services.events import (
     ServiceForgotten,
     ServiceUpdated,
 )
-from services.jobs.manager import JobManager
-from services.jobs.router import Router, ServiceHealth
-from services.jobs.store import JobStore
-from services.instance import forget_instance, record_instance
-from services.jobs.validate import InvalidJob
-from services.jobs.vram import VramEstimator
-from services.logbus import BusLogHandler
-from services.models import Origin, ServiceRecord
-from services.tasks import SchemaError
+from backlot.services.jobs.manager import JobManager
+from backlot.services.jobs.router import Router, ServiceHealth
+from backlot.services.jobs.store import JobStore
+from backlot.services.instance import forget_instance, record_instance
+from backlot.services.jobs.validate import InvalidJob
+from backlot.services.jobs.vram import VramEstimator
+from backlot.services.logbus import BusLogHandler
+from backlot.services.models import Origin, ServiceRecord
+from backlot.services.tasks import SchemaError
 
 log = logging.getLogger(__name__)
 

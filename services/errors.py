@@ -8,7 +8,7 @@ from enum import Enum
 
 import aiohttp
 
-from services.text import one_line
+from backlot.services.text import one_line
 
 
 class ErrorClass(str, Enum):

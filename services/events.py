@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from services.models import BreakerSnapshot, GpuSample, HealthSample, Job, ServiceRecord, ServiceState
+from backlot.services.models import BreakerSnapshot, GpuSample, HealthSample, Job, ServiceRecord, ServiceState
 
 log = logging.getLogger(__name__)
 

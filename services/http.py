@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from services.errors import BacklotError, ErrorClass, ServiceError, classify_status, translate
+from backlot.services.errors import BacklotError, ErrorClass, ServiceError, classify_status, translate
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 

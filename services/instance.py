@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from services.errors import BacklotError
-from services.lockfile import lock_holder
+from backlot.services.errors import BacklotError
+from backlot.services.lockfile import lock_holder
 
 
 class FolderError(BacklotError):

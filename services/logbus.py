@@ -6,8 +6,8 @@ import logging
 import re
 import threading
 
-from services.text import one_line
-from services.events import EventBus, LogRecorded
+from backlot.services.text import one_line
+from backlot.services.events import EventBus, LogRecorded
 
 # A service id (kind@host:port) named in a message, when the record carries no ``service`` extra.
 _SERVICE_ID = re.compile(r"\b([a-z][a-z0-9_-]*@[\w.\-\[\]:]+:\d+)")

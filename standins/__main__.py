@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from standins.launcher import (GRADIO3_KINDS, KINDS, MODULES, REPO_ROOT, StandinError, gradio3_python, start_many,
+from backlot.standins.launcher import (GRADIO3_KINDS, KINDS, MODULES, REPO_ROOT, StandinError, gradio3_python, start_many,
                                stop_all)
 
 USAGE = f"usage: python -m standins {{{'|'.join(KINDS)}|all}} [--port N] [--speed F] [--data DIR] [kind options]"

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from standins._common import announce, free_port
+from backlot.standins._common import announce, free_port
 
 log = logging.getLogger(__name__)
 

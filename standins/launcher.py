@@ -13,19 +13,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from standins._common import READY_PREFIX
+from backlot.standins._common import READY_PREFIX
 
 log = logging.getLogger(__name__)
 
 KINDS = ("comfyui", "wan2gp", "wan2gp-webui", "rvc", "audioldm", "llm")
 # Modules run with ``python -m``; the Gradio 3 ones need their own interpreter (see gradio3_python).
 MODULES = {
-    "comfyui": "standins.comfyui",
-    "wan2gp": "standins.wan2gp",
-    "wan2gp-webui": "standins.wan2gp_webui",
-    "rvc": "standins.gradio3.rvc",
-    "audioldm": "standins.gradio3.audioldm",
-    "llm": "standins.llm",
+    "comfyui": "backlot.standins.comfyui",
+    "wan2gp": "backlot.standins.wan2gp",
+    "wan2gp-webui": "backlot.standins.wan2gp_webui",
+    "rvc": "backlot.standins.gradio3.rvc",
+    "audioldm": "backlot.standins.gradio3.audioldm",
+    "llm": "backlot.standins.llm",
 }
 GRADIO3_KINDS = ("rvc", "audioldm")
 REPO_ROOT = Path(__file__).resolve().parent.parent

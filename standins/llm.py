@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from standins import _common
+from backlot.standins import _common
 
-log = logging.getLogger("standins.llm")
+log = logging.getLogger("backlot.standins.llm")
 
 DEFAULT_MODELS = "backlot-standin-7b,backlot-standin-tiny"
 OLLAMA_VERSION = "0.6.5"

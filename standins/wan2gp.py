@@ -23,13 +23,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from standins import _common, video
-from standins.wan2gp_gallery import DEFAULT_MAX_UPLOAD_BYTES, Gallery, Transfers, media_type_of
-from standins.wan2gp_jobs import JobRunner
-from standins.wan2gp_models import Catalogue
-from standins.wan2gp_tools import WanGPState, match_reference_schemas, register_docs, register_tools
+from backlot.standins import _common, video
+from backlot.standins.wan2gp_gallery import DEFAULT_MAX_UPLOAD_BYTES, Gallery, Transfers, media_type_of
+from backlot.standins.wan2gp_jobs import JobRunner
+from backlot.standins.wan2gp_models import Catalogue
+from backlot.standins.wan2gp_tools import WanGPState, match_reference_schemas, register_docs, register_tools
 
-log = logging.getLogger("standins.wan2gp")
+log = logging.getLogger("backlot.standins.wan2gp")
 
 MCP_PATH = "/mcp/"
 NOT_ACCEPTABLE = {"jsonrpc": "2.0", "id": "server-error",

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from standins import video
-from standins.wan2gp_gallery import Gallery
-from standins.wan2gp_models import Catalogue, Model
-from standins.wan2gp_settings import TaskError, output_name, prepare, split_tasks, task_settings
+from backlot.standins import video
+from backlot.standins.wan2gp_gallery import Gallery
+from backlot.standins.wan2gp_models import Catalogue, Model
+from backlot.standins.wan2gp_settings import TaskError, output_name, prepare, split_tasks, task_settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-from standins.wan2gp_models import Catalogue, Model
+from backlot.standins.wan2gp_models import Catalogue, Model
 
 
 class TaskError(Exception):

@@ -7,9 +7,9 @@ from typing import Any
 
 from mcp.server.fastmcp import FastMCP
 
-from standins.wan2gp_gallery import Gallery, Transfers
-from standins.wan2gp_jobs import Job, JobRunner
-from standins.wan2gp_models import DEEPY_TEMPLATES, Catalogue
+from backlot.standins.wan2gp_gallery import Gallery, Transfers
+from backlot.standins.wan2gp_jobs import Job, JobRunner
+from backlot.standins.wan2gp_models import DEEPY_TEMPLATES, Catalogue
 
 LIST_MODELS_MAX = 10  # the real wangp_list_models never returns more than 10 records
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from standins import _common
-from standins._gradio_serve import configure_logging, install_stop_handlers, prepare_environment, serve
+from backlot.standins import _common
+from backlot.standins._gradio_serve import configure_logging, install_stop_handlers, prepare_environment, serve
 
 if TYPE_CHECKING:
     import gradio as gr

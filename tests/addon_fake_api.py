@@ -21,7 +21,7 @@ from typing import Any
 import av
 import numpy as np
 
-from standins.video import write_png, write_wav
+from backlot.standins.video import write_png, write_wav
 
 TOKEN = "test-token-0123456789"
 FPS = 24

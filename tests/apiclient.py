@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from services.api.dispatch import Methods
-from services.api.handlers import Handlers
-from services.api.server import ApiServer, Limits
-from services.api.token import read_token
-from services.config import load_settings
-from services.control import ControlCenter
+from backlot.services.api.dispatch import Methods
+from backlot.services.api.handlers import Handlers
+from backlot.services.api.server import ApiServer, Limits
+from backlot.services.api.token import read_token
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
 
 ERROR_CODES = {-32700, -32600, -32601, -32602, -32603, -32001, -32002, -32003, -32004, -32005}
 

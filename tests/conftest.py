@@ -16,7 +16,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from standins import launcher  # noqa: E402
+from backlot.standins import launcher  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -46,9 +46,9 @@ def stop_background_instance(data: Path) -> None:
 
     import psutil
 
-    from services.instance import InstanceLock
+    from backlot.services.instance import InstanceLock
 
-    from cli import remote
+    from backlot.cli import remote
 
     pid = InstanceLock(data).holder() if data.exists() else None
     if pid is not None and pid != os.getpid() and psutil.pid_exists(pid):

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from services.events import Event, EventBus
+from backlot.services.events import Event, EventBus
 
 E = TypeVar("E", bound=Event)
 

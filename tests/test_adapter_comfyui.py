@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from services.backends.base import FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.comfyui.adapter import ComfyUIBackend
-from services.connectivity.pool import ConnectionPool
-from services.models import ServiceKind, ServiceRecord
+from backlot.services.backends.base import FailureCode, JobRequest, JobStatus, StatusCode
+from backlot.services.backends.comfyui.adapter import ComfyUIBackend
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.models import ServiceKind, ServiceRecord
 from tests.helpers import TcpProxy, serve
 
 

@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from services.backends.audioldm.adapter import AudioLdmBackend
-from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.gradio.app import GradioApp, GradioTimeouts
-from services.backends.rvc.adapter import RvcBackend
-from services.connectivity.pool import ConnectionPool
-from services.models import ServiceKind, ServiceRecord
-from standins import launcher
-from standins.launcher import REPO_ROOT, StandinProcess
+from backlot.services.backends.audioldm.adapter import AudioLdmBackend
+from backlot.services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
+from backlot.services.backends.gradio.app import GradioApp, GradioTimeouts
+from backlot.services.backends.rvc.adapter import RvcBackend
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.models import ServiceKind, ServiceRecord
+from backlot.standins import launcher
+from backlot.standins.launcher import REPO_ROOT, StandinProcess
 from tests.helpers import serve
 
 pytestmark = pytest.mark.slow
@@ -42,8 +42,8 @@ import sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import gradio as gr
-from standins._common import free_port
-from standins.gradio3._waveform_video import write_waveform_mp4
+from backlot.standins._common import free_port
+from backlot.standins.gradio3._waveform_video import write_waveform_mp4
 
 def text2audio(text, duration, guidance_scale, random_seed, n_candidates, progress=gr.Progress()):
     if "fail" in text:

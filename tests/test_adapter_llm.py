@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.llm.adapter import (
+from backlot.services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
+from backlot.services.backends.llm.adapter import (
     LlmBackend,
     check_key,
     close_litellm_clients,
@@ -25,9 +25,9 @@ from services.backends.llm.adapter import (
     key_status,
     models_for,
 )
-from services.errors import ErrorClass, ServiceError
-from services.models import ServiceKind, ServiceRecord
-from standins.launcher import StandinProcess
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.models import ServiceKind, ServiceRecord
+from backlot.standins.launcher import StandinProcess
 from tests.conftest import ROOT
 from tests.helpers import BlackHoles
 

@@ -12,12 +12,12 @@ import av
 import pytest
 from PIL import Image
 
-from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
-from services.backends.wan2gp.adapter import Wan2gpBackend
-from services.backends.wan2gp.settings import InvalidParams, build_settings, pick_model
-from services.connectivity.pool import ConnectionPool
-from services.errors import ErrorClass, ServiceError
-from services.models import ServiceKind, ServiceRecord
+from backlot.services.backends.base import Backend, FailureCode, JobRequest, JobStatus, StatusCode
+from backlot.services.backends.wan2gp.adapter import Wan2gpBackend
+from backlot.services.backends.wan2gp.settings import InvalidParams, build_settings, pick_model
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.models import ServiceKind, ServiceRecord
 from tests.helpers import BlackHoles, serve
 
 MakeBackend = Callable[..., Wan2gpBackend]

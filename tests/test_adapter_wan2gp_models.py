@@ -14,9 +14,9 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
-from services.backends.base import FailureCode, StatusCode
-from services.backends.wan2gp.probe import match_webui
-from services.backends.wan2gp.settings import candidates, pick_model, takes_start_image
+from backlot.services.backends.base import FailureCode, StatusCode
+from backlot.services.backends.wan2gp.probe import match_webui
+from backlot.services.backends.wan2gp.settings import candidates, pick_model, takes_start_image
 from tests.helpers import serve
 from tests.test_adapter_wan2gp import MakeBackend, collect, job, make, pool  # noqa: F401 (make, pool: fixtures)
 

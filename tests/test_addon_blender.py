@@ -28,9 +28,9 @@ import pytest
 from addon_fake_api import Endpoint, FakeBacklot, fake_backlot, frame_index  # noqa: F401
 from blender_hosts import BlenderHost, hosts, required_bpy
 
-from blender_addon.client import ApiClient, Notification
-from blender_addon.package import build_zip
-from standins import launcher
+from backlot.blender_addon.client import ApiClient, Notification
+from backlot.blender_addon.package import build_zip
+from backlot.standins import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).parent / "blender_scripts" / "addon_flow.py"

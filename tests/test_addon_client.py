@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from addon_fake_api import Endpoint, FakeBacklot, backlot_api, fake_backlot  # noqa: F401
-from blender_addon import client as rpc
-from blender_addon.client import ApiClient, Backoff, CallTimeout, NotConnected, RpcError, Unauthorized
+from backlot.blender_addon import client as rpc
+from backlot.blender_addon.client import ApiClient, Backoff, CallTimeout, NotConnected, RpcError, Unauthorized
 
 
 def _until(c: ApiClient, pred, timeout: float = 10.0) -> list[rpc.Message]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from addon_fake_api import TASKS, Endpoint, FakeBacklot, backlot_api, fake_backlot  # noqa: F401
 
-from blender_addon import client as rpc
-from blender_addon.jobbook import (
+from backlot.blender_addon import client as rpc
+from backlot.blender_addon.jobbook import (
     JobBook,
     Tracked,
     choose_output,
@@ -20,9 +20,9 @@ from blender_addon.jobbook import (
     placeholder_length,
     strip_name,
 )
-from blender_addon.package import build_zip
-from blender_addon.schema import coerce, extra_params, parse_tasks
-from blender_addon.session import AddonSession
+from backlot.blender_addon.package import build_zip
+from backlot.blender_addon.schema import coerce, extra_params, parse_tasks
+from backlot.blender_addon.session import AddonSession
 
 
 class FakeTimeline:
@@ -296,7 +296,7 @@ def test_cli_addon_writes_the_zip(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_form_leaves_out_untouched_params_without_default() -> None:
-    from blender_addon.schema import form_params
+    from backlot.blender_addon.schema import form_params
 
     spec = parse_tasks({"tasks": [{"name": "text_to_video", "params": [
         {"name": "width", "type": "int", "min": 16, "max": 16384, "default": None},
@@ -312,7 +312,7 @@ def test_form_leaves_out_untouched_params_without_default() -> None:
 def test_workflow_picker_items_come_from_workflows_list_per_task() -> None:
     from addon_fake_api import WORKFLOWS
 
-    from blender_addon import workflows as wf
+    from backlot.blender_addon import workflows as wf
 
     flows = wf.parse_workflows({"workflows": [*WORKFLOWS, {"name": ""}, "junk"]})
     assert [w.name for w in flows] == ["my_flow", "text_to_image", "upscale"]  # nameless and malformed ones dropped
@@ -332,7 +332,7 @@ def test_workflow_picker_items_come_from_workflows_list_per_task() -> None:
 def test_workflow_params_sent_with_the_job() -> None:
     from addon_fake_api import WORKFLOWS
 
-    from blender_addon import workflows as wf
+    from backlot.blender_addon import workflows as wf
 
     flows = wf.parse_workflows(WORKFLOWS)
     mine = wf.find(flows, "my_flow")

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from cli import commands
-from services.api.dispatch import Methods
-from services.api.server import ApiServer, ApiStartError, Limits
-from services.api.token import ensure_token, read_token
-from services.config import load_settings
-from services.control import ControlCenter
+from backlot.cli import commands
+from backlot.services.api.dispatch import Methods
+from backlot.services.api.server import ApiServer, ApiStartError, Limits
+from backlot.services.api.token import ensure_token, read_token
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
 from tests.apiclient import (
     Api,
     RawClient,
@@ -315,7 +315,7 @@ async def _until(predicate: Any) -> None:
 
 
 def test_frames_are_one_json_object_per_line() -> None:
-    from services.api.protocol import (
+    from backlot.services.api.protocol import (
         Busy,
         encode_error,
         encode_notification,
@@ -330,9 +330,9 @@ def test_frames_are_one_json_object_per_line() -> None:
 
 
 async def test_the_addon_client_works_against_the_real_server(api: Api) -> None:
-    from blender_addon.client import ApiClient, Notification, RpcError, Unauthorized
-    from services.events import JobUpdated
-    from services.models import Job
+    from backlot.blender_addon.client import ApiClient, Notification, RpcError, Unauthorized
+    from backlot.services.events import JobUpdated
+    from backlot.services.models import Job
 
     def wrong_token() -> None:
         c = ApiClient("127.0.0.1", api.server.port, token="not-it", reconnect=False)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.api.server import Limits
-from services.events import JobUpdated
-from services.models import Job
+from backlot.services.api.server import Limits
+from backlot.services.events import JobUpdated
+from backlot.services.models import Job
 from tests.apiclient import Api, RawClient, assert_response, running_api
 
 

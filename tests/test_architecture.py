@@ -30,9 +30,9 @@ APP, CLI = "The window's glue (app) enters the core by its front door", "The com
 
 
 @pytest.mark.parametrize(("where", "line", "contract"), [
-    ("app/console_controller.py", "import services.backends", APP),
+    ("app/console_controller.py", "import backlot.services.backends", APP),
     ("app/bridge.py", "from services.jobs.manager import JobManager", APP),
-    ("cli/workflows.py", "import services.backends", CLI),
+    ("cli/workflows.py", "import backlot.services.backends", CLI),
     ("cli/commands.py", "from services.connectivity.discovery import Discovery", CLI),
 ])
 def test_a_front_that_imports_the_cores_insides_breaks_its_contract(tmp_path: Path, where: str, line: str,
@@ -50,14 +50,14 @@ def test_a_front_that_imports_the_cores_insides_breaks_its_contract(tmp_path: Pa
 
 @pytest.mark.parametrize(("where", "line", "contract"), [
     ("services/sneaky.py", "import PySide6.QtCore", "The core (services) never imports Qt or the UI layers"),
-    ("services/backends/comfyui/sneaky.py", "import services.jobs.manager",
+    ("services/backends/comfyui/sneaky.py", "import backlot.services.jobs.manager",
      "Backends never import jobs, the API, connectivity or the composition root"),
-    ("services/connectivity/sneaky.py", "import services.jobs.store",
+    ("services/connectivity/sneaky.py", "import backlot.services.jobs.store",
      "Connectivity never imports jobs, the API or the composition root"),
-    ("services/sneaky.py", "import cli.commands", "The core never imports the command line or the stand-ins"),
-    ("services/backends/rvc/sneaky.py", "import services.backends.comfyui.adapter",
+    ("services/sneaky.py", "import backlot.cli.commands", "The core never imports the command line or the stand-ins"),
+    ("services/backends/rvc/sneaky.py", "import backlot.services.backends.comfyui.adapter",
      "Backend kinds are independent of each other"),
-    ("widgets/sneaky.py", "import services.jobs.manager", "Widgets are views: plain data from the core, nothing"),
+    ("widgets/sneaky.py", "import backlot.services.jobs.manager", "Widgets are views: plain data from the core, nothing"),
 ])
 def test_the_contracts_catch_a_forbidden_import(tmp_path: Path, where: str, line: str, contract: str) -> None:
     """The same contracts, on a copy of the tree with one forbidden import added, must break."""

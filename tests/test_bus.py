@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.events import (
+from backlot.services.events import (
     EVENT_TYPES,
     Event,
     EventBus,
@@ -21,7 +21,7 @@ from services.events import (
     ServiceUpdated,
     types_for_topic,
 )
-from services.models import (
+from backlot.services.models import (
     BreakerSnapshot,
     FoundBy,
     GpuProcess,

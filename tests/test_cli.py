@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from main import main
-from services import __version__
+from backlot.services import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -58,8 +58,8 @@ def test_job_commands_load_only_the_stdlib_and_the_client(standin: Any, backlot_
 
 def test_the_clients_config_folder_is_the_instances(monkeypatch: Any, tmp_path: Path) -> None:
     """The stdlib client (CLI, Blender addon) finds the same config folder the instance uses (platformdirs)."""
-    from blender_addon.client import config_dir
-    from services.paths import Paths
+    from backlot.blender_addon.client import config_dir
+    from backlot.services.paths import Paths
 
     monkeypatch.delenv("BACKLOT_HOME", raising=False)
     for xdg in ("", str(tmp_path / "xdg")):

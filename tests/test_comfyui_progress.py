@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from services.backends.base import JobStatus, StatusCode
-from services.backends.comfyui.follow import ProgressTracker, decode_preview
-from services.backends.previews import PreviewWriter, image_size
-from services.connectivity.pool import ConnectionPool
-from services.events import Event, JobPreviewed, JobUpdated
+from backlot.services.backends.base import JobStatus, StatusCode
+from backlot.services.backends.comfyui.follow import ProgressTracker, decode_preview
+from backlot.services.backends.previews import PreviewWriter, image_size
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.events import Event, JobPreviewed, JobUpdated
 from tests.apiclient import running_api
 from tests.test_adapter_comfyui import backend, job
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.config import ConfigError, Paths, forget_standins, load_settings, record_standins
+from backlot.services.config import ConfigError, Paths, forget_standins, load_settings, record_standins
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,13 +20,13 @@ import qasync  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 
-from app.console_controller import ConsoleController  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.control import ControlCenter  # noqa: E402
-from services.events import JobUpdated  # noqa: E402
-from services.models import JobState  # noqa: E402
+from backlot.app.console_controller import ConsoleController  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.control import ControlCenter  # noqa: E402
+from backlot.services.events import JobUpdated  # noqa: E402
+from backlot.services.models import JobState  # noqa: E402
 from tests.helpers import EventWaiter  # noqa: E402
-from widgets.api_panel import ApiPanel  # noqa: E402
+from backlot.widgets.api_panel import ApiPanel  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -245,7 +245,7 @@ def test_api_panel_shows_clients_and_copies_the_token_without_showing_it(qloop: 
 
 
 def test_the_preview_shows_the_running_jobs_latest_latent_preview(qloop: Any, qtbot: Any, standin: Any) -> None:
-    from app.bridge import Bridge
+    from backlot.app.bridge import Bridge
 
     sp = standin("comfyui")
 

@@ -10,12 +10,12 @@ from typing import Any  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
 
-from services.models import Job  # noqa: E402
-from services.tasks import SCHEMA  # noqa: E402
-from widgets.api_panel import ApiPanel  # noqa: E402
-from widgets.job_form import JobForm  # noqa: E402
-from widgets.job_table import FRACTION_ROLE, PROGRESS, JobTable  # noqa: E402
-from widgets.settings_dialog import SettingsDialog  # noqa: E402
+from backlot.services.models import Job  # noqa: E402
+from backlot.services.tasks import SCHEMA  # noqa: E402
+from backlot.widgets.api_panel import ApiPanel  # noqa: E402
+from backlot.widgets.job_form import JobForm  # noqa: E402
+from backlot.widgets.job_table import FRACTION_ROLE, PROGRESS, JobTable  # noqa: E402
+from backlot.widgets.settings_dialog import SettingsDialog  # noqa: E402
 
 
 def snapshot(fraction: float | None, state: str = "running", **extra: Any) -> Job:
@@ -187,7 +187,7 @@ def test_api_panel_shows_address_and_clients(qtbot: Any) -> None:
 
 
 def test_preview_picks_the_output_worth_showing(qtbot: Any, tmp_path: Any) -> None:
-    from widgets.preview import PreviewPanel
+    from backlot.widgets.preview import PreviewPanel
 
     panel = PreviewPanel()
     qtbot.addWidget(panel)

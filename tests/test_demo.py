@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from services.config import load_settings
-from standins.launcher import KINDS
+from backlot.services.config import load_settings
+from backlot.standins.launcher import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES = {"comfyui": "/system_stats", "wan2gp": None, "wan2gp-webui": "/config", "rvc": "/config",

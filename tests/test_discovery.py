@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.config import load_settings
-from services.connectivity.discovery import Discovery, candidates, scan
+from backlot.services.config import load_settings
+from backlot.services.connectivity.discovery import Discovery, candidates, scan
 from main import main
-from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceUpdated
-from services.models import FoundBy, ServiceKind
-from standins import launcher
+from backlot.services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceUpdated
+from backlot.services.models import FoundBy, ServiceKind
+from backlot.standins import launcher
 from tests.helpers import BlackHoles, EventWaiter, serve
 
 EXPECTED = {  # stand-in kind -> (record kind, protocol, usable)

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import main
-from cli import main as cli_main
-from services.config import ConfigError, Settings, load_settings
-from services.instance import InstanceLock
-from services.jobs.store import JobStore
-from services.models import Job, JobState
+from backlot.cli import main as cli_main
+from backlot.services.config import ConfigError, Settings, load_settings
+from backlot.services.instance import InstanceLock
+from backlot.services.jobs.store import JobStore
+from backlot.services.models import Job, JobState
 
 ROOT = Path(__file__).resolve().parent.parent
 

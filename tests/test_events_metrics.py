@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from services.connectivity.metrics import Metrics
-from services.events import DiscoveryFinished, Event, EventBus, MetricsSampled
+from backlot.services.connectivity.metrics import Metrics
+from backlot.services.events import DiscoveryFinished, Event, EventBus, MetricsSampled
 
 
 def test_subscribe_by_type_and_unsubscribe() -> None:

@@ -16,14 +16,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services.backends import registry
-from services.backends.base import CancelResult, JobRequest, JobStatus, OutputFile, SessionProvider, StatusCode
-from services.backends.spec import BackendSpec, Fingerprint, Identity, ProbeContext, json_or_none
-from services.config import load_settings
-from services.control import ControlCenter
-from services.events import HealthSampled, JobUpdated
-from services.http import get_json, request
-from services.models import HealthSample, JobState, ServiceKind, ServiceRecord, ServiceState
+from backlot.services.backends import registry
+from backlot.services.backends.base import CancelResult, JobRequest, JobStatus, OutputFile, SessionProvider, StatusCode
+from backlot.services.backends.spec import BackendSpec, Fingerprint, Identity, ProbeContext, json_or_none
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.events import HealthSampled, JobUpdated
+from backlot.services.http import get_json, request
+from backlot.services.models import HealthSample, JobState, ServiceKind, ServiceRecord, ServiceState
 from tests.helpers import EventWaiter
 
 KIND = ServiceKind("tinyfoley")

@@ -11,13 +11,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from app.window import MainWindow  # noqa: E402
+from backlot.app.window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("pyqtgraph", "numpy", "aiohttp", "pydantic", "services.config", "qasync", "app.launch")
+HEAVY = ("pyqtgraph", "numpy", "aiohttp", "pydantic", "backlot.services.config", "qasync", "backlot.app.launch")
 # Runs ``backlot`` (no command) with MainWindow.show patched to report what was loaded when the window showed.
-PROBE = ("import sys; from PySide6.QtCore import QTimer; import app.window as aw; show = aw.MainWindow.show\n"
+PROBE = ("import sys; from PySide6.QtCore import QTimer; import backlot.app.window as aw; show = aw.MainWindow.show\n"
          "def patched(w):\n"
          "    show(w)\n"
          f"    heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
@@ -104,7 +104,7 @@ def test_a_shell_restored_then_populated_takes_the_layout_the_user_left(qtbot: A
 
 def test_a_command_never_loads_qt(tmp_path: Path) -> None:
     code = ("import sys, main; code = main.main(['--home', sys.argv[1], 'jobs']);"
-            "print(code, 'PySide6' in sys.modules, 'app.window' in sys.modules)")
+            "print(code, 'PySide6' in sys.modules, 'backlot.app.window' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], cwd=str(ROOT), capture_output=True,
                           text=True, timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr

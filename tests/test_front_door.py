@@ -13,10 +13,10 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from app.console_controller import ConsoleController  # noqa: E402
-from blender_addon.client import ApiClient, ClientError  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.control import ControlCenter  # noqa: E402
+from backlot.app.console_controller import ConsoleController  # noqa: E402
+from backlot.blender_addon.client import ApiClient, ClientError  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.control import ControlCenter  # noqa: E402
 from tests.test_cli_client import backlot, env_for  # noqa: E402
 from tests.test_console_live import qloop, run  # noqa: E402, F401 - fixture
 from tests.test_workflows import _ui  # noqa: E402

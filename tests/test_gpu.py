@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.config import load_settings
-from services.connectivity.gpu import GpuSampler
-from services.control import ControlCenter
-from services.models import ServiceKind, ServiceRecord
+from backlot.services.config import load_settings
+from backlot.services.connectivity.gpu import GpuSampler
+from backlot.services.control import ControlCenter
+from backlot.services.models import ServiceKind, ServiceRecord
 from tests.helpers import serve
 
 

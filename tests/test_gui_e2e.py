@@ -19,9 +19,9 @@ import pytest  # noqa: E402
 import qasync  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 
-from app.assemble import assemble  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.models import JobState  # noqa: E402
+from backlot.app.assemble import assemble  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.models import JobState  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_sigterm_closes_the_window_cleanly(backlot_home: Path) -> None:
 
 
 def test_second_window_on_the_same_home_names_the_running_pid(backlot_home: Path) -> None:
-    from services.instance import InstanceLock
+    from backlot.services.instance import InstanceLock
 
     settings = load_settings()
     lock = InstanceLock(settings.data_path)

@@ -9,14 +9,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from app.assemble import Parts, assemble  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.events import (BreakerChanged, HealthSampled, JobUpdated, LogRecorded, ServiceDiscovered,  # noqa: E402
+from backlot.app.assemble import Parts, assemble  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.events import (BreakerChanged, HealthSampled, JobUpdated, LogRecorded, ServiceDiscovered,  # noqa: E402
                              ServiceForgotten)
-from services.models import (BreakerSnapshot, HealthSample, Job, JobState, ServiceRecord, ServiceState,  # noqa: E402
+from backlot.services.models import (BreakerSnapshot, HealthSample, Job, JobState, ServiceRecord, ServiceState,  # noqa: E402
                              VramReading)
-from widgets.dashboard import EMPTY_TEXT  # noqa: E402
-from widgets.graphs import RingBuffer  # noqa: E402
+from backlot.widgets.dashboard import EMPTY_TEXT  # noqa: E402
+from backlot.widgets.graphs import RingBuffer  # noqa: E402
 
 SID = "comfyui@127.0.0.1:8188"
 
@@ -99,9 +99,9 @@ def test_card_actions_reach_the_shell(parts: Parts, qtbot: Any, monkeypatch: pyt
 def test_log_view_filters_by_level_and_service(parts: Parts) -> None:
     bus, view = parts.shell.bus, parts.window.log_view
     now = time.time()
-    bus.publish(LogRecorded("INFO", "services.discovery", "discovery: 1 service(s)", now))
-    bus.publish(LogRecorded("WARNING", "services.health", f"{SID} is down: refused", now, SID))
-    bus.publish(LogRecorded("ERROR", "services.health", "llm@h:1 failed", now, "llm@h:1"))
+    bus.publish(LogRecorded("INFO", "backlot.services.discovery", "discovery: 1 service(s)", now))
+    bus.publish(LogRecorded("WARNING", "backlot.services.health", f"{SID} is down: refused", now, SID))
+    bus.publish(LogRecorded("ERROR", "backlot.services.health", "llm@h:1 failed", now, "llm@h:1"))
     assert len(view.visible_lines()) == 3
     view.level.setCurrentText("WARNING")
     assert [ln.split(" ", 2)[1] for ln in view.visible_lines()] == ["WARNING", "ERROR"]

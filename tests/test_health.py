@@ -9,15 +9,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services.backends import registry
-from services.config import load_settings
-from services.connectivity.health import HealthMonitor
-from services.connectivity.metrics import Metrics
-from services.connectivity.pool import ConnectionPool
-from services.connectivity.resilience import Backoff, CircuitBreaker
-from services.control import ControlCenter
-from services.events import BreakerChanged, EventBus, HealthChanged
-from services.models import ServiceKind, ServiceRecord, ServiceState
+from backlot.services.backends import registry
+from backlot.services.config import load_settings
+from backlot.services.connectivity.health import HealthMonitor
+from backlot.services.connectivity.metrics import Metrics
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.connectivity.resilience import Backoff, CircuitBreaker
+from backlot.services.control import ControlCenter
+from backlot.services.events import BreakerChanged, EventBus, HealthChanged
+from backlot.services.models import ServiceKind, ServiceRecord, ServiceState
 from tests.helpers import BlackHoles, EventWaiter, serve
 
 
@@ -32,7 +32,7 @@ async def test_killed_service_goes_down_opens_breaker_and_recovers_once(standin:
     health = EventWaiter(center.bus, HealthChanged)
     breaker = EventWaiter(center.bus, BreakerChanged)
     sid = f"comfyui@127.0.0.1:{sp.port}"
-    caplog.set_level(logging.INFO, logger="services.connectivity.health")
+    caplog.set_level(logging.INFO, logger="backlot.services.connectivity.health")
     await center.start()
     try:
         assert sid in center.services

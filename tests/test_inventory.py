@@ -9,12 +9,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.backends.spec import Inventory
-from services.config import load_settings
-from services.control import ControlCenter
-from services.events import JobUpdated
-from services.jobs.manager import JobError
-from services.models import JobState
+from backlot.services.backends.spec import Inventory
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.events import JobUpdated
+from backlot.services.jobs.manager import JobError
+from backlot.services.models import JobState
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 

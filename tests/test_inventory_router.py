@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.backends import registry
-from services.backends.spec import BackendSpec, Inventory, Needs
-from services.config import load_settings
-from services.jobs import router as router_module
-from services.jobs.fit import refusal, shortfall
-from services.jobs.router import GIB, Router, ServiceHealth
-from services.models import ServiceKind, ServiceRecord, ServiceState
+from backlot.services.backends import registry
+from backlot.services.backends.spec import BackendSpec, Inventory, Needs
+from backlot.services.config import load_settings
+from backlot.services.jobs import router as router_module
+from backlot.services.jobs.fit import refusal, shortfall
+from backlot.services.jobs.router import GIB, Router, ServiceHealth
+from backlot.services.models import ServiceKind, ServiceRecord, ServiceState
 
 
 def test_the_router_imports_no_backend_kind_and_never_awaits() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from services.backends.comfyui.families import family_of_metadata, family_of_name
-from services.backends.comfyui.library import import_workflow
-from services.backends.comfyui.workflows import TEMPLATES_DIR
-from services.jobs.manager import JobError
-from services.models import JobState
+from backlot.services.backends.comfyui.families import family_of_metadata, family_of_name
+from backlot.services.backends.comfyui.library import import_workflow
+from backlot.services.backends.comfyui.workflows import TEMPLATES_DIR
+from backlot.services.jobs.manager import JobError
+from backlot.services.models import JobState
 from tests.test_inventory import SMALL, history, running, sid, two  # noqa: F401  (two is a fixture)
 
 
@@ -110,7 +110,7 @@ async def test_what_a_servers_metadata_said_is_not_asked_again_unless_fresh() ->
     import aiohttp
     from aiohttp import web
 
-    from services.backends.comfyui.families import families
+    from backlot.services.backends.comfyui.families import families
     from tests.helpers import serve
 
     asked: list[str] = []

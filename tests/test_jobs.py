@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from services.config import load_settings
-from services.control import ControlCenter
-from services.events import JobUpdated
-from services.jobs.manager import JobError
-from services.jobs.store import StoreError
-from services.models import JobState
-from standins.video import write_wav
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.events import JobUpdated
+from backlot.services.jobs.manager import JobError
+from backlot.services.jobs.store import StoreError
+from backlot.services.models import JobState
+from backlot.standins.video import write_wav
 from tests.helpers import EventWaiter
 
 

@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from services.config import load_settings
-from services.control import ControlCenter
-from services.models import JobState
-from standins import launcher
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.models import JobState
+from backlot.standins import launcher
 
 
 @pytest.fixture(scope="module")

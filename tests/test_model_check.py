@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.backends.comfyui.graph import file_choices, required_models_and_nodes
-from services.backends.spec import Inventory, Needs
-from services.jobs.fit import missing, refusal
+from backlot.services.backends.comfyui.graph import file_choices, required_models_and_nodes
+from backlot.services.backends.spec import Inventory, Needs
+from backlot.services.jobs.fit import missing, refusal
 
 OBJECT_INFO = json.loads((Path(__file__).parent / "data" / "comfyui-0.8.0-object_info.json").read_text())
 # What /models listed on that server (ComfyUI 0.8.0, no models installed)

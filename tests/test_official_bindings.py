@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from test_official_templates import _classes, _templates
 
-from services.backends.comfyui.convert import ui_to_api
-from services.backends.comfyui.graph import nodes
-from services.backends.comfyui.infer import UPSCALE_NODES
-from services.backends.comfyui.library import import_workflow
-from services.backends.comfyui.workflows import TemplateError, load_templates
+from backlot.services.backends.comfyui.convert import ui_to_api
+from backlot.services.backends.comfyui.graph import nodes
+from backlot.services.backends.comfyui.infer import UPSCALE_NODES
+from backlot.services.backends.comfyui.library import import_workflow
+from backlot.services.backends.comfyui.workflows import TemplateError, load_templates
 
 OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.8.0-object_info.json"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from services.backends.comfyui.convert import DYNAMIC_COMBO, is_ui_format, ui_to_api
-from services.backends.comfyui.graph import is_link
-from services.backends.comfyui.subgraph import NOT_RUN
-from services.backends.comfyui.workflows import TemplateError
+from backlot.services.backends.comfyui.convert import DYNAMIC_COMBO, is_ui_format, ui_to_api
+from backlot.services.backends.comfyui.graph import is_link
+from backlot.services.backends.comfyui.subgraph import NOT_RUN
+from backlot.services.backends.comfyui.workflows import TemplateError
 
 OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.8.0-object_info.json"
 PACKAGES = ("comfyui_workflow_templates_media_api", "comfyui_workflow_templates_media_image",

@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from services.config import load_settings
-from services.control import ControlCenter
-from services.models import JobState
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.models import JobState
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent("""
     import asyncio, sys
     sys.path.insert(0, {root!r})
-    from services.config import load_settings
-    from services.control import ControlCenter
-    from services.events import JobUpdated
+    from backlot.services.config import load_settings
+    from backlot.services.control import ControlCenter
+    from backlot.services.events import JobUpdated
 
     async def main():
         c = ControlCenter(load_settings())

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.connectivity.resilience import Backoff, CircuitBreaker
-from services.errors import ErrorClass, ServiceError
-from services.models import BreakerSnapshot
+from backlot.services.connectivity.resilience import Backoff, CircuitBreaker
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.models import BreakerSnapshot
 
 
 class FakeClock:

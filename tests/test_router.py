@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.backends import registry
-from services.config import load_settings
-from services.jobs.router import GIB, Router, ServiceHealth
-from services.models import ServiceKind, ServiceRecord, ServiceState
+from backlot.services.backends import registry
+from backlot.services.config import load_settings
+from backlot.services.jobs.router import GIB, Router, ServiceHealth
+from backlot.services.models import ServiceKind, ServiceRecord, ServiceState
 
 
 def rec(kind: str, port: int, host: str = "127.0.0.1", **kw: Any) -> ServiceRecord:

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from services.config import load_settings
-from services.control import ControlCenter
-from services.events import EventBus, LogRecorded, ServiceForgotten, ServiceUpdated
-from services.logbus import BusLogHandler
-from services.models import Origin
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.events import EventBus, LogRecorded, ServiceForgotten, ServiceUpdated
+from backlot.services.logbus import BusLogHandler
+from backlot.services.models import Origin
 from tests.helpers import EventWaiter, serve
 
 
@@ -113,9 +113,9 @@ async def test_control_center_installs_the_log_handler_and_removes_it_at_stop() 
         added = [h for h in root.handlers if h not in before]
         assert len(added) == 1 and isinstance(added[0], BusLogHandler) and added[0].bus is center.bus
         waiter = EventWaiter(center.bus, LogRecorded)
-        logging.getLogger("services.test").warning("a line for the log view")
+        logging.getLogger("backlot.services.test").warning("a line for the log view")
         event = await waiter.wait(lambda e: e.message == "a line for the log view", 5)
-        assert event.level == "WARNING" and event.to_dict()["logger"] == "services.test"
+        assert event.level == "WARNING" and event.to_dict()["logger"] == "backlot.services.test"
         waiter.close()
     finally:
         await center.stop()

@@ -18,8 +18,8 @@ import av
 import numpy as np
 import pytest
 
-from standins import launcher
-from standins.launcher import StandinProcess
+from backlot.standins import launcher
+from backlot.standins.launcher import StandinProcess
 from tests.conftest import conformance_script
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from standins.launcher import StandinProcess
+from backlot.standins.launcher import StandinProcess
 
 pytestmark = pytest.mark.slow
 

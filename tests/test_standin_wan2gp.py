@@ -24,8 +24,8 @@ except ImportError:  # mcp before 1.2x only has the older, now deprecated, name
 
 from conftest import conformance_script
 
-from standins import video
-from standins.launcher import StandinProcess
+from backlot.standins import video
+from backlot.standins.launcher import StandinProcess
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from services.config import load_settings
-from services.control import ControlCenter
-from services.events import HealthSampled, JobUpdated
-from services.jobs.store import MIGRATIONS, JobStore
-from services.jobs.vram import GIB, VramEstimator, size_bucket
-from services.models import Job, JobState
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.events import HealthSampled, JobUpdated
+from backlot.services.jobs.store import MIGRATIONS, JobStore
+from backlot.services.jobs.vram import GIB, VramEstimator, size_bucket
+from backlot.services.models import Job, JobState
 from tests.helpers import EventWaiter
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from services.backends.comfyui.convert import ui_to_api, widget_inputs
-from services.backends.comfyui.workflows import TemplateError
-from standins.comfyui.nodes import node_specs
+from backlot.services.backends.comfyui.convert import ui_to_api, widget_inputs
+from backlot.services.backends.comfyui.workflows import TemplateError
+from backlot.standins.comfyui.nodes import node_specs
 
 REAL = json.loads((Path(__file__).parent / "data" / "comfyui-0.8.0-object_info.json").read_text(encoding="utf-8"))
 OUTER, INNER = "5a7b0c1e-0000-4000-8000-00000000000a", "5a7b0c1e-0000-4000-8000-00000000000b"
@@ -167,8 +167,8 @@ async def test_a_nested_subgraph_runs_on_the_standin_with_progress_on_inner_node
     """The flattened prompt runs; the server reports progress and outputs under the path ids, and they count."""
     import aiohttp
 
-    from services.backends.comfyui.follow import BELOW_DONE, ProgressTracker
-    from services.backends.comfyui.library import fetch_object_info
+    from backlot.services.backends.comfyui.follow import BELOW_DONE, ProgressTracker
+    from backlot.services.backends.comfyui.library import fetch_object_info
 
     sp = standin("comfyui", speed=10)
     async with aiohttp.ClientSession() as session:

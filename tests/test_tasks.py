@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 import main
-from services.backends.comfyui.workflows import TEMPLATES_DIR
-from services.config import load_settings
-from services.control import ControlCenter
-from services.jobs.manager import JobError
-from services.jobs.store import JobStore
-from services.jobs.validate import InvalidJob, check_params, job_schema, validate_job
-from services.models import JobState
-from services.tasks import SCHEMA, TASKS
+from backlot.services.backends.comfyui.workflows import TEMPLATES_DIR
+from backlot.services.config import load_settings
+from backlot.services.control import ControlCenter
+from backlot.services.jobs.manager import JobError
+from backlot.services.jobs.store import JobStore
+from backlot.services.jobs.validate import InvalidJob, check_params, job_schema, validate_job
+from backlot.services.models import JobState
+from backlot.services.tasks import SCHEMA, TASKS
 
 
 def unreadable(tmp_path: Path) -> Path:

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.backends.base import FailureCode, JobRequest, StatusCode
-from services.backends.comfyui.adapter import ComfyUIBackend
-from services.config import load_settings
-from services.connectivity.pool import ConnectionPool
-from services.control import ControlCenter
-from services.events import JobUpdated
-from services.jobs.store import JobStore
-from services.models import JobState, ServiceRecord
+from backlot.services.backends.base import FailureCode, JobRequest, StatusCode
+from backlot.services.backends.comfyui.adapter import ComfyUIBackend
+from backlot.services.config import load_settings
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.control import ControlCenter
+from backlot.services.events import JobUpdated
+from backlot.services.jobs.store import JobStore
+from backlot.services.models import JobState, ServiceRecord
 from tests.helpers import serve
 
 STATS = {"system": {"comfyui_version": "0.8.0"}, "devices": [{"name": "cpu", "type": "cpu"}]}
@@ -209,8 +209,8 @@ def test_no_cli_process_runs_jobs_or_recovery_itself(standin: Any, monkeypatch: 
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The lock's holder owns the jobs: a CLI beside a holder that serves no API runs nothing and touches no row."""
     import main
-    from services.instance import InstanceLock
-    from services.models import Job
+    from backlot.services.instance import InstanceLock
+    from backlot.services.models import Job
 
     sp = standin("comfyui", speed=10)
     monkeypatch.setenv("BACKLOT_URLS", sp.url)

@@ -21,12 +21,12 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QComboBox  # noqa: E402
 
-from app.console_controller import ConsoleController  # noqa: E402
-from app.window import MainWindow  # noqa: E402
-from services.backends import registry  # noqa: E402
-from services.backends.comfyui import library  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.control import ControlCenter  # noqa: E402
+from backlot.app.console_controller import ConsoleController  # noqa: E402
+from backlot.app.window import MainWindow  # noqa: E402
+from backlot.services.backends import registry  # noqa: E402
+from backlot.services.backends.comfyui import library  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.control import ControlCenter  # noqa: E402
 from tests.test_console_live import qloop, run, until  # noqa: E402, F401 - fixture
 from tests.test_workflows import _ui  # noqa: E402
 

@@ -11,14 +11,14 @@ import pytest
 from PIL import Image
 
 import main
-from services.backends.comfyui import SPEC
-from services.backends.comfyui.convert import ui_to_api
-from services.backends.comfyui.infer import infer_bindings
-from services.backends.comfyui.library import fetch_object_info
-from services.backends.comfyui.workflows import TemplateError, load_all
-from services.config import load_settings
-from services.jobs.manager import JobError
-from services.models import JobState
+from backlot.services.backends.comfyui import SPEC
+from backlot.services.backends.comfyui.convert import ui_to_api
+from backlot.services.backends.comfyui.infer import infer_bindings
+from backlot.services.backends.comfyui.library import fetch_object_info
+from backlot.services.backends.comfyui.workflows import TemplateError, load_all
+from backlot.services.config import load_settings
+from backlot.services.jobs.manager import JobError
+from backlot.services.models import JobState
 from tests.test_jobs import center_factory  # noqa: F401 - fixture
 
 BUILTIN = Path(__file__).resolve().parents[1] / "resources" / "workflows"
@@ -213,7 +213,7 @@ def test_cli_import_show_list(standin: Any, tmp_path: Path, capsys: pytest.Captu
 def test_a_folder_is_read_again_only_when_its_files_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from services.backends.comfyui import workflows as wfs
+    from backlot.services.backends.comfyui import workflows as wfs
 
     for suffix in (".json", ".bindings.json"):
         shutil.copy(wfs.TEMPLATES_DIR / f"standin_image{suffix}", tmp_path / f"mine{suffix}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.backends.comfyui.graph import required_models_and_nodes
+from backlot.services.backends.comfyui.graph import required_models_and_nodes
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "resources" / "workflows"
 

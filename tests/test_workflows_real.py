@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 
 import main
-from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
-from services.backends.comfyui.graph import is_link
-from services.backends.comfyui.infer import infer_bindings
-from services.backends.comfyui.library import fetch_object_info, to_api
-from services.backends.comfyui.workflows import TemplateError
-from standins import launcher
+from backlot.services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
+from backlot.services.backends.comfyui.graph import is_link
+from backlot.services.backends.comfyui.infer import infer_bindings
+from backlot.services.backends.comfyui.library import fetch_object_info, to_api
+from backlot.services.backends.comfyui.workflows import TemplateError
+from backlot.standins import launcher
 from tests.real_workflows import comfyui_templates, sdxl_api_graph  # noqa: F401 - fixtures
 
 SDXL_PROMPT = "evening sunset scenery blue sky nature, glass bottle with a galaxy in it"
@@ -182,8 +182,8 @@ async def test_a_ui_format_file_runs_converted_on_the_fly(comfyui_templates: Pat
     """``--param workflow=FILE`` with a file saved from ComfyUI's UI: converted for the job, not saved as the user's."""
     import shutil
 
-    from services.jobs.manager import JobError
-    from services.models import JobState
+    from backlot.services.jobs.manager import JobError
+    from backlot.services.models import JobState
     from tests.test_inventory import history, running
 
     src = tmp_path / "image_sdxl_simple.json"

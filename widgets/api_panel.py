@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
-from widgets.job_states import GREEN, GREY, RED
+from backlot.widgets.job_states import GREEN, GREY, RED
 
 
 class ApiPanel(QWidget):

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
-from services.models import BreakerSnapshot, HealthSample, ServiceRecord
-from widgets.service_card import ServiceCard
+from backlot.services.models import BreakerSnapshot, HealthSample, ServiceRecord
+from backlot.widgets.service_card import ServiceCard
 
 EMPTY_TEXT = ("No backends found on localhost. Start ComfyUI, Wan2GP (with --mcp), RVC or AudioLDM, "
               "add a host in Settings, or try the demo backends.")

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from services.tasks import TaskSpec
-from widgets.job_form import JobForm
-from widgets.job_table import JobTable
-from widgets.preview import PreviewPanel
-from widgets.workflow_drop import WorkflowDrop
+from backlot.services.tasks import TaskSpec
+from backlot.widgets.job_form import JobForm
+from backlot.widgets.job_table import JobTable
+from backlot.widgets.preview import PreviewPanel
+from backlot.widgets.workflow_drop import WorkflowDrop
 
 
 class JobConsole(QWidget):

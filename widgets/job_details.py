@@ -7,8 +7,8 @@ from PySide6.QtCore import Slot
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QVBoxLayout, QWidget
 
-from services.models import Job
-from widgets.job_states import state_look
+from backlot.services.models import Job
+from backlot.widgets.job_states import state_look
 
 
 def details_text(job: Job) -> str:

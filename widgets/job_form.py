@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.models import Job
-from services.tasks import InputSpec, ParamSpec, TaskSpec
-from widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
+from backlot.services.models import Job
+from backlot.services.tasks import InputSpec, ParamSpec, TaskSpec
+from backlot.widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
 
 AUTO = "auto"
 WORKFLOW = "workflow"  # the parameter naming a ComfyUI workflow: a list to pick from, or a name or path typed in

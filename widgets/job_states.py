@@ -1,7 +1,7 @@
 """How a job's state reads in the window: a symbol, a word and a colour (never the colour alone), per UI.md."""
 from __future__ import annotations
 
-from services.models import Job, JobState
+from backlot.services.models import Job, JobState
 
 GREEN, AMBER, RED, GREY, BLUE = "#2e9d4f", "#c98a12", "#cc3b3b", "#8a8a8a", "#2f7fd0"
 # filled: came out well; half: under way; empty: ended without a result; dotted: not started.

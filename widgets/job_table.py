@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.models import Job, JobState
-from widgets.job_details import JobDetailsDialog
-from widgets.job_states import state_look
+from backlot.services.models import Job, JobState
+from backlot.widgets.job_details import JobDetailsDialog
+from backlot.widgets.job_states import state_look
 
 COLUMNS = ("#", "task", "backend", "progress", "state", "duration", "attempts")
 PROGRESS = COLUMNS.index("progress")

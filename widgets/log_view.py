@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
-from widgets.style import mono_font
+from backlot.widgets.style import mono_font
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALL_SERVICES = "all services"

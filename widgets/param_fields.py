@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
 
-from services.tasks import InputSpec, ParamSpec, SchemaError
+from backlot.services.tasks import InputSpec, ParamSpec, SchemaError
 
 # File name patterns offered by the input pickers, per media type (the core sniffs the content at submit).
 MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.models import Job, JobState, OutputFile
+from backlot.services.models import Job, JobState, OutputFile
 
 _KIND_BY_SUFFIX = {"png": "image", "jpg": "image", "jpeg": "image", "webp": "image", "gif": "image", "bmp": "image",
                    "wav": "audio", "mp3": "audio", "flac": "audio", "ogg": "audio", "m4a": "audio",

@@ -7,8 +7,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QToolButton,
                                QWidget)
 
-from services.models import BreakerSnapshot, HealthSample, ServiceRecord
-from widgets.style import fmt_bytes_gib, fmt_ms, look, mono_font
+from backlot.services.models import BreakerSnapshot, HealthSample, ServiceRecord
+from backlot.widgets.style import fmt_bytes_gib, fmt_ms, look, mono_font
 
 
 class ServiceCard(QFrame):

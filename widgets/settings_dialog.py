@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from widgets.param_fields import INVALID_STYLE, mark_invalid
+from backlot.widgets.param_fields import INVALID_STYLE, mark_invalid
 
 # name -> (label, min, max) in seconds: the same bounds Settings enforces, so the dialog cannot write a value it refuses.
 SECONDS: dict[str, tuple[str, float, float]] = {

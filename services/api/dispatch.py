@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.api.protocol import (
+from backlot.services.api.protocol import (
     ApiError,
     InternalError,
     InvalidParams,

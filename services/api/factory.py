@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import asyncio
 
-from services.api.dispatch import Methods
-from services.api.handlers import ControlFacade, Handlers
-from services.api.server import ApiServer, Limits
-from services.api.token import ensure_token
-from services.config import Settings
+from backlot.services.api.dispatch import Methods
+from backlot.services.api.handlers import ControlFacade, Handlers
+from backlot.services.api.server import ApiServer, Limits
+from backlot.services.api.token import ensure_token
+from backlot.services.config import Settings
 
 
 async def create_server(center: ControlFacade, limits: Limits | None = None) -> ApiServer:

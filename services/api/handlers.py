@@ -10,9 +10,9 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
-from services import __version__
-from services.api.dispatch import Hello, NoParams, Params, Session, rpc
-from services.api.protocol import (
+from backlot.services import __version__
+from backlot.services.api.dispatch import Hello, NoParams, Params, Session, rpc
+from backlot.services.api.protocol import (
     PROTOCOL_VERSION,
     ApiError,
     InternalError,
@@ -20,12 +20,12 @@ from services.api.protocol import (
     NoBackend,
     UnknownJob,
 )
-from services.api.topics import EventFanout
-from services.application.errors import CompletionFailed, Invalid, JobError, NotFound, WorkflowError
-from services.application.service import ApplicationService
-from services.config import Settings
-from services.events import EventBus
-from services.models import Job
+from backlot.services.api.topics import EventFanout
+from backlot.services.application.errors import CompletionFailed, Invalid, JobError, NotFound, WorkflowError
+from backlot.services.application.service import ApplicationService
+from backlot.services.config import Settings
+from backlot.services.events import EventBus
+from backlot.services.models import Job
 
 MAX_CONTENT = 8 << 20  # base64 content one jobs.outputs call may carry per file
 _JOB_ERRORS: dict[str, type[ApiError]] = {"invalid": InvalidParams, "no_backend": NoBackend,
@@ -185,12 +185,12 @@ class Handlers:
         """One discovery round now."""
         return (await self.app.discover(hosts=p.hosts, urls=p.urls, budget=p.budget)).to_dict()
 
-    @rpc("services.add", ServiceUrlParams)
+    @rpc("backlot.services.add", ServiceUrlParams)
     async def services_add(self, session: Session, p: ServiceUrlParams) -> dict[str, Any]:
         """Watch a service URL from now on (until Backlot stops) and probe it now."""
         return (await self.app.add_service(p.url)).to_dict()
 
-    @rpc("services.forget", ServiceIdParams)
+    @rpc("backlot.services.forget", ServiceIdParams)
     async def services_forget(self, session: Session, p: ServiceIdParams) -> dict[str, Any]:
         """Stop watching a service and drop it (a URL added for it is no longer probed)."""
         return {"forgotten": await self.app.forget_service(p.service)}

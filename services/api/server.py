@@ -17,8 +17,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from services.api.dispatch import Hello, Methods, Session
-from services.api.protocol import (
+from backlot.services.api.dispatch import Hello, Methods, Session
+from backlot.services.api.protocol import (
     MAX_LINE,
     PROTOCOL_VERSION,
     ApiError,
@@ -32,7 +32,7 @@ from services.api.protocol import (
     parse_request,
     read_line,
 )
-from services.errors import BacklotError
+from backlot.services.errors import BacklotError
 
 log = logging.getLogger(__name__)
 

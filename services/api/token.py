@@ -5,7 +5,7 @@ import os
 import secrets
 from pathlib import Path
 
-from services.errors import BacklotError
+from backlot.services.errors import BacklotError
 
 
 class TokenError(BacklotError):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from services.api.dispatch import Session
-from services.api.protocol import encode_notification
-from services.events import EVENT_TYPES, Event, EventBus, types_for_topic
+from backlot.services.api.dispatch import Session
+from backlot.services.api.protocol import encode_notification
+from backlot.services.events import EVENT_TYPES, Event, EventBus, types_for_topic
 
 log = logging.getLogger(__name__)
 

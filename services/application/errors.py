@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.backends.comfyui.workflows import TemplateError as WorkflowError
-from services.errors import BacklotError
-from services.jobs.manager import JobError
-from services.jobs.store import StoreError
+from backlot.services.backends.comfyui.workflows import TemplateError as WorkflowError
+from backlot.services.errors import BacklotError
+from backlot.services.jobs.manager import JobError
+from backlot.services.jobs.store import StoreError
 
 
 class NotFound(BacklotError):

@@ -11,19 +11,19 @@ from typing import Any
 
 import aiohttp
 
-from services.application import workflows
-from services.application.service import report
-from services.application.views import DiscoveryReport, ImportedWorkflow
-from services.backends.comfyui.library import fetch_object_info
-from services.backends.comfyui.probe import KIND as COMFYUI
-from services.backends.comfyui.workflows import TemplateError
-from services.config import Settings
-from services.connectivity.discovery import Discovery
-from services.events import EventBus
-from services.instance import FolderError
-from services.jobs.store import JobStore
-from services.jobs.validate import schema_json
-from services.models import Job
+from backlot.services.application import workflows
+from backlot.services.application.service import report
+from backlot.services.application.views import DiscoveryReport, ImportedWorkflow
+from backlot.services.backends.comfyui.library import fetch_object_info
+from backlot.services.backends.comfyui.probe import KIND as COMFYUI
+from backlot.services.backends.comfyui.workflows import TemplateError
+from backlot.services.config import Settings
+from backlot.services.connectivity.discovery import Discovery
+from backlot.services.events import EventBus
+from backlot.services.instance import FolderError
+from backlot.services.jobs.store import JobStore
+from backlot.services.jobs.validate import schema_json
+from backlot.services.models import Job
 
 
 async def discover(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str] = (),

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from services.application import workflows
-from services.application.errors import CompletionFailed, Invalid, NotFound
-from services.application.views import (
+from backlot.services.application import workflows
+from backlot.services.application.errors import CompletionFailed, Invalid, NotFound
+from backlot.services.application.views import (
     Completion,
     DiscoveryReport,
     HealthSnapshot,
@@ -28,10 +28,10 @@ from services.application.views import (
     ServiceHealthView,
     ServiceView,
 )
-from services.backends import registry
-from services.backends.comfyui.probe import KIND as COMFYUI
-from services.backends.comfyui.workflows import TemplateError
-from services.backends.llm.keys import (
+from backlot.services.backends import registry
+from backlot.services.backends.comfyui.probe import KIND as COMFYUI
+from backlot.services.backends.comfyui.workflows import TemplateError
+from backlot.services.backends.llm.keys import (
     KNOWN_BASES,
     check_key,
     configured_key,
@@ -39,16 +39,16 @@ from services.backends.llm.keys import (
     key_status_now,
     provider_of,
 )
-from services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
-from services.config import Settings
-from services.connectivity.discovery import DiscoveryResult
-from services.connectivity.health import HealthMonitor
-from services.connectivity.metrics import Metrics
-from services.jobs.manager import JobManager
-from services.jobs.router import ServiceHealth
-from services.jobs.validate import InvalidJob, job_schema, schema_json
-from services.models import GpuSample, Job, JobState, ServiceRecord, ServiceState
-from services.tasks import TASKS, SchemaError, TaskSpec
+from backlot.services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
+from backlot.services.config import Settings
+from backlot.services.connectivity.discovery import DiscoveryResult
+from backlot.services.connectivity.health import HealthMonitor
+from backlot.services.connectivity.metrics import Metrics
+from backlot.services.jobs.manager import JobManager
+from backlot.services.jobs.router import ServiceHealth
+from backlot.services.jobs.validate import InvalidJob, job_schema, schema_json
+from backlot.services.models import GpuSample, Job, JobState, ServiceRecord, ServiceState
+from backlot.services.tasks import TASKS, SchemaError, TaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.models import BreakerSnapshot, GpuSample, HealthSample, ServiceRecord
+from backlot.services.models import BreakerSnapshot, GpuSample, HealthSample, ServiceRecord
 
 
 @dataclass(frozen=True)

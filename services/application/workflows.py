@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from services.application.views import ImportedWorkflow
-from services.backends import registry
-from services.backends.comfyui import library
-from services.backends.comfyui.convert import EXPORT_API, is_ui_format
-from services.backends.comfyui.graph import required_models_and_nodes
-from services.backends.comfyui.workflows import TemplateError, load_all, user_folders
-from services.config import Settings
+from backlot.services.application.views import ImportedWorkflow
+from backlot.services.backends import registry
+from backlot.services.backends.comfyui import library
+from backlot.services.backends.comfyui.convert import EXPORT_API, is_ui_format
+from backlot.services.backends.comfyui.graph import required_models_and_nodes
+from backlot.services.backends.comfyui.workflows import TemplateError, load_all, user_folders
+from backlot.services.config import Settings
 
 ObjectInfo = Callable[[], Awaitable[Mapping[str, Any]]]  # a ComfyUI's node list, to convert a UI-format file
 NO_COMFYUI = f"no ComfyUI is running to convert it; start ComfyUI, or {EXPORT_API}"

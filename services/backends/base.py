@@ -8,13 +8,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
-from services.errors import ErrorClass, ServiceError
-from services.models import FailureCode as FailureCode
-from services.models import JobStatus as JobStatus
-from services.models import OutputFile as OutputFile
-from services.models import PreviewImage as PreviewImage
-from services.models import ServiceKind, ServiceRecord
-from services.models import StatusCode as StatusCode
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.models import FailureCode as FailureCode
+from backlot.services.models import JobStatus as JobStatus
+from backlot.services.models import OutputFile as OutputFile
+from backlot.services.models import PreviewImage as PreviewImage
+from backlot.services.models import ServiceKind, ServiceRecord
+from backlot.services.models import StatusCode as StatusCode
 
 SessionProvider = Callable[[], aiohttp.ClientSession]
 

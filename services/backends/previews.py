@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from services.backends.base import PreviewImage
+from backlot.services.backends.base import PreviewImage
 
 PREVIEW_RATE = 4.0  # previews kept per second at most; a sampler may send one per step
 SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png"}

@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from services.backends import audioldm, comfyui, gradio, llm, rvc, wan2gp
-from services.backends.base import Backend, SessionProvider
-from services.backends.spec import BackendSpec, Fingerprint
-from services.errors import ErrorClass, ServiceError
-from services.models import HealthSample, ServiceRecord
+from backlot.services.backends import audioldm, comfyui, gradio, llm, rvc, wan2gp
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.spec import BackendSpec, Fingerprint
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.models import HealthSample, ServiceRecord
 
 BUILTIN: tuple[BackendSpec, ...] = (comfyui.SPEC, wan2gp.SPEC, rvc.SPEC, audioldm.SPEC, llm.SPEC, gradio.SPEC)
 _extra: list[BackendSpec] = []

@@ -12,11 +12,11 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.base import Backend, SessionProvider
-from services.errors import ErrorClass, ServiceError
-from services.http import get_json
-from services.models import HealthSample, ServiceKind, ServiceRecord
-from services.tasks import TaskSpec
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import get_json
+from backlot.services.models import HealthSample, ServiceKind, ServiceRecord
+from backlot.services.tasks import TaskSpec
 
 
 @dataclass

@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from services.backends import registry
-from services.backends.spec import Identity, ProbeContext
-from services.config import Settings
-from services.errors import ServiceError
-from services.text import one_line
-from services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceForgotten, ServiceUpdated
-from services.models import FoundBy, ServiceRecord
+from backlot.services.backends import registry
+from backlot.services.backends.spec import Identity, ProbeContext
+from backlot.services.config import Settings
+from backlot.services.errors import ServiceError
+from backlot.services.text import one_line
+from backlot.services.events import DiscoveryFinished, EventBus, ServiceDiscovered, ServiceForgotten, ServiceUpdated
+from backlot.services.models import FoundBy, ServiceRecord
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from services.models import GpuProcess, GpuSample, ServiceRecord
+from backlot.services.models import GpuProcess, GpuSample, ServiceRecord
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from services.connectivity.metrics import Metrics
-from services.connectivity.pool import ConnectionPool
-from services.connectivity.resilience import Backoff, CircuitBreaker
-from services.errors import ErrorClass, ServiceError, translate
-from services.events import EventBus, HealthChanged, HealthSampled
-from services.models import HealthSample, ServiceRecord, ServiceState
+from backlot.services.connectivity.metrics import Metrics
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.connectivity.resilience import Backoff, CircuitBreaker
+from backlot.services.errors import ErrorClass, ServiceError, translate
+from backlot.services.events import EventBus, HealthChanged, HealthSampled
+from backlot.services.models import HealthSample, ServiceRecord, ServiceState
 
 log = logging.getLogger(__name__)
 HARD_DOWN = (ErrorClass.REFUSED.value, ErrorClass.UNREACHABLE.value)

@@ -9,13 +9,13 @@ from typing import Any
 
 import aiohttp
 
-from services.backends import registry
-from services.backends.base import FailureCode
-from services.backends.spec import Inventory
-from services.connectivity.pool import ConnectionPool
-from services.errors import BacklotError
-from services.events import EventBus, JobUpdated, ServiceDiscovered, ServiceForgotten, ServiceUpdated
-from services.models import ServiceRecord
+from backlot.services.backends import registry
+from backlot.services.backends.base import FailureCode
+from backlot.services.backends.spec import Inventory
+from backlot.services.connectivity.pool import ConnectionPool
+from backlot.services.errors import BacklotError
+from backlot.services.events import EventBus, JobUpdated, ServiceDiscovered, ServiceForgotten, ServiceUpdated
+from backlot.services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 CAPABILITY_OUTCOME = f"failed: {FailureCode.CAPABILITY.value}"

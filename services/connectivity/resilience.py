@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from enum import Enum
 
-from services.errors import ErrorClass, ServiceError
-from services.models import BreakerSnapshot
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.models import BreakerSnapshot
 
 Clock = Callable[[], float]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
-from services.backends.spec import Inventory, Needs
+from backlot.services.backends.spec import Inventory, Needs
 
 
 def label(folder: str) -> str:

@@ -13,17 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from services.backends.base import Backend, PreviewImage
-from services.config import Settings
-from services.errors import BacklotError
-from services.text import one_line
-from services.events import EventBus, HealthSampled, JobPreviewed, JobUpdated
-from services.jobs.router import RouteDecision, Router, Wants
-from services.jobs.runner import JobRunner
-from services.jobs.store import JobStore, StoreError
-from services.jobs.validate import InvalidJob, validate_job
-from services.jobs.vram import VramEstimator
-from services.models import Job, JobFailure, JobState, StatusCode
+from backlot.services.backends.base import Backend, PreviewImage
+from backlot.services.config import Settings
+from backlot.services.errors import BacklotError
+from backlot.services.text import one_line
+from backlot.services.events import EventBus, HealthSampled, JobPreviewed, JobUpdated
+from backlot.services.jobs.router import RouteDecision, Router, Wants
+from backlot.services.jobs.runner import JobRunner
+from backlot.services.jobs.store import JobStore, StoreError
+from backlot.services.jobs.validate import InvalidJob, validate_job
+from backlot.services.jobs.vram import VramEstimator
+from backlot.services.models import Job, JobFailure, JobState, StatusCode
 
 log = logging.getLogger(__name__)
 ENDED_KEPT = 1024  # finished jobs get() serves from memory (they never change again): the API's jobs.get

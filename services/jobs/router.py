@@ -5,12 +5,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.backends import registry
-from services.backends.spec import Inventory, Needs
-from services.config import Settings
-from services.jobs.fit import label, refusal, shortfall, swaps
-from services.models import RouteDecision as RouteDecision
-from services.models import ServiceRecord, ServiceState
+from backlot.services.backends import registry
+from backlot.services.backends.spec import Inventory, Needs
+from backlot.services.config import Settings
+from backlot.services.jobs.fit import label, refusal, shortfall, swaps
+from backlot.services.models import RouteDecision as RouteDecision
+from backlot.services.models import ServiceRecord, ServiceState
 
 GIB = 1024**3
 Wants = Mapping[str, Needs | None]  # per backend kind: what a job needs on a service of that kind

@@ -10,11 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.backends.base import Backend, FailureCode, JobRequest, JobStatus, PreviewImage, StatusCode, failure_for
-from services.config import Settings
-from services.errors import BacklotError
-from services.jobs.router import RouteDecision
-from services.models import Attempt, Job, JobFailure, JobState
+from backlot.services.backends.base import Backend, FailureCode, JobRequest, JobStatus, PreviewImage, StatusCode, failure_for
+from backlot.services.config import Settings
+from backlot.services.errors import BacklotError
+from backlot.services.jobs.router import RouteDecision
+from backlot.services.models import Attempt, Job, JobFailure, JobState
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY = 1.0  # seconds between progress writes (state changes are always written at once)

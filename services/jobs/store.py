@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.errors import BacklotError
-from services.models import Job
+from backlot.services.errors import BacklotError
+from backlot.services.models import Job
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.backends import registry
-from services.config import Settings
-from services.errors import BacklotError
-from services.tasks import SCHEMA, TASKS, InputSpec, SchemaError, TaskSpec
+from backlot.services.backends import registry
+from backlot.services.config import Settings
+from backlot.services.errors import BacklotError
+from backlot.services.tasks import SCHEMA, TASKS, InputSpec, SchemaError, TaskSpec
 
 
 class InvalidJob(BacklotError):

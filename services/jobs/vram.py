@@ -5,8 +5,8 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from services.config import Settings
-from services.jobs.store import JobStore
+from backlot.services.config import Settings
+from backlot.services.jobs.store import JobStore
 
 GIB = 1024**3
 

@@ -6,14 +6,14 @@ import logging
 import signal
 import sys
 
-from standins._common import announce, check_speed, common_parser, data_dir
+from backlot.standins._common import announce, check_speed, common_parser, data_dir
 
 
 async def serve(argv: list[str]) -> int:
     """Run the server until SIGINT/SIGTERM."""
     from aiohttp import web
 
-    from standins.comfyui.server import ComfyStandin, build_app
+    from backlot.standins.comfyui.server import ComfyStandin, build_app
 
     ap = common_parser("comfyui", "ComfyUI 0.8 stand-in (HTTP + WebSocket API, model-free nodes).")
     ap.add_argument("--gpu-name", default=None, help="report a CUDA GPU with this name (default: CPU only)")
@@ -36,23 +36,23 @@ async def serve(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     check_speed(ap, a.speed)
     if a.checkpoints is not None:
-        from standins.comfyui import model_nodes
+        from backlot.standins.comfyui import model_nodes
 
         model_nodes.CHECKPOINTS[:] = [c.strip() for c in a.checkpoints.split(",") if c.strip()]
     for item in a.models:
-        from standins.comfyui import model_nodes
+        from backlot.standins.comfyui import model_nodes
 
         folder, _, files = item.partition("=")
         if folder not in model_nodes.FOLDER_FILES:
             ap.error(f"--models: unknown folder {folder!r} (known: {', '.join(model_nodes.FOLDER_FILES)})")
         model_nodes.FOLDER_FILES[folder][:] = [f.strip() for f in files.split(",") if f.strip()]
     for item in a.model_arch:
-        from standins.comfyui import model_nodes
+        from backlot.standins.comfyui import model_nodes
 
         name, _, arch = item.partition("=")
         model_nodes.METADATA[name.strip()] = {"modelspec.architecture": arch.strip()}
     if a.without_nodes:
-        from standins.comfyui import nodes
+        from backlot.standins.comfyui import nodes
 
         nodes.WITHOUT.update(n.strip() for n in a.without_nodes.split(",") if n.strip())
     state = ComfyStandin(data_dir(a.data, "comfyui"), a.speed, a.gpu_name, a.vram_total, a.vram_free,

@@ -1,6 +1,6 @@
 """``python -m standins.comfyui``."""
 import sys
 
-from standins.comfyui import main
+from backlot.standins.comfyui import main
 
 sys.exit(main())

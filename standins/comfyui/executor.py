@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from standins.comfyui.nodes import Interrupted, RunContext, all_functions
+from backlot.standins.comfyui.nodes import Interrupted, RunContext, all_functions
 
 log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any], "str | None"], None]

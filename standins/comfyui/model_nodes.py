@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from standins.comfyui.nodes import Images, RunContext, _float, _int, _next_counter, _spec
+from backlot.standins.comfyui.nodes import Images, RunContext, _float, _int, _next_counter, _spec
 
 CHECKPOINTS = ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors", "flux1-schnell-fp8.safetensors"]
 UNETS = ["wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors"]

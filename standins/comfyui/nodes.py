@@ -113,7 +113,7 @@ def node_specs(input_files: list[str]) -> dict[str, dict[str, Any]]:
                               module="custom_nodes.backlot_standin", optional={"image": ["IMAGE"]},
                               description="Waits, sending progress about 20 times a second; honours /interrupt."),
     }
-    from standins.comfyui.model_nodes import model_specs
+    from backlot.standins.comfyui.model_nodes import model_specs
 
     specs.update(model_specs())
     for name in WITHOUT:
@@ -125,8 +125,8 @@ def node_specs(input_files: list[str]) -> dict[str, dict[str, Any]]:
                                 "StandinSleep": "Stand-in Sleep", "CheckpointLoaderSimple": "Load Checkpoint",
                                 "CLIPTextEncode": "CLIP Text Encode (Prompt)", "EmptyLatentImage": "Empty Latent Image",
                                 "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode"}.get(name, name)
-    from standins.comfyui.core_specs import core_specs
-    from standins.comfyui.model_nodes import FOLDER_FILES
+    from backlot.standins.comfyui.core_specs import core_specs
+    from backlot.standins.comfyui.model_nodes import FOLDER_FILES
 
     specs.update({k: v for k, v in core_specs(FOLDER_FILES).items() if k not in specs and k not in WITHOUT})
     return specs
@@ -262,7 +262,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 def all_functions() -> dict[str, Callable[..., Any]]:
     """Every executable node class, model stand-ins included."""
-    from standins.comfyui.core_specs import core_functions
-    from standins.comfyui.model_nodes import MODEL_FUNCTIONS
+    from backlot.standins.comfyui.core_specs import core_functions
+    from backlot.standins.comfyui.model_nodes import MODEL_FUNCTIONS
 
     return {**core_functions(), **FUNCTIONS, **MODEL_FUNCTIONS}

@@ -19,9 +19,9 @@ import psutil
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-from standins.comfyui.executor import Executor, Folders, now_ms
-from standins.comfyui.nodes import node_specs
-from standins.comfyui.validation import PromptError, validate_prompt
+from backlot.standins.comfyui.executor import Executor, Folders, now_ms
+from backlot.standins.comfyui.nodes import node_specs
+from backlot.standins.comfyui.validation import PromptError, validate_prompt
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -371,7 +371,7 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _models_in(request: web.Request) -> web.Response:
     """GET /models/{folder}: the files of one model folder (those the model nodes offer, as configured)."""
-    from standins.comfyui.model_nodes import FOLDER_FILES
+    from backlot.standins.comfyui.model_nodes import FOLDER_FILES
 
     folder = request.match_info["folder"]
     if folder not in MODEL_FOLDERS:
@@ -381,7 +381,7 @@ async def _models_in(request: web.Request) -> web.Response:
 
 async def _view_metadata(request: web.Request) -> web.Response:
     """GET /view_metadata/{folder}?filename=: a safetensors file's ``__metadata__``; 404 when it has none (as ComfyUI)."""
-    from standins.comfyui.model_nodes import FOLDER_FILES, METADATA
+    from backlot.standins.comfyui.model_nodes import FOLDER_FILES, METADATA
 
     folder, name = request.match_info["folder"], request.rel_url.query.get("filename", "")
     meta = METADATA.get(name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from standins.gradio3 import _voice
+from backlot.standins.gradio3 import _voice
 
 log = logging.getLogger(__name__)
 

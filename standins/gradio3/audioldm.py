@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from standins import _common
-from standins._gradio_serve import configure_logging, install_stop_handlers, prepare_environment, serve
-from standins.gradio3._soundscape import SR, synthesize
-from standins.gradio3._waveform_video import write_waveform_mp4
+from backlot.standins import _common
+from backlot.standins._gradio_serve import configure_logging, install_stop_handlers, prepare_environment, serve
+from backlot.standins.gradio3._soundscape import SR, synthesize
+from backlot.standins.gradio3._waveform_video import write_waveform_mp4
 
 if TYPE_CHECKING:
     import gradio as gr

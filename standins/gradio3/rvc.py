@@ -10,9 +10,9 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from standins import _common
-from standins._gradio_serve import configure_logging, install_stop_handlers, prepare_environment, serve
-from standins.gradio3._rvc_engine import VoiceEngine
+from backlot.standins import _common
+from backlot.standins._gradio_serve import configure_logging, install_stop_handlers, prepare_environment, serve
+from backlot.standins.gradio3._rvc_engine import VoiceEngine
 
 if TYPE_CHECKING:
     import gradio as gr

@@ -4,15 +4,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.audioldm.probe import KIND, TASKS, match
-from services.backends.base import Backend, SessionProvider
-from services.backends.gradio.probe import health
-from services.backends.spec import BackendSpec
-from services.models import ServiceRecord
+from backlot.services.backends.audioldm.probe import KIND, TASKS, match
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.gradio.probe import health
+from backlot.services.backends.spec import BackendSpec
+from backlot.services.models import ServiceRecord
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
-    from services.backends.audioldm.adapter import AudioLdmBackend
+    from backlot.services.backends.audioldm.adapter import AudioLdmBackend
 
     return AudioLdmBackend(record, session)
 

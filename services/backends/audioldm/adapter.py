@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.backends.audioldm.probe import KIND, TASKS
-from services.backends.base import (
+from backlot.services.backends.audioldm.probe import KIND, TASKS
+from backlot.services.backends.base import (
     FailureCode,
     JobRequest,
     JobStatus,
@@ -22,7 +22,7 @@ from services.backends.base import (
     failed,
     unique_path,
 )
-from services.backends.gradio.app import (
+from backlot.services.backends.gradio.app import (
     CallResult,
     Component,
     Endpoint,
@@ -32,7 +32,7 @@ from services.backends.gradio.app import (
     GradioTimeouts,
     progress,
 )
-from services.models import ServiceRecord
+from backlot.services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 

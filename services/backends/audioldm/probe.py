@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.backends.gradio.probe import api_names, gradio_protocol, input_labels
-from services.backends.spec import Identity
-from services.models import ServiceKind
+from backlot.services.backends.gradio.probe import api_names, gradio_protocol, input_labels
+from backlot.services.backends.spec import Identity
+from backlot.services.models import ServiceKind
 
 KIND = ServiceKind("audioldm")
 TASKS = {"sound_effects": 0, "ambient_audio": 0}  # task -> preference (0 = first choice)

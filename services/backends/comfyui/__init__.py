@@ -4,19 +4,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.base import Backend, SessionProvider
-from services.backends.comfyui.inventory import inventory, needs
-from services.backends.comfyui.messages import node_error_sentences
-from services.backends.comfyui.onthefly import prepare
-from services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
-from services.backends.comfyui.workflows import TemplateError, load_all, template_for
-from services.backends.spec import BackendSpec, Fingerprint
-from services.models import ServiceRecord
-from services.tasks import SchemaError, TaskSpec
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.comfyui.inventory import inventory, needs
+from backlot.services.backends.comfyui.messages import node_error_sentences
+from backlot.services.backends.comfyui.onthefly import prepare
+from backlot.services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
+from backlot.services.backends.comfyui.workflows import TemplateError, load_all, template_for
+from backlot.services.backends.spec import BackendSpec, Fingerprint
+from backlot.services.models import ServiceRecord
+from backlot.services.tasks import SchemaError, TaskSpec
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
-    from services.backends.comfyui.adapter import ComfyUIBackend
+    from backlot.services.backends.comfyui.adapter import ComfyUIBackend
 
     return ComfyUIBackend(record, session, options=options,
                           checkpoints=dict(options.get("comfyui_checkpoints") or {}))

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.base import (
+from backlot.services.backends.base import (
     CancelResult,
     FailureCode,
     JobRequest,
@@ -24,17 +24,17 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
-from services.backends.comfyui.families import families, only_one, title
-from services.backends.comfyui.follow import FEATURE_FLAGS, SocketFollower
-from services.backends.comfyui.graph import model_folder
-from services.backends.comfyui.inventory import pinned
-from services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
-from services.backends.comfyui.probe import KIND, TASKS
-from services.backends.comfyui.workflows import INPUT_SLOTS, Template, TemplateError, load_all, template_for
-from services.backends.previews import PREVIEW_RATE, PreviewWriter
-from services.errors import BacklotError, ErrorClass, ServiceError
-from services.http import Reply, download, request
-from services.models import ServiceRecord
+from backlot.services.backends.comfyui.families import families, only_one, title
+from backlot.services.backends.comfyui.follow import FEATURE_FLAGS, SocketFollower
+from backlot.services.backends.comfyui.graph import model_folder
+from backlot.services.backends.comfyui.inventory import pinned
+from backlot.services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
+from backlot.services.backends.comfyui.probe import KIND, TASKS
+from backlot.services.backends.comfyui.workflows import INPUT_SLOTS, Template, TemplateError, load_all, template_for
+from backlot.services.backends.previews import PREVIEW_RATE, PreviewWriter
+from backlot.services.errors import BacklotError, ErrorClass, ServiceError
+from backlot.services.http import Reply, download, request
+from backlot.services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.comfyui.subgraph import FlatNode, Link, Value, flatten
-from services.backends.comfyui.workflows import TemplateError
+from backlot.services.backends.comfyui.subgraph import FlatNode, Link, Value, flatten
+from backlot.services.backends.comfyui.workflows import TemplateError
 
 EXPORT_API = 'save it from ComfyUI with "Export (API)" instead'
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")

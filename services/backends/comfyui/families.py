@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from services.errors import ServiceError
-from services.http import get_json
+from backlot.services.errors import ServiceError
+from backlot.services.http import get_json
 
 TITLES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux"}
 # safetensors ``__metadata__`` keys that name the architecture: the model spec (Stability), kohya's trainer.

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.base import FailureCode, JobStatus, StatusCode, failed
-from services.backends.previews import PreviewWriter
+from backlot.services.backends.base import FailureCode, JobStatus, StatusCode, failed
+from backlot.services.backends.previews import PreviewWriter
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.backends.comfyui.graph import is_link, node_order, nodes
+from backlot.services.backends.comfyui.graph import is_link, node_order, nodes
 
 SAMPLER_PARAMS = {"KSampler": {"seed": "seed", "steps": "steps", "cfg": "cfg", "denoise": "denoise"},
                   "KSamplerAdvanced": {"noise_seed": "seed", "steps": "steps", "cfg": "cfg"},

@@ -8,12 +8,12 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.comfyui.families import TITLES, families
-from services.backends.comfyui.graph import file_choices, model_folder, required_models_and_nodes
-from services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
-from services.backends.spec import Inventory, Needs
-from services.http import get_json
-from services.models import ServiceRecord
+from backlot.services.backends.comfyui.families import TITLES, families
+from backlot.services.backends.comfyui.graph import file_choices, model_folder, required_models_and_nodes
+from backlot.services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
+from backlot.services.backends.spec import Inventory, Needs
+from backlot.services.http import get_json
+from backlot.services.models import ServiceRecord
 
 # Every folder the server lists is read, older names mapped to today's; these hold no model files.
 OLD_NAMES = {"clip": "text_encoders", "unet": "diffusion_models"}

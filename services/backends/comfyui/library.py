@@ -10,12 +10,12 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
-from services.backends.comfyui.graph import nodes
-from services.backends.comfyui.infer import Inference, infer_bindings, unusable_outputs
-from services.backends.comfyui.workflows import TEMPLATES_DIR, TemplateError
-from services.errors import ServiceError
-from services.http import get_json
+from backlot.services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
+from backlot.services.backends.comfyui.graph import nodes
+from backlot.services.backends.comfyui.infer import Inference, infer_bindings, unusable_outputs
+from backlot.services.backends.comfyui.workflows import TEMPLATES_DIR, TemplateError
+from backlot.services.errors import ServiceError
+from backlot.services.http import get_json
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")

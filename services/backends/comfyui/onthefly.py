@@ -17,13 +17,13 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
-from services.backends.comfyui.graph import nodes
-from services.backends.comfyui.library import fetch_object_info, read_workflow
-from services.backends.comfyui.workflows import TemplateError
-from services.workflow_ref import is_path
-from services.models import ServiceRecord
-from services.tasks import SchemaError
+from backlot.services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
+from backlot.services.backends.comfyui.graph import nodes
+from backlot.services.backends.comfyui.library import fetch_object_info, read_workflow
+from backlot.services.backends.comfyui.workflows import TemplateError
+from backlot.services.workflow_ref import is_path
+from backlot.services.models import ServiceRecord
+from backlot.services.tasks import SchemaError
 
 FOLDER = "converted"
 

@@ -5,10 +5,10 @@ import time
 
 import aiohttp
 
-from services.backends.spec import Identity, ProbeContext, int_or_none, json_or_none
-from services.errors import ErrorClass, ServiceError
-from services.http import get_json
-from services.models import HealthSample, ServiceKind, ServiceRecord, VramReading
+from backlot.services.backends.spec import Identity, ProbeContext, int_or_none, json_or_none
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import get_json
+from backlot.services.models import HealthSample, ServiceKind, ServiceRecord, VramReading
 
 KIND = ServiceKind("comfyui")
 TASKS = {"text_to_image": 0, "character_consistency": 0, "upscale": 0, "image_edit": 0, "video_to_video": 0,

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from services.backends.comfyui.graph import nodes
-from services.backends.comfyui.infer import infer_bindings
-from services.errors import BacklotError
-from services.workflow_ref import is_path
-from services.tasks import SCHEMA, InputSpec, ParamSpec, ParamType, TaskSpec
+from backlot.services.backends.comfyui.graph import nodes
+from backlot.services.backends.comfyui.infer import infer_bindings
+from backlot.services.errors import BacklotError
+from backlot.services.workflow_ref import is_path
+from backlot.services.tasks import SCHEMA, InputSpec, ParamSpec, ParamType, TaskSpec
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "resources" / "workflows"
 # The template a task uses on ComfyUI when the job names none.

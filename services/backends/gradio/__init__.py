@@ -5,8 +5,8 @@ are recognised by the ``gradio_match`` of their own specs.
 """
 from __future__ import annotations
 
-from services.backends.gradio.probe import KIND, fingerprint, health
-from services.backends.spec import BackendSpec, Fingerprint
+from backlot.services.backends.gradio.probe import KIND, fingerprint, health
+from backlot.services.backends.spec import BackendSpec, Fingerprint
 
 SPEC = BackendSpec(kind=KIND, title="Gradio app", default_ports=(*range(7860, 7871), 7897),
                    fingerprints=(Fingerprint(20, fingerprint),), health_check=health)

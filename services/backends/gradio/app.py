@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from services.backends.base import (
+from backlot.services.backends.base import (
     CancelResult,
     FailureCode,
     JobStatus,
@@ -24,9 +24,9 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
-from services.backends.gradio.modern import ModernClient
-from services.backends.gradio.probe import gradio_protocol
-from services.backends.gradio.types import (
+from backlot.services.backends.gradio.modern import ModernClient
+from backlot.services.backends.gradio.probe import gradio_protocol
+from backlot.services.backends.gradio.types import (
     FILE_TYPES,
     CallResult,
     Component,
@@ -37,8 +37,8 @@ from services.backends.gradio.types import (
     endpoints_of,
     file_ref,
 )
-from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
-from services.http import Reply, download, request
+from backlot.services.errors import BacklotError, ErrorClass, ServiceError, classify_status
+from backlot.services.http import Reply, download, request
 
 __all__ = ["FILE_TYPES", "CallResult", "Component", "Endpoint", "GradioApp", "GradioError", "GradioTimeouts",
            "LocalFile", "file_ref", "not_resumable", "progress"]

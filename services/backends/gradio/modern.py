@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.backends.base import CancelResult, FailureCode, JobStatus, StatusCode, unique_path
-from services.backends.gradio.types import CallResult, Endpoint, GradioError, GradioTimeouts, LocalFile
+from backlot.services.backends.base import CancelResult, FailureCode, JobStatus, StatusCode, unique_path
+from backlot.services.backends.gradio.types import CallResult, Endpoint, GradioError, GradioTimeouts, LocalFile
 
 if TYPE_CHECKING:
     from gradio_client import Client

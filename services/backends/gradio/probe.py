@@ -6,10 +6,10 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.spec import Identity, ProbeContext, int_or_none, json_or_none
-from services.errors import ErrorClass, ServiceError
-from services.http import get_json, request
-from services.models import HealthSample, ServiceKind, ServiceRecord
+from backlot.services.backends.spec import Identity, ProbeContext, int_or_none, json_or_none
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import get_json, request
+from backlot.services.models import HealthSample, ServiceKind, ServiceRecord
 
 KIND = ServiceKind("gradio")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.base import FailureCode, JobStatus, failed, failure_for
-from services.errors import BacklotError, ServiceError
+from backlot.services.backends.base import FailureCode, JobStatus, failed, failure_for
+from backlot.services.errors import BacklotError, ServiceError
 
 FILE_TYPES = frozenset({"audio", "video", "file", "image", "model3d", "gallery", "uploadbutton", "imageeditor",
                         "files"})

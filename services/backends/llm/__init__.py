@@ -5,14 +5,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.base import Backend, SessionProvider
-from services.backends.llm.probe import KIND, TASKS, health, ollama, openai
-from services.backends.spec import BackendSpec, Fingerprint
-from services.models import ServiceRecord
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.llm.probe import KIND, TASKS, health, ollama, openai
+from backlot.services.backends.spec import BackendSpec, Fingerprint
+from backlot.services.models import ServiceRecord
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
-    from services.backends.llm.adapter import LlmBackend
+    from backlot.services.backends.llm.adapter import LlmBackend
 
     keys = options.get("llm_keys") or {}
     return LlmBackend.for_server(record, session, api_key=keys.get(record.id) or keys.get(record.host))
@@ -22,13 +22,13 @@ def _configured(options: Mapping[str, Any], session: SessionProvider) -> list[Ba
     models = options.get("llm_models") or []
     if not models:
         return []
-    from services.backends.llm.adapter import cloud_backends
+    from backlot.services.backends.llm.adapter import cloud_backends
 
     return list(cloud_backends(models, session, options.get("llm_keys") or {}))
 
 
 async def _shutdown() -> None:
-    adapter = sys.modules.get("services.backends.llm.adapter")  # never imported: nothing of litellm's to close
+    adapter = sys.modules.get("backlot.services.backends.llm.adapter")  # never imported: nothing of litellm's to close
     if adapter is not None:
         await adapter.close_litellm_clients()
 

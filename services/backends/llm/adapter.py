@@ -16,7 +16,7 @@ from typing import Any, Literal, overload
 import aiohttp
 from pydantic import SecretStr
 
-from services.backends.base import (
+from backlot.services.backends.base import (
     CancelResult,
     FailureCode,
     JobRequest,
@@ -27,8 +27,8 @@ from services.backends.base import (
     failed,
     failure_for,
 )
-from services.backends.llm.errors import translate_llm_error
-from services.backends.llm.keys import (
+from backlot.services.backends.llm.errors import translate_llm_error
+from backlot.services.backends.llm.keys import (
     KNOWN_BASES,
     api_base_for,
     check_key,
@@ -39,10 +39,10 @@ from services.backends.llm.keys import (
     load_litellm,
     provider_of,
 )
-from services.backends.llm.probe import KIND, TASKS
-from services.errors import ErrorClass, ServiceError
-from services.http import request
-from services.models import FoundBy, ServiceRecord
+from backlot.services.backends.llm.probe import KIND, TASKS
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import request
+from backlot.services.models import FoundBy, ServiceRecord
 
 __all__ = ["LlmBackend", "models_for", "cloud_backends", "key_status", "check_key", "load_litellm",
            "import_litellm", "close_litellm_clients", "KNOWN_BASES"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import aiohttp
 
-from services.errors import ErrorClass, ServiceError, translate
+from backlot.services.errors import ErrorClass, ServiceError, translate
 
 # Class names (anywhere in an exception's MRO) of transport failures raised by httpx or openai, matched by
 # name so this module imports neither: litellm may run on an httpx transport with no aiohttp error inside.

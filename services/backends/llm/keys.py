@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
-from services.errors import ErrorClass, ServiceError
-from services.http import request
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import request
 
 log = logging.getLogger(__name__)
 

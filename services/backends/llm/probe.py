@@ -5,10 +5,10 @@ import time
 
 import aiohttp
 
-from services.backends.spec import NOT_THIS, Identity, ProbeContext, json_or_none
-from services.errors import ErrorClass, ServiceError
-from services.http import get_json, request
-from services.models import HealthSample, ServiceKind, ServiceRecord
+from backlot.services.backends.spec import NOT_THIS, Identity, ProbeContext, json_or_none
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import get_json, request
+from backlot.services.models import HealthSample, ServiceKind, ServiceRecord
 
 KIND = ServiceKind("llm")
 TASKS = {"text": 0}  # task -> preference (0 = first choice)

@@ -4,15 +4,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.base import Backend, SessionProvider
-from services.backends.gradio.probe import health
-from services.backends.rvc.probe import KIND, TASKS, match
-from services.backends.spec import BackendSpec
-from services.models import ServiceRecord
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.gradio.probe import health
+from backlot.services.backends.rvc.probe import KIND, TASKS, match
+from backlot.services.backends.spec import BackendSpec
+from backlot.services.models import ServiceRecord
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
-    from services.backends.rvc.adapter import RvcBackend
+    from backlot.services.backends.rvc.adapter import RvcBackend
 
     return RvcBackend(record, session, default_voice=options.get("rvc_voice"))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.backends.base import (
+from backlot.services.backends.base import (
     FailureCode,
     JobRequest,
     JobStatus,
@@ -21,7 +21,7 @@ from services.backends.base import (
     failed,
     unique_path,
 )
-from services.backends.gradio.app import (
+from backlot.services.backends.gradio.app import (
     FILE_TYPES,
     CallResult,
     Component,
@@ -34,8 +34,8 @@ from services.backends.gradio.app import (
     file_ref,
     progress,
 )
-from services.backends.rvc.probe import KIND, TASKS
-from services.models import ServiceRecord
+from backlot.services.backends.rvc.probe import KIND, TASKS
+from backlot.services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.backends.gradio.probe import api_names, gradio_protocol
-from services.backends.spec import Identity
-from services.models import ServiceKind
+from backlot.services.backends.gradio.probe import api_names, gradio_protocol
+from backlot.services.backends.spec import Identity
+from backlot.services.models import ServiceKind
 
 KIND = ServiceKind("rvc")
 TASKS = {"voice_conversion": 0}  # task -> preference (0 = first choice)

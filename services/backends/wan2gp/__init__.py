@@ -4,16 +4,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.backends.base import Backend, SessionProvider
-from services.backends.spec import BackendSpec, Fingerprint
-from services.backends.wan2gp.probe import KIND, TASKS, fingerprint, health, match_webui
-from services.models import ServiceRecord
+from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.spec import BackendSpec, Fingerprint
+from backlot.services.backends.wan2gp.probe import KIND, TASKS, fingerprint, health, match_webui
+from backlot.services.models import ServiceRecord
 
 
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend | None:
     if record.protocol != "mcp":
         return None
-    from services.backends.wan2gp.adapter import Wan2gpBackend
+    from backlot.services.backends.wan2gp.adapter import Wan2gpBackend
 
     return Wan2gpBackend(record, session, default_model=options.get("wan2gp_model"))
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from services.backends.base import (
+from backlot.services.backends.base import (
     CancelResult,
     FailureCode,
     JobRequest,
@@ -23,13 +23,13 @@ from services.backends.base import (
     failure_for,
     unique_path,
 )
-from services.backends.wan2gp.events import EventTracker
-from services.backends.wan2gp.mcp import McpLink, ToolError
-from services.backends.wan2gp.probe import KIND, TASKS
-from services.backends.wan2gp.settings import InvalidParams, available, build_settings, candidates, describe, suggest
-from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
-from services.http import download, request
-from services.models import ServiceRecord
+from backlot.services.backends.wan2gp.events import EventTracker
+from backlot.services.backends.wan2gp.mcp import McpLink, ToolError
+from backlot.services.backends.wan2gp.probe import KIND, TASKS
+from backlot.services.backends.wan2gp.settings import InvalidParams, available, build_settings, candidates, describe, suggest
+from backlot.services.errors import BacklotError, ErrorClass, ServiceError, classify_status
+from backlot.services.http import download, request
+from backlot.services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
 UNKNOWN_JOB = "Unknown WanGP job_id"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.backends.base import JobStatus, StatusCode
+from backlot.services.backends.base import JobStatus, StatusCode
 
 
 class EventTracker:

@@ -14,8 +14,8 @@ import socket
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from services import __version__
-from services.errors import BacklotError, ErrorClass, ServiceError, classify_status
+from backlot.services import __version__
+from backlot.services.errors import BacklotError, ErrorClass, ServiceError, classify_status
 
 if TYPE_CHECKING:  # the SDK costs ~0.25 s to import: it is loaded on a worker thread at first use (_sdk)
     import httpx

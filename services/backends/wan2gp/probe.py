@@ -7,12 +7,12 @@ from typing import Any
 
 import aiohttp
 
-from services.backends.gradio.probe import gradio_protocol
-from services.backends.gradio.probe import health as gradio_health
-from services.backends.spec import NOT_THIS, Identity, ProbeContext
-from services.errors import ErrorClass, ServiceError
-from services.http import request
-from services.models import HealthSample, ServiceKind, ServiceRecord
+from backlot.services.backends.gradio.probe import gradio_protocol
+from backlot.services.backends.gradio.probe import health as gradio_health
+from backlot.services.backends.spec import NOT_THIS, Identity, ProbeContext
+from backlot.services.errors import ErrorClass, ServiceError
+from backlot.services.http import request
+from backlot.services.models import HealthSample, ServiceKind, ServiceRecord
 
 KIND = ServiceKind("wan2gp")
 TASKS = {"text_to_video": 0, "image_to_video": 0, "quick_preview": 0}  # task -> preference (0 = first choice)
