@@ -16,7 +16,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
 from PySide6.QtWidgets import QWidget
 
 from backlot.app.config_writer import ConfigWriteError, write_config
-from backlot.app.tasks import TaskKeeper
+from backlot.services.keeper import TaskKeeper
 from backlot.app.workflow_controller import WorkflowController
 from backlot.services.api.token import TokenError, read_token
 from backlot.services.application.errors import JobError, NotFound

@@ -10,16 +10,13 @@ from PySide6.QtGui import QDesktopServices
 
 from backlot.app.bridge import Bridge
 from backlot.app.console_controller import ConsoleController
-from backlot.app.tasks import TaskKeeper
+from backlot.services.keeper import TaskKeeper
 from backlot.services.config import Settings, forget_standins, record_standins
 from backlot.services.control import ControlCenter
 from backlot.services.events import EventBus
-from backlot.standins import launcher
+from backlot.standins import demo, launcher
 
 log = logging.getLogger(__name__)
-# The window's demo gives the ComfyUI stand-in a GPU to report, so the VRAM bar and graph have something to show.
-DEMO_EXTRA = {"comfyui": ["--gpu-name", "RTX 4090 (stand-in)", "--vram-total", "24", "--vram-free", "21",
-                          "--job-vram", "5"]}
 
 
 class Shell(QObject):
@@ -111,19 +108,17 @@ class Shell(QObject):
         """Spawn every stand-in (on this, the main thread: they die with it) and wait for them off the loop."""
         self.demo_state.emit("starting")
         log.info("demo: starting the stand-in backends")
-        data = self.settings.data_path / "standins"
-        procs = {kind: launcher.spawn(kind, 0, speed=self.speed, data=data / kind, extra=DEMO_EXTRA.get(kind))
-                 for kind in launcher.KINDS}
+        procs, left_out = demo.spawn(self.settings.data_path / "standins", self.speed)
+        if left_out:
+            log.warning("demo: %s", demo.left_out_sentence(left_out))
         self.standins = procs
         try:
-            await asyncio.gather(*(asyncio.to_thread(p.wait_ready, 90.0) for p in procs.values()))
+            urls = await asyncio.to_thread(demo.wait_ready, procs)
         except launcher.StandinError as err:
             log.error("demo: %s", str(err).splitlines()[0])
             self.standins = {}
-            await asyncio.to_thread(launcher.stop_all, procs)
             self.demo_state.emit(f"failed: {str(err).splitlines()[0]}")
             return False
-        urls = {kind: p.url for kind, p in procs.items()}
         await asyncio.to_thread(record_standins, self.settings.paths, urls)
         self.settings.standins = urls  # discovery reads the settings at every round
         self.demo_state.emit("running")

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from backlot.services.config import Settings, forget_standins, record_standins
 from backlot.services.instance import InstanceLock, InstanceLocked
-from backlot.standins import launcher
+from backlot.standins import demo, launcher
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ def run_headless(settings: Settings, out: TextIO = sys.stdout, speed: float = 1.
     procs: dict[str, launcher.StandinProcess] = {}
     try:
         try:
-            procs = launcher.start_many(kinds, speed=speed, data_root=settings.data_path / "standins")
+            procs, left_out = demo.spawn(settings.data_path / "standins", speed, kinds)
+            if left_out:
+                log.warning("demo: %s", demo.left_out_sentence(left_out))
+            demo.wait_ready(procs)
         except launcher.StandinError as err:
             print(f"backlot demo: {err}", file=sys.stderr)
             return 1

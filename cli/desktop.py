@@ -1,7 +1,7 @@
 """``backlot --install-desktop-entry``: Backlot in the system's application menu (freedesktop ``.desktop`` + icon).
 
 Writes ``$XDG_DATA_HOME/applications/backlot.desktop`` (default ``~/.local/share``) that starts this very
-Backlot (this environment's ``backlot`` script, or this Python with this ``main.py``), and its icon as
+Backlot (this environment's ``backlot`` script, this Python with the checkout's ``main.py``, or ``python -m backlot``), and its icon as
 ``icons/hicolor/scalable/apps/backlot.svg``. Stdlib only; nothing outside the user's data folder is touched.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "backlot.svg"
+CHECKOUT_MAIN = Path(__file__).resolve().parent.parent / "main.py"  # absent from an installed wheel
 
 
 def data_home() -> Path:
@@ -24,8 +25,10 @@ def launch_command(home: str | None = None) -> list[str]:
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
     if script is not None and script.name == "backlot" and script.is_file():
         cmd = [str(script)]
-    else:  # run as ``python main.py`` (or from a test): this interpreter with the checkout's entry point
-        cmd = [sys.executable, str(Path(__file__).resolve().parent.parent / "main.py")]
+    elif CHECKOUT_MAIN.is_file():  # run as ``python main.py`` (or from a test): the checkout's entry point
+        cmd = [sys.executable, str(CHECKOUT_MAIN)]
+    else:  # an installed package run as ``python -m backlot``
+        cmd = [sys.executable, "-m", "backlot"]
     if home:
         cmd += ["--home", str(Path(home).expanduser().resolve())]
     return cmd

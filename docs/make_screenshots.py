@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 import qasync  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.assemble import Parts, assemble  # noqa: E402
-from services.config import load_settings  # noqa: E402
+from backlot.app.assemble import Parts, assemble  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
 
 DOCS = ROOT / "docs"
 

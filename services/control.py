@@ -37,6 +37,7 @@ from backlot.services.jobs.store import JobStore
 from backlot.services.instance import forget_instance, record_instance
 from backlot.services.jobs.validate import InvalidJob
 from backlot.services.jobs.vram import VramEstimator
+from backlot.services.keeper import TaskKeeper
 from backlot.services.logbus import BusLogHandler
 from backlot.services.models import Origin, ServiceRecord
 from backlot.services.tasks import SchemaError
@@ -72,7 +73,7 @@ class ControlCenter:
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
         self.run_queue = run_queue  # False: a guest beside a running instance runs only the jobs it submits
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self.keeper = TaskKeeper()  # discovery and GPU loops, one health monitor per service, retirements
         self._unsubscribe: list[Callable[[], None]] = []
         self._log_handler: BusLogHandler | None = None
         self._started = False
@@ -106,9 +107,9 @@ class ControlCenter:
         self.inventory.start()
         self._add_configured()
         await self.jobs.start(recover=self.run_queue)
-        self._spawn("discovery-loop", self._discovery_loop())
+        self.keeper.spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
-            self._spawn("gpu-sampler", self._gpu_loop())
+            self.keeper.spawn("gpu-sampler", self._gpu_loop())
         if self.serve_api:  # last: requests may only arrive once the jobs have been recovered
             self.api = await create_server(self)
             await self.api.start()
@@ -230,14 +231,7 @@ class ControlCenter:
         if self._log_handler is not None:
             self._log_handler.remove()
             self._log_handler = None
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
-            for t in pending:
-                log.error("task %s did not stop within %.1f s", t.get_name(), timeout)
+        await self.keeper.cancel_all(timeout)
         self.monitors.clear()
         await self.gpu.stop()
         for adapter in self._adapters.values():
@@ -255,25 +249,13 @@ class ControlCenter:
     def _interval(self) -> float:
         return self.settings.health_interval_visible if self.dashboard_visible else self.settings.health_interval
 
-    def _spawn(self, name: str, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks[name] = task
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if self._tasks.get(task.get_name()) is task:
-            del self._tasks[task.get_name()]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
     def _on_service(self, event: ServiceDiscovered | ServiceUpdated) -> None:
         rec = event.record
         if rec.origin is Origin.CLOUD:
             return
         previous = rec.details.get("previous_id")
         if previous and previous in self.monitors:  # it moved: retire the old id's monitor, adapter and session
-            self._spawn(f"retire {previous}", self._stop_monitor(previous))
+            self.keeper.spawn(f"retire {previous}", self._stop_monitor(previous))
         if rec.id not in self.monitors:
             self._start_monitor(rec)
         elif isinstance(event, ServiceUpdated) and "back" in event.changes:
@@ -293,7 +275,7 @@ class ControlCenter:
                                 timeout=self.settings.health_timeout, backoff=backoff, clock=self.clock,
                                 start_delay=stagger)
         self.monitors[sid] = monitor
-        self._spawn(f"health {sid}", monitor.run())
+        self.keeper.spawn(f"health {sid}", monitor.run())
 
     async def _stop_monitor(self, service_id: str) -> None:
         self.monitors.pop(service_id, None)
@@ -301,10 +283,7 @@ class ControlCenter:
         adapter = self._adapters.pop(service_id, None)
         if adapter is not None:
             await adapter.close()
-        task = self._tasks.pop(f"health {service_id}", None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.keeper.cancel(f"health {service_id}")
         await self.pool.invalidate(service_id)
 
     async def _discovery_loop(self) -> None:

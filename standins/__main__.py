@@ -1,4 +1,4 @@
-"""``python -m standins KIND [options]``: run one stand-in backend, or ``all`` of them."""
+"""``python -m backlot.standins KIND [options]``: run one stand-in backend, or ``all`` of them."""
 from __future__ import annotations
 
 import json
@@ -10,13 +10,13 @@ import threading
 from backlot.standins.launcher import (GRADIO3_KINDS, KINDS, MODULES, REPO_ROOT, StandinError, gradio3_python, start_many,
                                stop_all)
 
-USAGE = f"usage: python -m standins {{{'|'.join(KINDS)}|all}} [--port N] [--speed F] [--data DIR] [kind options]"
+USAGE = f"usage: python -m backlot.standins {{{'|'.join(KINDS)}|all}} [--port N] [--speed F] [--data DIR] [kind options]"
 
 
 def _run_all(argv: list[str]) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m standins all")
+    ap = argparse.ArgumentParser(prog="python -m backlot.standins all")
     ap.add_argument("--speed", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=90.0)
     a = ap.parse_args(argv)

@@ -23,7 +23,7 @@ DEFAULT_PORTS = {
 
 def common_parser(kind: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the flags every stand-in takes."""
-    ap = argparse.ArgumentParser(prog=f"python -m standins {kind}", description=description)
+    ap = argparse.ArgumentParser(prog=f"python -m backlot.standins {kind}", description=description)
     ap.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=DEFAULT_PORTS.get(kind, 0),
                     help=f"port to listen on; 0 picks a free one (default {DEFAULT_PORTS.get(kind, 0)})")

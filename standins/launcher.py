@@ -1,6 +1,7 @@
-"""Start and stop stand-in processes; used by ``python -m standins all``, the demo and the tests."""
+"""Start and stop stand-in processes; used by ``python -m backlot.standins all``, the demo and the tests."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import backlot
 from backlot.standins._common import READY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,11 @@ MODULES = {
     "llm": "backlot.standins.llm",
 }
 GRADIO3_KINDS = ("rvc", "audioldm")
+GRADIO_KINDS = ("wan2gp-webui",)  # need the ``gradio`` package (a test extra, not a dependency)
+# The checkout (or, in an installed wheel, the package's own folder): where ``.venv-gradio3`` lives.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The folder that holds the ``backlot`` package: a child finds ``backlot.standins`` from there.
+IMPORT_ROOT = Path(backlot.__file__).resolve().parent.parent
 
 
 class StandinError(RuntimeError):
@@ -44,6 +50,19 @@ def gradio3_python() -> Path:
             f"the Gradio 3 environment for the RVC and AudioLDM stand-ins is missing ({path}); "
             "run `make setup` or set BACKLOT_GRADIO3_PYTHON")
     return path
+
+
+def unavailable(kind: str) -> str | None:
+    """Why this machine cannot run a stand-in of ``kind`` (a missing interpreter or package), or None."""
+    if kind in GRADIO3_KINDS:
+        try:
+            gradio3_python()
+        except StandinError:
+            return ("needs a Gradio 3.50 interpreter: set BACKLOT_GRADIO3_PYTHON to one "
+                    "(a clone's `make setup` makes .venv-gradio3)")
+    elif kind in GRADIO_KINDS and importlib.util.find_spec("gradio") is None:
+        return "needs the gradio package in Backlot's environment"
+    return None
 
 
 def command_for(kind: str, port: int, host: str = "127.0.0.1", speed: float = 1.0,
@@ -154,9 +173,9 @@ def spawn(kind: str, port: int = 0, host: str = "127.0.0.1", speed: float = 1.0,
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     child_env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH", "")]))
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMPORT_ROOT), child_env.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, env=child_env, cwd=str(REPO_ROOT),
+                            text=True, env=child_env, cwd=str(IMPORT_ROOT),
                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     sp = StandinProcess(kind=kind, proc=proc)
     sp._reader = threading.Thread(target=sp._read, name=f"standin-{kind}-stdout", daemon=True)

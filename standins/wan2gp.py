@@ -1,4 +1,4 @@
-"""Wan2GP MCP stand-in: ``python -m standins.wan2gp --host H --port N --speed F --data DIR``.
+"""Wan2GP MCP stand-in: ``python -m backlot.standins.wan2gp --host H --port N --speed F --data DIR``.
 
 Speaks the real Wan2GP MCP server's interface (``wgp.py --mcp --mcp-transport streamable-http``): a FastMCP
 server named "WanGP" at /mcp/ (JSON responses, stateless), its tool names and schemas, a one-at-a-time job

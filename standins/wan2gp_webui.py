@@ -1,6 +1,6 @@
 """Wan2GP web UI stand-in: a current-Gradio Blocks app titled "WanGP" that, like wgp.py, offers no API.
 
-``python -m standins wan2gp-webui``. Generating is a chain of private events sharing per-session
+``python -m backlot.standins wan2gp-webui``. Generating is a chain of private events sharing per-session
 ``gr.State`` (validate, save inputs, queue the task, prepare, activate status, process, finalize,
 unload), so clients can recognise the web UI from ``/config`` but cannot drive it; Wan2GP's machine
 interface is its MCP server (``standins.wan2gp``). A browser can still generate: it writes a small

@@ -18,7 +18,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from backlot.standins import launcher  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
+CONFORMANCE = ROOT / "tests" / "conformance"
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +80,5 @@ def standin(tmp_path: Path) -> Iterator[Callable[..., launcher.StandinProcess]]:
 
 
 def conformance_script(name: str) -> Path:
-    """Path of a script in ../shared/conformance (skip the test when shared/ is not beside the repo)."""
-    path = SHARED / "conformance" / name
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return path
+    """Path of a conformance script (tests/conformance: checks recorded against the real backends)."""
+    return CONFORMANCE / name

@@ -236,7 +236,7 @@ async def test_stop_closes_every_connection_and_awaits_its_task() -> None:
         await server.stop()
         for c in clients:
             assert await c.closed()
-        assert server.connections == 0 and not server._tasks
+        assert server.connections == 0 and not len(server._handlers)
 
 
 async def test_app_shutdown_stops_the_headless_instance(backlot_home: Path) -> None:

@@ -31,9 +31,9 @@ APP, CLI = "The window's glue (app) enters the core by its front door", "The com
 
 @pytest.mark.parametrize(("where", "line", "contract"), [
     ("app/console_controller.py", "import backlot.services.backends", APP),
-    ("app/bridge.py", "from services.jobs.manager import JobManager", APP),
+    ("app/bridge.py", "from backlot.services.jobs.manager import JobManager", APP),
     ("cli/workflows.py", "import backlot.services.backends", CLI),
-    ("cli/commands.py", "from services.connectivity.discovery import Discovery", CLI),
+    ("cli/commands.py", "from backlot.services.connectivity.discovery import Discovery", CLI),
 ])
 def test_a_front_that_imports_the_cores_insides_breaks_its_contract(tmp_path: Path, where: str, line: str,
                                                                     contract: str) -> None:
@@ -62,7 +62,7 @@ def test_a_front_that_imports_the_cores_insides_breaks_its_contract(tmp_path: Pa
 def test_the_contracts_catch_a_forbidden_import(tmp_path: Path, where: str, line: str, contract: str) -> None:
     """The same contracts, on a copy of the tree with one forbidden import added, must break."""
     copy = tmp_path / "tree"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".stamps", "tests"))
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".stamps", "tests"))
     (copy / where).write_text(line + "\n")
     done = _lint(copy)
     assert done.returncode != 0
@@ -72,7 +72,7 @@ def test_the_contracts_catch_a_forbidden_import(tmp_path: Path, where: str, line
 
 def test_the_core_passes_mypy_strict(tmp_path: Path) -> None:
     """STYLE.md: type hints everywhere, mypy --strict on services/ (settings in pyproject.toml)."""
-    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy"), "services"],
+    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy"), "-p", "backlot.services"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 

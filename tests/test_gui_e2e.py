@@ -77,7 +77,7 @@ def test_window_discovers_stand_ins_shows_cards_and_stops_clean(qapp: Any, qtbot
         assert "serving" in window.api_panel.state.text()
         assert any("discovery" in ln for ln in window.log_view.visible_lines())  # the bus's log events arrive
         window.dashboard.discover_requested.emit()  # F5's path: a tracked task through the shell
-        await until(lambda: not shell.keeper.tasks)
+        await until(lambda: not len(shell.keeper))
         await asyncio.sleep(1.5)  # health checks at 0.5 s and the graphs' 5 Hz repaint run under the probe
         cid = next(sid for sid in window.dashboard.cards if sid.startswith("comfyui"))
         assert len(window.graphs.latency.series[cid][0]) >= 2

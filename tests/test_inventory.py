@@ -147,7 +147,7 @@ async def test_a_capability_failure_reads_the_inventory_again(standin: Any) -> N
         assert job.route.chosen == sid(a)
         done = await center.jobs.wait(job.id, 30)
         assert done.state is JobState.FAILED and done.attempts[0].outcome == "failed: capability"
-        await asyncio.gather(*center.inventory._tasks.values())
+        await center.inventory.keeper.wait()
         fresh = center.inventory.get(sid(a))
         assert fresh is not None and fresh.models["checkpoints"] == {"juggernaut_xl.safetensors"}
         with pytest.raises(JobError, match="closest: juggernaut_xl.safetensors|they have: juggernaut_xl"):
@@ -167,6 +167,6 @@ async def test_reconnect_and_discover_read_what_a_server_has_again(standin: Any)
             asked = ask()
             if asyncio.iscoroutine(asked):
                 await asked
-            await asyncio.gather(*center.inventory._tasks.values())
+            await center.inventory.keeper.wait()
             fresh = center.inventory.get(sid(a))
             assert fresh is not None and fresh.models["checkpoints"] == {"juggernaut_xl.safetensors"}

@@ -33,6 +33,7 @@ from backlot.services.api.protocol import (
     read_line,
 )
 from backlot.services.errors import BacklotError
+from backlot.services.keeper import TaskKeeper
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class ApiServer:
         self.dropped = 0  # clients closed because they stopped reading
         self._server: asyncio.Server | None = None
         self._connections: dict[int, Connection] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._handlers = TaskKeeper()  # one task per connection (asyncio's stream callbacks)
         self._ids = itertools.count(1)
         self._stopping = False
 
@@ -110,15 +111,8 @@ class ApiServer:
         self._stopping = True
         for conn in list(self._connections.values()):
             conn.close()  # each read loop sees the end of its stream and cleans up (answers already sent still go out)
-        tasks = list(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout / 2)
-            for t in pending:
-                t.cancel()
-            if pending:
-                _, stuck = await asyncio.wait(pending, timeout=timeout / 2)
-                for t in stuck:
-                    log.error("API connection task %s did not stop within %.1f s", t.get_name(), timeout)
+        await self._handlers.wait(timeout / 2)  # a grace time to send what is already answered
+        await self._handlers.cancel_all(timeout / 2)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -132,7 +126,7 @@ class ApiServer:
             writer.write(encode_error(None, Busy("busy: too many connections to Backlot; try again later")))
             writer.close()
             return
-        self._tasks.add(task)
+        self._handlers.adopt(task)
         conn = Connection(self, reader, writer, sid)
         self._connections[sid] = conn
         try:
@@ -143,7 +137,6 @@ class ApiServer:
             # stop() cancelled it after the grace time; asyncio's stream callback must not see a cancelled task
         finally:
             del self._connections[sid]
-            self._tasks.discard(task)
 
     def check_token(self, token: str) -> bool:
         """Constant-time comparison with the server's token."""
@@ -160,7 +153,7 @@ class Connection:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.session = Session(sid, f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer), self.push)
-        self.pending: set[asyncio.Task[None]] = set()
+        self.pending = TaskKeeper()  # requests that wait (a job's result, say), each its own task
         self.closing = False
 
     def push(self, line: bytes) -> bool:
@@ -223,9 +216,7 @@ class Connection:
         if isinstance(started, bytes):
             self.push(started)
         elif started is not None:  # it has to wait: its own task, so later requests are not held up
-            task = asyncio.create_task(self._send_when_done(started), name=f"api-{self.session.id}-{request.method}")
-            self.pending.add(task)
-            task.add_done_callback(self.pending.discard)
+            self.pending.spawn(f"api-{self.session.id}-{request.method}", self._send_when_done(started))
 
     async def _send_when_done(self, started: Awaitable[bytes | None]) -> None:
         line = await started
@@ -269,11 +260,8 @@ class Connection:
     async def _finish(self) -> None:
         self.closing = True
         self.server.methods.closed(self.session)  # first: a stop may cancel the awaits below
-        for t in list(self.pending):
-            t.cancel()
         self.writer.close()
-        if self.pending:
-            await asyncio.gather(*self.pending, return_exceptions=True)
+        await self.pending.cancel_all()
         try:
             async with asyncio.timeout(1.0):
                 await self.writer.wait_closed()

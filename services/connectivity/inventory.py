@@ -15,6 +15,7 @@ from backlot.services.backends.spec import Inventory
 from backlot.services.connectivity.pool import ConnectionPool
 from backlot.services.errors import BacklotError
 from backlot.services.events import EventBus, JobUpdated, ServiceDiscovered, ServiceForgotten, ServiceUpdated
+from backlot.services.keeper import TaskKeeper
 from backlot.services.models import ServiceRecord
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class InventoryCache:
         self._services = services
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout))
         self._known: dict[str, Inventory] = {}
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self.keeper = TaskKeeper()  # one refresh at a time per service
         self._seen_failures: set[tuple[str, int]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -66,28 +67,18 @@ class InventoryCache:
         """Read every service's inventory in the background; wait up to ``wait`` seconds (None: until all are read)."""
         for sid in list(self._services()):
             self.refresh_soon(sid)
-        tasks = list(self._tasks.values())
-        if tasks:
-            await asyncio.wait(tasks, timeout=wait)  # slower ones go on; routing skips nobody until they answer
+        await self.keeper.wait(wait)  # slower ones go on; routing skips nobody until they answer
 
     def refresh_soon(self, service_id: str) -> None:
         """Start a refresh in the background (one at a time per service)."""
-        name = f"inventory {service_id}"
-        if name in self._tasks:
-            return
-        task = asyncio.create_task(self.refresh(service_id), name=name)
-        self._tasks[name] = task
-        task.add_done_callback(lambda t: self._tasks.pop(t.get_name(), None))
+        self.keeper.spawn(f"inventory {service_id}", self.refresh(service_id), unique=True)
 
     async def stop(self) -> None:
         """Stop following events and cancel refreshes under way."""
         for unsub in self._unsubscribe:
             unsub()
         self._unsubscribe.clear()
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.keeper.cancel_all()
 
     def _on_service(self, event: ServiceDiscovered | ServiceUpdated | ServiceForgotten) -> None:
         if isinstance(event, ServiceForgotten):

@@ -88,6 +88,6 @@ async def serve(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m standins comfyui``."""
+    """Entry point for ``python -m backlot.standins comfyui``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s comfyui-standin %(levelname)s %(message)s")
     return asyncio.run(serve(sys.argv[1:] if argv is None else argv))

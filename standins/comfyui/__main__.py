@@ -1,4 +1,4 @@
-"""``python -m standins.comfyui``."""
+"""``python -m backlot.standins.comfyui``."""
 import sys
 
 from backlot.standins.comfyui import main

@@ -1,6 +1,6 @@
 """AudioLDM stand-in: a Gradio 3.50 Blocks app shaped like AudioLDM's app.py, answering with waveform MP4s.
 
-Run with the Gradio 3 interpreter: ``python -m standins audioldm``. One unnamed event (fn_index 0):
+Run with the Gradio 3 interpreter: ``python -m backlot.standins audioldm``. One unnamed event (fn_index 0):
 ``text2audio(text, duration, guidance_scale, seed, n_candidates, model_name)`` -> a Video whose audio
 track is 16 kHz mono, generated procedurally from the prompt and seed. Outputs land in ``DATA/outputs``.
 """

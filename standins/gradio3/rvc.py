@@ -1,6 +1,6 @@
 """RVC WebUI stand-in: a Gradio 3.50 Blocks app shaped like RVC's infer-web.py, converting audio for real.
 
-Run with the Gradio 3 interpreter: ``python -m standins rvc [--layout old|new]``. ``old`` (default) is
+Run with the Gradio 3 interpreter: ``python -m backlot.standins rvc [--layout old|new]``. ``old`` (default) is
 the long-standing infer-web.py (12-input ``infer_convert``, audio as a server path); ``new`` is the later
 9-input layout with an audio upload. Voices live in ``DATA/assets/weights``, indexes in ``DATA/logs``.
 """
