@@ -23,6 +23,7 @@ from backlot.services.jobs.runner import JobRunner
 from backlot.services.jobs.store import JobStore, StoreError
 from backlot.services.jobs.validate import InvalidJob, validate_job
 from backlot.services.jobs.vram import VramEstimator
+from backlot.services.keeper import TaskKeeper
 from backlot.services.models import Job, JobFailure, JobState, StatusCode
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class JobManager:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # set and replaced on every change: waiters re-check their job
         self._accepting = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self.keeper = TaskKeeper()  # the scheduler
         self._unsub: Callable[[], None] | None = None
 
     # ----- lifecycle -----
@@ -69,17 +70,14 @@ class JobManager:
         if recover:
             await self.recover()
         self._unsub = self.bus.subscribe(self._on_health, HealthSampled)
-        self._task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
+        self.keeper.spawn("job-scheduler", self._schedule_loop())
         self._wake.set()
 
     async def stop(self) -> None:
         """Stop scheduling and detach from running jobs (they stay "running" and are re-attached next start)."""
         if self._unsub:
             self._unsub()
-        tasks = [t for t in (self._task,) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.keeper.cancel_all()
         await self.runner.stop()
 
     # ----- requests -----

@@ -14,6 +14,7 @@ from backlot.services.backends.base import Backend, FailureCode, JobRequest, Job
 from backlot.services.config import Settings
 from backlot.services.errors import BacklotError
 from backlot.services.jobs.router import RouteDecision
+from backlot.services.keeper import TaskKeeper
 from backlot.services.models import Attempt, Job, JobFailure, JobState
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,16 @@ class JobRunner:
         self.clock = clock
         # A health check of a service now: VRAM while jobs run (it reaches sample_vram), or after a job lost it.
         self.check_service = check_service
-        self.running: dict[str, asyncio.Task[None]] = {}
-        self._samplers: dict[str, asyncio.Task[None]] = {}
+        self.keeper = TaskKeeper()  # one task per running job, and its VRAM sampler
+        self.running: dict[str, asyncio.Task[None]] = {}  # job id -> its task (what counts against concurrency)
         # job id -> (service, baseline, peak) VRAM use while the job runs
         self._peaks: dict[str, tuple[str, int | None, int | None]] = {}
 
     def start(self, job: Job, decision: RouteDecision, resume: bool = False) -> None:
         """Run ``job`` on ``decision.chosen`` (``resume``: re-attach to work the backend already has)."""
         job.routed_to = decision.chosen  # counted against the backend's concurrency from this moment
-        task = asyncio.create_task(self._run(job, decision, resume), name=f"job {job.id}")
+        task = self.keeper.spawn(f"job {job.id}", self._run(job, decision, resume))
+        assert task is not None  # called on the loop
         self.running[job.id] = task
         task.add_done_callback(functools.partial(self._done, job.id))
 
@@ -77,15 +79,10 @@ class JobRunner:
         if self.running.get(job_id) is task:
             del self.running[job_id]
         self.host.wake()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("runner of job %s crashed", job_id, exc_info=task.exception())
 
     async def stop(self) -> None:
         """Detach from every running job (the database keeps them as running for recovery)."""
-        tasks = list(self.running.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.keeper.cancel_all()
 
     def sample_vram(self, service_id: str) -> None:
         """Track the peak VRAM in use on a service while its jobs run (called on health samples)."""
@@ -127,18 +124,14 @@ class JobRunner:
                 await self._attempt_failed(job, sid, f"Backlot failed while following the job: {_describe(err)}",
                                            FailureCode.RUNTIME)
         finally:
-            sampler = self._samplers.pop(job.id, None)
-            if sampler is not None:
-                sampler.cancel()
-                await asyncio.gather(sampler, return_exceptions=True)
+            await self.keeper.cancel(f"vram {job.id}")
             self._peaks.pop(job.id, None)
             await _aclose(stream)
 
     def _start_sampling(self, job: Job, sid: str) -> None:
         """Read the service's VRAM now and every VRAM_SAMPLE_EVERY seconds while the job runs."""
-        if self.check_service is None or job.id in self._samplers:
-            return
-        self._samplers[job.id] = asyncio.create_task(self._sample_loop(sid), name=f"vram {job.id}")
+        if self.check_service is not None:
+            self.keeper.spawn(f"vram {job.id}", self._sample_loop(sid), unique=True)
 
     async def _sample_loop(self, sid: str) -> None:
         assert self.check_service is not None
