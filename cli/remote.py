@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import backlot
 from backlot.blender_addon.client import ApiClient, ClientError, config_dir
 from backlot.services.lockfile import lock_holder
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from backlot.services.config import Settings
 
 log = logging.getLogger(__name__)
+PACKAGE_ROOT = Path(backlot.__file__).resolve().parent.parent  # the checkout, or site-packages
 START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
 # Instances started from this process: kept so the Popen objects are not collected while the
 # (deliberately detached) instance runs on.
@@ -128,8 +130,10 @@ def ensure(home: Home, say: Any) -> Instance:
         if found is not None:
             return found
         log_path = settings.data_path / "backlot.log"
-        args = [sys.executable, "-c", "import sys, main; sys.exit(main.main(sys.argv[1:]))", "--headless"]
+        args = [sys.executable, "-m", "backlot", "--headless"]
         env = dict(os.environ)
+        # this very Backlot, from wherever the user stands: the folder holding the package comes first
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
         if settings.paths.home is not None:
             env["BACKLOT_HOME"] = str(settings.paths.home)
         with open(log_path, "ab") as log:
