@@ -422,7 +422,10 @@ def test_workflow_picker_runs_a_user_workflow_and_a_workflow_file(blender: Runne
     assert {p: j["state"] for p, j in jobs.items()} == dict.fromkeys(jobs, "succeeded"), r["messages"]
     picked, by_file = jobs["picked workflow"], jobs["workflow file"]
     assert (picked["params"]["workflow"], picked["params"]["seconds"]) == ("my_slow_flow", 3)
-    assert by_file["params"]["workflow"] == str(elsewhere / "solid.json")
+    # the file as accepted: a snapshot named after it, with its graph (a later edit of the file changes nothing)
+    snapshot = Path(by_file["params"]["workflow"])
+    assert snapshot.name.startswith("solid-") and snapshot.parent.name == "converted"
+    assert json.loads(snapshot.read_text()) == json.loads((elsewhere / "solid.json").read_text())
     assert picked["routed_to"].startswith("comfyui@") and by_file["routed_to"].startswith("comfyui@")
     images = [(s["name"], s["start"]) for s in r["strips"] if s["type"] == "IMAGE"]
     assert images == [("picked workflow", 10), ("workflow file", 200)]

@@ -39,7 +39,7 @@ def test_a_front_that_imports_the_cores_insides_breaks_its_contract(tmp_path: Pa
                                                                     contract: str) -> None:
     """A front reaches the core only through services.application (and the composition root that builds it)."""
     copy = tmp_path / "tree"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".stamps", "tests"))
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".stamps", "tests"))
     with (copy / where).open("a", encoding="utf-8") as module:
         module.write("\n" + line + "\n")
     done = _lint(copy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +23,17 @@ from backlot.services.events import (
     types_for_topic,
 )
 from backlot.services.models import (
+    Attempt,
     BreakerSnapshot,
     FoundBy,
     GpuProcess,
     GpuSample,
     HealthSample,
     Job,
+    JobFailure,
     JobState,
+    OutputFile,
+    RouteDecision,
     ServiceKind,
     ServiceRecord,
     ServiceState,
@@ -60,8 +65,16 @@ gpus = st.builds(GpuSample, index=st.integers(0, 7), name=text, total=st.integer
                                               name=text, service_id=st.none() | text), max_size=2).map(tuple))
 jobs = st.builds(Job, id=text, task=text, prompt=text, params=st.dictionaries(text, json_value, max_size=3),
                  inputs=st.lists(text, max_size=2), routed_to=st.none() | text, state=st.sampled_from(JobState),
-                 route=st.dictionaries(text, json_value, max_size=2), error=st.none() | st.dictionaries(text, text),
-                 outputs=st.lists(st.dictionaries(text, json_value, max_size=3), max_size=2))
+                 route=st.none() | st.builds(RouteDecision, task=text, chosen=st.none() | text, reason=text,
+                                             skipped=st.lists(st.tuples(text, text), max_size=2).map(tuple),
+                                             note=text),
+                 attempts=st.lists(st.builds(Attempt, n=st.integers(1, 9), backend=text, started_at=finite,
+                                             outcome=st.none() | text, message=text,
+                                             finished_at=st.none() | finite), max_size=2).map(tuple),
+                 error=st.none() | st.builds(JobFailure, code=text, message=text,
+                                             detail=st.dictionaries(text, json_value, max_size=2)),
+                 outputs=st.lists(st.builds(OutputFile, path=text.map(Path), mime=text, bytes=st.integers(0)),
+                                  max_size=2).map(tuple))
 ids = st.lists(text, max_size=3).map(tuple)
 states = st.sampled_from(ServiceState)
 

@@ -86,7 +86,7 @@ def test_not_usable_service_says_why_and_forget_removes_its_card(parts: Parts) -
 
 def test_card_actions_reach_the_shell(parts: Parts, qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(parts.shell.center, "reconnect", lambda sid: calls.append(f"reconnect {sid}") or True)
+    monkeypatch.setattr(parts.shell.center.application, "reconnect", lambda sid: calls.append(f"reconnect {sid}") or True)
     parts.shell.bus.publish(ServiceDiscovered(_record()))
     card = parts.window.dashboard.cards[SID]
     card.reconnect_button.click()
