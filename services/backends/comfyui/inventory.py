@@ -8,20 +8,19 @@ from typing import Any
 
 import aiohttp
 
-from backlot.services.backends.comfyui.families import TITLES, families
+from backlot.services.backends.comfyui.families import families
+from backlot.services.backends.comfyui.fit import ComfyUIInventory, ComfyUINeeds
 from backlot.services.backends.comfyui.graph import file_choices, model_folder, required_models_and_nodes
 from backlot.services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
-from backlot.services.backends.spec import Inventory, Needs
 from backlot.services.http import get_json
 from backlot.services.models import ServiceRecord
 
 # Every folder the server lists is read, older names mapped to today's; these hold no model files.
 OLD_NAMES = {"clip": "text_encoders", "unet": "diffusion_models"}
 NOT_MODELS = frozenset({"custom_nodes", "configs"})
-NODE_NOTE = "custom node pack not installed"
 
 
-async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout: aiohttp.ClientTimeout) -> Inventory:
+async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout: aiohttp.ClientTimeout) -> ComfyUIInventory:
     """The server's model files per folder and its node classes; folders it does not list stay unknown."""
     listed, _ = await get_json(session, rec.base_url + "/models", timeout=timeout, service=rec.id, max_bytes=64 * 1024)
     models: dict[str, set[str]] = {}
@@ -38,7 +37,7 @@ async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout:
         models.setdefault(key, set()).update(files)
     kinds = {"checkpoints": await families(session, rec.base_url, "checkpoints", models.get("checkpoints", ()),
                                            timeout, rec.id, fresh=True)} if "checkpoints" in models else {}
-    return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
+    return ComfyUIInventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
 
 
 def pinned(template: Template, params: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,7 +58,7 @@ def choice(template: Template, param: str, params: Mapping[str, Any], options: M
     return f"{template.name}'s default"
 
 
-def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
+def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> ComfyUINeeds | None:
     """Models and node classes the job's workflow needs.
 
     A model the job does not name, in a built-in template made for one model family, is only
@@ -92,5 +91,5 @@ def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> N
                 models[folder].discard(name)
                 prefer.setdefault(folder, set()).add(name)
                 family[folder] = template.families[param]
-    return Needs({k: frozenset(v) for k, v in models.items() if v}, frozenset(nodes),
-                 {k: frozenset(v) for k, v in prefer.items()}, NODE_NOTE, family, TITLES, tuple(chosen))
+    return ComfyUINeeds({k: frozenset(v) for k, v in models.items() if v}, frozenset(nodes),
+                        {k: frozenset(v) for k, v in prefer.items()}, family, tuple(chosen))
