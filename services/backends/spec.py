@@ -80,9 +80,11 @@ class Fingerprint:
 class BackendSpec:
     """Everything the core needs about one backend kind.
 
+    Every kind says who it is, the tasks it serves, how it is found and checked, and its adapter:
     ``tasks`` maps each task the kind can serve to its preference (0 = first choice), from which
     the default ``task_backends`` table is built. ``health_check`` takes one cheap reading
-    (latency, queue depth, VRAM); ``adapter`` makes the driver for a usable record.
+    (latency, queue depth, VRAM); ``adapter`` makes the driver for a usable record. The hooks
+    after ``concurrency`` are optional: only a kind that has the idea declares one.
     """
 
     kind: ServiceKind
@@ -96,8 +98,6 @@ class BackendSpec:
     concurrency: int = 1
     # Leads the task's kinds when a job asks for ``complexity: high`` (ComfyUI's full graphs over a fast path).
     high_complexity: bool = False
-    # Turns a backend's own error payload into sentences a film-maker can act on (e.g. ComfyUI node_errors).
-    explain_errors: Callable[[Any], list[str]] | None = None
     # Services the kind brings from configuration (cloud LLM models): routable, never probed or polled.
     configured: ConfiguredServices | None = None
     # Releases what the kind holds per event loop (LiteLLM's cached clients); called once at stop.
@@ -109,7 +109,8 @@ class BackendSpec:
     # Takes the settings as plain values (they name the user's workflow folders).
     workflows: Callable[[Mapping[str, Any]], list[dict[str, Any]]] | None = None
     # Models and node classes a service has (cached by the control center) and what a job needs of them: the
-    # router skips a service lacking something a job needs, and refuses a job no service can serve.
+    # router skips a service the job's Needs says does not fit, and refuses a job no service can serve. A kind
+    # with rules of its own returns its own Needs (and Inventory) subclass: ComfyUI's stand-in checkpoints.
     inventory: InventoryFn | None = None
     needs: NeedsFn | None = None
     prepare: PrepareFn | None = None

@@ -6,7 +6,6 @@ from typing import Any
 
 from backlot.services.backends.base import Backend, SessionProvider
 from backlot.services.backends.comfyui.inventory import inventory, needs
-from backlot.services.backends.comfyui.messages import node_error_sentences
 from backlot.services.backends.comfyui.onthefly import prepare
 from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
@@ -41,5 +40,5 @@ SPEC = BackendSpec(
     kind=KIND, title="ComfyUI", default_ports=(8188, 8189, 8190),
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
-    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
+    adapter=_adapter, concurrency=2, high_complexity=True,
     job_schema=_job_schema, workflows=_workflows, inventory=inventory, needs=needs, prepare=prepare)
