@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from backlot.services.backends import registry
+from backlot.services.backends.comfyui.fit import ComfyUINeeds
 from backlot.services.backends.spec import BackendSpec, Inventory, Needs
 from backlot.services.config import load_settings
 from backlot.services.jobs import router as router_module
-from backlot.services.jobs.fit import refusal, shortfall
 from backlot.services.jobs.router import GIB, Router, ServiceHealth
 from backlot.services.models import ServiceKind, ServiceRecord, ServiceState
 
@@ -54,10 +54,19 @@ def test_a_new_kind_gets_inventory_routing_through_its_spec_alone() -> None:
 
 
 def test_unknown_folders_and_nodes_are_not_held_against_a_service() -> None:
-    needs = Needs({"checkpoints": frozenset({"a.safetensors"})}, frozenset({"X"}), node_note="pack missing")
-    assert shortfall(needs, Inventory()) is None
-    assert shortfall(needs, Inventory({"checkpoints": frozenset()}, frozenset())) == \
-        "no checkpoint a.safetensors; lacks node X (pack missing)"
-    msg = refusal(needs, {"s1": Inventory({"checkpoints": frozenset({"b.safetensors", "a.ckpt"})}, frozenset({"Y"}))})
+    needs = Needs({"checkpoints": frozenset({"a.safetensors"})}, frozenset({"X"}))
+    assert needs.fit(Inventory()).lacks == ()
+    assert needs.fit(None).lacks == ()
+    assert needs.fit(Inventory({"checkpoints": frozenset()}, frozenset())).lacks == \
+        ("no checkpoint a.safetensors", "lacks node X")
+    msg = needs.refusal({"s1": Inventory({"checkpoints": frozenset({"b.safetensors", "a.ckpt"})}, frozenset({"Y"}))})
     assert msg.startswith("no server has the checkpoint a.safetensors (closest: ")
-    assert "no server has the node X (pack missing)" in msg
+    assert msg.endswith("; no server has the node X")
+
+
+def test_comfyui_names_the_likely_cause_of_a_missing_node() -> None:
+    needs = ComfyUINeeds({"checkpoints": frozenset({"a.safetensors"})}, frozenset({"X"}))
+    assert needs.fit(Inventory({"checkpoints": frozenset()}, frozenset())).lacks == \
+        ("no checkpoint a.safetensors", "lacks node X (custom node pack not installed)")
+    msg = needs.refusal({"s1": Inventory({"checkpoints": frozenset({"b.safetensors", "a.ckpt"})}, frozenset({"Y"}))})
+    assert "no server has the node X (custom node pack not installed)" in msg

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from backlot.services.backends.comfyui.graph import file_choices, required_models_and_nodes
 from backlot.services.backends.spec import Inventory, Needs
-from backlot.services.jobs.fit import missing, refusal
 
 OBJECT_INFO = json.loads((Path(__file__).parent / "data" / "comfyui-0.8.0-object_info.json").read_text())
 # What /models listed on that server (ComfyUI 0.8.0, no models installed)
@@ -46,10 +45,10 @@ def test_every_model_file_is_needed_from_its_folder() -> None:
 def test_a_server_without_the_files_is_refused_naming_them_all() -> None:
     models, nodes = required_models_and_nodes(WAN_I2V_WITH_CONTROL)
     needs = Needs({k: frozenset(v) for k, v in models.items()}, frozenset(nodes - {"UnetLoaderGGUFAdvanced"}))
-    gaps = missing(needs, _server())
+    gaps = needs.missing(_server())
     assert sorted(name for _, name in gaps) == sorted(
         {n for names in models.values() for n in names} - {"wan-q4.gguf"})  # that loader is not on this server
-    said = refusal(needs, {"comfyui@127.0.0.1:8188": _server()})
+    said = needs.refusal({"comfyui@127.0.0.1:8188": _server()})
     for name in ("clip_vision_h.safetensors", "depth.safetensors", "uso-flux1-projector-v1.safetensors",
                  "wan2.1_i2v_480p_14B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                  "wan_2.1_vae.safetensors"):
@@ -60,7 +59,7 @@ def test_a_server_without_the_files_is_refused_naming_them_all() -> None:
 def test_a_server_with_the_files_has_nothing_missing() -> None:
     models, nodes = required_models_and_nodes(WAN_I2V_WITH_CONTROL)
     needs = Needs({k: frozenset(v) for k, v in models.items() if "." not in k}, frozenset(nodes - {"UnetLoaderGGUFAdvanced"}))
-    assert missing(needs, _server({k: set(v) for k, v in models.items()})) == []
+    assert needs.missing(_server({k: set(v) for k, v in models.items()})) == []
 
 
 def test_loader_choices_come_from_object_info_not_a_list() -> None:
@@ -75,5 +74,5 @@ def test_loader_choices_come_from_object_info_not_a_list() -> None:
                                                                                      "mode": "fast"}}})
     needs = Needs({k: frozenset(v) for k, v in models.items()})
     server = Inventory(choices, frozenset(info))
-    assert missing(needs, server) == [("MyLoader.weights", "c.gguf")]
-    assert "file for MyLoader.weights c.gguf" in refusal(needs, {"s": server})
+    assert needs.missing(server) == [("MyLoader.weights", "c.gguf")]
+    assert "file for MyLoader.weights c.gguf" in needs.refusal({"s": server})

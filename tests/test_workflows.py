@@ -15,6 +15,7 @@ from backlot.services.backends.comfyui import SPEC
 from backlot.services.backends.comfyui.convert import ui_to_api
 from backlot.services.backends.comfyui.infer import infer_bindings
 from backlot.services.backends.comfyui.library import fetch_object_info
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.workflows import TemplateError, load_all
 from backlot.services.config import load_settings
 from backlot.services.jobs.manager import JobError
@@ -160,7 +161,7 @@ def test_user_workflow_overrides_builtin_and_is_listed(backlot_home: Path, tmp_p
     (user / "standin_image.bindings.json").write_text(json.dumps({**meta, "description": "mine"}))
     shutil.copy(BUILTIN / "standin_image.json", extra / "other.json")
     (extra / "other.bindings.json").write_text(json.dumps({**meta, "description": "from workflow_dirs"}))
-    templates = load_all(settings.backend_options())
+    templates = load_all(ComfyUIOptions.of(settings.backend_options()))
     assert templates["standin_image"].description == "mine"
     assert templates["standin_image"].source == str(user / "standin_image.json")
     assert templates["other"].description == "from workflow_dirs" and templates["upscale"].source == "built-in"

@@ -11,6 +11,7 @@ from backlot.services.backends import registry
 from backlot.services.backends.comfyui import library
 from backlot.services.backends.comfyui.convert import EXPORT_API, is_ui_format
 from backlot.services.backends.comfyui.graph import required_models_and_nodes
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.workflows import TemplateError, load_all, user_folders
 from backlot.services.config import Settings
 
@@ -25,7 +26,7 @@ def list_workflows(settings: Settings) -> list[dict[str, Any]]:
 
 def workflow_detail(settings: Settings, name: str) -> dict[str, Any]:
     """One workflow in full: task, source, bindings, the models and nodes it needs (reads files)."""
-    templates = load_all(settings.backend_options())
+    templates = load_all(ComfyUIOptions.of(settings.backend_options()))
     if name not in templates:
         raise TemplateError(f"no workflow named {name!r} (workflows: {', '.join(sorted(templates))})")
     t = templates[name]
@@ -42,7 +43,7 @@ async def import_workflow(settings: Settings, path: Path, object_info: ObjectInf
     A ``name``: exactly that one, and an existing workflow of that name is replaced only with ``force``.
     A UI-format file is converted with ``object_info``'s node list. TemplateError (one sentence) when it cannot.
     """
-    folder = user_folders(settings.backend_options())[0]
+    folder = user_folders(ComfyUIOptions.of(settings.backend_options()))[0]
     data = await asyncio.to_thread(library.read_workflow, path)
     info = await object_info() if is_ui_format(data) else None
     wanted = name or library.free_name(path.name, set())

@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 
 from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.needs import Inventory as Inventory
+from backlot.services.backends.needs import Needs as Needs
 from backlot.services.errors import ErrorClass, ServiceError
 from backlot.services.http import get_json
 from backlot.services.models import HealthSample, ServiceKind, ServiceRecord
@@ -52,10 +54,10 @@ ConfiguredServices = Callable[[Mapping[str, Any], SessionProvider], list[Backend
 # schema, or None.
 JobSchema = Callable[[str, Mapping[str, Any], Mapping[str, Any]], TaskSpec | None]
 # What one service has, read at discovery and after a failure for a missing model (network I/O: async).
-InventoryFn = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTimeout], Awaitable["Inventory"]]
+InventoryFn = Callable[[aiohttp.ClientSession, ServiceRecord, aiohttp.ClientTimeout], Awaitable[Inventory]]
 # (task, the job's params, settings as plain values) -> what the job needs on a service of this kind, or None.
 # Blocking (it may read workflow files): the manager asks it off the loop, once per job, and routes with the answer.
-NeedsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "Needs | None"]
+NeedsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any]], Needs | None]
 # A Gradio app's /config -> who it is; kinds served over Gradio declare one (the Gradio probe asks each).
 GradioMatcher = Callable[[dict[str, Any]], Identity | None]
 # (task, the job's params, settings as plain values, the kind's services, a session per service id) -> the
@@ -64,34 +66,6 @@ GradioMatcher = Callable[[dict[str, Any]], Identity | None]
 # every later step (the check, routing, the adapter, a retry) reads what it returns, never the user's file.
 PrepareFn = Callable[[str, Mapping[str, Any], Mapping[str, Any], Sequence[ServiceRecord],
                       Callable[[str], aiohttp.ClientSession]], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """What one service has: file names per model folder (a folder not listed is not known) and its node classes."""
-
-    models: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    nodes: frozenset[str] | None = None  # None: not known
-    at: float = 0.0
-    families: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # folder -> file -> family, where known
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What a job needs on a service.
-
-    ``prefer`` holds files it would rather have: a service without one may use instead its one file
-    of the family ``family`` names for that folder (none or several: it cannot run the job).
-    ``chosen`` says where each file the job uses came from, for the route: (folder, file, why).
-    """
-
-    models: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    nodes: frozenset[str] = frozenset()
-    prefer: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    node_note: str = ""  # said after a missing node class, e.g. "custom node pack not installed"
-    family: Mapping[str, str] = field(default_factory=dict)  # folder -> the family a stand-in file must be of
-    family_title: Mapping[str, str] = field(default_factory=dict)  # family -> how people write it ("SDXL")
-    chosen: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,9 +80,11 @@ class Fingerprint:
 class BackendSpec:
     """Everything the core needs about one backend kind.
 
+    Every kind says who it is, the tasks it serves, how it is found and checked, and its adapter:
     ``tasks`` maps each task the kind can serve to its preference (0 = first choice), from which
     the default ``task_backends`` table is built. ``health_check`` takes one cheap reading
-    (latency, queue depth, VRAM); ``adapter`` makes the driver for a usable record.
+    (latency, queue depth, VRAM); ``adapter`` makes the driver for a usable record. The hooks
+    after ``concurrency`` are optional: only a kind that has the idea declares one.
     """
 
     kind: ServiceKind
@@ -122,8 +98,6 @@ class BackendSpec:
     concurrency: int = 1
     # Leads the task's kinds when a job asks for ``complexity: high`` (ComfyUI's full graphs over a fast path).
     high_complexity: bool = False
-    # Turns a backend's own error payload into sentences a film-maker can act on (e.g. ComfyUI node_errors).
-    explain_errors: Callable[[Any], list[str]] | None = None
     # Services the kind brings from configuration (cloud LLM models): routable, never probed or polled.
     configured: ConfiguredServices | None = None
     # Releases what the kind holds per event loop (LiteLLM's cached clients); called once at stop.
@@ -135,7 +109,8 @@ class BackendSpec:
     # Takes the settings as plain values (they name the user's workflow folders).
     workflows: Callable[[Mapping[str, Any]], list[dict[str, Any]]] | None = None
     # Models and node classes a service has (cached by the control center) and what a job needs of them: the
-    # router skips a service lacking something a job needs, and refuses a job no service can serve.
+    # router skips a service the job's Needs says does not fit, and refuses a job no service can serve. A kind
+    # with rules of its own returns its own Needs (and Inventory) subclass: ComfyUI's stand-in checkpoints.
     inventory: InventoryFn | None = None
     needs: NeedsFn | None = None
     prepare: PrepareFn | None = None

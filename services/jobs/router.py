@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backlot.services.backends import registry
-from backlot.services.backends.spec import Inventory, Needs
+from backlot.services.backends.needs import Fit, Inventory, Needs
 from backlot.services.config import Settings
-from backlot.services.jobs.fit import label, refusal, shortfall, swaps
 from backlot.services.models import RouteDecision as RouteDecision
 from backlot.services.models import ServiceRecord, ServiceState
 
@@ -106,8 +105,9 @@ class Router:
                                                             self.settings.backend_options())
             wants = wants_by_kind[rec.kind.value]
             inv = self._inventory(rec.id) if wants is not None else None
-            if wants is not None and inv is not None and (gap := shortfall(wants, inv)):
-                skipped.append((rec.id, gap))
+            fit = wants.fit(inv) if wants is not None else Fit()
+            if wants is not None and inv is not None and fit.lacks:
+                skipped.append((rec.id, "; ".join(fit.lacks)))
                 lacking[rec.id] = (wants, inv)
                 continue
             capable += 1
@@ -116,9 +116,8 @@ class Router:
                 continue
             h = self._health(rec.id) or ServiceHealth(ServiceState.UNKNOWN)
             queue = max(h.queue_depth or 0, self._load(rec.id))
-            soft = swaps(wants, inv) if wants is not None and inv is not None else []
-            rank = (kinds.index(rec.kind.value), len(soft), queue, round((h.latency_ms or 0.0) / 5))
-            summary = _summary(h, queue) + _files(wants, soft)
+            rank = (kinds.index(rec.kind.value), fit.substitutes, queue, round((h.latency_ms or 0.0) / 5))
+            summary = "; ".join([_summary(h, queue), *fit.notes])
             if h.breaker == "open":
                 why = "circuit open" + (f", retry in {h.retry_in:.0f} s" if h.retry_in is not None else "")
                 skipped.append((rec.id, why))
@@ -136,7 +135,7 @@ class Router:
                 continue
             ok.append((rank, rec.id, summary))
         if capable == 0 and lacking:
-            refused = "; ".join(refusal(n, {s: i for s, (m, i) in lacking.items() if m is n})
+            refused = "; ".join(n.refusal({s: i for s, (m, i) in lacking.items() if m is n})
                                 for n in {id(m): m for m, _ in lacking.values()}.values())
             return RouteDecision(task, None, refused or "no service has what this job needs", tuple(skipped),
                                  no_capable_backend=True)
@@ -173,23 +172,6 @@ class Router:
         if spec is None or spec.needs is None:
             return None
         return spec.needs(task, params, options)
-
-
-def _files(wants: Needs | None, soft: list[tuple[str, str, str]]) -> str:
-    """The files the job will use there and where each choice came from; a stand-in of the right family says so."""
-    if wants is None:
-        return ""
-    swapped = {(folder, name): using for folder, name, using in soft}
-    parts = []
-    for folder, name, why in wants.chosen:
-        using = swapped.get((folder, name))
-        if using is None:
-            parts.append(f"{label(folder)} {name} ({why})")
-        else:
-            family = wants.family.get(folder, "")
-            parts.append(f"{label(folder)} {using}: it has no {name} ({why}), so its one "
-                         f"{wants.family_title.get(family, family)} {label(folder)}")
-    return "".join(f"; {p}" for p in parts)
 
 
 def _summary(h: ServiceHealth, queue: int) -> str:

@@ -6,8 +6,8 @@ from typing import Any
 
 from backlot.services.backends.base import Backend, SessionProvider
 from backlot.services.backends.comfyui.inventory import inventory, needs
-from backlot.services.backends.comfyui.messages import node_error_sentences
 from backlot.services.backends.comfyui.onthefly import prepare
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.probe import KIND, TASKS, fingerprint, health
 from backlot.services.backends.comfyui.workflows import TemplateError, load_all, template_for
 from backlot.services.backends.spec import BackendSpec, Fingerprint
@@ -18,8 +18,7 @@ from backlot.services.tasks import SchemaError, TaskSpec
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
     from backlot.services.backends.comfyui.adapter import ComfyUIBackend
 
-    return ComfyUIBackend(record, session, options=options,
-                          checkpoints=dict(options.get("comfyui_checkpoints") or {}))
+    return ComfyUIBackend(record, session, options=ComfyUIOptions.of(options))
 
 
 def _job_schema(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> TaskSpec | None:
@@ -27,19 +26,19 @@ def _job_schema(task: str, params: Mapping[str, Any], options: Mapping[str, Any]
     if not params.get("workflow"):
         return None
     try:
-        return template_for(load_all(options), task, dict(params)).schema()
+        return template_for(load_all(ComfyUIOptions.of(options)), task, dict(params)).schema()
     except TemplateError as err:  # a UI-format file too: the instance converts it first (onthefly.prepare)
         raise SchemaError(str(err)) from err
 
 
 def _workflows(options: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Templates a job may name, built-in and the user's (blocking: reads the workflow files)."""
-    return [t.to_dict() for t in load_all(options).values()]
+    return [t.to_dict() for t in load_all(ComfyUIOptions.of(options)).values()]
 
 
 SPEC = BackendSpec(
     kind=KIND, title="ComfyUI", default_ports=(8188, 8189, 8190),
     fingerprints=(Fingerprint(10, fingerprint),), health_check=health,
     tasks=TASKS,
-    adapter=_adapter, concurrency=2, high_complexity=True, explain_errors=node_error_sentences,
+    adapter=_adapter, concurrency=2, high_complexity=True,
     job_schema=_job_schema, workflows=_workflows, inventory=inventory, needs=needs, prepare=prepare)

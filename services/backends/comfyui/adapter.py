@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from backlot.services.backends.comfyui.follow import FEATURE_FLAGS, SocketFollow
 from backlot.services.backends.comfyui.graph import model_folder
 from backlot.services.backends.comfyui.inventory import pinned
 from backlot.services.backends.comfyui.messages import execution_error_sentence, lacks_model_or_node, node_error_sentences
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.probe import KIND, TASKS
 from backlot.services.backends.comfyui.workflows import INPUT_SLOTS, Template, TemplateError, load_all, template_for
 from backlot.services.backends.previews import PREVIEW_RATE, PreviewWriter
@@ -47,13 +48,13 @@ class ComfyUIBackend:
     def __init__(self, record: ServiceRecord, session: SessionProvider, templates: dict[str, Template] | None = None,
                  *, request_timeout: float = 15.0, ws_idle: float = 30.0, job_timeout: float = 6 * 3600,
                  poll_interval: float = 0.5, download_timeout: float = 300.0,
-                 options: Mapping[str, Any] | None = None, checkpoints: dict[str, str] | None = None,
+                 options: ComfyUIOptions | None = None,
                  preview_metadata: bool = True, preview_rate: float = PREVIEW_RATE) -> None:
         self.record = record
-        self.checkpoints = checkpoints or {}  # template name -> checkpoint (the comfyui_checkpoints setting)
         self._session = session
-        # With settings (workflow folders), each job re-reads them, so a workflow imported meanwhile is found.
-        self.options = options if templates is None else None
+        self.options = options or ComfyUIOptions()
+        # With no templates given, each job re-reads the workflow folders, so a workflow imported meanwhile is found.
+        self.reread = templates is None
         self.templates = templates if templates is not None else load_all(options)
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=min(5.0, request_timeout))
         self.ws_idle = ws_idle
@@ -94,7 +95,7 @@ class ComfyUIBackend:
 
     def _template_for(self, task: str, params: dict[str, Any]) -> Template:
         """The job's template, user workflows re-read (blocking: run it off the loop)."""
-        if self.options is not None:
+        if self.reread:
             self.templates = load_all(self.options)
         return template_for(self.templates, task, params)
 
@@ -102,7 +103,7 @@ class ComfyUIBackend:
         """Queue the job's workflow and follow it to the end."""
         try:
             template = await asyncio.to_thread(self._template_for, job.task, job.params)
-            params = pinned(template, job.params, {"comfyui_checkpoints": self.checkpoints})
+            params = pinned(template, job.params, self.options)
             if "color" in template.bindings and "color" not in params:  # model-free templates: colour from the prompt
                 params["color"] = int(hashlib.sha256(job.prompt.encode()).hexdigest()[:6], 16)
             if "prompt" in template.bindings:

@@ -8,20 +8,20 @@ from typing import Any
 
 import aiohttp
 
-from backlot.services.backends.comfyui.families import TITLES, families
+from backlot.services.backends.comfyui.families import families
+from backlot.services.backends.comfyui.fit import ComfyUIInventory, ComfyUINeeds
 from backlot.services.backends.comfyui.graph import file_choices, model_folder, required_models_and_nodes
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.workflows import Template, TemplateError, load_all, template_for
-from backlot.services.backends.spec import Inventory, Needs
 from backlot.services.http import get_json
 from backlot.services.models import ServiceRecord
 
 # Every folder the server lists is read, older names mapped to today's; these hold no model files.
 OLD_NAMES = {"clip": "text_encoders", "unet": "diffusion_models"}
 NOT_MODELS = frozenset({"custom_nodes", "configs"})
-NODE_NOTE = "custom node pack not installed"
 
 
-async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout: aiohttp.ClientTimeout) -> Inventory:
+async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout: aiohttp.ClientTimeout) -> ComfyUIInventory:
     """The server's model files per folder and its node classes; folders it does not list stay unknown."""
     listed, _ = await get_json(session, rec.base_url + "/models", timeout=timeout, service=rec.id, max_bytes=64 * 1024)
     models: dict[str, set[str]] = {}
@@ -38,28 +38,28 @@ async def inventory(session: aiohttp.ClientSession, rec: ServiceRecord, timeout:
         models.setdefault(key, set()).update(files)
     kinds = {"checkpoints": await families(session, rec.base_url, "checkpoints", models.get("checkpoints", ()),
                                            timeout, rec.id, fresh=True)} if "checkpoints" in models else {}
-    return Inventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
+    return ComfyUIInventory({k: frozenset(v) for k, v in models.items()}, nodes, time.time(), kinds)
 
 
-def pinned(template: Template, params: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+def pinned(template: Template, params: Mapping[str, Any], options: ComfyUIOptions) -> dict[str, Any]:
     """The job's params plus the ``comfyui_checkpoints`` setting's checkpoint for this template, when the job names none."""
     out = dict(params)
-    chosen = (options.get("comfyui_checkpoints") or {}).get(template.name)
+    chosen = options.checkpoints.get(template.name)
     if chosen and "checkpoint" in template.bindings and not out.get("checkpoint"):
         out["checkpoint"] = chosen
     return out
 
 
-def choice(template: Template, param: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> str:
+def choice(template: Template, param: str, params: Mapping[str, Any], options: ComfyUIOptions) -> str:
     """Where a model parameter's value comes from, in words for the route."""
     if param in params:
         return "named by the job"
-    if (options.get("comfyui_checkpoints") or {}).get(template.name) and param == "checkpoint":
+    if options.checkpoints.get(template.name) and param == "checkpoint":
         return "the comfyui_checkpoints setting"
     return f"{template.name}'s default"
 
 
-def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> Needs | None:
+def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> ComfyUINeeds | None:
     """Models and node classes the job's workflow needs.
 
     A model the job does not name, in a built-in template made for one model family, is only
@@ -68,9 +68,10 @@ def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> N
     or the file the job names), so the manager asks it off the loop once per job and routing uses
     the answer.
     """
+    settings = ComfyUIOptions.of(options)
     try:
-        template = template_for(load_all(options), task, dict(params))
-        values = pinned(template, params, options)
+        template = template_for(load_all(settings), task, dict(params))
+        values = pinned(template, params, settings)
         workflow, _ = template.build(values)
     except TemplateError:
         return None  # validation says what is wrong with the job; routing has nothing to check
@@ -87,10 +88,10 @@ def needs(task: str, params: Mapping[str, Any], options: Mapping[str, Any]) -> N
             if not folder or not isinstance(name, str):
                 continue
             if param in values or param in template.families:  # a file picked by the rules: the route says which
-                chosen.append((folder, name, choice(template, param, params, options)))
+                chosen.append((folder, name, choice(template, param, params, settings)))
             if param not in values and param in template.families and name in models.get(folder, set()):
                 models[folder].discard(name)
                 prefer.setdefault(folder, set()).add(name)
                 family[folder] = template.families[param]
-    return Needs({k: frozenset(v) for k, v in models.items() if v}, frozenset(nodes),
-                 {k: frozenset(v) for k, v in prefer.items()}, NODE_NOTE, family, TITLES, tuple(chosen))
+    return ComfyUINeeds({k: frozenset(v) for k, v in models.items() if v}, frozenset(nodes),
+                        {k: frozenset(v) for k, v in prefer.items()}, family, tuple(chosen))

@@ -20,6 +20,7 @@ import aiohttp
 from backlot.services.backends.comfyui.convert import EXPORT_API, is_ui_format, ui_to_api
 from backlot.services.backends.comfyui.graph import nodes
 from backlot.services.backends.comfyui.library import fetch_object_info, read_workflow
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.backends.comfyui.workflows import TemplateError
 from backlot.services.workflow_ref import is_path
 from backlot.services.models import ServiceRecord
@@ -35,7 +36,8 @@ async def prepare(task: str, params: Mapping[str, Any], options: Mapping[str, An
     if not isinstance(name, str) or not is_path(name):
         return dict(params)
     path = Path(name).expanduser()
-    folder = Path(str(options.get("data_path") or options.get("config_dir") or ".")) / FOLDER
+    settings = ComfyUIOptions.of(options)
+    folder = (settings.data_path or settings.config_dir or Path(".")) / FOLDER
     if Path(os.path.abspath(path)).parent == Path(os.path.abspath(folder)):
         return dict(params)  # already a snapshot (a retry of an accepted job): never read anew into another
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from backlot.services.backends.comfyui.graph import nodes
 from backlot.services.backends.comfyui.infer import infer_bindings
+from backlot.services.backends.comfyui.options import ComfyUIOptions
 from backlot.services.errors import BacklotError
 from backlot.services.workflow_ref import is_path
 from backlot.services.tasks import SCHEMA, InputSpec, ParamSpec, ParamType, TaskSpec
@@ -177,16 +178,15 @@ def _template(name: str, meta: Mapping[str, Any], workflow: dict[str, Any], sour
                     {str(k): str(v) for k, v in (meta.get("families") or {}).items()}, bool(meta.get("ignores_prompt")))
 
 
-def user_folders(options: Mapping[str, Any]) -> list[Path]:
+def user_folders(options: ComfyUIOptions) -> list[Path]:
     """Folders of user workflows: ``<config dir>/workflows`` then the ``workflow_dirs`` setting (later wins)."""
-    folders = [Path(options["config_dir"]) / "workflows"] if options.get("config_dir") else []
-    return folders + [Path(str(d)).expanduser() for d in options.get("workflow_dirs") or []]
+    return ([options.config_dir / "workflows"] if options.config_dir else []) + list(options.workflow_dirs)
 
 
-def load_all(options: Mapping[str, Any] | None = None) -> dict[str, Template]:
+def load_all(options: ComfyUIOptions | None = None) -> dict[str, Template]:
     """The built-in templates, overridden by the user's workflows of the same name."""
     out = load_templates()
-    for folder in user_folders(options or {}):
+    for folder in user_folders(options or ComfyUIOptions()):
         if folder.is_dir():
             out.update(load_templates(folder, str(folder)))
     return out

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backlot.services.backends.base import Backend, SessionProvider
+from backlot.services.backends.llm.options import LlmOptions
 from backlot.services.backends.llm.probe import KIND, TASKS, health, ollama, openai
 from backlot.services.backends.spec import BackendSpec, Fingerprint
 from backlot.services.models import ServiceRecord
@@ -14,17 +15,17 @@ from backlot.services.models import ServiceRecord
 def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[str, Any]) -> Backend:
     from backlot.services.backends.llm.adapter import LlmBackend
 
-    keys = options.get("llm_keys") or {}
+    keys = LlmOptions.of(options).keys
     return LlmBackend.for_server(record, session, api_key=keys.get(record.id) or keys.get(record.host))
 
 
 def _configured(options: Mapping[str, Any], session: SessionProvider) -> list[Backend]:
-    models = options.get("llm_models") or []
-    if not models:
+    settings = LlmOptions.of(options)
+    if not settings.models:
         return []
     from backlot.services.backends.llm.adapter import cloud_backends
 
-    return list(cloud_backends(models, session, options.get("llm_keys") or {}))
+    return list(cloud_backends(settings.models, session, settings.keys))
 
 
 async def _shutdown() -> None:

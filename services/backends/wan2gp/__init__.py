@@ -6,6 +6,7 @@ from typing import Any
 
 from backlot.services.backends.base import Backend, SessionProvider
 from backlot.services.backends.spec import BackendSpec, Fingerprint
+from backlot.services.backends.wan2gp.options import Wan2gpOptions
 from backlot.services.backends.wan2gp.probe import KIND, TASKS, fingerprint, health, match_webui
 from backlot.services.models import ServiceRecord
 
@@ -15,7 +16,7 @@ def _adapter(record: ServiceRecord, session: SessionProvider, options: Mapping[s
         return None
     from backlot.services.backends.wan2gp.adapter import Wan2gpBackend
 
-    return Wan2gpBackend(record, session, default_model=options.get("wan2gp_model"))
+    return Wan2gpBackend(record, session, default_model=Wan2gpOptions.of(options).model)
 
 
 SPEC = BackendSpec(kind=KIND, title="Wan2GP", default_ports=(8000, 8001, 8002),
