@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     s = sub.add_parser("submit", help="submit a generation job")
     s.add_argument("--task", required=True)
-    s.add_argument("--prompt", required=True)
+    s.add_argument("--prompt", default="", help="what to make (needed by most tasks; `backlot tasks` says which)")
     s.add_argument("--param", action="append", default=[], metavar="K=V")
     s.add_argument("--input", action="append", default=[], metavar="FILE", help="input file (repeatable)")
     s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")

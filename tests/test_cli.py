@@ -74,3 +74,10 @@ def test_retry_takes_wait_and_json() -> None:
     args = build_parser().parse_args(["retry", "3", "--wait", "--json"])
     assert (args.job, args.wait, args.json) == ("3", True, True)
     assert build_parser().parse_args(["cancel", "3", "--json"]).json
+
+
+def test_submit_needs_no_prompt_option_for_a_task_that_reads_none() -> None:
+    from backlot.cli.main import build_parser
+
+    args = build_parser().parse_args(["submit", "--task", "voice_conversion", "--input", "line.wav"])
+    assert (args.task, args.prompt, args.input) == ("voice_conversion", "", ["line.wav"])
