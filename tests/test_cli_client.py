@@ -132,3 +132,22 @@ def test_a_text_job_prints_its_reply_and_retry_waits_like_submit(standin: Any, b
         assert final["text"].strip() and final["text"] == Path(final["outputs"][0]["path"]).read_text(encoding="utf-8")
     finally:
         backlot(env, "stop")
+
+
+def test_status_shows_the_state_the_window_shows(standin: Any, backlot_home: Path) -> None:
+    """A Wan2GP web UI without its API answers its health checks, yet Backlot cannot drive it: degraded in both."""
+    from backlot.services.models import ServiceRecord, ServiceState
+
+    sp = standin("wan2gp-webui")
+    env = env_for(backlot_home, sp.url)
+    try:
+        assert backlot(env, "submit", "--task", "text_to_video", "--prompt", "a pier").returncode == 3  # starts it
+        status = json.loads(backlot(env, "status", "--json").stdout)
+        (service,) = status["services"]
+        assert service["usable"] is False and service["state"] == "degraded", service
+        record = ServiceRecord(service["kind"], service["host"], service["port"], service["url"], service["protocol"],
+                               usable=service["usable"], present=service["present"])
+        assert record.shown_state(ServiceState.UP) == "degraded"  # what the window's card shows for it
+        assert "degraded" in backlot(env, "status").stdout
+    finally:
+        backlot(env, "stop")
