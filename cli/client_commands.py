@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from backlot.blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
 from backlot.cli import remote
-from backlot.cli.format import job_lines, progress_line, services_table
+from backlot.cli.format import job_lines, progress_line, reply_text, services_table
 from backlot.cli.refusal import Refusal
 from backlot.cli.remote import Home
 from backlot.services.text import one_line
@@ -82,21 +82,41 @@ def submit(home: Home, task: str, prompt: str, params: dict[str, Any], inputs: l
     with inst.client(topics=["job.updated"] if wait else None) as client:
         job = client.call("jobs.submit", {"task": task, "prompt": prompt, "params": params, "inputs": files,
                                           "backend": backend or "auto", "client": "cli"})
-        if not as_json or not wait:
-            _accepted(job, as_json, out)
-        if not wait:
-            return 0
-        try:
-            final = _follow(client, job, as_json, out)
-        except KeyboardInterrupt:
-            _err(f"job #{job['seq']} keeps running; `backlot cancel {job['seq']}` stops it")
-            return 130
+        return _accepted_then(client, job, wait, as_json, out)
+
+
+@_reports_errors
+def retry(home: Home, ref: str, wait: bool, as_json: bool, out: TextIO) -> int:
+    """Run a job again as a new job; ``wait`` follows the new one to the end, as ``submit --wait`` does."""
+    with remote.require(home).client(topics=["job.updated"] if wait else None) as client:
+        job = client.call("jobs.retry", {"job": ref})
+        return _accepted_then(client, job, wait, as_json, out)
+
+
+def _accepted_then(client: ApiClient, job: dict[str, Any], wait: bool, as_json: bool, out: TextIO) -> int:
+    """Print the accepted job; with ``wait`` follow it and print how it ended (exit 1 unless it succeeded)."""
+    if not as_json or not wait:
+        _accepted(job, as_json, out)
+    if not wait:
+        return 0
+    try:
+        final = _follow(client, job, as_json, out)
+    except KeyboardInterrupt:
+        _err(f"job #{job['seq']} keeps running; `backlot cancel {job['seq']}` stops it")
+        return 130
+    try:
+        text = reply_text(final) if final["state"] == "succeeded" else None
+    except OSError as err:
+        _err(f"cannot read the reply in {err.filename}: {err.strerror}")
+        text = None
     if as_json:
-        out.write(json.dumps(final) + "\n")
+        out.write(json.dumps({**final, "text": text} if text is not None else final) + "\n")
     else:
         out.write(f"{final['state']}: {one_line(str(final['status'].get('message', '')))}\n")
         for line in job_lines(final, brief=True):
             out.write(line + "\n")
+        if text is not None:  # a text job's reply is its result: print it, not only the file it is in
+            out.write("\n" + text + ("" if text.endswith("\n") else "\n"))
     return 0 if final["state"] == "succeeded" else 1
 
 
@@ -183,13 +203,15 @@ def show(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
 
 
 @_reports_errors
-def call_instance(home: Home, method: str, params: dict[str, Any], out: TextIO) -> int:
-    """cancel / retry: one call to the running instance, printed as the job it returns."""
+def cancel(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
+    """Stop a job: one call to the running instance, printed as the job it returns."""
     with remote.require(home).client() as client:
-        job = client.call(method, params)
-    verb = {"jobs.cancel": "cancel", "jobs.retry": "retry"}.get(method, method)
-    msg = one_line(str(job.get("status", {}).get("message", "")))
-    out.write(f"job #{job['seq']} {job['id']}: {job['state']} ({verb}: {msg})\n")
+        job = client.call("jobs.cancel", {"job": ref})
+    if as_json:
+        out.write(json.dumps(job) + "\n")
+    else:
+        msg = one_line(str(job.get("status", {}).get("message", "")))
+        out.write(f"job #{job['seq']} {job['id']}: {job['state']} (cancel: {msg})\n")
     return 0
 
 

@@ -89,8 +89,9 @@ def tasks(settings: Settings, as_json: bool, out: TextIO = sys.stdout) -> int:
         return 0
     for task in schema["tasks"]:
         inputs = ", ".join(f"{i['name']} ({i['media']}{'' if i['required'] else ', optional'})" for i in task["inputs"])
+        prompt = {"needed": "needed", "optional": "optional", "none": "none (leave --prompt out)"}[task["prompt"]]
         out.write(f"{task['name']}: {task['description']}\n  backends: {', '.join(task['backends']) or 'none'}\n"
-                  f"  inputs: {inputs or 'none'}\n")
+                  f"  prompt: {prompt}\n  inputs: {inputs or 'none'}\n")
         rows = [["PARAM", "TYPE", "RANGE", "DEFAULT", "HELP"]]
         for p in task["params"]:
             also = f" (also: {', '.join(p['aliases'])})" if p.get("aliases") else ""

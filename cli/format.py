@@ -78,13 +78,19 @@ def job_lines(job: dict[str, Any], brief: bool = False) -> list[str]:
 
 
 def _text_of(job: dict[str, Any]) -> list[str]:
-    """A text job's reply, read from its output file."""
+    """A text job's reply, read from its output file, as lines to print."""
+    try:
+        text = reply_text(job)
+    except OSError as err:
+        return [f"(cannot read {err.filename}: {err.strerror})"]
+    return ["", text] if text is not None else []
+
+
+def reply_text(job: dict[str, Any]) -> str | None:
+    """A text job's reply: its text output file's content (None: no text output; OSError: it cannot be read)."""
     from pathlib import Path
 
     for o in job.get("outputs") or []:
         if str(o.get("mime", "")).startswith("text/"):
-            try:
-                return ["", Path(o["path"]).read_text(encoding="utf-8")]
-            except OSError as err:
-                return [f"(cannot read {o['path']}: {err.strerror})"]
-    return []
+            return Path(o["path"]).read_text(encoding="utf-8")
+    return None

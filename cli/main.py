@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 # Only the standard library loads before the window is on screen: everything else is imported where it is used.
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: arguments it does not know are its own error, shown with its own usage.
+
+    (argparse leaves them to the top-level parser, whose usage says nothing about the command.)
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed, extra
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     ap = argparse.ArgumentParser(prog="backlot", description="Backlot: control center for AI film-making backends.")
@@ -27,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="put Backlot in this user's application menu (a .desktop file and its icon) and exit")
     ap.add_argument("--api-port", type=int, help="socket API port (default 8770)")
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     d = sub.add_parser("discover", help="find backends on this machine and configured hosts")
     d.add_argument("--json", action="store_true")
     d.add_argument("--hosts", help="comma-separated extra hosts")
@@ -37,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     s = sub.add_parser("submit", help="submit a generation job")
     s.add_argument("--task", required=True)
-    s.add_argument("--prompt", required=True)
+    s.add_argument("--prompt", default="", help="what to make (needed by most tasks; `backlot tasks` says which)")
     s.add_argument("--param", action="append", default=[], metavar="K=V")
     s.add_argument("--input", action="append", default=[], metavar="FILE", help="input file (repeatable)")
     s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")
@@ -52,9 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="one job in full: route, attempts, error, outputs (a text job's text)")
     sh.add_argument("job", metavar="N|ID")
     sh.add_argument("--json", action="store_true")
-    for name, what in (("cancel", "stop a job (queued: removed; running: the backend's interrupt)"),
-                       ("retry", "run a job again as a new job (same task, prompt, parameters and inputs)")):
-        sub.add_parser(name, help=what).add_argument("job", metavar="N|ID")
+    c = sub.add_parser("cancel", help="stop a job (queued: removed; running: the backend's interrupt)")
+    c.add_argument("job", metavar="N|ID")
+    c.add_argument("--json", action="store_true", help="print the job as JSON")
+    r = sub.add_parser("retry", help="run a job again as a new job (same task, prompt, parameters and inputs)")
+    r.add_argument("job", metavar="N|ID")
+    r.add_argument("--wait", action="store_true", help="follow the new job to its end (Ctrl-C detaches)")
+    r.add_argument("--json", action="store_true", help="print the new (or, with --wait, finished) job as JSON")
     sub.add_parser("stop", help="stop the running Backlot of this home")
     ad = sub.add_parser("addon", help="write the installable Blender addon zip")
     ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
@@ -229,8 +246,10 @@ def _client_command(args: argparse.Namespace, out: TextIO) -> int:
         params = cc.parse_params(args.param)
         return cc.submit(home, args.task, args.prompt, params, [str(p) for p in args.input], args.backend, args.wait,
                          args.json, out)
-    if args.command in ("cancel", "retry"):
-        return cc.call_instance(home, f"jobs.{args.command}", {"job": args.job}, out)
+    if args.command == "retry":
+        return cc.retry(home, args.job, args.wait, args.json, out)
+    if args.command == "cancel":
+        return cc.cancel(home, args.job, args.json, out)
     if args.command == "jobs":
         return cc.jobs(home, args.state, args.json, args.limit, out)
     if args.command == "show":

@@ -71,6 +71,18 @@ class ServiceRecord:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", ServiceKind(self.kind))
 
+    def shown_state(self, health: ServiceState | str) -> str:
+        """The one state word for this service, in the window and in ``backlot status`` / ``services.list`` alike.
+
+        Not found by the last discovery: unknown; found but Backlot cannot drive it (a web UI without its API):
+        degraded, however well it answers; otherwise its health monitor's state.
+        """
+        if not self.present:
+            return ServiceState.UNKNOWN.value
+        if not self.usable:
+            return ServiceState.DEGRADED.value
+        return ServiceState(health).value
+
     def __hash__(self) -> int:  # ``details`` is a dict, so hash by identity of the service
         return hash(self.id)
 

@@ -83,8 +83,9 @@ class TaskSpec:
     description: str
     params: tuple[ParamSpec, ...] = ()
     inputs: tuple[InputSpec, ...] = ()
-    takes_prompt: bool = True  # False: a workflow with no input bound to the prompt (a prompt would be ignored)
+    takes_prompt: bool = True  # False: a task or workflow that reads no prompt (a workflow's refuses one)
     workflow: str = ""  # the workflow whose bindings these are, where one is named
+    needs_prompt: bool = False  # True: a blank prompt is refused (a workflow named decides for itself)
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name`` (or one of its aliases)."""
@@ -99,13 +100,22 @@ class TaskSpec:
                 inputs[i] = replace(inputs[i], required=inputs[i].required or extra.required)
             else:
                 inputs.append(extra)
-        return replace(self, params=params, inputs=tuple(inputs), takes_prompt=self.takes_prompt and other.takes_prompt,
+        # A workflow named decides what it does with a prompt: whether one is read (an upscaler may bind one), and
+        # whether a blank one will do (its bindings may say it ignores the prompt); else both must read it.
+        takes_prompt = other.takes_prompt if other.workflow else self.takes_prompt and other.takes_prompt
+        needs_prompt = other.needs_prompt if other.workflow else self.needs_prompt or other.needs_prompt
+        return replace(self, params=params, inputs=tuple(inputs), takes_prompt=takes_prompt, needs_prompt=needs_prompt,
                        workflow=self.workflow or other.workflow)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form."""
         return {"name": self.name, "description": self.description, "params": [p.to_dict() for p in self.params],
-                "inputs": [i.to_dict() for i in self.inputs]}
+                "inputs": [i.to_dict() for i in self.inputs], "prompt": self.prompt_use}
+
+    @property
+    def prompt_use(self) -> str:
+        """``needed``, ``optional`` or ``none``: what this task (with its workflow) does with a prompt."""
+        return "none" if not self.takes_prompt else "needed" if self.needs_prompt else "optional"
 
 
 def _int(spec: ParamSpec, name: str, value: Any) -> int:
@@ -202,40 +212,40 @@ IMAGE_IN = InputSpec("image", "image", True, "the picture to work from")
 
 _SPECS = (
     TaskSpec("quick_preview", "A fast, small preview to check framing and palette before a long render.",
-             (*VIDEO_PARAMS, CHECKPOINT)),
-    TaskSpec("text_to_video", "A video clip from a text prompt.", VIDEO_PARAMS),
+             (*VIDEO_PARAMS, CHECKPOINT), needs_prompt=True),
+    TaskSpec("text_to_video", "A video clip from a text prompt.", VIDEO_PARAMS, needs_prompt=True),
     TaskSpec("image_to_video", "A video clip animated from a start frame.", VIDEO_PARAMS,
              (InputSpec("image", "image", True, "the start frame"),)),
     TaskSpec("text_to_image", "A still image from a text prompt.",
-             (*IMAGE_PARAMS, ParamSpec("batch", "int", "images made at once", None, 1, 64))),
+             (*IMAGE_PARAMS, ParamSpec("batch", "int", "images made at once", None, 1, 64)), needs_prompt=True),
     TaskSpec("character_consistency", "Re-render a reference picture of a character in a new pose or scene.",
              (*(p for p in IMAGE_PARAMS if p not in (WIDTH, HEIGHT)),
               ParamSpec("strength", "float", "how far to move away from the reference (denoise)", None, 0, 1)),
-             (InputSpec("image", "image", True, "the character's reference picture"),)),
+             (InputSpec("image", "image", True, "the character's reference picture"),), needs_prompt=True),
     TaskSpec("image_edit", "A picture changed as the prompt says (Kontext, Qwen-Image-Edit, GPT-image, …).",
              (*(p for p in IMAGE_PARAMS if p not in (WIDTH, HEIGHT)),),
-             (InputSpec("image", "image", True, "the picture to change"),)),
+             (InputSpec("image", "image", True, "the picture to change"),), needs_prompt=True),
     TaskSpec("video_to_video", "A clip re-rendered as the prompt says (restyle, motion or pose transfer).",
-             VIDEO_PARAMS, (InputSpec("video", "video", True, "the clip to work from"),)),
+             VIDEO_PARAMS, (InputSpec("video", "video", True, "the clip to work from"),), needs_prompt=True),
     TaskSpec("upscale", "A picture enlarged with an upscaling model.",
              (ParamSpec("upscaler", "str", "ComfyUI upscale model file (default: the server's first)"), PREFIX,
               WORKFLOW),
-             (InputSpec("image", "image", True, "the picture to enlarge"),)),
+             (InputSpec("image", "image", True, "the picture to enlarge"),), takes_prompt=False),
     TaskSpec("voice_conversion", "A recorded line re-spoken in another voice.",
              (ParamSpec("voice", "str", "RVC voice model (default: the configured or first offered voice)"),
               ParamSpec("pitch", "int", "pitch shift in semitones", 0, -24, 24),
               ParamSpec("speaker_id", "int", "speaker within a multi-speaker voice", 0, 0, 10000),
               ParamSpec("f0_method", "str", "pitch extraction method offered by the server, e.g. rmvpe", "rmvpe")),
-             (InputSpec("audio", "audio", True, "the recorded line"),)),
-    TaskSpec("sound_effects", "A sound effect from a text description.", SOUND_PARAMS),
-    TaskSpec("ambient_audio", "An ambience or room tone from a text description.", SOUND_PARAMS),
+             (InputSpec("audio", "audio", True, "the recorded line"),), takes_prompt=False),
+    TaskSpec("sound_effects", "A sound effect from a text description.", SOUND_PARAMS, needs_prompt=True),
+    TaskSpec("ambient_audio", "An ambience or room tone from a text description.", SOUND_PARAMS, needs_prompt=True),
     TaskSpec("text", "Text from a language model (scripts, shot lists, descriptions).",
              (ParamSpec("model", "str", "model name (default: the server's first)"),
               ParamSpec("max_tokens", "int", "longest reply in tokens", None, 1, 1_000_000),
               ParamSpec("temperature", "float", "randomness from 0 to 2", None, 0, 2),
               ParamSpec("seed", "int", "seed for repeatable replies", None),
               ParamSpec("system", "str", "system message"),
-              ParamSpec("stream", "bool", "stream the reply as it is written", True))),
+              ParamSpec("stream", "bool", "stream the reply as it is written", True)), needs_prompt=True),
 )
 SCHEMA: dict[str, TaskSpec] = {s.name: s for s in _SPECS}
 TASKS = tuple(SCHEMA)

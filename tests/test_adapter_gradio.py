@@ -359,7 +359,8 @@ async def test_audioldm_gives_a_16k_wav_and_the_mp4(apps: dict[str, Any], pool: 
     rate, seconds, _ = _analyse(wav.path)
     assert rate == 16000 and seconds == pytest.approx(5.0, rel=0.05)
     assert _mp4_seconds(mp4.path) == pytest.approx(5.0, rel=0.05)
-    assert statuses[-1].message == "5 s of audio for 'rain on a tin roof'"
+    assert statuses[-1].message == "5 s of audio for 'rain on a tin roof' (seed 7)"
+    assert statuses[-1].detail["chosen"] == {"seed": 7}
 
 
 @pytest.mark.parametrize(("asked", "given"), [(6.0, 5.0), (30.0, 10.0), (1.0, 2.5)])

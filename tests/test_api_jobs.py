@@ -26,6 +26,9 @@ async def test_a_job_through_the_api_from_submit_to_its_output_bytes(standin: An
         assert [s["id"] for s in services] == [f"comfyui@127.0.0.1:{sp.port}"]
         route = await c.result("route.explain", {"task": "text_to_image"})
         assert route["chosen"] == services[0]["id"]
+        refused = await c.call("jobs.submit", {"task": "text_to_image", "prompt": "", "params": {"width": 64}})
+        assert refused["error"]["code"] == -32602  # the same check as the CLI's: bad input
+        assert refused["error"]["message"] == "text_to_image needs a prompt (what to make), and the prompt is empty"
         job = await c.result("jobs.submit", {"task": "text_to_image", "prompt": "a lighthouse",
                                              "params": {"width": 64, "height": 48, "steps": 2}})
         assert job["seq"] == 1 and job["state"] == "queued" and job["client"] == "blender"

@@ -53,3 +53,31 @@ def test_console_script_matches_main_py(backlot_home: Path) -> None:
 def test_bad_speed_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--headless", "--speed", "0"]) == 2
     assert "--speed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["retry", "1", "--bogus"], "usage: backlot retry"),
+    (["submit", "--task", "text", "--prompt", "hi", "--nope"], "usage: backlot submit"),
+    (["workflows", "list", "--nope"], "usage: backlot workflows list"),
+])
+def test_a_command_argument_error_shows_that_commands_usage(argv: list[str], usage: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith(usage) and f"error: unrecognized arguments: {argv[-1]}" in err
+
+
+def test_retry_takes_wait_and_json() -> None:
+    from backlot.cli.main import build_parser
+
+    args = build_parser().parse_args(["retry", "3", "--wait", "--json"])
+    assert (args.job, args.wait, args.json) == ("3", True, True)
+    assert build_parser().parse_args(["cancel", "3", "--json"]).json
+
+
+def test_submit_needs_no_prompt_option_for_a_task_that_reads_none() -> None:
+    from backlot.cli.main import build_parser
+
+    args = build_parser().parse_args(["submit", "--task", "voice_conversion", "--input", "line.wav"])
+    assert (args.task, args.prompt, args.input) == ("voice_conversion", "", ["line.wav"])

@@ -112,3 +112,42 @@ def test_status_show_retry_and_stop_against_a_running_instance(standin: Any, bac
     assert backlot(env, "status").returncode == 4
     listed = json.loads(backlot(env, "jobs", "--json").stdout)  # read-only from the store now
     assert {j["seq"] for j in listed} == {1, 2}
+
+
+def test_a_text_job_prints_its_reply_and_retry_waits_like_submit(standin: Any, backlot_home: Path) -> None:
+    sp = standin("llm", speed=20)
+    env = env_for(backlot_home, sp.url)
+    try:
+        done = backlot(env, "submit", "--task", "text", "--prompt", "Describe the opening shot.", "--param",
+                       "max_tokens=40", "--wait")
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(backlot(env, "show", "1", "--json").stdout)
+        (out,) = shown["outputs"]
+        reply = Path(out["path"]).read_text(encoding="utf-8")
+        assert reply.strip() and done.stdout.rstrip("\n").endswith(reply.rstrip("\n"))
+        again = backlot(env, "retry", "1", "--wait", "--json")
+        assert again.returncode == 0, again.stderr
+        final = json.loads(again.stdout.strip().splitlines()[-1])
+        assert (final["seq"], final["state"], final["prompt"]) == (2, "succeeded", "Describe the opening shot.")
+        assert final["text"].strip() and final["text"] == Path(final["outputs"][0]["path"]).read_text(encoding="utf-8")
+    finally:
+        backlot(env, "stop")
+
+
+def test_status_shows_the_state_the_window_shows(standin: Any, backlot_home: Path) -> None:
+    """A Wan2GP web UI without its API answers its health checks, yet Backlot cannot drive it: degraded in both."""
+    from backlot.services.models import ServiceRecord, ServiceState
+
+    sp = standin("wan2gp-webui")
+    env = env_for(backlot_home, sp.url)
+    try:
+        assert backlot(env, "submit", "--task", "text_to_video", "--prompt", "a pier").returncode == 3  # starts it
+        status = json.loads(backlot(env, "status", "--json").stdout)
+        (service,) = status["services"]
+        assert service["usable"] is False and service["state"] == "degraded", service
+        record = ServiceRecord(service["kind"], service["host"], service["port"], service["url"], service["protocol"],
+                               usable=service["usable"], present=service["present"])
+        assert record.shown_state(ServiceState.UP) == "degraded"  # what the window's card shows for it
+        assert "degraded" in backlot(env, "status").stdout
+    finally:
+        backlot(env, "stop")

@@ -31,6 +31,10 @@ def test_not_running_no_backend_and_bad_input_refuse_on_stdout_too(standin: Any,
     try:  # the instance starts for this submit; only a ComfyUI runs, and it makes no sound
         said = _refusal(backlot(env, "submit", "--task", "sound_effects", "--prompt", "rain", "--json"), 3)
         assert "sound_effects" in said
+        for blank in (["--prompt", " "], []):  # the instance refuses it: nothing is run with an empty prompt
+            said = _refusal(backlot(env, "submit", "--task", "text_to_image", *blank, "--json"), 2)
+            assert said == "text_to_image needs a prompt (what to make), and the prompt is empty"
+        assert json.loads(backlot(env, "jobs", "--json").stdout) == []
     finally:
         backlot(env, "stop")
 

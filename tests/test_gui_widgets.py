@@ -145,3 +145,23 @@ def test_ring_buffer_keeps_the_newest_points_in_order() -> None:
         buf.append(float(i), float(i * 10))
     t, v = buf.arrays()
     assert list(t) == [2.0, 3.0, 4.0, 5.0] and list(v) == [20.0, 30.0, 40.0, 50.0]
+
+
+def test_a_card_shows_the_state_status_shows(parts: Parts) -> None:
+    """The card's word is ServiceRecord.shown_state of the monitor's state, as services.list and `backlot status`."""
+    from backlot.services.models import ServiceState
+
+    bus, dash = parts.shell.bus, parts.window.dashboard
+    rec = _record(kind="wan2gp", port=7860, usable=False, hint="start Wan2GP with --mcp")
+    bus.publish(ServiceDiscovered(rec))
+    card = dash.cards[rec.id]
+    for health in ("up", "down", "unknown"):
+        card._on_health(_ok(), health)
+        assert card.state == rec.shown_state(health) == "degraded"
+    from dataclasses import replace
+
+    usable = replace(rec, usable=True, hint="")
+    card._on_record(usable)  # usable now: the last health state shows at once, not the old "degraded"
+    assert card.state == usable.shown_state(ServiceState.UNKNOWN) == "unknown"
+    card._on_health(_ok(), "up")
+    assert card.state == "up"

@@ -70,6 +70,19 @@ async def test_sound_effects_go_to_audioldm(center: ControlCenter) -> None:
     assert {o.mime for o in done.outputs} >= {"video/mp4"}
 
 
+async def test_sound_without_a_seed_gets_a_new_one_each_time_and_records_it(center: ControlCenter) -> None:
+    """The app's seed box says 45 until changed: Backlot sends a fresh seed for -1 or none, and keeps it."""
+    first, second = [await run(center, "sound_effects", "a door creaks", params=p) for p in ({}, {"seed": -1})]
+    seeds = [job.params.get("seed") for job in (first, second)]
+    assert all(isinstance(s, int) and s >= 0 for s in seeds) and seeds[0] != seeds[1], seeds
+    assert f"(seed {seeds[0]})" in first.status.message
+    wavs = [next(o.path for o in job.outputs if o.mime.startswith("audio/")).read_bytes() for job in (first, second)]
+    assert wavs[0] != wavs[1]
+    again = await run(center, "sound_effects", "a door creaks", params=first.params)  # what retry sends
+    assert again.params["seed"] == seeds[0]
+    assert next(o.path for o in again.outputs if o.mime.startswith("audio/")).read_bytes() == wavs[0]
+
+
 async def test_text_goes_to_the_llm(center: ControlCenter) -> None:
     done = await run(center, "text", "Describe the opening shot.", params={"seed": 1, "max_tokens": 40})
     assert done.routed_to.startswith("llm@")

@@ -145,6 +145,22 @@ async def test_media_is_sniffed_not_guessed_from_the_name(tmp_path: Path) -> Non
     assert (await validate_job(settings, "image_to_video", {}, [made["png"]])).inputs == [made["png"]]
 
 
+async def test_a_task_that_needs_a_prompt_refuses_a_blank_one_and_one_that_reads_none_needs_none(
+        tmp_path: Path) -> None:
+    settings = load_settings(cli={"scan_default_ports": False})
+    made = files(tmp_path)
+    for task, blank in (("text_to_image", ""), ("text_to_image", "  \n"), ("sound_effects", ""), ("text", " ")):
+        with pytest.raises(InvalidJob, match=f"^{task} needs a prompt \\(what to make\\), and the prompt is empty$"):
+            await validate_job(settings, task, {}, [], blank)
+    assert (await validate_job(settings, "voice_conversion", {}, [made["wav"]], "")).inputs == [made["wav"]]
+    assert (await validate_job(settings, "image_to_video", {}, [made["png"]], "")).inputs == [made["png"]]
+    # a workflow that reads no prompt is run without one, whatever its task
+    assert (await validate_job(settings, "text_to_image", {"workflow": "standin_image"}, [], "")).params
+    prompt_use = {name: spec.to_dict()["prompt"] for name, spec in SCHEMA.items()}
+    assert prompt_use["voice_conversion"] == prompt_use["upscale"] == "none"
+    assert prompt_use["image_to_video"] == "optional" and prompt_use["text_to_image"] == "needed"
+
+
 def test_backlot_tasks_json_is_the_schema_with_its_backends(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.main(["tasks", "--json"]) == 0
     out = capsys.readouterr().out

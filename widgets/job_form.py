@@ -126,7 +126,8 @@ class JobForm(QWidget):
         out += [p for spec, edit in self.input_edits if (p := input_problem(spec, edit.text().strip()))]
         if self.schema_problem:
             out.insert(0, self.schema_problem)
-        if not self.prompt.toPlainText().strip() and not any(s.required for s, _ in self.input_edits):
+        spec = self._tasks[self.task]
+        if spec.needs_prompt and not self.prompt.toPlainText().strip():
             out.append("write a prompt")
         return out
 
@@ -151,7 +152,8 @@ class JobForm(QWidget):
             self._refresh_problems()
             return
         self.status_label.setText("")
-        self.submitted.emit(self.task, self.prompt.toPlainText().strip(), self.params(), self.inputs(), self.backend)
+        prompt = self.prompt.toPlainText().strip() if self._tasks[self.task].takes_prompt else ""  # read by none
+        self.submitted.emit(self.task, prompt, self.params(), self.inputs(), self.backend)
 
     # ----- slots fed by the controller -----
     @Slot(list)
@@ -194,6 +196,7 @@ class JobForm(QWidget):
     def _on_task_picked(self) -> None:
         spec = self._tasks[self.task]
         self.description.setText(spec.description)
+        self.prompt.setEnabled(spec.takes_prompt)  # voice conversion, upscale: the prompt box is not read
         self._build_inputs(spec)
         self._build_params(spec)
         self._fill_backends()

@@ -26,7 +26,8 @@ class ServiceCard(QFrame):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.record = record
         self.title = title
-        self.state = "unknown"
+        self.health = "unknown"  # the health monitor's last state; ``state`` is the word shown (ServiceRecord.shown_state)
+        self.state = record.shown_state(self.health)
         self.sample: HealthSample | None = None
         self.breaker: BreakerSnapshot | None = None
         self.retry_deadline: float | None = None  # monotonic time the breaker lets the next probe through
@@ -100,14 +101,14 @@ class ServiceCard(QFrame):
         self.url.setText(f"{record.host}:{record.port}")
         self.url.setToolTip(record.base_url)
         self.pin_button.setEnabled(record.usable)
-        if not record.usable:
-            self.state = "degraded"
+        self.state = record.shown_state(self.health)
         self._render()
 
     def _on_health(self, sample: HealthSample, state: str) -> None:
         """A finished health check."""
         self.sample = sample
-        self.state = state if self.record.usable else "degraded"
+        self.health = state
+        self.state = self.record.shown_state(state)  # the core's one rule: `backlot status` shows the same word
         self.latency.setText(fmt_ms(sample.latency_ms) if sample.ok else "    – ms")
         self.queue.setText("queue –" if sample.queue_depth is None else f"queue {sample.queue_depth:>2}")
         if sample.vram:
@@ -164,7 +165,7 @@ class ServiceCard(QFrame):
         return " · ".join(parts)
 
     def _render(self, now: float | None = None) -> None:
-        st = look(self.state if self.record.present else "unknown")
+        st = look(self.state)
         self.light.setText(f"{st.symbol} {st.word}")
         self.light.setStyleSheet(f"color: {st.color}; font-weight: 600;")
         detail = self.detail_text(now)

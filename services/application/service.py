@@ -198,14 +198,17 @@ class ApplicationService:
         for sid, rec in sorted(self.core.services().items()):
             m = self.core.monitors.get(sid)
             last = m.last if m else None
-            out.append(ServiceView(rec, m.state.value if m else "unknown", last.latency_ms if last else None,
+            out.append(ServiceView(rec, rec.shown_state(m.state if m else ServiceState.UNKNOWN),
+                                   last.latency_ms if last else None,
                                    last.queue_depth if last else None, m.breaker.snapshot() if m else None,
                                    self.core.metrics.success_rate(sid)))
         return out
 
     def health(self) -> HealthSnapshot:
         """Each monitored service's state and last check, and the local GPUs."""
-        services = {sid: ServiceHealthView(m.state.value, m.breaker.snapshot(), m.last)
+        records = self.core.services()
+        services = {sid: ServiceHealthView(records[sid].shown_state(m.state) if sid in records else m.state.value,
+                                           m.breaker.snapshot(), m.last)
                     for sid, m in sorted(self.core.monitors.items())}
         return HealthSnapshot(services, self.core.gpus(), time.time())
 

@@ -72,6 +72,11 @@ class Backend(Protocol):
         """Release what the adapter holds (sessions are the pool's)."""
 
 
+# A SUCCEEDED status's ``detail[CHOSEN]``: values the backend picked for parameters the job left unset (a random
+# seed); the job records them in its params, so the job can be run again the same way.
+CHOSEN = "chosen"
+
+
 def failed(message: str, failure: FailureCode, **detail: Any) -> JobStatus:
     """A FAILED status."""
     return JobStatus(StatusCode.FAILED, message=message, failure=failure, detail=detail)

@@ -10,7 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from backlot.services.backends.base import Backend, FailureCode, JobRequest, JobStatus, PreviewImage, StatusCode, failure_for
+from backlot.services.backends.base import (
+    CHOSEN,
+    Backend,
+    FailureCode,
+    JobRequest,
+    JobStatus,
+    PreviewImage,
+    StatusCode,
+    failure_for,
+)
 from backlot.services.config import Settings
 from backlot.services.errors import BacklotError
 from backlot.services.jobs.router import RouteDecision
@@ -197,6 +206,9 @@ class JobRunner:
 
     async def _succeeded(self, job: Job, sid: str, status: JobStatus, started: float) -> None:
         job.outputs = status.outputs
+        chosen = status.detail.get(CHOSEN)
+        if isinstance(chosen, dict) and chosen:  # what the backend picked (a random seed) makes the job repeatable
+            job.params = {**job.params, **_plain(chosen)}
         job.status = replace(job.status, preview=None)  # the result replaces it (the adapter removed the file)
         self._close_attempt(job, "succeeded", status.message)
         _, base, peak = self._peaks.get(job.id, (sid, None, None))

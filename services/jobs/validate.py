@@ -82,12 +82,21 @@ def check_params(settings: Settings, task: str, params: Mapping[str, Any]) -> tu
 
 
 def check_prompt(spec: TaskSpec, prompt: str) -> None:
-    """A prompt for a workflow that has no input bound to the prompt is refused: it would be silently ignored."""
-    if prompt.strip() and not spec.takes_prompt:
-        name = spec.workflow or "this workflow"
-        raise InvalidJob(f"{name} has no input bound to the prompt, so the prompt would be ignored; leave the prompt "
-                         f"empty, or bind one in {name}.bindings.json (\"prompt\": [[\"NODE_ID\", \"text\"]]; "
-                         "\"ignores_prompt\": true accepts prompts it does not use)")
+    """A blank prompt where one is needed is refused; so is a prompt for a workflow that reads none.
+
+    A task that reads no prompt (voice conversion) ignores one: clients that always send their prompt box
+    keep working. A workflow named for the job is stricter: a prompt it would ignore is refused.
+    """
+    if not prompt.strip():
+        if spec.takes_prompt and spec.needs_prompt:
+            raise InvalidJob(f"{spec.name} needs a prompt (what to make), and the prompt is empty")
+        return
+    if spec.takes_prompt or not spec.workflow:
+        return
+    name = spec.workflow
+    raise InvalidJob(f"{name} has no input bound to the prompt, so the prompt would be ignored; leave the prompt "
+                     f"empty, or bind one in {name}.bindings.json (\"prompt\": [[\"NODE_ID\", \"text\"]]; "
+                     "\"ignores_prompt\": true accepts prompts it does not use)")
 
 
 def _coerce(coerce: Any, name: str, value: Any) -> Any:

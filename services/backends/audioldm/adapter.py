@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 import uuid
 import wave
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 
 from backlot.services.backends.audioldm.probe import KIND, TASKS
 from backlot.services.backends.base import (
+    CHOSEN,
     FailureCode,
     JobRequest,
     JobStatus,
@@ -37,6 +39,7 @@ from backlot.services.models import ServiceRecord
 log = logging.getLogger(__name__)
 
 STEPS = 2  # generate, extract the audio
+SEED_MAX = 2**31 - 1  # the app seeds NumPy and torch with it: any int32 works for both
 
 
 def is_text_to_audio(ep: Endpoint) -> bool:
@@ -100,8 +103,12 @@ def _number(params: dict[str, Any], key: str) -> float | None:
     return number
 
 
-def plan(ep: Endpoint, prompt: str, params: dict[str, Any]) -> tuple[list[Any], float, list[str]]:
-    """The input values for a request, the duration asked of the app, and sentences about what was adjusted."""
+def plan(ep: Endpoint, prompt: str, params: dict[str, Any]) -> tuple[list[Any], float, list[str], int | None]:
+    """The input values for a request, the duration asked of the app, sentences about what was adjusted, the seed.
+
+    The app's seed box starts at 45 and the app never changes it: a job with no seed (or -1) gets a fresh
+    random one here, so two jobs do not make the same sound; the seed sent is returned to be recorded.
+    """
     if not prompt.strip():
         raise GradioError("sound generation needs a text prompt", FailureCode.VALIDATION)
     slots, data, notes = Slots.read(ep), ep.defaults(), []
@@ -116,9 +123,11 @@ def plan(ep: Endpoint, prompt: str, params: dict[str, Any]) -> tuple[list[Any], 
             low, high, step = (comp.number(k) for k in ("minimum", "maximum", "step"))
             notes.append(f"{key} {wanted:g}{unit} is not offered; using {data[slot]:g}{unit} (this app takes "
                          f"{low:g}–{high:g}{unit}{f' in steps of {step:g}' if step else ''})")
-    seed = _number(params, "seed")
-    if seed is not None and slots.seed is not None:
-        data[slots.seed] = int(seed)
+    seed: int | None = None
+    if slots.seed is not None:
+        asked = _number(params, "seed")
+        seed = int(asked) if asked is not None and asked >= 0 else secrets.randbelow(SEED_MAX + 1)
+        data[slots.seed] = seed
     candidates = _number(params, "candidates")
     if candidates is not None and slots.candidates is not None:
         data[slots.candidates] = int(snap(candidates, ep.inputs[slots.candidates]))
@@ -131,7 +140,7 @@ def plan(ep: Endpoint, prompt: str, params: dict[str, Any]) -> tuple[list[Any], 
             raise GradioError(f"model {model!r} is not offered (choose one of {offered})", FailureCode.VALIDATION)
         else:
             data[slots.model] = model
-    return data, float(data[slots.duration]), notes
+    return data, float(data[slots.duration]), notes, seed
 
 
 def demux_wav(video: Path, target: Path) -> Path:
@@ -209,7 +218,7 @@ class AudioLdmBackend(GradioAppBackend):
 
     async def _generate(self, job: JobRequest, ref: str) -> AsyncIterator[JobStatus]:
         ep = await self._endpoint()
-        data, seconds, notes = plan(ep, job.prompt, job.params)  # bad requests fail here, before RUNNING
+        data, seconds, notes, seed = plan(ep, job.prompt, job.params)  # bad requests fail here, before RUNNING
         yield JobStatus(StatusCode.RUNNING, remote_ref=ref, message=f"asking {self.record.id} for {seconds:g} s")
         yield progress(1, STEPS, "; ".join([f"generating {seconds:g} s of audio", *notes]), ref)
         result: CallResult | None = None
@@ -236,7 +245,9 @@ class AudioLdmBackend(GradioAppBackend):
                 raise GradioError(f"{self.record.id}: could not read the audio of {media.name}: {err}",
                                   FailureCode.BAD_RESPONSE) from err
             outputs = (wav, media)
-        message = "; ".join([f"{seconds:g} s of audio for {job.prompt!r}", *notes])
+        used = f" (seed {seed})" if seed is not None else ""
+        message = "; ".join([f"{seconds:g} s of audio for {job.prompt!r}{used}", *notes])
         yield JobStatus(StatusCode.SUCCEEDED, fraction=1.0, step=STEPS, total=STEPS, unit="steps", message=message,
                         remote_ref=ref, outputs=tuple([await asyncio.to_thread(OutputFile.of, p) for p in outputs]),
-                        detail={"duration": seconds, "adjusted": notes})
+                        detail={"duration": seconds, "adjusted": notes,
+                                CHOSEN: {"seed": seed} if seed is not None else {}})
