@@ -11,8 +11,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QWidget
 
 from backlot.app.config_writer import ConfigWriteError, write_config
@@ -30,6 +30,15 @@ from backlot.widgets.settings_dialog import SECONDS, SettingsDialog
 
 log = logging.getLogger(__name__)
 Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]
+
+
+def read_thumbnail(path: str, edge: int) -> QImage:
+    """The image at ``path`` decoded at most ``edge`` pixels on its longer side (a null image when unreadable)."""
+    reader = QImageReader(path)
+    size = reader.size()
+    if size.isValid() and (size.width() > edge or size.height() > edge):
+        reader.setScaledSize(size.scaled(edge, edge, Qt.AspectRatioMode.KeepAspectRatio))
+    return reader.read()
 
 
 class _Bridge(Protocol):
@@ -66,6 +75,7 @@ class ConsoleController(QObject):
             view.open_folder_requested.connect(self._on_open_folder)
         table.cancel_requested.connect(lambda job_id: self.spawn("console: cancel", self._cancel(job_id)))
         preview.load_requested.connect(lambda *a: self.spawn("console: load preview", self._load(*a)))
+        console.gallery.thumbnail_requested.connect(lambda *a: self.spawn("console: thumbnail", self._thumbnail(*a)))
         self.workflows = WorkflowController(center, console, self.spawn)
         self._api_timer = QTimer(self, interval=1000)
         if api_panel is not None:
@@ -87,7 +97,7 @@ class ConsoleController(QObject):
     async def start(self) -> None:
         """Fill the table from the job history and the pin list from the services (after ``center.start()``)."""
         for job in reversed(await self.app.list_jobs(limit=200)):
-            self.console.table.jobs._on_job(job)
+            self.console._on_job(job)
         self._on_services_changed()
         self.workflows.refresh()
         self._api_timer.start()
@@ -106,7 +116,7 @@ class ConsoleController(QObject):
     @Slot(object)
     def _on_job_updated(self, job: Job) -> None:
         """A job snapshot from the bridge."""
-        self.console.table.jobs._on_job(job)
+        self.console._on_job(job)
 
     @Slot(str, str, int)
     def _on_job_previewed(self, job_id: str, path: str, seq: int) -> None:
@@ -163,8 +173,9 @@ class ConsoleController(QObject):
 
     def _submitted(self, job: Job) -> None:
         self.console.form._on_submitted(job)
-        self.console.table.jobs._on_job(job)
+        self.console._on_job(job)
         self.console.table.select_job(job.id)
+        self.console.follow()
 
     async def _cancel(self, job_id: str) -> None:
         try:
@@ -200,6 +211,10 @@ class ConsoleController(QObject):
                 preview._on_text(job_id, await asyncio.to_thread(Path(path).read_text, encoding="utf-8", errors="replace"))
         except OSError as err:
             preview._on_load_failed(job_id, f"cannot read {path}: {err.strerror or err}")
+
+    async def _thumbnail(self, job_id: str, path: str, edge: int) -> None:
+        image = await asyncio.to_thread(read_thumbnail, path, edge)  # decoded at the tile's size, off the GUI thread
+        self.console.gallery._on_thumbnail(job_id, image)
 
     # ----- API panel -----
     def _on_api_tick(self) -> None:

@@ -1,4 +1,8 @@
-"""MainWindow: places the dashboard, the graphs, the job console and the log; remembers its layout.
+"""MainWindow: four pages (Create · Queue · Services · Log) and a status strip; remembers its layout.
+
+Create holds the job console (form, viewer, gallery), Queue the job table with the selected job's details,
+Services the service cards and the graphs, Log the log. The toolbar switches pages (Ctrl+1…4); the strip at the
+bottom shows every service and the queue count on every page.
 
 Importing this module loads Qt's widgets and nothing heavier: the window shows its shell (title, toolbar) first,
 and ``populate`` puts the real views (pyqtgraph, the console, the docks) in once it is on screen. Whatever the
@@ -11,15 +15,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Signal
-from PySide6.QtGui import QAction, QCloseEvent
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QToolBar, QWidget
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent
+from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QToolBar, QWidget
 
 if TYPE_CHECKING:
-    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QStackedWidget
 
     from backlot.widgets.dashboard import Dashboard
     from backlot.widgets.graphs import Graphs
     from backlot.widgets.log_view import LogView
+    from backlot.widgets.status_strip import StatusStrip
 
 STATE_ORDER = ("up", "degraded", "down", "unknown")
 
@@ -55,6 +60,11 @@ class MainWindow(QMainWindow):
     log_view: LogView
     console: QWidget
     api_panel: QWidget
+    pages: QStackedWidget
+    strip: StatusStrip
+    split: QSplitter  # the Create page's form | output splitter
+    services_split: QSplitter
+    queue_page: QWidget
 
     def __init__(self, titles: Mapping[str, str] | None, settings_file: str, console: QWidget | None = None,
                  api_panel: QWidget | None = None) -> None:
@@ -79,13 +89,15 @@ class MainWindow(QMainWindow):
 
     def populate(self, titles: Mapping[str, str], console: QWidget | None = None,
                  api_panel: QWidget | None = None) -> None:
-        """Put the graphs, console, dashboard, log and API panel in the shell (the layout as the user left it)."""
+        """Put the pages (console, queue, services, log) and the status strip in the shell, as the user left them."""
         from PySide6.QtCore import Qt
         from PySide6.QtGui import QKeySequence, QShortcut
+        from PySide6.QtWidgets import QStackedWidget, QVBoxLayout
 
         from backlot.widgets.dashboard import Dashboard
         from backlot.widgets.graphs import Graphs
         from backlot.widgets.log_view import LogView
+        from backlot.widgets.status_strip import StatusStrip
         from backlot.widgets.workflow_drop import WorkflowDrop
 
         WorkflowDrop(self).dropped.connect(self.workflows_dropped)
@@ -103,40 +115,84 @@ class MainWindow(QMainWindow):
         self.discover_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
         self.discover_action.triggered.connect(self.dashboard.discover_requested)
         self.demo_action.triggered.connect(self.dashboard.demo_requested)
-        for action in (self.discover_action, self.demo_action):
+        for action in (self.discover_action, self.demo_action, *self.page_actions):
             action.setEnabled(True)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.setObjectName("centralSplit")
-        split.addWidget(self.graphs)
-        split.addWidget(self.console)
-        split.setSizes([360, 440])
+        split = getattr(self.console, "split", None)
+        if not isinstance(split, QSplitter):  # no console: a placeholder page keeps the layout memory working
+            split = QSplitter(Qt.Orientation.Horizontal)
+            split.addWidget(self.console)
         self.split = split
-        self.setCentralWidget(split)
-        self.services_dock = self._dock("Services", "servicesDock", self.dashboard,
-                                        Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.log_dock = self._dock("Log", "logDock", self.log_view, Qt.DockWidgetArea.BottomDockWidgetArea)
-        QShortcut(QKeySequence("Ctrl+L"), self, activated=self.log_view.focus_filter)
-        self.resizeDocks([self.services_dock], [380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+        queue = getattr(self.console, "queue_page", None)
+        self.queue_page = queue if isinstance(queue, QWidget) else self._console_placeholder("Job queue")
+        self.services_split = QSplitter(Qt.Orientation.Vertical, objectName="servicesSplit")
+        self.services_split.addWidget(self.dashboard)
+        self.services_split.addWidget(self.graphs)
+        self.services_split.setSizes([300, 520])
+        self.pages = QStackedWidget(objectName="pages")
+        for page in (self.console, self.queue_page, self.services_split, self.log_view):
+            self.pages.addWidget(page)
+        self.strip = StatusStrip()
+        self.strip.service_clicked.connect(self.show_service)
+        counted = getattr(self.console, "queue_counted", None)
+        if counted is not None:
+            counted.connect(self.strip.set_queue)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.pages, 1)
+        column.addWidget(self.strip)
+        self.setCentralWidget(central)
+        QShortcut(QKeySequence("Ctrl+L"), self, activated=self._focus_log_filter)
         self.populated = True
-        if self._restore_pending:  # restore_layout ran on the shell: docks and splitter as the user left them
+        self.show_page(0)
+        if self._restore_pending:  # restore_layout ran on the shell: pages and splitters as the user left them
             self._restore_state()
         self._on_states_changed()
 
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        self.addDockWidget(area, dock)
-        return dock
+    PAGES = ("Create", "Queue", "Services", "Log")
+
+    def show_page(self, index: int) -> None:
+        """Switch to a page (0 Create, 1 Queue, 2 Services, 3 Log); its toolbar action shows checked."""
+        if not self.populated or not 0 <= index < len(self.PAGES):
+            return
+        self.pages.setCurrentIndex(index)
+        self.page_actions[index].setChecked(True)
+
+    def current_page(self) -> str:
+        """The page shown, by name."""
+        return self.PAGES[self.pages.currentIndex()] if self.populated else ""
+
+    def show_service(self, service_id: str) -> None:
+        """A status strip item was clicked: the Services page, scrolled to that service's card."""
+        self.show_page(2)
+        card = self.dashboard.cards.get(service_id)
+        if card is not None:
+            self.dashboard.scroll.ensureWidgetVisible(card)
+
+    def _focus_log_filter(self) -> None:
+        self.show_page(3)
+        self.log_view.focus_filter()
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Main")
         bar.setObjectName("mainToolbar")
         bar.setMovable(False)
         self.toolbar = bar
+        self.page_group = QActionGroup(self)  # exclusive: one page at a time
+        self.page_actions: list[QAction] = []
+        for i, name in enumerate(self.PAGES):
+            action = QAction(name, self)
+            action.setCheckable(True)
+            action.setShortcut(f"Ctrl+{i + 1}")
+            action.setToolTip(f"The {name} page (Ctrl+{i + 1})")
+            action.setEnabled(False)  # until populate puts the pages in
+            action.triggered.connect(lambda _=False, n=i: self.show_page(n))
+            self.page_group.addAction(action)
+            bar.addAction(action)
+            self.page_actions.append(action)
+        self.page_actions[0].setChecked(True)
+        bar.addSeparator()
         self.discover_action = QAction("⟳ Discover", self)
         self.discover_action.setToolTip("Look for backends now (F5)")
         self.settings_action = QAction("⚙ Settings", self)
@@ -147,17 +203,16 @@ class MainWindow(QMainWindow):
             action.setEnabled(False)  # until populate connects them to the dashboard
         bar.addAction(self.discover_action)
         bar.addAction(self.settings_action)
+        bar.addAction(self.demo_action)
         bar.addSeparator()
         self._api_slot = bar.addWidget(QLabel("API"))  # the API panel takes this place in populate
-        bar.addSeparator()
-        bar.addAction(self.demo_action)
         self.addToolBar(bar)  # the right-aligned summary comes with populate (a size policy builds Qt's enums)
 
     @staticmethod
-    def _console_placeholder() -> QWidget:
+    def _console_placeholder(text: str = "Job console") -> QWidget:
         from PySide6.QtCore import Qt
 
-        label = QLabel("Job console")
+        label = QLabel(text)
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         return label
 
@@ -172,11 +227,12 @@ class MainWindow(QMainWindow):
         self.overall.setText(f"{st.symbol} {summary(states)}")
         self.overall.setStyleSheet(f"color: {st.color}; font-weight: 600; padding: 0 8px;")
         self.setWindowIcon(state_icon(state))
+        self.strip.set_cards(self.dashboard.cards.values())
         self.overall_changed.emit(state, summary(states))
 
     # ----- layout memory -----
     def restore_layout(self) -> None:
-        """Geometry, docks and splitter as the user left them."""
+        """Geometry, page and splitters as the user left them."""
         geometry = self.ui_settings.value("geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -185,19 +241,28 @@ class MainWindow(QMainWindow):
         else:
             self._restore_pending = True
 
+    SPLITS = ("createSplit", "servicesSplit", "queueSplit")
+
+    def _splitters(self) -> dict[str, QSplitter]:
+        queue = self.queue_page if isinstance(self.queue_page, QSplitter) else None
+        found = {"createSplit": self.split, "servicesSplit": self.services_split, "queueSplit": queue}
+        return {k: v for k, v in found.items() if v is not None}
+
     def _restore_state(self) -> None:
-        state = self.ui_settings.value("windowState")
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
-        split = self.ui_settings.value("centralSplit")
-        if isinstance(split, QByteArray):
-            self.split.restoreState(split)
+        for key, split in self._splitters().items():
+            state = self.ui_settings.value(key)
+            if isinstance(state, QByteArray):
+                split.restoreState(state)
+        page = self.ui_settings.value("page")
+        if isinstance(page, str) and page in self.PAGES:
+            self.show_page(self.PAGES.index(page))
 
     def save_layout(self) -> None:
-        """Write geometry, docks and splitter to the settings file."""
+        """Write geometry, the page shown and the splitters to the settings file."""
         self.ui_settings.setValue("geometry", self.saveGeometry())
-        self.ui_settings.setValue("windowState", self.saveState())
-        self.ui_settings.setValue("centralSplit", self.split.saveState())
+        for key, split in self._splitters().items():
+            self.ui_settings.setValue(key, split.saveState())
+        self.ui_settings.setValue("page", self.current_page())
         self.ui_settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)

@@ -1,15 +1,17 @@
-"""Dashboard: the service cards, ordered by kind then host, or the empty state that teaches what to do."""
+"""Dashboard: the service cards in a grid, ordered by kind then host, or the empty state that teaches what to do."""
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from backlot.services.models import BreakerSnapshot, HealthSample, ServiceRecord
 from backlot.widgets.service_card import ServiceCard
 
+CARD_WIDTH = 430  # a card's width in the grid: as many columns as fit
 EMPTY_TEXT = ("No backends found on localhost. Start ComfyUI, Wan2GP (with --mcp), RVC or AudioLDM, "
               "add a host in Settings, or try the demo backends.")
 
@@ -48,10 +50,10 @@ class Dashboard(QWidget):
         empty_layout.addLayout(buttons)
         empty_layout.addStretch(2)
         self.list = QWidget()
-        self.list_layout = QVBoxLayout(self.list)
+        self.list_layout = QGridLayout(self.list)
         self.list_layout.setContentsMargins(4, 4, 4, 4)
         self.list_layout.setSpacing(6)
-        self.list_layout.addStretch(1)
+        self.columns = 1
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.list)
@@ -132,10 +134,26 @@ class Dashboard(QWidget):
     # ----- layout -----
     def _place(self) -> None:
         ordered = sorted(self.cards.values(), key=lambda c: (c.record.kind.value, c.record.host, c.record.port))
+        grid = self.list_layout
         for card in ordered:
-            self.list_layout.removeWidget(card)
+            grid.removeWidget(card)
+        for row in range(grid.rowCount()):
+            grid.setRowStretch(row, 0)
         for i, card in enumerate(ordered):
-            self.list_layout.insertWidget(i, card)
+            grid.addWidget(card, *divmod(i, self.columns), alignment=Qt.AlignmentFlag.AlignTop)
+        for col in range(self.columns):
+            grid.setColumnStretch(col, 1)
+        grid.setRowStretch((len(ordered) + self.columns - 1) // self.columns, 1)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        """As many columns of cards as the width holds."""
+        super().resizeEvent(event)
+        columns = max(1, self.width() // CARD_WIDTH)
+        if columns != self.columns:
+            for col in range(self.columns):
+                self.list_layout.setColumnStretch(col, 0)
+            self.columns = columns
+            self._place()
 
     def _update_empty(self) -> None:
         has = bool(self.cards)

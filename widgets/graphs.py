@@ -7,12 +7,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout,
+                               QWidget)
 
 WINDOWS = {"1 min": 60.0, "10 min": 600.0, "1 h": 3600.0}
 REPAINT_HZ = 4
 MAX_MARKERS = 200
 FEW = 30
+MARKER_ROWS = 6  # job marker labels take turns on this many heights, so neighbours never stack into one blob
 
 
 class RingBuffer:
@@ -42,6 +44,37 @@ class RingBuffer:
         return np.concatenate((self._t[i:], self._t[:i])), np.concatenate((self._v[i:], self._v[:i]))
 
 
+class Legend(QWidget):
+    """The plot's legend outside its area: one row per series (a colour bar, a symbol and its name), click to toggle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, QCheckBox] = {}
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(4, 16, 4, 4)
+        self._layout.setSpacing(0)
+        self._layout.addStretch(1)
+        self.setFixedWidth(250)  # the same in both plots: their time axes line up
+
+    def add(self, key: str, label: str, color: str, item: pg.PlotDataItem) -> None:
+        """A row for a new series; unticking it hides the curve."""
+        box = QCheckBox(f"━ {label}")
+        box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        box.setChecked(True)
+        box.setStyleSheet(f"QCheckBox {{ color: {color}; }}")
+        box.setToolTip(f"{label}: click to hide or show this series")
+        box.toggled.connect(item.setVisible)
+        self.rows[key] = box
+        self._layout.insertWidget(self._layout.count() - 1, box)
+
+    def remove(self, key: str) -> None:
+        """Drop a series' row."""
+        box = self.rows.pop(key, None)
+        if box is not None:
+            self._layout.removeWidget(box)
+            box.deleteLater()
+
+
 class TimePlot:
     """One plot of named series, each a ring buffer drawn by one PlotDataItem fed with ``setData``."""
 
@@ -53,7 +86,13 @@ class TimePlot:
         # No grid: on a software-rendered view its lines cost more than the curves (measured ~15 ms a repaint).
         self.title = f"{title} ({unit})"
         self.widget.getPlotItem().setTitle(f"{self.title}{' · ' + empty if empty else ''}", size="9pt")
-        self.legend = self.widget.addLegend(offset=(10, 5), labelTextSize="8pt")  # top left: new data enters right
+        self.legend = Legend()  # outside the plot: it never covers the axis or the newest data
+        self.box = QWidget()
+        row = QHBoxLayout(self.box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.widget, 1)
+        row.addWidget(self.legend)
+        self.marker_count = 0
         self.series: dict[str, tuple[RingBuffer, pg.PlotDataItem]] = {}
         self.dirty: set[str] = set()
         self.markers: list[pg.InfiniteLine] = []
@@ -63,8 +102,10 @@ class TimePlot:
         """Append a point to a series (made on first use)."""
         entry = self.series.get(key)
         if entry is None:
-            pen = pg.mkPen(pg.intColor(len(self.series), hues=9, values=1, maxValue=220), width=2)
-            item = self.widget.plot([], [], pen=pen, name=label)
+            color = pg.intColor(len(self.series), hues=9, values=1, maxValue=220)
+            pen = pg.mkPen(color, width=2)
+            item = self.widget.plot([], [], pen=pen)
+            self.legend.add(key, label, color.name(), item)
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
             entry = self.series[key] = (RingBuffer(), item)
@@ -78,14 +119,16 @@ class TimePlot:
         entry = self.series.pop(key, None)
         if entry is not None:
             self.widget.removeItem(entry[1])
-            self.legend.removeItem(entry[1])
+            self.legend.remove(key)
         self.dirty.discard(key)
 
     def marker(self, at: float, text: str, start: bool) -> None:
         """A vertical job start/end line."""
         color = "#2e9d4f" if start else "#7a5cc7"
+        height = 0.94 - 0.14 * (self.marker_count % MARKER_ROWS)  # neighbours' labels sit at different heights
+        self.marker_count += 1
         line = pg.InfiniteLine(pos=at, angle=90, movable=False, pen=pg.mkPen(color, width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
-                               label=text, labelOpts={"position": 0.92 if start else 0.82, "color": color})
+                               label=text, labelOpts={"position": height, "color": color, "anchors": [(0, 0.5), (0, 0.5)]})
         self.widget.addItem(line)
         self.markers.append(line)
         while len(self.markers) > MAX_MARKERS:
@@ -137,8 +180,8 @@ class Graphs(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
-        layout.addWidget(self.vram.widget, 3)
-        layout.addWidget(self.latency.widget, 2)
+        layout.addWidget(self.vram.box, 3)
+        layout.addWidget(self.latency.box, 2)
         self.timer = QTimer(self)
         self.timer.setInterval(1000 // REPAINT_HZ)
         self.timer.timeout.connect(self._on_repaint)

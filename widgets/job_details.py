@@ -60,3 +60,26 @@ class JobDetailsDialog(QDialog):
         """Show the latest snapshot of the job."""
         self.setWindowTitle(f"Job #{job.seq} — {job.task}")
         self.text.setPlainText(details_text(job))
+
+
+class JobDetailsPanel(QWidget):
+    """``details_text`` of the job selected in the table, beside it on the Queue page; follows its updates."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("job-details")
+        self.job_id: str | None = None
+        self.text = QPlainTextEdit(readOnly=True)
+        self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.text.setPlaceholderText("Select a job to see its route, attempts, parameters and outputs.")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.text)
+
+    @Slot(object)
+    def _on_job(self, job: Job) -> None:
+        """The selected job, or a newer snapshot of it."""
+        self.job_id = job.id
+        scroll = self.text.verticalScrollBar().value()
+        self.text.setPlainText(details_text(job))
+        self.text.verticalScrollBar().setValue(scroll)

@@ -10,23 +10,27 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
+    QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from backlot.services.models import Job
+from backlot.services.models import Job, JobState
 from backlot.services.tasks import InputSpec, ParamSpec, TaskSpec
 from backlot.widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
 
 AUTO = "auto"
 WORKFLOW = "workflow"  # the parameter naming a ComfyUI workflow: a list to pick from, or a name or path typed in
+# Parameters most shots leave alone: folded into the form's "Advanced" group.
+ADVANCED = frozenset({"cfg", "checkpoint", "prefix", "batch", "negative_prompt", "model_type", "settings", "complexity",
+                      "resolution", "candidates", "speaker_id", "f0_method", "stream", "system", "guidance",
+                      "max_tokens", "temperature", "strength", "fps"})
 
 
 def task_label(name: str) -> str:
@@ -63,31 +67,50 @@ class JobForm(QWidget):
         self.description = QLabel(wordWrap=True, objectName="task-description")
         self.prompt = QPlainTextEdit(objectName="prompt")
         self.prompt.setPlaceholderText("Describe the shot, the sound or the text you want")
-        self.prompt.setFixedHeight(self.prompt.fontMetrics().lineSpacing() * 4)
+        self.prompt.setFixedHeight(self.prompt.fontMetrics().lineSpacing() * 5)
         self.inputs_box = QWidget()
-        self.params_box = QWidget()
-        scroll = QScrollArea(widgetResizable=True)
-        scroll.setWidget(self.params_box)
-        scroll.setMaximumHeight(180)
+        self.params_box = QWidget(objectName="params")
+        self.advanced_button = QToolButton(objectName="advanced", checkable=True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_button.setToolTip("Parameters most shots leave to the backend's defaults")
+        self.advanced_box = QWidget(objectName="advanced-params")
+        self.advanced_box.setVisible(False)
+        self.advanced_button.toggled.connect(self._on_advanced_toggled)
+        for box in (self.inputs_box, self.params_box, self.advanced_box):
+            form = QFormLayout(box)
+            form.setContentsMargins(0, 0, 0, 0)
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.route_label = QLabel(wordWrap=True, objectName="route")
+        self.route_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.route_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problem_label = QLabel(wordWrap=True, objectName="problem")
+        self.problem_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status_label = QLabel(objectName="submit-status")
+        self.submitted_id: str | None = None  # the last job this form submitted: the status beside Generate follows it
         self.generate = QPushButton("Generate  ⌃⏎", objectName="generate")
         self.generate.setToolTip("Submit the job (Ctrl+Enter)")
 
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Task"))
-        top.addWidget(self.task_combo, 2)
-        top.addWidget(QLabel("Backend"))
-        top.addWidget(self.backend_combo, 2)
+        self.description.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        head = QFormLayout()
+        head.setContentsMargins(0, 0, 0, 0)
+        head.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        head.addRow("Task", self.task_combo)
+        backend = QFormLayout()
+        backend.setContentsMargins(0, 0, 0, 0)
+        backend.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        backend.addRow("Backend", self.backend_combo)
         bottom = QHBoxLayout()
-        bottom.addWidget(self.problem_label, 1)
-        bottom.addWidget(self.status_label)
+        bottom.addWidget(self.status_label, 1)
         bottom.addWidget(self.generate)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for part in (top, self.description, self.prompt, self.inputs_box, scroll, self.route_label, bottom):
+        for part in (head, self.description, QLabel("Prompt"), self.prompt, self.inputs_box, self.params_box,
+                     self.advanced_button, self.advanced_box, backend):
+            layout.addLayout(part) if isinstance(part, QFormLayout) else layout.addWidget(part)
+        layout.addStretch(1)
+        for part in (self.route_label, self.problem_label, bottom):  # the live route right above Generate
             layout.addLayout(part) if isinstance(part, QHBoxLayout) else layout.addWidget(part)
 
         self.task_combo.currentIndexChanged.connect(self._on_task_picked)
@@ -190,7 +213,25 @@ class JobForm(QWidget):
     def _on_submitted(self, job: Job) -> None:
         """The core accepted the job (its snapshot)."""
         self.problem_label.setText("")
-        self.status_label.setText(f"#{job.seq} {job.state.value}")
+        self.submitted_id = job.id
+        self._on_job(job)
+
+    @Slot(object)
+    def _on_job(self, job: Job) -> None:
+        """A job snapshot: the status beside Generate follows the job this form submitted last."""
+        if job.id != self.submitted_id:
+            return
+        if job.state is JobState.RUNNING and job.status.fraction is not None:
+            text = f"#{job.seq} running {job.status.fraction * 100:.0f}%"
+        elif job.state is JobState.QUEUED and job.status.queue_rank is not None:
+            text = f"#{job.seq} queued ({job.status.queue_rank} ahead)"
+        else:
+            text = f"#{job.seq} {job.state.value}"
+        self.status_label.setText(text)
+
+    def _on_advanced_toggled(self, on: bool) -> None:
+        self.advanced_box.setVisible(on)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     # ----- building -----
     def _on_task_picked(self) -> None:
@@ -205,9 +246,8 @@ class JobForm(QWidget):
     def _build_inputs(self, spec: TaskSpec) -> None:
         clear_box(self.inputs_box)
         self.input_edits = []
-        form = self.inputs_box.layout() or QFormLayout(self.inputs_box)
+        form = self.inputs_box.layout()
         assert isinstance(form, QFormLayout)
-        form.setContentsMargins(0, 0, 0, 0)
         for want in spec.inputs:
             edit = QLineEdit(objectName=f"input-{want.name}")
             edit.setPlaceholderText(f"{want.media} file{'' if want.required else ' (optional)'}: {want.help}")
@@ -222,28 +262,34 @@ class JobForm(QWidget):
 
     def _build_params(self, spec: TaskSpec) -> None:
         clear_box(self.params_box)
+        clear_box(self.advanced_box)
         for old in self.fields.values():
             old.deleteLater()
         self.fields, self._extra, self.schema_problem = {}, {}, ""
-        self._add_params(sorted(spec.params, key=lambda p: p.name != WORKFLOW), 0)  # the workflow first: it adds rows
+        self._add_params(sorted(spec.params, key=lambda p: p.name != WORKFLOW))  # the workflow first: it adds rows
 
-    def _add_params(self, params: Iterable[ParamSpec], start: int) -> list[QLabel]:
-        grid = self.params_box.layout() or QGridLayout(self.params_box)
-        assert isinstance(grid, QGridLayout)
+    def _add_params(self, params: Iterable[ParamSpec]) -> list[QLabel]:
         labels = []
-        for i, param in enumerate(params, start):
-            field = ParamField(param, self.params_box, suggest=param.name == WORKFLOW)
+        for param in params:
+            box = self.advanced_box if param.name in ADVANCED else self.params_box
+            form = box.layout()
+            assert isinstance(form, QFormLayout)
+            field = ParamField(param, box, suggest=param.name == WORKFLOW)
             if param.name == WORKFLOW:
                 field.set_suggestions(self._workflow_items())
             field.changed.connect(self._on_edited)
             label = QLabel(param.name.replace("_", " "))
             label.setToolTip(field.describe())
-            row, col = divmod(i, 2)
-            grid.addWidget(label, row, col * 2)
-            grid.addWidget(field.widget, row, col * 2 + 1)
+            form.addRow(label, field.widget)
             self.fields[param.name] = field
             labels.append(label)
+        self._count_advanced()
         return labels
+
+    def _count_advanced(self) -> None:
+        n = sum(1 for name in self.fields if name in ADVANCED)
+        self.advanced_button.setText(f"Advanced ({n})")
+        self.advanced_button.setVisible(n > 0)
 
     @Slot(str, object, str)
     def _on_schema(self, task: str, spec: TaskSpec | None, problem: str) -> None:
@@ -257,13 +303,16 @@ class JobForm(QWidget):
             self._refresh_problems()
             return
         kept = {name: self.fields[name].raw() for name in self._extra}
-        for name, label in self._extra.items():  # only the added rows go: the field being typed in keeps its focus
+        for name in self._extra:  # only the added rows go: the field being typed in keeps its focus
             field = self.fields.pop(name)
-            for w in (field.widget, label):
-                w.hide()
-                w.deleteLater()
+            for box in (self.params_box, self.advanced_box):
+                form = box.layout()
+                assert isinstance(form, QFormLayout)
+                row, _role = form.getWidgetPosition(field.widget)
+                if row >= 0:
+                    form.removeRow(row)
             field.deleteLater()
-        labels = self._add_params(extras, len(base.params))
+        labels = self._add_params(extras)
         self._extra = {p.name: label for p, label in zip(extras, labels)}
         for name, value in kept.items():
             if name in self.fields and value is not None:

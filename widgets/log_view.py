@@ -5,7 +5,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from PySide6.QtGui import QTextCursor
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextCursor, QTextOption
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
 from backlot.widgets.style import mono_font
@@ -47,7 +48,9 @@ class LogView(QWidget):
         self.text.setReadOnly(True)
         self.text.setMaximumBlockCount(KEEP)
         self.text.setFont(mono_font(-1))
-        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)  # lines wrap: no sideways scrolling
+        self.text.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.text.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Level"))
         bar.addWidget(self.level)
