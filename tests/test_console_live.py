@@ -166,8 +166,8 @@ def test_preview_shows_the_png_of_a_finished_image_job(qloop: Any, qtbot: Any, s
             assert size == (96, 64)
             preview = console.preview
             await until(lambda: preview.kind == "image")  # loaded off the loop by the controller
-            assert preview.job_id == done.job.id and png.name in preview.caption.text()
-            pixmap = preview.image_label.pixmap()
+            assert preview.job_id == done.job.id and png.name in preview.info.text()
+            pixmap = preview.pane.label.pixmap()
             assert not pixmap.isNull() and pixmap.width() / pixmap.height() == pytest.approx(96 / 64, abs=0.05)
             assert form.status_label.text().startswith(f"#{done.job.seq} ")
         finally:
@@ -262,16 +262,16 @@ def test_the_preview_shows_the_running_jobs_latest_latent_preview(qloop: Any, qt
             selected = controller.console.table.selected_job()
             assert selected is not None
             job_id = selected.id
-            await until(lambda: preview.kind == "image" and preview.caption.text().endswith("live preview"), 30)
-            assert preview.job_id == job_id and not preview.image_label.pixmap().isNull()
+            await until(lambda: preview.kind == "image" and preview.info.text().endswith("live preview"), 30)
+            assert preview.job_id == job_id and not preview.pane.label.pixmap().isNull()
             job = center.jobs.known(job_id)
             assert job is not None and job.state is JobState.RUNNING
             shot = os.environ.get("PREVIEW_SHOT")
             if shot:
                 controller.console.grab().save(shot)
             await center.jobs.wait(job_id, 30)
-            await until(lambda: "live preview" not in preview.caption.text() and preview.kind == "image", 10)
-            assert preview.caption.text().endswith(".png")  # the result replaced the live preview
+            await until(lambda: "live preview" not in preview.info.text() and preview.kind == "image", 10)
+            assert preview.info.text().endswith(".png")  # the result replaced the live preview
         finally:
             bridge.close()
             await shut(center, controller)

@@ -82,9 +82,9 @@ def test_a_shell_restored_then_populated_takes_the_layout_the_user_left(qtbot: A
     first = MainWindow({}, ini)
     qtbot.addWidget(first)
     first.show()
-    first.resizeDocks([first.services_dock], [520], first.split.orientation().Horizontal)
-    first.split.setSizes([600, 200])  # the defaults are 380 and 360/440
-    qtbot.waitUntil(lambda: first.split.sizes()[0] > first.split.sizes()[1])
+    first.show_page(2)  # the Services page, its cards given more room than the defaults
+    first.services_split.setSizes([600, 200])
+    qtbot.waitUntil(lambda: first.services_split.sizes()[0] > first.services_split.sizes()[1])
     first.save_layout()
     whole = MainWindow({}, ini)  # the way a populated window restores (--screenshot, the tests)
     qtbot.addWidget(whole)
@@ -96,9 +96,9 @@ def test_a_shell_restored_then_populated_takes_the_layout_the_user_left(qtbot: A
     shell.show()
     assert not shell.populated and not hasattr(shell, "split")
     shell.populate({})
-    qtbot.waitUntil(lambda: shell.split.sizes() == whole.split.sizes())
-    assert shell.split.sizes()[0] > shell.split.sizes()[1] and shell.services_dock.width() > 450
-    assert shell.services_dock.width() == whole.services_dock.width()
+    qtbot.waitUntil(lambda: shell.services_split.sizes() == whole.services_split.sizes())
+    assert shell.services_split.sizes()[0] > shell.services_split.sizes()[1]
+    assert shell.current_page() == whole.current_page() == "Services" and shell.page_actions[2].isChecked()
     assert shell.discover_action.isEnabled() and shell.overall.text().endswith("no services")
 
 

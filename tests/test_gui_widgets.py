@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -13,7 +14,7 @@ from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
 from backlot.services.events import (BreakerChanged, HealthSampled, JobUpdated, LogRecorded, ServiceDiscovered,  # noqa: E402
                              ServiceForgotten)
-from backlot.services.models import (BreakerSnapshot, HealthSample, Job, JobState, ServiceRecord, ServiceState,  # noqa: E402
+from backlot.services.models import (BreakerSnapshot, HealthSample, Job, JobState, OutputFile, ServiceRecord, ServiceState,  # noqa: E402
                              VramReading)
 from backlot.widgets.dashboard import EMPTY_TEXT  # noqa: E402
 from backlot.widgets.graphs import RingBuffer  # noqa: E402
@@ -117,7 +118,7 @@ def test_job_markers_and_tray_notification_follow_a_job(parts: Parts) -> None:
     job.started_at = time.time()
     bus.publish(JobUpdated(job))
     done = Job(id="j1", task="text_to_image", prompt="p", seq=7, routed_to=SID, state=JobState.SUCCEEDED,
-               outputs=[{"path": "/x.png"}], finished_at=time.time())
+               outputs=[OutputFile(Path("/x.png"), "image/png", 1)], finished_at=time.time())
     bus.publish(JobUpdated(done))
     assert [m.label.format for m in graphs.vram.markers] == ["▲ #7", "▼ #7"]
     assert tray.last_message == ("Job #7 finished", f"text_to_image on {SID}: 1 output(s) ready.")

@@ -205,14 +205,14 @@ class OutputViewer(QWidget):
         picked = pick_output(job)
         if job.id == self.job_id:
             self.job = job
-            self.info.setText(info_line(job))
+            self._set_info()
         key = (job.id, job.state, picked)
         if key == self._key and self.compare_id is None:
             return  # progress ticks of the same job change nothing else here
         self._key, self.job_id, self.job, self.compare_id = key, job.id, job, None
-        self.info.setText(info_line(job))
         self._live, self._live_seq = picked is None and job.state is JobState.RUNNING, -1
         self.path = picked[1] if picked else None
+        self._set_info()
         self._close_player()
         self._update_buttons()
         if picked is None:
@@ -288,8 +288,7 @@ class OutputViewer(QWidget):
         self.kind = "image"
         self.stack.setCurrentWidget(self.pane)
         self.pane.set_image(QPixmap.fromImage(image))
-        if self.job is not None:
-            self.info.setText(f"{info_line(self.job)} · live preview")
+        self._set_info()
 
     @Slot(str, str)
     def _on_text(self, job_id: str, text: str) -> None:
@@ -304,6 +303,14 @@ class OutputViewer(QWidget):
         """The result file could not be read (one sentence)."""
         if job_id == self.job_id and self.compare_id is None:
             self._show_message(message)
+
+    def _set_info(self) -> None:
+        if self.job is None or self.compare_id is not None:
+            return
+        live = self._live and self.kind == "image"  # a running job's preview image is shown
+        tail = " · live preview" if live else f" · {PurePath(self.path).name}" if self.path else ""
+        self.info.setText(info_line(self.job) + tail)
+        self.info.setToolTip(self.path or "")
 
     # ----- actions -----
     def copy_path(self) -> None:
