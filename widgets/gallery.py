@@ -80,6 +80,7 @@ class Gallery(QListWidget):
         self.items: dict[str, QListWidgetItem] = {}
         self.thumbs: dict[str, str] = {}  # job id -> the path its thumbnail was asked for
         self.current: str | None = None  # the job the viewer shows (A when comparing)
+        self._pressing = False
         self.currentItemChanged.connect(self._on_current_item)
 
     # ----- fed by the console -----
@@ -146,21 +147,26 @@ class Gallery(QListWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
         """Click: view that job; Ctrl-click: compare it with the one viewed."""
         item = self.itemAt(event.position().toPoint())
-        super().mousePressEvent(event)
+        shown = self.current
+        self._pressing = True  # the current-item change the press makes is handled here, not as a key move
+        try:
+            super().mousePressEvent(event)
+        finally:
+            self._pressing = False
         if item is None or event.button() != Qt.MouseButton.LeftButton:
             return
         job_id = str(item.data(ID_ROLE))
         ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
-        if ctrl and self.current is not None and self.current != job_id:
-            item.setSelected(True)
-            self.compare_requested.emit(self.current, job_id)
+        if ctrl and shown is not None and shown != job_id:
+            self.current = shown
+            self.compare_requested.emit(shown, job_id)
             return
         self.current = job_id
         self.job_clicked.emit(job_id)
 
     def _on_current_item(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
         """Arrow keys move through the outputs (the mouse is handled in ``mousePressEvent``)."""
-        if item is None or self.current == item.data(ID_ROLE) or not self.hasFocus():
+        if item is None or self._pressing or self.current == item.data(ID_ROLE) or not self.hasFocus():
             return
         self.current = str(item.data(ID_ROLE))
         self.job_clicked.emit(self.current)

@@ -1,0 +1,217 @@
+"""The window, output first (UI.md): pages, a full-height form, a large viewer, the gallery, compare, the strip.
+
+Every test runs the assembled window on a qasync loop over the test's QApplication, as ``backlot`` does: the
+viewer's and the gallery's files are read off the GUI thread by the app layer, so the loop must run.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import qasync  # noqa: E402
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
+from PySide6.QtGui import QColor, QImage  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QScrollArea  # noqa: E402
+
+from backlot.app.assemble import Parts, assemble  # noqa: E402
+from backlot.services.config import load_settings  # noqa: E402
+from backlot.services.models import Job, JobState, OutputFile  # noqa: E402
+
+
+def run(qapp: Any, coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` on a qasync loop over the test's QApplication."""
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, 120))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+async def until(predicate: Any, timeout: float = 20.0) -> None:
+    """Wait for a condition the loop's events make true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def parts(qtbot: Any) -> Any:
+    """The assembled window, its core not started (jobs are fed to the console by the test)."""
+    made: Parts = assemble(load_settings(cli={"scan_default_ports": False, "api_port": 0}))
+    qtbot.addWidget(made.window)
+    yield made
+    made.shell.bridge.close()
+    made.tray.hide()
+
+
+def finished_image_job(tmp_path: Path, seq: int, size: tuple[int, int] = (1024, 1024), color: str = "#3070c0") -> Job:
+    """A succeeded text_to_image job whose PNG is on disk."""
+    png = tmp_path / f"out_{seq}.png"
+    image = QImage(size[0], size[1], QImage.Format.Format_RGB32)
+    image.fill(QColor(color))
+    assert image.save(str(png))
+    now = time.time()
+    return Job(id=f"job{seq}", task="text_to_image", prompt="a lighthouse", seq=seq, state=JobState.SUCCEEDED,
+               routed_to="comfyui@127.0.0.1:8188", params={"seed": 8812}, started_at=now - 12.4, finished_at=now,
+               outputs=[OutputFile(png, "image/png", png.stat().st_size)])
+
+
+def click_tile(parts: Parts, job_id: str, ctrl: bool = False) -> None:
+    gallery = parts.window.console.gallery
+    rect = gallery.visualItemRect(gallery.items[job_id])
+    modifier = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
+    QTest.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center())
+
+
+def test_at_1440x900_a_finished_1024_image_shows_at_least_600_px_tall(qapp: Any, parts: Parts, tmp_path: Path) -> None:
+    window, console = parts.window, parts.window.console
+    window.resize(1440, 900)
+    window.show()
+    job = finished_image_job(tmp_path, 14)
+
+    async def scenario() -> None:
+        console._on_job(job)  # as the bridge hands a snapshot to the controller
+        await until(lambda: console.viewer.kind == "image")
+        await until(lambda: not console.gallery.items[job.id].icon().isNull() and job.id in console.gallery.thumbs)
+
+    run(qapp, scenario())
+    assert window.current_page() == "Create" and window.size().width() == 1440
+    width, height = console.viewer.shown_size()
+    assert height >= 600 and width == height, (width, height)
+    info = console.viewer.info.text()
+    assert info.startswith("#14 text→image · comfyui@127.0.0.1:8188 · 12.4 s · seed 8812"), info
+    assert console.viewer.copy_button.isEnabled() and not console.viewer.blender_button.isEnabled()
+    assert "Blender" in console.viewer.blender_button.toolTip()
+    console.viewer.fit_button.setChecked(True)  # 1:1: the image at its own size, scroll bars round it
+    assert console.viewer.shown_size() == (1024, 1024)
+
+
+def test_at_1280x800_the_text_to_image_form_needs_no_scroll_box(qapp: Any, parts: Parts, qtbot: Any) -> None:
+    window, console = parts.window, parts.window.console
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+
+    async def scenario() -> None:
+        console.form.set_task("text_to_image")
+        await asyncio.sleep(0)
+
+    run(qapp, scenario())
+    qtbot.waitUntil(lambda: console.form_scroll.viewport().height() > 600)
+    assert not console.form.findChildren(QScrollArea)  # no inner scroll box in the form
+    assert not console.form_scroll.verticalScrollBar().isVisible()  # and the column needs no scrolling at all
+    generate = console.form.generate
+    bottom = generate.mapTo(console.form_scroll.viewport(), QPoint(0, generate.height()))
+    assert bottom.y() <= console.form_scroll.viewport().height()
+    route = console.form.route_label
+    assert route.wordWrap() and route.y() < generate.y()  # the live route right above Generate
+
+
+def test_ctrl_1_to_4_switch_pages_and_the_strip_opens_services(qapp: Any, parts: Parts, qtbot: Any) -> None:
+    window = parts.window
+    window.show()
+    window.activateWindow()
+    qtbot.waitActive(window)  # window shortcuts need the window active
+    names = []
+    for key in (Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4, Qt.Key.Key_1):
+        QTest.keyClick(window.windowHandle(), key, Qt.KeyboardModifier.ControlModifier)  # through the shortcut map
+        names.append(window.current_page())
+    assert names == ["Queue", "Services", "Log", "Create"]
+    assert [a.isChecked() for a in window.page_actions] == [True, False, False, False]
+    window.page_actions[2].trigger()  # the toolbar's button
+    assert window.pages.currentWidget() is window.services_split
+    window.show_page(0)
+    window.strip.service_clicked.emit("comfyui@127.0.0.1:8188")  # a strip item clicked
+    assert window.current_page() == "Services"
+    assert window.strip.queue.text() == "0 running, 0 queued"
+
+
+def test_ctrl_click_compares_two_outputs_side_by_side(qapp: Any, parts: Parts, qtbot: Any, tmp_path: Path) -> None:
+    window, console = parts.window, parts.window.console
+    window.resize(1440, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    first, second = finished_image_job(tmp_path, 1, color="#c03030"), finished_image_job(tmp_path, 2, (512, 768))
+    viewer = console.viewer
+
+    async def scenario() -> None:
+        console._on_job(first)
+        console._on_job(second)
+        assert console.gallery.job_ids() == ["job2", "job1"]  # newest first
+        click_tile(parts, "job1")
+        await until(lambda: viewer.job_id == "job1" and viewer.kind == "image")
+        click_tile(parts, "job2", ctrl=True)
+        await until(lambda: viewer.pane_a.shown_size() != (0, 0) and viewer.pane_b.shown_size() != (0, 0))
+
+    run(qapp, scenario())
+    assert viewer.stack.currentWidget() is viewer.compare and viewer.compare_id == "job2"
+    a, b = viewer.pane_a, viewer.pane_b
+    assert a.mapTo(viewer, QPoint(a.width(), 0)).x() <= b.mapTo(viewer, QPoint(0, 0)).x()  # side by side
+    assert a.shown_size() == (a.shown_size()[1],) * 2 and b.shown_size()[0] / b.shown_size()[1] == pytest.approx(2 / 3, abs=0.01)
+    assert viewer.ab_button.isVisible()
+    viewer.ab_button.click()  # A alone
+    assert a.isVisible() and not b.isVisible()
+    viewer.ab_button.click()  # B alone
+    assert b.isVisible() and not a.isVisible()
+    viewer.ab_button.click()  # side by side again
+    assert a.isVisible() and b.isVisible()
+
+
+@pytest.mark.slow
+def test_generate_shows_progress_on_the_tile_then_the_result_in_the_viewer(qapp: Any, qtbot: Any,
+                                                                          standin: Any) -> None:
+    comfy = standin("comfyui")
+    made = assemble(load_settings(cli={"urls": [comfy.url], "scan_default_ports": False, "api_port": 0}))
+    window, shell, console = made.window, made.shell, made.window.console
+    qtbot.addWidget(window)
+    window.resize(1440, 900)
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        window.show()
+        await shell.start()
+        await until(lambda: any(c.state == "up" for c in window.dashboard.cards.values()), 30)
+        assert any("ComfyUI" in b.text() for b in window.strip.items.values())
+        form = console.form
+        form.set_task("text_to_image")
+        form.prompt.setPlainText("a lighthouse at dusk")
+        form.fields["workflow"].set_value("standin_progress")  # a slow workflow: its progress can be watched
+        await until(lambda: "seconds" in form.fields)
+        form.fields["seconds"].set_value(3)
+        await until(lambda: form.generate.isEnabled())
+        qtbot.mouseClick(form.generate, Qt.MouseButton.LeftButton)
+        await until(lambda: console.gallery.count() == 1)
+        tile = console.gallery.item(0)
+
+        def progress_shown() -> bool:
+            seen.append(tile.text())
+            return bool(re.search(r"#\d+ · \d+%", tile.text()))
+
+        await until(progress_shown, 30)
+        assert console.viewer.job_id == console.gallery.job_ids()[0]  # the viewer follows the running job
+        assert "running" in window.strip.queue.text().split(",")[0] and window.strip.queue.text().startswith("1")
+        await until(lambda: tile.text().endswith("✓"), 60)
+        await until(lambda: console.viewer.kind == "image" and console.viewer.info.text().endswith(".png"), 20)
+        assert form.status_label.text().endswith("succeeded")  # the status beside Generate followed the job
+        assert window.strip.queue.text() == "0 running, 0 queued"
+        window.close()
+        await shell.stop()
+
+    try:
+        run(qapp, scenario())
+    finally:
+        made.close()
+    assert console.viewer.shown_size()[1] >= 600, seen
