@@ -54,7 +54,7 @@ class Legend(QWidget):
         self._layout.setContentsMargins(4, 16, 4, 4)
         self._layout.setSpacing(0)
         self._layout.addStretch(1)
-        self.setFixedWidth(250)  # the same in both plots: their time axes line up
+        self.setFixedWidth(270)  # the same in both plots: their time axes line up
 
     def add(self, key: str, label: str, color: str, item: pg.PlotDataItem) -> None:
         """A row for a new series; unticking it hides the curve."""
@@ -128,7 +128,7 @@ class TimePlot:
         height = 0.94 - 0.14 * (self.marker_count % MARKER_ROWS)  # neighbours' labels sit at different heights
         self.marker_count += 1
         line = pg.InfiniteLine(pos=at, angle=90, movable=False, pen=pg.mkPen(color, width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
-                               label=text, labelOpts={"position": height, "color": color, "anchors": [(0, 0.5), (0, 0.5)]})
+                               label=text, labelOpts={"position": height, "color": color, "anchors": [(1, 0.5), (1, 0.5)]})
         self.widget.addItem(line)
         self.markers.append(line)
         while len(self.markers) > MAX_MARKERS:
