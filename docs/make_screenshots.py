@@ -80,7 +80,7 @@ async def shoot_workflow(parts: Parts) -> None:
     form.prompt.setPlainText("Night harbour, lanterns on the water")
     form.submit()
     preview = window.console.preview
-    await until(lambda: preview.kind == "image" and preview.caption.text().endswith("live preview"))
+    await until(lambda: preview.kind == "image" and preview.info.text().endswith("live preview"))
     await asyncio.sleep(1.5)
     window.grab().save(str(DOCS / "workflow.png"))
     table = window.console.table
