@@ -122,7 +122,6 @@ def test_seek_shows_that_frame(qtbot, player, tmp_path):
 def test_seek_beyond_the_cache_decodes_from_the_keyframe(qtbot, player, tmp_path, monkeypatch):
     frame_bytes = W * H * 3
     monkeypatch.setattr(media, "CACHE_BYTES", 6 * frame_bytes)  # a window of 6 frames: most seeks must decode
-    monkeypatch.setattr(media._Decoder.__init__, "__defaults__", (6 * frame_bytes,))
     opened(qtbot, player, write_clip(tmp_path / "c.mp4", 48, 24, gop=8))
     for n in (30, 3, 47, 20, 21, 12):
         player.seek(n)
@@ -175,6 +174,15 @@ def test_close_frees_the_decoder(qtbot, player, tmp_path):
     assert (player._decoder, player.frame_count, player.playing, player.picture_rect().isEmpty()) == (None, 0, False, True)
     opened(qtbot, player, write_clip(tmp_path / "d.mp4", 30, 8))  # and it can load again
     assert player.frame_count == 30
+
+
+def test_loading_another_clip_drops_the_first(qtbot, player, tmp_path):
+    player.load(write_clip(tmp_path / "a.mp4", 24, 24))
+    first = player._decoder
+    opened(qtbot, player, write_clip(tmp_path / "b.mp4", 30, 8))
+    assert (player.frame_count, player.fps) == (30, 8)
+    qtbot.waitUntil(lambda: not first.thread.is_alive(), timeout=3000)
+    assert first.cached() == 0 and player._decoder.thread.name == "decode b.mp4"
 
 
 def test_a_file_that_is_no_video_says_so(qtbot, player, tmp_path):

@@ -95,10 +95,10 @@ class _Decoder:
     to the keyframe before it and decoding forward.
     """
 
-    def __init__(self, path: Path, bridge: _Bridge, budget: int = CACHE_BYTES) -> None:
+    def __init__(self, path: Path, bridge: _Bridge, budget: int | None = None) -> None:
         self.path = path
         self.bridge = bridge
-        self.budget = budget
+        self.budget = CACHE_BYTES if budget is None else budget
         self.count = 0
         self.window = 1  # frames the budget holds
         self._frames: dict[int, tuple[QImage, np.ndarray]] = {}  # the array is the QImage's pixel buffer
@@ -154,6 +154,9 @@ class _Decoder:
             self._decode()
         except Exception as exc:  # noqa: BLE001 - a broken file must not kill the app, only say why
             self.bridge.send("failed", self, f"Cannot play {self.path.name}: {exc}")
+        finally:
+            with self._cond:
+                self._frames.clear()  # a frame stored after a stop(wait=False)
 
     def _decode(self) -> None:
         import av  # about 100 ms to import: paid here, off the GUI thread
@@ -355,7 +358,7 @@ class VideoPlayer(QWidget):
 
     def load(self, path: Path) -> None:
         """Open a clip (decoding starts in the background) and show its first frame; playback is paused."""
-        self._release()
+        self._release(wait=False)
         self._set_status("Loading…")
         self._decoder = _Decoder(Path(path), self._bridge)
         self._live[0] = self._decoder
@@ -412,11 +415,11 @@ class VideoPlayer(QWidget):
         self._release()
         super().closeEvent(event)
 
-    def _release(self) -> None:
+    def _release(self, wait: bool = True) -> None:
         self._timer.stop()
         self._playing = False
         if self._decoder is not None:
-            self._decoder.stop()
+            self._decoder.stop(wait)  # load() does not wait: the old thread ends by itself after its frame
         self._decoder = self._live[0] = None
         self._count, self._fps, self._position, self._awaited = 0, 0.0, 0, -1
         self.picture.image = None
