@@ -63,7 +63,9 @@ def _fixed_font_label() -> QLabel:
 
 
 def _button(text: str, tip: str) -> QToolButton:
-    button = QToolButton(text=text, toolTip=tip)
+    button = QToolButton()
+    button.setText(text)
+    button.setToolTip(tip)
     button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space and the arrows belong to the player, not a button
     return button
 
@@ -168,6 +170,8 @@ class _Decoder:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 24)
             tb = stream.time_base
+            if tb is None:
+                raise ValueError("the video stream has no time base")
             start = stream.start_time or 0
             count = stream.frames
             if not count:  # some containers (WebM) do not say: estimate, corrected at the end of the stream
@@ -181,10 +185,11 @@ class _Decoder:
             frames = None  # the decode iterator; None: seek before decoding
             cursor = -1  # the next frame index to store from it
             while True:
+                wanted: int | None = None
                 with self._cond:
                     while not self._stop and (wanted := self._next_wanted()) is None:
                         self._cond.wait()
-                    if self._stop:
+                    if self._stop or wanted is None:
                         return
                 if frames is None or wanted != cursor:
                     container.seek(start + int(wanted / fps / tb), stream=stream, backward=True)
@@ -279,9 +284,14 @@ class VideoPlayer(QWidget):
         self._bridge.count_changed.connect(self._on_count_changed)
         self._bridge.failed.connect(self._on_failed)
         self._decoder: _Decoder | None = None
-        live: list[_Decoder | None] = [None]  # the lambda below must not hold self, the wrapper is gone by then
+        live: list[_Decoder | None] = [None]  # the slot below must not hold self: the wrapper is gone by then
         self._live = live
-        self.destroyed.connect(lambda *_: live[0] and live[0].stop(wait=False))
+
+        def stop_decoder(*_: Any) -> None:
+            if live[0] is not None:
+                live[0].stop(wait=False)
+
+        self.destroyed.connect(stop_decoder)
         self._count = 0
         self._fps = 0.0
         self._position = 0
@@ -301,10 +311,12 @@ class VideoPlayer(QWidget):
         self.loop_button = _button("⟲", "Loop")
         self.loop_button.setCheckable(True)
         self.loop_button.setChecked(True)
-        self.slider = QSlider(Qt.Orientation.Horizontal, focusPolicy=Qt.FocusPolicy.NoFocus)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.setRange(0, 0)
         self.readout = _fixed_font_label()
-        self.status = QLabel(objectName="media-status")
+        self.status = QLabel()
+        self.status.setObjectName("media-status")
         self.status.hide()
         self.play_button.clicked.connect(self.toggle)
         self.back_button.clicked.connect(lambda: self.step(-1))
@@ -652,7 +664,8 @@ class AudioPlayer(QWidget):
         self.play_button = _button("▶", "Play / pause (Space)")
         self.play_button.clicked.connect(self.toggle)
         self.readout = _fixed_font_label()
-        self.status = QLabel(objectName="media-status", wordWrap=True)
+        self.status = QLabel(wordWrap=True)
+        self.status.setObjectName("media-status")
         self.status.hide()
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 2)
