@@ -215,3 +215,32 @@ def test_generate_shows_progress_on_the_tile_then_the_result_in_the_viewer(qapp:
     finally:
         made.close()
     assert console.viewer.shown_size()[1] >= 600, seen
+
+
+def test_a_finished_video_plays_and_seeks_in_the_viewer(qapp: Any, parts: Parts, tmp_path: Path) -> None:
+    from tests.test_media import shown_frame, write_clip
+
+    window, console = parts.window, parts.window.console
+    window.resize(1440, 900)
+    window.show()
+    clip = write_clip(tmp_path / "shot.mp4", frames=24, fps=24)
+    now = time.time()
+    job = Job(id="vid1", task="text_to_video", prompt="waves", seq=3, state=JobState.SUCCEEDED,
+              routed_to="wan2gp@127.0.0.1:8000", started_at=now - 5, finished_at=now,
+              outputs=[OutputFile(clip, "video/mp4", clip.stat().st_size)])
+
+    async def scenario() -> None:
+        console._on_job(job)
+        await until(lambda: console.viewer.kind == "video" and console.viewer.player is not None)
+        player = console.viewer.player
+        await until(lambda: player.frame_count == 24)
+        player.play()
+        await until(lambda: player.position >= 6)  # it plays
+        player.seek(17)
+        await until(lambda: shown_frame(player) == 17)  # and seeks to the exact frame
+        player.step(-1)
+        await until(lambda: shown_frame(player) == 16)
+        assert not player.playing  # a step pauses
+
+    run(qapp, scenario())
+    assert console.viewer.player.picture_rect().height() >= 500  # played large, not in a thumbnail

@@ -1,8 +1,8 @@
 """The output viewer: one job's result as large as the space allows, or two side by side to compare.
 
 An image is fitted to the space (or shown 1:1 in a scroll area), text is readable and selectable, a running job
-shows its live preview. Video and audio play in ``widgets.media``'s players when that module is there; until then
-a label names the file. The viewer reads no file: it asks with ``load_requested`` and is answered by the app layer.
+shows its live preview. Video and audio play in ``widgets.media``'s players (they decode off the GUI thread).
+The viewer reads no image file itself: it asks with ``load_requested`` and is answered by the app layer.
 """
 from __future__ import annotations
 
@@ -345,19 +345,12 @@ class OutputViewer(QWidget):
         self.ab_button.setVisible(self.compare_id is not None)
 
     def _play(self, kind: str, path: str) -> None:
-        """Video or audio: the media module's player, or a label naming the file until that module exists."""
+        """Video or audio: a player from ``widgets.media`` (loaded on first playback: QtMultimedia is slow to set up)."""
         from pathlib import Path
 
-        try:
-            from backlot.widgets import media  # written alongside; loaded on first playback (QtMultimedia is slow)
-        except ImportError:
-            media = None
+        from backlot.widgets import media
+
         self.kind = kind
-        if media is None:
-            self._show_message(f"{'▶' if kind == 'video' else '♪'} {PurePath(path).name}\n"
-                               "(Playback in the window comes with the media player; use Open folder meanwhile.)")
-            self.kind = kind
-            return
         player = media.VideoPlayer() if kind == "video" else media.AudioPlayer()
         self._media_layout.addWidget(player)
         self.player = player
