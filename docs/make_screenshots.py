@@ -1,4 +1,4 @@
-"""Regenerate the screenshots in docs/ offscreen on the demo stand-ins: dashboard, job console, settings, a workflow.
+"""Regenerate the screenshots in docs/ offscreen on the demo stand-ins: each page, settings, a workflow's preview.
 
 Run: QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py
 """
@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,26 +36,47 @@ async def until(predicate: object, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def generate(window: Any, task: str, prompt: str) -> str:
+    """Submit from the Create page's form; the new job's id once it has succeeded."""
+    form, table = window.console.form, window.console.table
+    before = table.jobs.rowCount()
+    form.set_task(task)
+    form.prompt.setPlainText(prompt)
+    form.submit()
+    await until(lambda: table.jobs.rowCount() > before)
+    await until(lambda: table.jobs.job(0).state.value == "succeeded", 120)
+    return str(table.jobs.job(0).id)
+
+
 async def shoot(parts: Parts) -> None:
-    """Demo stand-ins, a few health rounds, an image job, the settings dialog; one PNG each."""
+    """The demo stand-ins, jobs from the Create page, and one PNG per page (UI.md): Create with a finished image,
+    Create with a video playing, Queue, Services; then the settings dialog and a workflow's live preview."""
     shell, window = parts.shell, parts.window
     window.resize(1440, 900)
     window.show()
     await shell.start(demo=True)
     await shell.wait_health_round()
-    await asyncio.sleep(8)  # a few health rounds draw the latency lines
+    viewer = window.console.viewer
+    await generate(window, "text_to_image", "A lighthouse at dusk, storm clouds, slow dolly in")
+    await until(lambda: viewer.kind == "image")
+    await asyncio.sleep(1.0)  # the gallery's thumbnails
+    window.grab().save(str(DOCS / "create.png"))
+    await generate(window, "text_to_video", "Waves break on the lighthouse rocks at dusk")
+    await until(lambda: viewer.kind == "video" and viewer.player is not None and viewer.player.frame_count > 0)
+    viewer.player.play()
+    await asyncio.sleep(1.2)  # mid-clip, the scrub bar moved on
+    window.grab().save(str(DOCS / "create-video.png"))
+    viewer.player.pause()
+    window.show_page(window.PAGES.index("Queue"))
+    window.console.table.select_job(window.console.table.jobs.job(0).id)
+    await asyncio.sleep(0.5)
+    window.grab().save(str(DOCS / "queue.png"))
+    window.show_page(window.PAGES.index("Services"))
+    await asyncio.sleep(6)  # a few health rounds draw the latency lines
     window.graphs.set_window(60.0)
     await asyncio.sleep(0.5)
-    window.grab().save(str(DOCS / "dashboard.png"))
-    form = window.console.form
-    form.set_task("text_to_image")
-    form.prompt.setPlainText("A lighthouse at dusk, slow dolly in")
-    form.submit()
-    table = window.console.table
-    await until(lambda: table.jobs.rowCount() >= 1 and table.jobs.job(0)["state"] == "succeeded")
-    await until(lambda: window.console.preview.kind == "image")
-    await asyncio.sleep(1.0)
-    window.grab().save(str(DOCS / "console.png"))
+    window.grab().save(str(DOCS / "services.png"))
+    window.show_page(window.PAGES.index("Create"))
     await shoot_workflow(parts)
     assert shell.console is not None
     dialog = shell.console.open_settings(window)
@@ -79,12 +101,12 @@ async def shoot_workflow(parts: Parts) -> None:
     form.fields["steps"].set_value(40)
     form.prompt.setPlainText("Night harbour, lanterns on the water")
     form.submit()
-    preview = window.console.preview
-    await until(lambda: preview.kind == "image" and preview.info.text().endswith("live preview"))
+    viewer = window.console.viewer
+    await until(lambda: viewer.kind == "image" and viewer.showing_live(window.console.table.jobs.job(0).id))
     await asyncio.sleep(1.5)
     window.grab().save(str(DOCS / "workflow.png"))
     table = window.console.table
-    await until(lambda: table.jobs.job(0)["state"] == "succeeded")
+    await until(lambda: table.jobs.job(0).state.value == "succeeded", 120)
 
 
 def main() -> None:
@@ -101,7 +123,7 @@ def main() -> None:
         finally:
             loop.close()
         parts.close()
-    for name in ("dashboard", "console", "workflow", "settings"):
+    for name in ("create", "create-video", "queue", "services", "workflow", "settings"):
         path = DOCS / f"{name}.png"
         print(f"{path}: {path.stat().st_size // 1024} KB")
 

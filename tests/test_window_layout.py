@@ -223,7 +223,9 @@ def test_a_finished_video_plays_and_seeks_in_the_viewer(qapp: Any, parts: Parts,
     window, console = parts.window, parts.window.console
     window.resize(1440, 900)
     window.show()
-    clip = write_clip(tmp_path / "shot.mp4", frames=24, fps=24)
+    # Wan2GP names its files after the prompt: a long name must not squeeze the form
+    clip = write_clip(tmp_path / ("2026-12-07-00h55m42s_seed901169611_" + "Waves-break-on-the-rocks-" * 4 + ".mp4"),
+                      frames=24, fps=24)
     now = time.time()
     job = Job(id="vid1", task="text_to_video", prompt="waves", seq=3, state=JobState.SUCCEEDED,
               routed_to="wan2gp@127.0.0.1:8000", started_at=now - 5, finished_at=now,
@@ -244,3 +246,4 @@ def test_a_finished_video_plays_and_seeks_in_the_viewer(qapp: Any, parts: Parts,
 
     run(qapp, scenario())
     assert console.viewer.player.picture_rect().height() >= 500  # played large, not in a thumbnail
+    assert console.form_scroll.width() >= 300, console.form_scroll.width()

@@ -34,6 +34,7 @@ from backlot.widgets.job_table import JobTable
 from backlot.widgets.viewer import OutputViewer
 from backlot.widgets.workflow_drop import WorkflowDrop
 
+FORM_MIN_WIDTH = 300  # the form stays usable whatever the viewer shows
 FORM_WIDTH = 400
 
 
@@ -86,6 +87,8 @@ class JobConsole(QWidget):
         self.split.addWidget(right)
         self.split.setStretchFactor(1, 1)
         self.split.setCollapsible(1, False)
+        self.split.setCollapsible(0, False)
+        self.form_scroll.setMinimumWidth(FORM_MIN_WIDTH)
         self.split.setSizes([FORM_WIDTH, 1000])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -159,6 +159,8 @@ class OutputViewer(QWidget):
         self.ab_button.setToolTip("Comparing: side by side, then A alone, then B alone")
         self.ab_button.clicked.connect(self.toggle_ab)
         self.info = QLabel(objectName="viewer-info")
+        # a long file name must not widen the column (it would squeeze the form): the label clips, its tooltip has all
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_button = QPushButton("Open folder")
         self.copy_button = QPushButton("Copy path")
