@@ -179,6 +179,8 @@ def test_settings_dialog_emits_only_changes_and_refuses_bad_ports(qtbot: Any) ->
 def test_api_panel_shows_address_and_clients(qtbot: Any) -> None:
     panel = ApiPanel()
     qtbot.addWidget(panel)
+    assert not panel.copy_button.isEnabled() and "starting" in panel.state.text()  # until the core says
+    panel._on_status("", 0, 0, False)
     assert not panel.copy_button.isEnabled() and "not serving" in panel.state.text()
     panel._on_status("127.0.0.1", 8770, 2, True)
     assert panel.address.text() == "127.0.0.1:8770" and panel.clients.text() == "· 2 clients"
