@@ -106,8 +106,9 @@ class ConsoleController(QObject):
     # ----- the core -> the console -----
     @Slot(object)
     def _on_job_updated(self, job: Job) -> None:
-        """A job snapshot from the bridge."""
+        """A job snapshot from the bridge: the table, and the status beside Generate when it is the job sent last."""
         self.console.table.jobs._on_job(job)
+        self.console.form._on_job(job)
 
     @Slot(str, str, int)
     def _on_job_previewed(self, job_id: str, path: str, seq: int) -> None:

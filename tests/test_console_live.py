@@ -169,7 +169,8 @@ def test_preview_shows_the_png_of_a_finished_image_job(qloop: Any, qtbot: Any, s
             assert preview.job_id == done.job.id and png.name in preview.caption.text()
             pixmap = preview.image_label.pixmap()
             assert not pixmap.isNull() and pixmap.width() / pixmap.height() == pytest.approx(96 / 64, abs=0.05)
-            assert form.status_label.text().startswith(f"#{done.job.seq} ")
+            # the status beside Generate followed the job to its end (it said "queued" for good before)
+            await until(lambda: form.status_label.text().startswith(f"#{done.job.seq} succeeded in "))
         finally:
             waiter.close()
             await shut(center, controller)

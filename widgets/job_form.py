@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backlot.services.models import Job
+from backlot.services.models import Job, JobState
 from backlot.services.tasks import InputSpec, ParamSpec, TaskSpec
 from backlot.widgets.param_fields import INVALID_STYLE, MEDIA_SUFFIXES, ParamField, clear_box, input_problem, mark_invalid
 
@@ -33,6 +33,20 @@ def task_label(name: str) -> str:
     """``text_to_video`` -> "Text → video"."""
     words = name.replace("_to_", " → ").replace("_", " ")
     return words[:1].upper() + words[1:]
+
+
+def job_status_text(job: Job) -> str:
+    """Where a job is now, for the status beside Generate: "#4 queued", "#4 running 40%", "#4 succeeded in 12.3 s",
+    "#4 failed: the sentence"."""
+    head = f"#{job.seq} {job.state.value}"
+    if job.state is JobState.RUNNING:
+        fraction = job.status.fraction
+        return f"{head} {fraction:.0%}" if fraction is not None else head
+    if job.state is JobState.SUCCEEDED and job.started_at is not None and job.finished_at is not None:
+        return f"{head} in {job.finished_at - job.started_at:.1f} s"
+    if job.state.terminal and job.error is not None:
+        return f"{head}: {job.error.message.splitlines()[0] if job.error.message else job.error.code}"
+    return head
 
 
 class JobForm(QWidget):
@@ -73,6 +87,7 @@ class JobForm(QWidget):
         self.route_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problem_label = QLabel(wordWrap=True, objectName="problem")
         self.status_label = QLabel(objectName="submit-status")
+        self._following = ""  # the job last submitted from this form: its state is shown beside Generate
         self.generate = QPushButton("Generate  ⌃⏎", objectName="generate")
         self.generate.setToolTip("Submit the job (Ctrl+Enter)")
 
@@ -188,9 +203,17 @@ class JobForm(QWidget):
 
     @Slot(object)
     def _on_submitted(self, job: Job) -> None:
-        """The core accepted the job (its snapshot)."""
+        """The core accepted the job (its snapshot): the status beside Generate follows it from now on."""
         self.problem_label.setText("")
-        self.status_label.setText(f"#{job.seq} {job.state.value}")
+        self._following = job.id
+        self._on_job(job)
+
+    @Slot(object)
+    def _on_job(self, job: Job) -> None:
+        """A job snapshot: when it is the job last submitted here, the status says where it is now."""
+        if job.id == self._following:
+            self.status_label.setText(job_status_text(job))
+            self.status_label.setToolTip(job.error.message if job.error is not None else "")
 
     # ----- building -----
     def _on_task_picked(self) -> None:
