@@ -66,6 +66,8 @@ def assemble(settings: Settings, *, owner: bool = True, window: MainWindow | Non
     b.job_marker.connect(graphs._on_job_marker)
     b.job_finished.connect(tray._on_job_finished)
     b.log_recorded.connect(logs._on_log)
+    b.discovery_finished.connect(dash._on_discovery_finished)
+    shell.demo_state.connect(dash._on_demo_state)
     for signal in (b.service_changed, b.service_forgotten, b.health_sampled):
         signal.connect(window._on_states_changed)
     window.overall_changed.connect(tray._on_state)

@@ -21,6 +21,7 @@ from backlot.app.workflow_controller import WorkflowController
 from backlot.services.api.token import TokenError, read_token
 from backlot.services.application.errors import JobError, NotFound
 from backlot.services.application.service import backend_kinds
+from backlot.services.application.settings_apply import SettingsApplied
 from backlot.services.control import ControlCenter
 from backlot.services.models import Job
 from backlot.services.tasks import SCHEMA, SchemaError
@@ -262,14 +263,25 @@ class ConsoleController(QObject):
             self.dialog = None  # answers still on their way are dropped
 
     async def _save(self, dialog: SettingsDialog, changes: dict[str, Any]) -> None:
+        """Write config.toml, then apply what the running core can take at once; probe new URLs in the background."""
         path = self.center.settings.paths.config_file
         try:
             await asyncio.to_thread(write_config, path, changes)
         except ConfigWriteError as err:
             dialog._on_save_failed(str(err))
             return
-        log.info("settings saved to %s (%s)", path, ", ".join(sorted(changes)) or "no changes")
-        dialog._on_saved(f"Saved to {path}. Restart Backlot to apply the changes.")
+        applied = self.app.apply_settings(changes)
+        message = applied.sentence(path)
+        log.info("settings saved to %s (%s)%s", path, ", ".join(sorted(changes)) or "no changes",
+                 f"; restart Backlot to apply {', '.join(applied.restart)}" if applied.restart else "; applied now")
+        dialog._on_saved(message, list(applied.restart))
+        if applied.added_urls or applied.removed_urls or applied.rediscover:
+            self.spawn("settings: probe", self._follow(applied))
+
+    async def _follow(self, applied: SettingsApplied) -> None:
+        for found in await self.app.follow_settings(applied):
+            for url, why in found.unanswered:
+                log.warning("settings: nothing Backlot knows answered at %s: %s", url, why)
 
     async def _check(self, dialog: SettingsDialog, provider: str, typed: str) -> None:
         result = await self.app.check_key(provider, typed)

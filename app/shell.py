@@ -39,14 +39,22 @@ class Shell(QObject):
 
     # ----- lifecycle -----
     async def start(self, demo: bool = False) -> None:
-        """Start the stand-ins (demo) and then the core; the window is already on screen."""
+        """Start the core, and the stand-ins (demo) beside it; the window is already on screen.
+
+        The core does not wait for the stand-ins: a backend already running is found and shown at once, while
+        the dashboard says the demo backends are starting; they are discovered as soon as they listen.
+        """
+        standins = None
         if demo:
-            await self._start_standins()
+            self.demo_state.emit("starting")  # now, before the core's first discovery can say none was found
+            standins = self.keeper.spawn("start demo", self._start_standins())
         await self.center.start()
         self.center.set_dashboard_visible(True)
         if self.console is not None:
             await self.console.start()
         self.started.set()
+        if standins is not None and await standins:
+            await self.center.application.discover()
 
     async def stop(self) -> None:
         """Stop our tasks, the core, and the stand-ins we started; unsubscribe the bridge. Twice is harmless."""

@@ -84,7 +84,8 @@ class ControlCenter:
         self.application = ApplicationService(settings, self.jobs, CoreParts(
             services=lambda: self.services, monitors=self.monitors, metrics=self.metrics,
             gpus=lambda: self.gpu_samples, health=self.health_view, session=self.pool.session,
-            discover=self.discover, forget=self.forget, reconnect=self.reconnect, prepare=self.prepare_params))
+            discover=self.discover, forget=self.forget, reconnect=self.reconnect, prepare=self.prepare_params,
+            retune=self.retune))
 
     @property
     def services(self) -> dict[str, ServiceRecord]:
@@ -128,6 +129,19 @@ class ControlCenter:
         self.dashboard_visible = visible
         for m in self.monitors.values():
             m.set_interval(self._interval())
+
+    def retune(self) -> None:
+        """Health and discovery timing from the settings as they are now (saved while running): every monitor's
+        interval and timeout, and the background discovery's next round."""
+        for m in self.monitors.values():
+            m.set_timeout(self.settings.health_timeout)
+            m.set_interval(self._interval())
+        if self._started:
+            self.keeper.spawn("retune discovery-loop", self._restart_discovery_loop())
+
+    async def _restart_discovery_loop(self) -> None:
+        await self.keeper.cancel("discovery-loop")
+        self.keeper.spawn("discovery-loop", self._discovery_loop())
 
     def reconnect(self, service_id: str) -> bool:
         """Ask a service's monitor to check now (a user's "reconnect")."""

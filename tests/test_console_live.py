@@ -169,7 +169,8 @@ def test_preview_shows_the_png_of_a_finished_image_job(qloop: Any, qtbot: Any, s
             assert preview.job_id == done.job.id and png.name in preview.info.text()
             pixmap = preview.pane.label.pixmap()
             assert not pixmap.isNull() and pixmap.width() / pixmap.height() == pytest.approx(96 / 64, abs=0.05)
-            assert form.status_label.text().startswith(f"#{done.job.seq} ")
+            # the status beside Generate followed the job to its end (it said "queued" for good before)
+            await until(lambda: form.status_label.text().startswith(f"#{done.job.seq} succeeded in "))
         finally:
             waiter.close()
             await shut(center, controller)
@@ -193,10 +194,13 @@ def test_settings_saved_keep_the_users_comments(qloop: Any, qtbot: Any, backlot_
         dialog.seconds["discovery_interval"].setValue(120)
         dialog.ports["rvc"].setText("5051")
         dialog.keys["openai"].setText("sk-very-secret")
-        finished = asyncio.Event()
-        dialog.finished.connect(lambda _: finished.set())
         dialog.save()
-        await asyncio.wait_for(finished.wait(), 10)
+        await until(lambda: dialog.restart_needed)  # a key takes a restart: the dialog stays open and says so
+        assert dialog.restart_needed == ["the LLM keys"] and dialog.isVisible()
+        assert "Restart Backlot to apply the LLM keys (the rest applies now)" in dialog.outcome.text()
+        assert center.settings.discovery_interval == 120 and center.settings.ports["rvc"] == [5051]
+        assert not dialog.keys["openai"].text()  # saved: the typed key is not kept in the field
+        dialog.reject()
         await controller.close()
 
     run(qloop, scenario())

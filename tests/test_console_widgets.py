@@ -10,7 +10,7 @@ from typing import Any  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
 
-from backlot.services.models import Job  # noqa: E402
+from backlot.services.models import Job, JobState  # noqa: E402
 from backlot.services.tasks import SCHEMA  # noqa: E402
 from backlot.widgets.api_panel import ApiPanel  # noqa: E402
 from backlot.widgets.job_form import JobForm  # noqa: E402
@@ -179,6 +179,8 @@ def test_settings_dialog_emits_only_changes_and_refuses_bad_ports(qtbot: Any) ->
 def test_api_panel_shows_address_and_clients(qtbot: Any) -> None:
     panel = ApiPanel()
     qtbot.addWidget(panel)
+    assert not panel.copy_button.isEnabled() and "starting" in panel.state.text()  # until the core says
+    panel._on_status("", 0, 0, False)
     assert not panel.copy_button.isEnabled() and "not serving" in panel.state.text()
     panel._on_status("127.0.0.1", 8770, 2, True)
     assert panel.address.text() == "127.0.0.1:8770" and panel.clients.text() == "· 2 clients"
@@ -210,3 +212,25 @@ def test_preview_picks_the_output_worth_showing(qtbot: Any, tmp_path: Any) -> No
     panel._on_job(snapshot(None, "failed", id="j3", error={"message": "ComfyUI rejected node 5 (KSampler)"}))
     assert panel.kind is None and panel.message.text() == "No result: ComfyUI rejected node 5 (KSampler)."
     assert panel.player.source().isEmpty()  # playback of the previous job stopped
+
+
+def test_the_status_beside_generate_follows_the_job_sent_last(qtbot: Any) -> None:
+    from backlot.services.models import JobFailure
+
+    form = JobForm(list(SCHEMA.values()))
+    qtbot.addWidget(form)
+    queued = Job(id="j4", task="text_to_image", prompt="p", seq=4)
+    form._on_submitted(queued)
+    assert form.status_label.text() == "#4 queued"
+    form._on_job(snapshot(0.4, id="j9", seq=9))  # another job (the CLI's, say) does not take the status over
+    assert form.status_label.text() == "#4 queued"
+    form._on_job(snapshot(0.4, id="j4", seq=4))
+    assert form.status_label.text() == "#4 running 40%"
+    form._on_job(Job(id="j4", task="text_to_image", prompt="p", seq=4, state=JobState.SUCCEEDED, started_at=100.0,
+                     finished_at=112.34))
+    assert form.status_label.text() == "#4 succeeded in 12.3 s"
+    form._on_submitted(Job(id="j5", task="text_to_image", prompt="p", seq=5))
+    form._on_job(Job(id="j5", task="text_to_image", prompt="p", seq=5, state=JobState.FAILED,
+                     error=JobFailure("backend_error", "ComfyUI ran out of GPU memory\nraw detail")))
+    assert form.status_label.text() == "#5 failed: ComfyUI ran out of GPU memory"
+    assert "GPU memory" in form.status_label.toolTip()

@@ -12,11 +12,11 @@ import pytest  # noqa: E402
 
 from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
-from backlot.services.events import (BreakerChanged, HealthSampled, JobUpdated, LogRecorded, ServiceDiscovered,  # noqa: E402
+from backlot.services.events import (BreakerChanged, DiscoveryFinished, HealthSampled, JobUpdated, LogRecorded, ServiceDiscovered,  # noqa: E402
                              ServiceForgotten)
 from backlot.services.models import (BreakerSnapshot, HealthSample, Job, JobState, OutputFile, ServiceRecord, ServiceState,  # noqa: E402
                              VramReading)
-from backlot.widgets.dashboard import EMPTY_TEXT  # noqa: E402
+from backlot.widgets.dashboard import DEMO_STARTING_TEXT, EMPTY_TEXT, SEARCHING_TEXT  # noqa: E402
 from backlot.widgets.graphs import RingBuffer  # noqa: E402
 
 SID = "comfyui@127.0.0.1:8188"
@@ -46,10 +46,33 @@ def _ok(latency: float = 12.0) -> HealthSample:
 
 def test_empty_state_teaches_and_offers_discover_and_demo(parts: Parts) -> None:
     dash = parts.window.dashboard
-    assert not dash.empty.isHidden() and dash.empty_label.text() == EMPTY_TEXT
+    assert not dash.empty.isHidden() and dash.empty_label.text() == SEARCHING_TEXT  # not "none found" before a round
+    parts.shell.bus.publish(DiscoveryFinished((), 12.0, 40))
+    assert dash.empty_label.text() == EMPTY_TEXT
     assert dash.discover_button.text() == "Discover" and "demo" in dash.demo_button.text().lower()
     parts.shell.bus.publish(ServiceDiscovered(_record()))
     assert dash.empty.isHidden() and SID in dash.cards
+
+
+def test_empty_state_says_the_demo_backends_are_starting_until_they_are_found(parts: Parts) -> None:
+    dash, shell = parts.window.dashboard, parts.shell
+    shell.demo_state.emit("starting")
+    assert dash.empty_label.text() == DEMO_STARTING_TEXT and not dash.demo_button.isEnabled()
+    shell.bus.publish(DiscoveryFinished((), 12.0, 40))  # the core's first round ends while the stand-ins start
+    assert dash.empty_label.text() == DEMO_STARTING_TEXT
+    shell.demo_state.emit("running")
+    assert dash.empty_label.text() == SEARCHING_TEXT
+    shell.bus.publish(ServiceDiscovered(_record()))
+    assert dash.empty.isHidden() and SID in dash.cards
+
+
+def test_a_demo_that_failed_to_start_says_why_and_teaches(parts: Parts) -> None:
+    dash = parts.window.dashboard
+    parts.shell.demo_state.emit("starting")
+    parts.shell.demo_state.emit("failed: comfyui stand-in exited with code 1")
+    text = dash.empty_label.text()
+    assert "did not start (comfyui stand-in exited with code 1)" in text and text.endswith(EMPTY_TEXT)
+    assert dash.demo_button.isEnabled()
 
 
 def test_service_going_down_turns_its_card_red_with_the_breaker_countdown(parts: Parts) -> None:

@@ -70,3 +70,24 @@ def test_comfyui_names_the_likely_cause_of_a_missing_node() -> None:
         ("no checkpoint a.safetensors", "lacks node X (custom node pack not installed)")
     msg = needs.refusal({"s1": Inventory({"checkpoints": frozenset({"b.safetensors", "a.ckpt"})}, frozenset({"Y"}))})
     assert "no server has the node X (custom node pack not installed)" in msg
+
+
+def test_a_core_node_that_failed_to_load_is_not_called_a_custom_node_pack() -> None:
+    # ImageUpscaleWithModel ships with ComfyUI (comfy_extras); a server without it failed to import it.
+    needs = ComfyUINeeds({}, frozenset({"ImageUpscaleWithModel", "StandinSleep"}))
+    lacks = needs.fit(Inventory({}, frozenset({"KSampler"}))).lacks
+    assert lacks == ("lacks node ImageUpscaleWithModel (a core node that failed to load on that server: "
+                     "see its console or log)", "lacks node StandinSleep (custom node pack not installed)")
+    msg = needs.refusal({"s1": Inventory({}, frozenset({"KSampler"})), "s2": Inventory({}, frozenset())})
+    assert "no server has the node ImageUpscaleWithModel (a core node that failed to load on those servers" in msg
+    assert "custom node pack" not in msg.split("StandinSleep")[0]
+
+
+def test_every_core_node_the_comfyui_standin_lists_is_known_as_core() -> None:
+    import json
+
+    from backlot.services.backends.comfyui.core_nodes import CORE_NODES
+
+    listed = json.loads((Path(__file__).resolve().parent.parent / "standins" / "comfyui" / "core_nodes.json")
+                        .read_text(encoding="utf-8"))
+    assert set(listed) <= CORE_NODES

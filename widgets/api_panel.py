@@ -31,7 +31,15 @@ class ApiPanel(QWidget):
         self.copy_button.clicked.connect(self.copy_token_requested)
         self._clear_note = QTimer(self, singleShot=True, interval=4000)
         self._clear_note.timeout.connect(self.note.clear)
-        self._on_status("", 0, 0, False)
+        self._on_starting()
+
+    @Slot()
+    def _on_starting(self) -> None:
+        """The core is starting: the API is not up yet, but it is not refused either."""
+        self.state.setText(f'<span style="color:{GREY}">◔</span> starting')
+        self.address.setText("")
+        self.clients.setText("")
+        self.copy_button.setEnabled(False)
 
     @Slot(str, int, int, bool)
     def _on_status(self, host: str, port: int, clients: int, serving: bool) -> None:

@@ -14,6 +14,8 @@ from backlot.widgets.service_card import ServiceCard
 CARD_WIDTH = 430  # a card's width in the grid: as many columns as fit
 EMPTY_TEXT = ("No backends found on localhost. Start ComfyUI, Wan2GP (with --mcp), RVC or AudioLDM, "
               "add a host in Settings, or try the demo backends.")
+SEARCHING_TEXT = "Looking for backends on localhost…"
+DEMO_STARTING_TEXT = "Starting the demo backends…"
 
 
 class Dashboard(QWidget):
@@ -33,7 +35,10 @@ class Dashboard(QWidget):
         self.pinned = "auto"
         self.empty = QWidget()
         empty_layout = QVBoxLayout(self.empty)
-        self.empty_label = QLabel(EMPTY_TEXT)
+        # What the empty state says follows what is happening: "searching" until the first discovery round ends,
+        # "demo" while the demo's stand-ins start, then "none" (the text that teaches what to do).
+        self.phase = "searching"
+        self.empty_label = QLabel(SEARCHING_TEXT)
         self.empty_label.setWordWrap(True)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.discover_button = QPushButton("Discover")
@@ -88,6 +93,25 @@ class Dashboard(QWidget):
         else:
             card._on_record(record)
         self._update_empty()
+
+    def _on_discovery_finished(self, *_: object) -> None:
+        """A discovery round ended: with no card, "none found" is now the truth (unless the demo still starts)."""
+        if self.phase == "searching":
+            self._set_phase("none")
+
+    def _on_demo_state(self, state: str) -> None:
+        """The demo's stand-ins: "starting", "running" (discovery follows) or "failed: reason"."""
+        if state == "starting":
+            self._set_phase("demo")
+        elif state == "running":
+            self._set_phase("searching")
+        else:
+            self._set_phase("none", f"The demo backends did not start ({state.removeprefix('failed: ')}). ")
+
+    def _set_phase(self, phase: str, prefix: str = "") -> None:
+        self.phase = phase
+        self.empty_label.setText(prefix + {"searching": SEARCHING_TEXT, "demo": DEMO_STARTING_TEXT}.get(phase, EMPTY_TEXT))
+        self.demo_button.setEnabled(phase != "demo")
 
     def _on_forgotten(self, service_id: str) -> None:
         """The user forgot a service: its card goes."""

@@ -39,6 +39,20 @@ def task_label(name: str) -> str:
     return words[:1].upper() + words[1:]
 
 
+def job_status_text(job: Job) -> str:
+    """Where a job is now, for the status beside Generate: "#4 queued", "#4 running 40%", "#4 succeeded in 12.3 s",
+    "#4 failed: the sentence"."""
+    head = f"#{job.seq} {job.state.value}"
+    if job.state is JobState.RUNNING:
+        fraction = job.status.fraction
+        return f"{head} {fraction:.0%}" if fraction is not None else head
+    if job.state is JobState.SUCCEEDED and job.started_at is not None and job.finished_at is not None:
+        return f"{head} in {job.finished_at - job.started_at:.1f} s"
+    if job.state.terminal and job.error is not None:
+        return f"{head}: {job.error.message.splitlines()[0] if job.error.message else job.error.code}"
+    return head
+
+
 class JobForm(QWidget):
     """Task picker and form built from the task schema; emits ``changed`` for the live route and ``submitted``."""
 
@@ -211,23 +225,17 @@ class JobForm(QWidget):
 
     @Slot(object)
     def _on_submitted(self, job: Job) -> None:
-        """The core accepted the job (its snapshot)."""
+        """The core accepted the job (its snapshot): the status beside Generate follows it from now on."""
         self.problem_label.setText("")
         self.submitted_id = job.id
         self._on_job(job)
 
     @Slot(object)
     def _on_job(self, job: Job) -> None:
-        """A job snapshot: the status beside Generate follows the job this form submitted last."""
-        if job.id != self.submitted_id:
-            return
-        if job.state is JobState.RUNNING and job.status.fraction is not None:
-            text = f"#{job.seq} running {job.status.fraction * 100:.0f}%"
-        elif job.state is JobState.QUEUED and job.status.queue_rank is not None:
-            text = f"#{job.seq} queued ({job.status.queue_rank} ahead)"
-        else:
-            text = f"#{job.seq} {job.state.value}"
-        self.status_label.setText(text)
+        """A job snapshot: when it is the job last submitted here, the status says where it is now."""
+        if job.id == self.submitted_id:
+            self.status_label.setText(job_status_text(job))
+            self.status_label.setToolTip(job.error.message if job.error is not None else "")
 
     def _on_advanced_toggled(self, on: bool) -> None:
         self.advanced_box.setVisible(on)

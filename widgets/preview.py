@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from backlot.services.models import Job, JobState, OutputFile
+from backlot.widgets.icons import icon
 
 _KIND_BY_SUFFIX = {"png": "image", "jpg": "image", "jpeg": "image", "webp": "image", "gif": "image", "bmp": "image",
                    "wav": "audio", "mp3": "audio", "flac": "audio", "ogg": "audio", "m4a": "audio",
@@ -58,7 +59,7 @@ class PreviewPanel(QWidget):
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_button = QPushButton("Open folder")
         self.retry_button = QPushButton("Retry")
-        self.play_button = QPushButton("▶ Play")
+        self.play_button = QPushButton(icon("play"), "Play")
         self.message = QLabel("Select a job to see its result.", alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
         self.image_label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, objectName="preview-image")
         self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
@@ -183,7 +184,7 @@ class PreviewPanel(QWidget):
         self.stack.setCurrentWidget(self.video_holder if kind == "video" else self.message)
         self.player.setSource(QUrl.fromLocalFile(path))
         self.play_button.setVisible(True)
-        self.play_button.setText("▶ Play")
+        self._show_playing(False)
 
     def _on_play_clicked(self) -> None:
         if self.player is None:
@@ -196,8 +197,12 @@ class PreviewPanel(QWidget):
     def _on_playback_state(self, state: Any) -> None:
         from PySide6.QtMultimedia import QMediaPlayer
 
-        playing = state == QMediaPlayer.PlaybackState.PlayingState
-        self.play_button.setText("⏸ Pause" if playing else "▶ Play")
+        self._show_playing(state == QMediaPlayer.PlaybackState.PlayingState)
+
+    def _show_playing(self, playing: bool) -> None:
+        """Pause while playing, else Play: an SVG icon and a word (a ⏸ glyph is an empty box in many fonts)."""
+        self.play_button.setIcon(icon("pause" if playing else "play"))
+        self.play_button.setText("Pause" if playing else "Play")
 
     def _stop(self) -> None:
         if self.player is not None:

@@ -79,6 +79,7 @@ class SettingsDialog(QDialog):
         self.removed_keys: set[str] = set()
         self.problem = QLabel(objectName="problem", wordWrap=True)
         self.outcome = QLabel(objectName="outcome", wordWrap=True)
+        self.restart_needed: list[str] = []  # after a save: what takes effect only when Backlot restarts
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
@@ -189,11 +190,20 @@ class SettingsDialog(QDialog):
         self.save_requested.emit(self.changes())
 
     # ----- slots fed by the controller -----
-    @Slot(str)
-    def _on_saved(self, message: str) -> None:
-        """The changes are written; the dialog closes."""
+    @Slot(str, list)
+    def _on_saved(self, message: str, restart: list[str] | None = None) -> None:
+        """The changes are written and applied: the dialog closes, unless some take a restart (``restart`` names
+        them): then it stays open saying which, with Close instead of Cancel."""
         self.outcome.setText(message)
-        self.accept()
+        self.restart_needed = list(restart or [])
+        if not self.restart_needed:
+            self.accept()
+            return
+        self._baseline = self.values()  # saved: a second Save sends nothing again
+        self.removed_keys.clear()
+        for edit in self.keys.values():
+            edit.clear()
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Close")
 
     @Slot(str)
     def _on_save_failed(self, message: str) -> None:

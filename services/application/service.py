@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from backlot.services.application import workflows
+from backlot.services.application import settings_apply, workflows
 from backlot.services.application.errors import CompletionFailed, Invalid, NotFound
 from backlot.services.application.views import (
     Completion,
@@ -41,7 +41,7 @@ from backlot.services.backends.llm.keys import (
 )
 from backlot.services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
 from backlot.services.config import Settings
-from backlot.services.connectivity.discovery import DiscoveryResult
+from backlot.services.connectivity.discovery import DiscoveryResult, url_candidate
 from backlot.services.connectivity.health import HealthMonitor
 from backlot.services.connectivity.metrics import Metrics
 from backlot.services.jobs.manager import JobManager
@@ -67,6 +67,7 @@ class CoreParts:
     forget: Callable[[str], Awaitable[bool]]
     reconnect: Callable[[str], bool]
     prepare: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+    retune: Callable[[], None] = lambda: None  # health and discovery timing changed in the settings: apply them now
 
 
 class ApplicationService:
@@ -230,6 +231,26 @@ class ApplicationService:
             self.settings.urls = [u for u in self.settings.urls if u.rstrip("/") != rec.base_url.rstrip("/")]
         return await self.core.forget(service_id)
 
+    def apply_settings(self, changes: Mapping[str, Any]) -> settings_apply.SettingsApplied:
+        """Saved settings into the running core: live ones at once, the rest named as needing a restart.
+
+        New service URLs, removed ones and new hosts or ports are then probed by ``follow_settings``."""
+        applied = settings_apply.apply(self.settings, changes)
+        if applied.retune:
+            self.core.retune()
+        return applied
+
+    async def follow_settings(self, applied: settings_apply.SettingsApplied) -> list[DiscoveryReport]:
+        """Forget the services of removed URLs, probe each new URL (watched from now on), rediscover for new hosts."""
+        gone = {_base_url(u) for u in applied.removed_urls}
+        for sid, rec in list(self.core.services().items()):
+            if rec.base_url.rstrip("/") in gone:
+                await self.forget_service(sid)
+        reports = [await self.add_service(url) for url in applied.added_urls]
+        if applied.rediscover and not reports:
+            reports.append(await self.discover())
+        return reports
+
     def reconnect(self, service_id: str) -> bool:
         """Check a service now, skipping its back-off (False: it is not watched)."""
         return self.core.reconnect(service_id)
@@ -287,6 +308,14 @@ def backend_kinds() -> list[str]:
 def report(result: DiscoveryResult) -> DiscoveryReport:
     """A discovery round as the view the fronts get."""
     return DiscoveryReport(result.records, result.duration_ms, result.candidates, result.timed_out, result.unanswered)
+
+
+def _base_url(url: str) -> str:
+    """The base URL discovery gives a service found at ``url`` (as typed when it cannot be read)."""
+    try:
+        return url_candidate(url).base_url.rstrip("/")
+    except ValueError:
+        return url.rstrip("/")
 
 
 def _attach_content(outputs: list[dict[str, Any]], max_bytes: int) -> None:

@@ -74,6 +74,10 @@ class HealthMonitor:
         self.interval = seconds
         self._wake.set()
 
+    def set_timeout(self, seconds: float) -> None:
+        """Change how long one check may take (from the next check on)."""
+        self.timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(2.0, seconds))
+
     def check_soon(self) -> None:
         """Wake the loop for an immediate check (the user's "reconnect")."""
         self._wake.set()

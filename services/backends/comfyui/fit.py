@@ -8,10 +8,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from backlot.services.backends.comfyui.core_nodes import is_core
 from backlot.services.backends.comfyui.families import title
 from backlot.services.backends.needs import Fit, Inventory, Needs, few, held, label, lacking_files
 
 NODE_NOTE = "custom node pack not installed"
+CORE_NODE_NOTE = "a core node that failed to load on that server: see its console or log"
+CORE_NODES_NOTE = "a core node that failed to load on those servers: see their console or log"
+
+
+def node_note(node_class: str, servers: int = 1) -> str:
+    """Why a server lacks a node class: a ComfyUI core node failed to load there, else a pack is not installed."""
+    if is_core(node_class):
+        return CORE_NODE_NOTE if servers == 1 else CORE_NODES_NOTE
+    return NODE_NOTE
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class ComfyUINeeds(Needs):
     def lack(self, inv: Inventory, folder: str, name: str) -> str:
         """A missing node names the likely cause; a missing preferred file, the stand-ins it could not pick from."""
         if not folder:
-            return f"{super().lack(inv, folder, name)} ({NODE_NOTE})"
+            return f"{super().lack(inv, folder, name)} ({node_note(name)})"
         if self._stands_in(folder, name):
             _, same = self.substitute(inv, folder)
             has = f"it has {len(same)}: {few(same, 4)}" if same else "it has none"
@@ -81,7 +91,7 @@ class ComfyUINeeds(Needs):
         """A preferred file names its family's files on the servers instead of the closest names."""
         if not folder:
             what, notes = super().unheld(folder, name, inventories)
-            return what, [NODE_NOTE, *notes]
+            return what, [node_note(name, len(inventories)), *notes]
         if not self._stands_in(folder, name):
             return super().unheld(folder, name, inventories)
         kind = self._kind(folder)

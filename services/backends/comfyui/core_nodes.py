@@ -1,0 +1,50 @@
+"""Node classes that ship with ComfyUI itself (``nodes.py`` and ``comfy_extras``), not with a custom node pack.
+
+A server's /object_info lacking one of these did not miss a pack: the node failed to load there (an import error
+at start-up, e.g. ImageUpscaleWithModel when spandrel is missing), and its console or log says why. A name not
+listed here is taken for a custom node pack's.
+"""
+from __future__ import annotations
+
+CORE_NODES: frozenset[str] = frozenset("""
+KSampler KSamplerAdvanced CheckpointLoader CheckpointLoaderSimple DiffusersLoader unCLIPCheckpointLoader
+CLIPTextEncode CLIPSetLastLayer CLIPLoader DualCLIPLoader TripleCLIPLoader QuadrupleCLIPLoader UNETLoader
+VAEDecode VAEEncode VAEEncodeForInpaint VAELoader VAEDecodeTiled VAEEncodeTiled
+EmptyLatentImage LatentUpscale LatentUpscaleBy LatentFromBatch RepeatLatentBatch LatentComposite LatentBlend
+LatentRotate LatentFlip LatentCrop SetLatentNoiseMask LoadLatent SaveLatent
+SaveImage PreviewImage LoadImage LoadImageMask LoadImageOutput ImageScale ImageScaleBy ImageInvert ImageBatch
+ImagePadForOutpaint EmptyImage ImageCrop RepeatImageBatch ImageFromBatch ImageStitch ImageScaleToTotalPixels
+ImageBlend ImageBlur ImageQuantize ImageSharpen ImageCompositeMasked ResizeAndPadImage
+ConditioningAverage ConditioningCombine ConditioningConcat ConditioningSetArea ConditioningSetAreaPercentage
+ConditioningSetAreaStrength ConditioningSetMask ConditioningZeroOut ConditioningSetTimestepRange
+LoraLoader LoraLoaderModelOnly CLIPVisionLoader CLIPVisionEncode StyleModelLoader StyleModelApply
+unCLIPConditioning ControlNetLoader DiffControlNetLoader ControlNetApply ControlNetApplyAdvanced
+SetUnionControlNetType ControlNetInpaintingAliMamaApply GLIGENLoader GLIGENTextBoxApply InpaintModelConditioning
+UpscaleModelLoader ImageUpscaleWithModel
+LatentAdd LatentSubtract LatentMultiply LatentInterpolate LatentBatch LatentBatchSeedBehavior
+ModelMergeSimple ModelMergeBlocks ModelMergeSubtract ModelMergeAdd CheckpointSave CLIPMergeSimple CLIPSave
+VAESave ModelSave ImageOnlyCheckpointLoader ImageOnlyCheckpointSave SVD_img2vid_Conditioning
+VideoLinearCFGGuidance VideoTriangleCFGGuidance
+TomePatchModel CLIPTextEncodeSDXL CLIPTextEncodeSDXLRefiner Canny FreeU FreeU_V2 HyperTile
+SamplerCustom SamplerCustomAdvanced BasicScheduler KarrasScheduler ExponentialScheduler PolyexponentialScheduler
+SDTurboScheduler BetaSamplingScheduler VPScheduler SplitSigmas SplitSigmasDenoise FlipSigmas KSamplerSelect
+SamplerEulerAncestral SamplerLMS SamplerDPMPP_2M_SDE SamplerDPMPP_SDE SamplerDPMPP_3M_SDE
+SamplerDPMPP_2S_Ancestral RandomNoise DisableNoise AddNoise BasicGuider CFGGuider DualCFGGuider
+ModelSamplingDiscrete ModelSamplingContinuousEDM ModelSamplingStableCascade ModelSamplingSD3
+ModelSamplingAuraFlow ModelSamplingFlux RescaleCFG PatchModelAddDownscale SelfAttentionGuidance PerpNeg
+PerpNegGuider DifferentialDiffusion SaveAnimatedWEBP SaveAnimatedPNG StableZero123_Conditioning
+PhotoMakerLoader PhotoMakerEncode CLIPTextEncodeHunyuanDiT CLIPTextEncodeSD3 EmptySD3LatentImage
+CLIPTextEncodeFlux FluxGuidance Morphology
+GrowMask ThresholdMask FeatherMask MaskToImage ImageToMask ImageColorToMask SolidMask InvertMask CropMask
+MaskComposite SplitImageWithAlpha JoinImageWithAlpha PorterDuffImageComposite
+LoadAudio SaveAudio PreviewAudio VAEEncodeAudio VAEDecodeAudio EmptyLatentAudio ConditioningStableAudio
+EmptyHunyuanLatentVideo EmptyLTXVLatentVideo LTXVConditioning LTXVImgToVideo LTXVScheduler EmptyMochiLatentVideo
+EmptyCosmosLatentVideo WanImageToVideo WanFirstLastFrameToVideo WanVaceToVideo
+SaveWEBM SaveVideo LoadVideo CreateVideo GetVideoComponents TorchCompileModel
+GetImageSize PrimitiveInt PrimitiveFloat PrimitiveString PrimitiveStringMultiline PrimitiveBoolean
+""".split())
+
+
+def is_core(node_class: str) -> bool:
+    """Whether ``node_class`` ships with ComfyUI (so missing from a server means it failed to load there)."""
+    return node_class in CORE_NODES
