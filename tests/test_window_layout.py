@@ -205,7 +205,7 @@ def test_generate_shows_progress_on_the_tile_then_the_result_in_the_viewer(qapp:
         assert "running" in window.strip.queue.text().split(",")[0] and window.strip.queue.text().startswith("1")
         await until(lambda: tile.text().endswith("✓"), 60)
         await until(lambda: console.viewer.kind == "image" and console.viewer.info.text().endswith(".png"), 20)
-        assert form.status_label.text().endswith("succeeded")  # the status beside Generate followed the job
+        assert re.match(r"#\d+ succeeded in \d+\.\d s$", form.status_label.text())  # the status beside Generate followed the job
         assert window.strip.queue.text() == "0 running, 0 queued"
         window.close()
         await shell.stop()
