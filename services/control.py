@@ -85,7 +85,8 @@ class ControlCenter:
             services=lambda: self.services, monitors=self.monitors, metrics=self.metrics,
             gpus=lambda: self.gpu_samples, health=self.health_view, session=self.pool.session,
             discover=self.discover, forget=self.forget, reconnect=self.reconnect, prepare=self.prepare_params,
-            retune=self.retune))
+            retune=self.retune, publish=self.bus.publish,
+            listeners=lambda topic: self.api.subscribers(topic) if self.api is not None else ()))
 
     @property
     def services(self) -> dict[str, ServiceRecord]:

@@ -175,9 +175,28 @@ class LogRecorded(Event):
     service: str | None = None
 
 
+@dataclass(frozen=True)
+class BlenderPlace(Event):
+    """The user sent a job's output to Blender: each subscribed addon places ``path`` at its playhead.
+
+    ``path`` is one of the job's outputs inside Backlot's output folder (the use case checked it); ``name`` is the
+    file's name, ``prompt`` the job's (the addon names the strip after it). Only a session that names the topic
+    receives it (``events.subscribe`` without topics does not subscribe to it)."""
+
+    topic: ClassVar[str] = "blender.place"
+    job_id: str
+    seq: int
+    path: str
+    mime: str
+    name: str
+    prompt: str = ""
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (ServiceDiscovered, ServiceUpdated, ServiceForgotten, DiscoveryFinished,
                                         HealthChanged, HealthSampled, BreakerChanged, GpuSampled, MetricsSampled,
-                                        JobUpdated, JobPreviewed, LogRecorded)
+                                        JobUpdated, JobPreviewed, LogRecorded, BlenderPlace)
+# topics a session receives only when it names them: "every topic" means the news, not requests to act
+OPT_IN_TOPICS = frozenset({BlenderPlace.topic})
 
 
 def types_for_topic(topic: str) -> tuple[type[Event], ...]:

@@ -93,6 +93,8 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "JobPreviewed": st.builds(types_for_topic("job.previewed")[0], text, text, st.sampled_from(["image/jpeg", "image/png"]),
                               st.integers(1), st.none() | st.integers(1, 4096), st.none() | st.integers(1, 4096)),
     "LogRecorded": st.builds(LogRecorded, st.sampled_from(["INFO", "ERROR"]), text, text, finite, st.none() | text),
+    "BlenderPlace": st.builds(types_for_topic("blender.place")[0], text, st.integers(1), text,
+                              st.sampled_from(["image/png", "video/mp4", "audio/wav"]), text, text),
 }
 
 

@@ -24,7 +24,7 @@ from backlot.services.api.topics import EventFanout
 from backlot.services.application.errors import CompletionFailed, Invalid, JobError, NotFound, WorkflowError
 from backlot.services.application.service import ApplicationService
 from backlot.services.config import Settings
-from backlot.services.events import EventBus
+from backlot.services.events import OPT_IN_TOPICS, EventBus
 from backlot.services.models import Job
 
 MAX_CONTENT = 8 << 20  # base64 content one jobs.outputs call may carry per file
@@ -134,6 +134,13 @@ class TopicsParams(Params):
     """``events.subscribe`` / ``events.unsubscribe`` (none: all of the session's topics)."""
 
     topics: list[str] | None = None
+
+
+class SendParams(Params):
+    """``blender.send``: one of a job's outputs (none: its first image, video or audio)."""
+
+    job: JobRef
+    path: str | None = None
 
 
 class CompleteParams(Params):
@@ -282,11 +289,18 @@ class Handlers:
             preview = await self.app.preview(p.job)
         return None if preview is None else preview.to_dict()
 
+    # ----- Blender -----
+    @rpc("blender.send", SendParams)
+    async def blender_send(self, session: Session, p: SendParams) -> dict[str, Any]:
+        """Ask the connected Blender addons to place a job's output at their playhead (``addons`` 0: none is)."""
+        with use_case_errors():
+            return (await self.app.send_to_blender(p.job, p.path)).to_dict()
+
     # ----- events -----
     @rpc("events.subscribe", TopicsParams)
     def events_subscribe(self, session: Session, p: TopicsParams) -> dict[str, Any]:
-        """Receive notifications for these topics (none named: every topic)."""
-        names = sorted(self.events.known) if p.topics is None else p.topics
+        """Receive notifications for these topics (none named: every topic but the opt-in ``blender.place``)."""
+        names = sorted(set(self.events.known) - OPT_IN_TOPICS) if p.topics is None else p.topics
         unknown = self.events.unknown(names)
         if unknown:
             raise InvalidParams(f"unknown topic(s) {', '.join(unknown)}; topics: {', '.join(sorted(self.events.known))}")

@@ -87,6 +87,11 @@ class ApiServer:
         """Open connections."""
         return len(self._connections)
 
+    def subscribers(self, topic: str) -> tuple[str, ...]:
+        """The client names (from hello) of the open sessions subscribed to ``topic``, in connection order."""
+        return tuple(c.session.client for _, c in sorted(self._connections.items())
+                     if c.session.authenticated and not c.closing and topic in c.session.topics)
+
     async def start(self) -> None:
         """Listen; ApiStartError when the address is refused or not loopback without ``allow_remote``."""
         if not is_loopback(self.host):

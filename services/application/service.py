@@ -16,6 +16,7 @@ import aiohttp
 from backlot.services.application import settings_apply, workflows
 from backlot.services.application.errors import CompletionFailed, Invalid, NotFound
 from backlot.services.application.views import (
+    BlenderSend,
     Completion,
     DiscoveryReport,
     HealthSnapshot,
@@ -41,13 +42,14 @@ from backlot.services.backends.llm.keys import (
 )
 from backlot.services.backends.previews import SUFFIXES as PREVIEW_SUFFIXES
 from backlot.services.config import Settings
+from backlot.services.events import BlenderPlace, Event
 from backlot.services.connectivity.discovery import DiscoveryResult, url_candidate
 from backlot.services.connectivity.health import HealthMonitor
 from backlot.services.connectivity.metrics import Metrics
 from backlot.services.jobs.manager import JobManager
 from backlot.services.jobs.router import ServiceHealth
 from backlot.services.jobs.validate import InvalidJob, job_schema, schema_json
-from backlot.services.models import GpuSample, Job, JobState, ServiceRecord, ServiceState
+from backlot.services.models import GpuSample, Job, JobState, OutputFile, ServiceRecord, ServiceState
 from backlot.services.tasks import TASKS, SchemaError, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class CoreParts:
     reconnect: Callable[[str], bool]
     prepare: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
     retune: Callable[[], None] = lambda: None  # health and discovery timing changed in the settings: apply them now
+    publish: Callable[[Event], None] = lambda event: None  # the event bus's publish
+    listeners: Callable[[str], tuple[str, ...]] = lambda topic: ()  # client names of API sessions on a topic
 
 
 class ApplicationService:
@@ -127,6 +131,26 @@ class ApplicationService:
         if job.state is not JobState.RUNNING:
             return None
         return await asyncio.to_thread(_preview, job, self.jobs.output_dir(job))
+
+    # ----- Blender -----
+    def blender_addons(self) -> tuple[str, ...]:
+        """The API clients that place what is sent to Blender (sessions subscribed to ``blender.place``)."""
+        return self.core.listeners(BlenderPlace.topic)
+
+    async def send_to_blender(self, ref: str | int, path: str | Path | None = None) -> BlenderSend:
+        """Ask each connected Blender addon to place one of a job's outputs at its playhead.
+
+        ``path`` must be one of the job's outputs, inside Backlot's output folder (Invalid otherwise); none: the
+        job's first image, video or audio output. With no addon connected nothing is published (``addons`` 0).
+        """
+        job = await self.job(ref)
+        output = await asyncio.to_thread(_sendable, job, path, self.settings.output_path)
+        addons = len(self.blender_addons())
+        if addons:
+            self.core.publish(BlenderPlace(job.id, job.seq, str(output.path), output.mime, output.path.name,
+                                           job.prompt))
+            log.info("sent %s (job #%d) to %d Blender addon(s)", output.path.name, job.seq, addons)
+        return BlenderSend(job.id, job.seq, output.path, output.mime, addons)
 
     def output_folder(self, job_id: str) -> Path:
         """Where a job's outputs are copied."""
@@ -345,6 +369,27 @@ def _preview(job: Job, folder: Path) -> Preview | None:
             continue
         return Preview(job.id, path, mimes.get(path.suffix.lower(), "application/octet-stream"), data)
     return None
+
+
+def _sendable(job: Job, path: str | Path | None, root: Path) -> OutputFile:
+    """The output of ``job`` to send: ``path`` when it is one of its outputs, an existing file under ``root``."""
+    media = [o for o in job.outputs if o.mime.split("/", 1)[0] in ("image", "video", "audio")]
+    if path is None:
+        if not media:
+            raise Invalid(f"job #{job.seq} has no image, video or audio output to send to Blender")
+        output = media[0]
+    else:
+        wanted = Path(path).resolve()
+        found = next((o for o in job.outputs if o.path.resolve() == wanted), None)
+        if found is None:
+            raise Invalid(f"{path} is not an output of job #{job.seq}; only a job's own outputs can be sent to Blender")
+        output = found
+    real = output.path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise Invalid(f"{output.path} is outside Backlot's output folder {root}; only files in it can be sent")
+    if not real.is_file():
+        raise Invalid(f"{output.path} is no longer on disk")
+    return OutputFile(real, output.mime, output.bytes)
 
 
 def _read_text(job: Job) -> str:

@@ -162,6 +162,33 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class BlenderSend:
+    """A job's output sent to the connected Blender addons (``addons`` 0: none is connected, nothing was sent)."""
+
+    job: str
+    seq: int
+    path: Path
+    mime: str
+    addons: int
+
+    @property
+    def sentence(self) -> str:
+        """What the window says: ``Sent to Blender (1 addon)`` or why nothing was sent."""
+        if not self.addons:
+            return NO_BLENDER
+        return f"Sent to Blender ({self.addons} addon{'' if self.addons == 1 else 's'})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``blender.send``'s answer."""
+        return {"job": self.job, "seq": self.seq, "path": str(self.path), "mime": self.mime, "addons": self.addons,
+                "sent": self.addons > 0, "message": self.sentence}
+
+
+NO_BLENDER = ("No Blender is connected: open Blender with the Backlot addon and press Connect in its panel "
+              "(Sequencer sidebar › Backlot)")
+
+
+@dataclass(frozen=True)
 class Completion:
     """A text job's answer."""
 
