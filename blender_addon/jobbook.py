@@ -40,6 +40,7 @@ class Tracked:
     strips: list[str] = field(default_factory=list)
     import_tries: int = 0  # failed tries to place the result on the timeline
     import_error: str = ""  # why the last try failed
+    sent: str = ""  # the Backlot job whose output the window sent to Blender (no job of this addon's)
 
     @property
     def terminal(self) -> bool:
@@ -49,6 +50,8 @@ class Tracked:
     @property
     def label(self) -> str:
         """How the job is named on the timeline and in the panel."""
+        if self.sent:
+            return f"sent #{self.seq}" if self.seq is not None else "sent"
         if self.seq is not None:
             return f"job #{self.seq}"
         return f"job {self.job[:8]}" if self.job else f"job (sending {self.key[:6]})"
@@ -95,6 +98,21 @@ class JobBook:
     def add(self, scene: str, prompt: str, task: str, frame: int, channel: int, length: int, output: str) -> Tracked:
         """Track a job about to be submitted."""
         rec = Tracked(new_key(), scene, prompt, task, int(frame), int(channel), int(length), output)
+        self.records[rec.key] = rec
+        self._touch(rec)
+        return rec
+
+    def add_sent(self, scene: str, place: dict[str, Any], frame: int, fps: float) -> Tracked | None:
+        """Track a file Backlot sent (a ``blender.place`` notification) to be placed at ``frame``; None when it
+        names no file Blender can place. It is finished already: the tick imports it like a job's result."""
+        path, mime = str(place.get("path") or ""), str(place.get("mime") or "")
+        kind = media_kind(mime)
+        if not path or not kind:
+            return None
+        seq = place.get("seq")
+        rec = Tracked(new_key(), scene, str(place.get("prompt") or place.get("name") or ""), "from Backlot", int(frame), 1,
+                      placeholder_length({}, fps, kind), kind, seq=seq if isinstance(seq, int) else None,
+                      state="succeeded", outputs=[{"path": path, "mime": mime}], sent=str(place.get("job_id") or "?"))
         self.records[rec.key] = rec
         self._touch(rec)
         return rec

@@ -12,6 +12,8 @@ from .workflows import WorkflowSpec, parse_workflows
 
 log = logging.getLogger(__name__)
 TOPICS = ["job.updated", "service.updated"]
+PLACE_TOPIC = "blender.place"  # Backlot's "Send to Blender": subscribed on its own, so an older Backlot without it
+# refuses that one subscription only
 STATE_SYMBOLS = {"up": "●", "degraded": "◐", "down": "○", "unknown": "◌"}
 
 
@@ -29,6 +31,9 @@ class TimelineHost(Protocol):
 
     def save_scene(self, scene: str, text: str) -> None:
         """Store a scene's tracked jobs in its custom property."""
+
+    def playhead(self) -> tuple[str, int, float]:
+        """The sequencer's scene, its current frame and its frame rate (where a sent file goes)."""
 
     def busy(self) -> bool:
         """True while Blender is rendering, so timeline edits wait for the next tick."""
@@ -197,11 +202,14 @@ class AddonSession:
         if isinstance(msg, rpc.StateChanged):
             self.state, self.message = msg.state, msg.message
             self.book.version += 1
-            if msg.state == rpc.CONNECTED:
+            if msg.state == rpc.CONNECTED and self.client is not None:
+                self.client.call_async("events.subscribe", {"topics": [PLACE_TOPIC]}, tag=("place",))
                 self.refresh()
         elif isinstance(msg, rpc.Notification):
             if msg.method == "job.updated" and isinstance(msg.params, dict):
                 self._job(job_of(msg.params))
+            elif msg.method == PLACE_TOPIC and isinstance(msg.params, dict):
+                self._sent(msg.params)
             elif msg.method == "service.updated" and isinstance(msg.params, dict):
                 svc = msg.params.get("service", msg.params)
                 if isinstance(svc, dict) and svc.get("id"):
@@ -209,6 +217,13 @@ class AddonSession:
                     self.book.version += 1
         elif isinstance(msg, rpc.Reply):
             self._reply(msg)
+
+    def _sent(self, place: dict[str, Any]) -> None:
+        """Backlot sent a file: place it at the playhead on a free channel (the tick imports it, with retries)."""
+        scene, frame, fps = self.host.playhead()
+        rec = self.book.add_sent(scene, place, frame, fps)
+        if rec is None:
+            log.warning("Backlot sent %r (%s), which Blender cannot place", place.get("path"), place.get("mime"))
 
     def _job(self, job: dict[str, Any]) -> None:
         rec = self.book.apply(job)

@@ -112,7 +112,7 @@ class BlenderTimeline:
         try:
             self._make(coll, scene, made, kind, path, strip_name(rec.prompt), staging, frame, length)
             for new in made:
-                new[JOB_PROP] = rec.job or ""
+                new[JOB_PROP] = rec.job or rec.sent or ""
                 new[PROMPT_PROP] = rec.prompt
             span = max(s.channel for s in made) - staging + 1
             target = free_channel(occupied(scene, (*made, placeholder)), frame,
@@ -166,6 +166,11 @@ class BlenderTimeline:
         sc = bpy.data.scenes.get(scene)
         if sc is not None and sc.get(SCENE_KEY) != text:
             sc[SCENE_KEY] = text
+
+    def playhead(self) -> tuple[str, int, float]:
+        """The scene the sequencer shows, its current frame and frames per second."""
+        scene = compat.editing_scene(bpy.context)
+        return scene.name, int(scene.frame_current), compat.scene_fps(scene)
 
     def busy(self) -> bool:
         """True while a render runs."""

@@ -431,6 +431,23 @@ def test_workflow_picker_runs_a_user_workflow_and_a_workflow_file(blender: Runne
     assert images == [("picked workflow", 10), ("workflow file", 200)]
 
 
+def test_a_sent_output_lands_at_the_playhead_once(blender: Runner, backlot: RealBacklot) -> None:
+    """The window's "Send to Blender" (``blender.send``): the connected addon places the file at its playhead."""
+    with backlot.client() as c:
+        job = c.call("jobs.submit", {"task": "text_to_image", "prompt": "sent from the window",
+                                     "params": {"workflow": "standin_image", "color": _fresh_colour()}})
+        done = _wait_finished(c, job["id"])
+    assert done["state"] == "succeeded", done["status"]
+    path = os.path.realpath(_output(done, "image"))
+    r = blender("send", send={"job": done["id"], "frame": 42})
+    assert (r["sent"]["addons"], r["sent"]["message"]) == (1, "Sent to Blender (1 addon)")
+    assert r["sent"]["path"] == _output(done, "image")
+    # one image strip at the playhead, 2 s at 24 fps, on the first free channel (a text strip holds channel 1)
+    assert [(s["type"], s["name"], s["start"], s["channel"], s["length"], s["file"], s["job"]) for s in r["strips"]] == [
+        ("IMAGE", "sent from the window", 42, 2, 48, path, done["id"])]
+    assert r["records"] == [[f"sent #{done['seq']}", done["id"], "succeeded", ""]]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

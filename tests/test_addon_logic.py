@@ -46,6 +46,9 @@ class FakeTimeline:
     def save_scene(self, scene: str, text: str) -> None:
         self.saved[scene] = text
 
+    def playhead(self) -> tuple[str, int, float]:
+        return "Scene", 42, 24.0
+
     def busy(self) -> bool:
         return False
 
@@ -355,5 +358,38 @@ def test_session_fetches_workflows_on_connect_and_on_refresh(backlot_api: Endpoi
         asked = [m for m, _ in fake_backlot.calls].count("workflows.list")
         s.refresh_workflows()
         pump(s, lambda: [m for m, _ in fake_backlot.calls].count("workflows.list") == asked + 1)
+    finally:
+        s.disconnect()
+
+
+def test_a_sent_file_is_placed_once_at_the_playhead(tmp_path: Path) -> None:
+    """``blender.place``: a finished record at the host's playhead that the tick imports once, like a job's result."""
+    png = tmp_path / "shot.png"
+    png.write_bytes(b"png")
+    host = FakeTimeline()
+    s = AddonSession(host)
+    place = {"job_id": "abc", "seq": 7, "path": str(png), "mime": "image/png", "name": "shot.png", "prompt": "a fox"}
+    s.handle(rpc.Notification("blender.place", place))
+    s.handle(rpc.Notification("blender.place", {**place, "mime": "application/zip"}))  # nothing Blender places
+    (rec,) = s.book.records.values()
+    assert (rec.scene, rec.frame, rec.channel, rec.length, rec.output) == ("Scene", 42, 1, 48, "image")
+    assert (rec.label, rec.sent, rec.job, rec.needs_import) == ("sent #7", "abc", None, True)
+    for _ in range(5):
+        s.tick()
+    assert [c for c in host.calls if c[0] == "import"] == [("import", ("a fox", "image"))]  # placed once
+    assert rec.imported and not s.book.watching()  # nothing to ask Backlot about
+    again = JobBook()
+    assert again.load("Scene", host.saved["Scene"]) == 1
+    loaded = again.get(rec.key)
+    assert loaded.sent == "abc" and loaded.imported and loaded.state == "succeeded"  # not placed again on load
+
+
+def test_the_session_subscribes_to_sent_files_on_its_own(backlot_api: Endpoint, fake_backlot: FakeBacklot) -> None:
+    """The place topic goes in a request of its own once connected: a Backlot without it refuses only that one."""
+    s = AddonSession(FakeTimeline())
+    s.connect(backlot_api.host, backlot_api.port, token=backlot_api.token)
+    try:
+        pump(s, lambda: ("events.subscribe", {"topics": ["blender.place"]}) in fake_backlot.calls)
+        assert s.connected
     finally:
         s.disconnect()

@@ -1,7 +1,7 @@
 """Runs inside real Blender: install the addon zip, connect to a Backlot API, generate, and check the timeline.
 
 Driven by environment variables from tests/test_addon_blender.py: BACKLOT_TEST_MODE (generate | batch |
-save | reopen | timers | bench | workflow | render | import_failure | restart), BACKLOT_TEST_ZIP, _HOST,
+save | reopen | timers | bench | workflow | render | import_failure | restart | send), BACKLOT_TEST_ZIP, _HOST,
 _PORT, _TOKEN, _BLEND (a .blend path), _CASES (JSON: the jobs generate and save submit), _FORM (JSON:
 form properties generate sets), _INSTALL ("extension": through Extensions' Install from Disk, else as a
 legacy add-on), _RESULT (JSON written at the end). Runs in the ``blender`` binary (``--python``) and in
@@ -372,6 +372,39 @@ def restart(ui: object) -> None:
     RESULT["strips"] = [describe(s) for s in strips()]
 
 
+def send(ui: object) -> None:
+    """BACKLOT_TEST_SEND ({job, frame}): with the playhead at ``frame``, Backlot's "Send to Blender" (the window's
+    blender.send, called here through the addon's own connection) places the job's output there, once."""
+    want = json.loads(ENV["BACKLOT_TEST_SEND"])
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    connected(ui)
+    ed = scene.sequence_editor_create()
+    coll = ed.strips if "strips" in ed.bl_rna.properties else ed.sequences  # the test's own way
+    span = {"length": 40} if "length" in coll.bl_rna.functions["new_effect"].parameters else {"frame_end": 70}
+    coll.new_effect(name="in the way", type="TEXT", channel=1, frame_start=30, **span)  # channel 1 is taken
+    scene.frame_current = want["frame"]
+    # the place subscription went out when the connection came up, before this call on the same connection
+    RESULT["sent"] = ui.session.client.call("blender.send", {"job": want["job"]})
+    pump(ui, lambda: any(r.sent and r.imported for r in ui.session.book.records.values()), "the sent file placed")
+    for _ in range(10):  # a few more ticks: nothing is placed twice
+        ui.tick()
+        ui.session.client.wait(0.05)
+    RESULT["records"] = [[r.label, r.sent, r.state, r.message] for r in ui.session.book.records.values()]
+    RESULT["strips"] = [{**describe(s), "file": _file_of(s)} for s in strips() if s.type != "TEXT"]
+
+
+def _file_of(s) -> str:
+    """The absolute path of the file an image, movie or sound strip shows."""
+    if s.type == "IMAGE":
+        return os.path.realpath(os.path.join(bpy.path.abspath(s.directory), s.elements[0].filename))
+    if s.type == "MOVIE":
+        return os.path.realpath(bpy.path.abspath(s.filepath))
+    if s.type == "SOUND":
+        return os.path.realpath(bpy.path.abspath(s.sound.filepath))
+    return ""
+
+
 def finish(code: int) -> None:
     with open(ENV["BACKLOT_TEST_RESULT"], "w", encoding="utf-8") as f:
         json.dump(RESULT, f)
@@ -416,7 +449,8 @@ def timers_mode(ui: object) -> None:
 try:
     UI = setup()
     {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode,
-     "bench": bench, "workflow": workflow, "import_failure": import_failure, "restart": restart}[MODE](UI)
+     "bench": bench, "workflow": workflow, "import_failure": import_failure, "restart": restart,
+     "send": send}[MODE](UI)
 except Exception:
     RESULT["error"] = traceback.format_exc()
     finish(1)
