@@ -19,7 +19,7 @@ from backlot.app.config_writer import ConfigWriteError, write_config
 from backlot.services.keeper import TaskKeeper
 from backlot.app.workflow_controller import WorkflowController
 from backlot.services.api.token import TokenError, read_token
-from backlot.services.application.errors import JobError, NotFound
+from backlot.services.application.errors import Invalid, JobError, NotFound
 from backlot.services.application.service import backend_kinds
 from backlot.services.application.settings_apply import SettingsApplied
 from backlot.services.control import ControlCenter
@@ -76,12 +76,13 @@ class ConsoleController(QObject):
             view.open_folder_requested.connect(self._on_open_folder)
         table.cancel_requested.connect(lambda job_id: self.spawn("console: cancel", self._cancel(job_id)))
         preview.load_requested.connect(lambda *a: self.spawn("console: load preview", self._load(*a)))
+        preview.send_requested.connect(lambda *a: self.spawn("console: send to Blender", self._send_to_blender(*a)))
         console.gallery.thumbnail_requested.connect(lambda *a: self.spawn("console: thumbnail", self._thumbnail(*a)))
         self.workflows = WorkflowController(center, console, self.spawn)
         self._api_timer = QTimer(self, interval=1000)
         if api_panel is not None:
             api_panel.copy_token_requested.connect(lambda: self.spawn("console: copy token", self._copy_token()))
-            self._api_timer.timeout.connect(self._on_api_tick)
+        self._api_timer.timeout.connect(self._on_api_tick)  # the panel's clients and the viewer's Send to Blender
 
     @classmethod
     def build_console(cls, center: ControlCenter, parent: QWidget | None = None) -> JobConsole:
@@ -213,6 +214,16 @@ class ConsoleController(QObject):
         except OSError as err:
             preview._on_load_failed(job_id, f"cannot read {path}: {err.strerror or err}")
 
+    async def _send_to_blender(self, job_id: str, path: str) -> None:
+        preview = self.console.preview
+        try:
+            sent = await self.app.send_to_blender(job_id, path)
+        except (NotFound, Invalid) as err:
+            preview._on_blender_sent(f"Not sent: {err}")
+            return
+        preview.set_blender_addons(sent.addons)
+        preview._on_blender_sent(sent.sentence)
+
     async def _thumbnail(self, job_id: str, path: str, edge: int) -> None:
         image = await asyncio.to_thread(read_thumbnail, path, edge)  # decoded at the tile's size, off the GUI thread
         self.console.gallery._on_thumbnail(job_id, image)
@@ -220,6 +231,7 @@ class ConsoleController(QObject):
     # ----- API panel -----
     def _on_api_tick(self) -> None:
         api = self.center.api
+        self.console.preview.set_blender_addons(len(self.app.blender_addons()))
         if self.api_panel is not None:
             if api is None:
                 self.api_panel._on_status("", 0, 0, False)

@@ -247,3 +247,55 @@ def test_a_finished_video_plays_and_seeks_in_the_viewer(qapp: Any, parts: Parts,
     run(qapp, scenario())
     assert console.viewer.player.picture_rect().height() >= 500  # played large, not in a thumbnail
     assert console.form_scroll.width() >= 300, console.form_scroll.width()
+
+
+def test_send_to_blender_is_off_without_an_addon_and_sends_to_a_connected_one(qapp: Any, parts: Parts,
+                                                                              tmp_path: Path) -> None:
+    """The viewer's Send to Blender: disabled (saying why) with no addon; with one connected it sends the shown file."""
+    from backlot.blender_addon.client import ApiClient, Notification
+    from backlot.services.api.token import read_token
+    from backlot.services.application.views import NO_BLENDER
+
+    window, shell, viewer = parts.window, parts.shell, parts.window.console.viewer
+    button = viewer.blender_button
+    got: list[Any] = []
+
+    async def scenario() -> None:
+        await shell.start()
+        center = shell.center
+        assert center.api is not None
+        job = finished_image_job(tmp_path, 1)
+        job.id = "0123456789ab"
+        png = center.settings.output_path / job.id / "out_1.png"  # in the outputs, as a job's result is
+        png.parent.mkdir(parents=True)
+        png.write_bytes(job.outputs[0].path.read_bytes())
+        job.outputs = (OutputFile(png.resolve(), "image/png", png.stat().st_size),)
+        await center.store.insert(job)
+        window.console._on_job(job)
+        await until(lambda: viewer.kind == "image")
+        assert not button.isEnabled() and button.toolTip() == NO_BLENDER
+        token = read_token(center.settings.paths.token_file)
+        addon = ApiClient("127.0.0.1", center.api.port, token=token, client_name="blender",
+                          topics=["blender.place"], reconnect=False)
+        await asyncio.to_thread(addon.connect, 10)
+        try:
+            await until(button.isEnabled, 10)  # the window follows the API's sessions
+            assert "1 addon connected" in button.toolTip()
+            QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+            await until(lambda: viewer.blender_note.text() == "Sent to Blender (1 addon)", 10)
+            while not got:
+                msg = await asyncio.to_thread(addon.next_message, 10)
+                assert msg is not None, "the addon got nothing"
+                if isinstance(msg, Notification):
+                    got.append(msg)
+        finally:
+            addon.close()
+        await until(lambda: not button.isEnabled(), 10)  # the addon left
+        window.close()
+        await shell.stop()
+
+    run(qapp, scenario())
+    (msg,) = got
+    assert msg.method == "blender.place"
+    assert (msg.params["job_id"], msg.params["seq"], msg.params["mime"]) == ("0123456789ab", 1, "image/png")
+    assert msg.params["path"].endswith("0123456789ab/out_1.png")

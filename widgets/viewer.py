@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from backlot.services.application.views import NO_BLENDER
 from backlot.services.models import Job, JobState
 from backlot.widgets.preview import pick_output
 
-SEND_TO_BLENDER_TIP = ("Backlot cannot place a file in Blender yet: the addon asks Backlot for jobs, and its API has "
-                       "no call to send one back. Use Copy path, or import the output from the addon's panel.")
+SEND_TO_BLENDER_TIP = "Place this file at the playhead of Blender's Video Sequencer ({n} addon{s} connected)"
 
 
 def info_line(job: Job) -> str:
@@ -112,6 +112,7 @@ class OutputViewer(QWidget):
     load_requested = Signal(str, str, str)  # job id, path, kind ("image", "text" or "preview")
     open_folder_requested = Signal(str)  # job id
     retry_requested = Signal(str)
+    send_requested = Signal(str, str)  # job id, path of the file shown: place it in the connected Blender
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -126,6 +127,7 @@ class OutputViewer(QWidget):
         self._live = False
         self._live_seq = -1
         self.player: Any = None  # widgets.media's VideoPlayer or AudioPlayer, when that module is there
+        self.blender_addons = 0  # Blender addons connected to the API that place what is sent
         self.message = QLabel("Generate something, or click an output in the gallery below.", wordWrap=True,
                               alignment=Qt.AlignmentFlag.AlignCenter, objectName="viewer-message")
         self.pane = ImagePane("viewer-pane")
@@ -165,14 +167,15 @@ class OutputViewer(QWidget):
         self.open_button = QPushButton("Open folder")
         self.copy_button = QPushButton("Copy path")
         self.retry_button = QPushButton("Retry")
-        self.blender_button = QPushButton("Send to Blender")
+        self.blender_button = QPushButton("Send to Blender", objectName="viewer-send-to-blender")
         self.blender_button.setEnabled(False)
-        self.blender_button.setToolTip(SEND_TO_BLENDER_TIP)
+        self.blender_button.setToolTip(NO_BLENDER)
+        self.blender_note = QLabel(objectName="viewer-blender-note")  # what the last send did
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 0)
         bar.addWidget(self.info, 1)
-        for w in (self.open_button, self.copy_button, self.retry_button, self.blender_button, self.ab_button,
-                  self.fit_button):
+        for w in (self.open_button, self.copy_button, self.retry_button, self.blender_note, self.blender_button,
+                  self.ab_button, self.fit_button):
             bar.addWidget(w)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -182,6 +185,7 @@ class OutputViewer(QWidget):
         self.open_button.clicked.connect(lambda: self.job_id and self.open_folder_requested.emit(self.job_id))
         self.retry_button.clicked.connect(lambda: self.job_id and self.retry_requested.emit(self.job_id))
         self.copy_button.clicked.connect(self.copy_path)
+        self.blender_button.clicked.connect(self.send_to_blender)
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.play_pause,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self._show_message(self.message.text())
@@ -214,6 +218,7 @@ class OutputViewer(QWidget):
         self._key, self.job_id, self.job, self.compare_id = key, job.id, job, None
         self._live, self._live_seq = picked is None and job.state is JobState.RUNNING, -1
         self.path = picked[1] if picked else None
+        self.blender_note.setText("")
         self._set_info()
         self._close_player()
         self._update_buttons()
@@ -320,6 +325,25 @@ class OutputViewer(QWidget):
         if self.path:
             QGuiApplication.clipboard().setText(self.path)
 
+    def send_to_blender(self) -> None:
+        """Ask for the shown file to be placed in the connected Blender (answered by ``_on_blender_sent``)."""
+        if self.job_id and self.path and self.compare_id is None:
+            self.blender_note.setText("Sending to Blender…")
+            self.send_requested.emit(self.job_id, self.path)
+
+    @Slot(int)
+    def set_blender_addons(self, count: int) -> None:
+        """How many Blender addons are connected: the button is usable only with one or more."""
+        if count != self.blender_addons:
+            self.blender_addons = count
+            self._update_buttons()
+
+    @Slot(str)
+    def _on_blender_sent(self, sentence: str) -> None:
+        """What the send did: ``Sent to Blender (1 addon)``, or why nothing was sent."""
+        self.blender_note.setText(sentence)
+        self.blender_note.setToolTip(sentence)
+
     def play_pause(self) -> None:
         """Space: play or pause the video or audio shown."""
         player = self.player
@@ -345,6 +369,9 @@ class OutputViewer(QWidget):
         self.retry_button.setEnabled(has_job and self.job is not None
                                      and self.job.state not in (JobState.QUEUED, JobState.RUNNING))
         self.ab_button.setVisible(self.compare_id is not None)
+        self.blender_button.setEnabled(bool(self.path) and self.compare_id is None and self.blender_addons > 0)
+        n = self.blender_addons
+        self.blender_button.setToolTip(SEND_TO_BLENDER_TIP.format(n=n, s="" if n == 1 else "s") if n else NO_BLENDER)
 
     def _play(self, kind: str, path: str) -> None:
         """Video or audio: a player from ``widgets.media`` (loaded on first playback: QtMultimedia is slow to set up)."""
