@@ -12,7 +12,16 @@ from pathlib import PurePath
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QKeySequence, QMouseEvent, QPixmap, QResizeEvent, QShortcut
+from PySide6.QtGui import (
+    QGuiApplication,
+    QImage,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QPixmap,
+    QResizeEvent,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -358,14 +367,17 @@ class OutputViewer(QWidget):
         """←/→: the previous/next output (a focused video player takes them first, for its frame step)."""
         key = event.key()
         if key in (Qt.Key.Key_Left, Qt.Key.Key_Right) and not event.modifiers():
-            inside = self.isAncestorOf(QApplication.focusWidget()) or self.hasFocus()
+            inside = self._holds_focus()
             self.step_requested.emit(-1 if key == Qt.Key.Key_Left else 1)
-            focus = QApplication.focusWidget()
-            if inside and focus is not self and not self.isAncestorOf(focus):
+            if inside and not self._holds_focus():
                 self.setFocus()  # the focused part was replaced (an image by a player): keep stepping
             event.accept()
             return
         super().keyPressEvent(event)
+
+    def _holds_focus(self) -> bool:
+        focus = QApplication.focusWidget()
+        return focus is not None and (focus is self or self.isAncestorOf(focus))
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
         """A click on the viewer gives it the focus (for ←/→)."""
