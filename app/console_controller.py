@@ -30,6 +30,7 @@ from backlot.widgets.job_console import JobConsole
 from backlot.widgets.settings_dialog import SECONDS, SettingsDialog
 
 log = logging.getLogger(__name__)
+NEW_SEED = {"seed": -1}  # "Retry with new seed": -1 lets the backend pick one afresh
 Spawn = Callable[[str, Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]
 
 
@@ -74,6 +75,8 @@ class ConsoleController(QObject):
         for view in (table, preview):
             view.retry_requested.connect(lambda job_id: self.spawn("console: retry", self._retry(job_id)))
             view.open_folder_requested.connect(self._on_open_folder)
+        preview.retry_new_seed_requested.connect(
+            lambda job_id: self.spawn("console: retry with a new seed", self._retry(job_id, NEW_SEED)))
         table.cancel_requested.connect(lambda job_id: self.spawn("console: cancel", self._cancel(job_id)))
         preview.load_requested.connect(lambda *a: self.spawn("console: load preview", self._load(*a)))
         preview.send_requested.connect(lambda *a: self.spawn("console: send to Blender", self._send_to_blender(*a)))
@@ -185,9 +188,9 @@ class ConsoleController(QObject):
         except (JobError, NotFound) as err:
             log.warning("cannot cancel job %s: %s", job_id, err)
 
-    async def _retry(self, job_id: str) -> None:
+    async def _retry(self, job_id: str, params: dict[str, Any] | None = None) -> None:
         try:
-            job = await self.app.retry(job_id, client="window")
+            job = await self.app.retry(job_id, client="window", params=params)
         except NotFound:
             log.warning("cannot retry job %s: it is no longer in the history", job_id)
             return

@@ -83,6 +83,8 @@ async def test_cancel_preview_and_retry_with_the_old_inputs(standin: Any, tmp_pa
         (recopied,) = again["inputs"]
         assert Path(recopied).parent.parent.name == again["id"]
         assert Path(recopied).read_bytes() == Path(copied).read_bytes()
+        prefixed = await c.result("jobs.retry", {"job": first["id"], "params": {"prefix": "again"}})
+        assert prefixed["params"] == {**first["params"], "prefix": "again"}  # params laid over the old job's
 
 
 async def test_llm_complete_runs_a_text_job_and_answers_its_text(standin: Any) -> None:

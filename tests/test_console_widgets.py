@@ -30,7 +30,7 @@ def snapshot(fraction: float | None, state: str = "running", **extra: Any) -> Jo
 
 def bar_fill(table: JobTable) -> int:
     """Pixels across the progress cell painted in the bar's (blue) fill colour, along its middle line."""
-    rect = table.visualRect(table.jobs.index(0, PROGRESS))
+    rect = table.visualRect(table.order.mapFromSource(table.jobs.index(0, PROGRESS)))  # the view shows the proxy
     image = table.viewport().grab(rect).toImage()
     y = image.height() // 2
     return sum(1 for x in range(image.width()) if _bluish(image.pixelColor(x, y)))

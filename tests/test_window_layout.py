@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QScrollArea  # noqa: E402
 
 from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
-from backlot.services.models import Job, JobState, OutputFile  # noqa: E402
+from backlot.services.models import Job, JobFailure, JobState, OutputFile  # noqa: E402
 
 
 def run(qapp: Any, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -299,3 +299,203 @@ def test_send_to_blender_is_off_without_an_addon_and_sends_to_a_connected_one(qa
     assert msg.method == "blender.place"
     assert (msg.params["job_id"], msg.params["seq"], msg.params["mime"]) == ("0123456789ab", 1, "image/png")
     assert msg.params["path"].endswith("0123456789ab/out_1.png")
+
+
+# ----- the Queue page -----
+def queued_job(seq: int, state: JobState = JobState.QUEUED, **extra: Any) -> Job:
+    """A job snapshot in some state (no files)."""
+    now = time.time()
+    started = now - 3 if state is not JobState.QUEUED else None
+    finished = now if state.terminal else None
+    return Job(id=f"job{seq}", task="text_to_image", prompt=f"shot {seq}", seq=seq, state=state,
+               params={"seed": 100 + seq}, started_at=started, finished_at=finished, **extra)
+
+
+def click_row(table: Any, job_id: str, ctrl: bool = False) -> None:
+    row = table.view_row(job_id)
+    rect = table.visualRect(table.order.index(row, 0))
+    modifier = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
+    QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center())
+
+
+def test_the_queue_shows_running_then_queued_then_finished_and_sorts_by_a_clicked_header(
+        qapp: Any, parts: Parts, qtbot: Any) -> None:
+    window, console = parts.window, parts.window.console
+    window.resize(1440, 900)
+    window.show()
+    window.show_page(1)
+    table = console.table
+    for job in (queued_job(1, JobState.SUCCEEDED), queued_job(2), queued_job(3, JobState.RUNNING), queued_job(4),
+                queued_job(5, JobState.FAILED)):
+        console._on_job(job)
+    assert table.shown_ids() == ["job3", "job4", "job2", "job5", "job1"]  # running, queued, finished; newest first
+    click_row(table, "job4")
+    console._on_job(queued_job(4, JobState.RUNNING))  # job 4 starts: it moves up, and stays selected
+    assert table.shown_ids() == ["job4", "job3", "job2", "job5", "job1"]
+    assert [j.id for j in table.selected_jobs()] == ["job4"] and console.details.job_id == "job4"
+    header = table.horizontalHeader()
+
+    def click_header(column: int) -> None:
+        x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+        QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         QPoint(x, header.height() // 2))
+
+    click_header(0)  # "#"
+    numbers = [j[3:] for j in table.shown_ids()]
+    assert numbers in (["1", "2", "3", "4", "5"], ["5", "4", "3", "2", "1"])
+    click_header(0)  # the other way round
+    assert [j[3:] for j in table.shown_ids()] == list(reversed(numbers))
+    assert [j.id for j in table.selected_jobs()] == ["job4"]  # the selection followed its job
+    console._on_job(queued_job(2, JobState.RUNNING))  # an update keeps the column's order
+    assert [j[3:] for j in table.shown_ids()] == list(reversed(numbers))
+
+
+def test_two_queued_jobs_selected_are_both_cancelled(qapp: Any, parts: Parts, qtbot: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    window, console = parts.window, parts.window.console
+    app = parts.shell.console.app  # type: ignore[union-attr]
+    window.resize(1440, 900)
+    window.show()
+    window.show_page(1)
+    table = console.table
+    cancelled: list[str] = []
+    retried: list[tuple[str, Any]] = []
+
+    async def cancel(ref: str | int) -> Job:
+        cancelled.append(str(ref))
+        job = queued_job(int(str(ref)[3:]), JobState.CANCELLED)
+        console._on_job(job)  # as the bus would tell the window
+        return job
+
+    async def retry(ref: str | int, *, client: str = "", params: Any = None) -> Job:
+        retried.append((str(ref), params))
+        job = queued_job(10 + len(retried))
+        return job
+
+    monkeypatch.setattr(app, "cancel", cancel)
+    monkeypatch.setattr(app, "retry", retry)
+    for job in (queued_job(1, JobState.FAILED), queued_job(2), queued_job(3, JobState.RUNNING), queued_job(4)):
+        console._on_job(job)
+    assert not console.cancel_button.isEnabled() and not console.retry_button.isEnabled()
+
+    async def scenario() -> None:
+        click_row(table, "job2")
+        click_row(table, "job4", ctrl=True)
+        assert {j.id for j in table.selected_jobs()} == {"job2", "job4"}
+        assert console.cancel_button.text() == "Cancel 2" and not console.retry_button.isEnabled()
+        console.cancel_button.click()
+        await until(lambda: len(cancelled) == 2)
+        await until(lambda: not console.cancel_button.isEnabled())  # both ended: nothing left to cancel
+        assert console.retry_button.text() == "Retry 2"  # and both can be retried
+        click_row(table, "job3")
+        table.setFocus()
+        QTest.keyClick(table, Qt.Key.Key_Delete)  # Del cancels the selection too
+        await until(lambda: len(cancelled) == 3)
+        click_row(table, "job1")
+        click_row(table, "job2", ctrl=True)
+        console.retry_button.click()
+        await until(lambda: len(retried) == 2)
+
+    run(qapp, scenario())
+    assert sorted(cancelled[:2]) == ["job2", "job4"] and cancelled[2] == "job3"
+    assert sorted(r[0] for r in retried) == ["job1", "job2"] and all(r[1] is None for r in retried)
+
+
+def test_the_details_show_the_error_sentence_and_the_raw_detail_one_click_away(parts: Parts) -> None:
+    console = parts.window.console
+    parts.window.show()
+    parts.window.show_page(1)
+    failed = queued_job(7, JobState.FAILED, error=JobFailure("invalid", "ComfyUI refused the workflow: node 5 is missing.",
+                                                             {"node_errors": {"5": "missing"}}))
+    console._on_job(failed)
+    console.table.select_job("job7")
+    details = console.details
+    assert details.error.isVisible() and details.error.text() == "✕ ComfyUI refused the workflow: node 5 is missing."
+    assert "node_errors" not in details.text.toPlainText()  # the raw detail is folded away
+    assert details.raw_button.isVisible() and not details.raw.isVisible()
+    details.raw_button.click()
+    assert details.raw.isVisible() and '"node_errors"' in details.raw.toPlainText()
+    console._on_job(queued_job(8))
+    console.table.select_job("job8")
+    assert not details.error.isVisible() and not details.raw_button.isVisible() and not details.raw.isVisible()
+
+
+# ----- the viewer's actions -----
+def test_retry_with_new_seed_runs_a_job_whose_seed_differs(qapp: Any, parts: Parts, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    window, console = parts.window, parts.window.console
+    app = parts.shell.console.app  # type: ignore[union-attr]
+    window.resize(1440, 900)
+    window.show()
+    old = finished_image_job(tmp_path, 14)
+    old.params = {"seed": 8812, "steps": 20}
+    old.requested_backend = "comfyui"
+    submitted: list[Job] = []
+
+    async def job(ref: str | int) -> Job:
+        assert str(ref) == old.id
+        return old
+
+    async def submit(task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str, *,
+                     client: str = "") -> Job:  # the job manager accepting the new job
+        new = Job(id="job15", task=task, prompt=prompt, seq=15, params=params, inputs=inputs,
+                  requested_backend=backend, client=client)
+        submitted.append(new)
+        return new
+
+    monkeypatch.setattr(app, "job", job)
+    monkeypatch.setattr(app.jobs, "submit", submit)
+
+    async def scenario() -> None:
+        console._on_job(old)
+        await until(lambda: console.viewer.kind == "image")
+        assert console.viewer.new_seed_button.isEnabled()
+        console.viewer.new_seed_button.click()
+        await until(lambda: bool(submitted) and console.table.view_row("job15") is not None)
+
+    run(qapp, scenario())
+    (new,) = submitted
+    assert new.params["seed"] != old.params["seed"] and new.params["seed"] == -1  # the backend picks a new one
+    assert {k: v for k, v in new.params.items() if k != "seed"} == {"steps": 20}
+    assert (new.task, new.prompt, new.requested_backend, new.client) == (old.task, old.prompt, "comfyui", "window")
+    assert console.table.selected_job() is not None and console.table.selected_job().id == "job15"  # selected
+
+
+def test_left_and_right_in_the_viewer_step_through_the_outputs_but_not_past_a_focused_video(
+        qapp: Any, parts: Parts, tmp_path: Path) -> None:
+    from tests.test_media import write_clip
+
+    window, console = parts.window, parts.window.console
+    viewer = console.viewer
+    window.resize(1440, 900)
+    window.show()
+    clip = write_clip(tmp_path / "clip.mp4", frames=12, fps=12)
+    now = time.time()
+    video = Job(id="vid4", task="text_to_video", prompt="waves", seq=4, state=JobState.SUCCEEDED,
+                started_at=now - 5, finished_at=now, outputs=[OutputFile(clip, "video/mp4", clip.stat().st_size)])
+    shown: list[str | None] = []
+
+    async def scenario() -> None:
+        for seq in (1, 2, 3):
+            console._on_job(finished_image_job(tmp_path, seq))
+        assert console.gallery.job_ids() == ["job3", "job2", "job1"]
+        click_tile(parts, "job3")  # the newest, first in the gallery
+        await until(lambda: viewer.job_id == "job3" and viewer.kind == "image")
+        for key, target in ((Qt.Key.Key_Right, "job2"), (Qt.Key.Key_Right, "job1"), (Qt.Key.Key_Right, "job1"),
+                            (Qt.Key.Key_Left, "job2")):
+            QTest.keyClick(viewer.pane, key)  # the picture passes ←/→ on (a fitted image has nothing to scroll)
+            shown.append(viewer.job_id)
+            assert viewer.job_id == target and console.gallery.current == target, shown
+        QTest.keyClick(viewer, Qt.Key.Key_Left)  # the viewer itself
+        assert viewer.job_id == "job3"
+        console._on_job(video)
+        console.show_job("vid4")
+        await until(lambda: viewer.player is not None and viewer.player.frame_count == 12)
+        player = viewer.player
+        QTest.keyClick(player, Qt.Key.Key_Right)  # a video player with the focus steps a frame
+        await until(lambda: player.position == 1)
+        assert viewer.job_id == "vid4"
+        QTest.keyClick(viewer, Qt.Key.Key_Right)  # the viewer steps to the next output
+        assert viewer.job_id == "job3"
+
+    run(qapp, scenario())

@@ -94,16 +94,36 @@ class JobConsole(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.split)
 
+        self.cancel_button = QPushButton("Cancel", objectName="queue-cancel")
+        self.cancel_button.setToolTip("Cancel every selected job still queued or running (Del)")
+        self.cancel_button.clicked.connect(self.table.cancel_selected)
+        self.retry_button = QPushButton("Retry", objectName="queue-retry")
+        self.retry_button.setToolTip("Run every selected job that has ended again, as a new job")
+        self.retry_button.clicked.connect(self.table.retry_selected)
+        self.selection_label = QLabel(objectName="queue-selection")
+        queue_left = QWidget(objectName="queue-column")
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("QUEUE", objectName="section-title"))
+        bar.addWidget(self.selection_label, 1)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.retry_button)
+        column = QVBoxLayout(queue_left)
+        column.setContentsMargins(4, 4, 0, 0)
+        column.addLayout(bar)
+        column.addWidget(self.table, 1)
         self.queue_page = QSplitter(Qt.Orientation.Horizontal, self, objectName="queueSplit")
-        self.queue_page.addWidget(self.table)
+        self.queue_page.addWidget(queue_left)
         self.queue_page.addWidget(self.details)
         self.queue_page.setStretchFactor(0, 3)
         self.queue_page.setStretchFactor(1, 2)
         self.queue_page.hide()  # until the window puts it on its page
 
         self.table.job_selected.connect(self.details._on_job)
+        self.table.selection_changed.connect(self._on_queue_selection)
+        self._on_queue_selection([])
         self.gallery.job_clicked.connect(self.show_job)
         self.gallery.compare_requested.connect(self.compare)
+        self.viewer.step_requested.connect(self.step)
 
     # ----- the jobs -----
     @Slot(object)
@@ -121,6 +141,16 @@ class JobConsole(QWidget):
             self.viewer._on_job(job)
         if self.pinned is None:
             self._follow()
+
+    def _on_queue_selection(self, jobs: list[Job]) -> None:
+        """Cancel and Retry say how many selected jobs they would act on."""
+        active = sum(1 for j in jobs if not j.state.terminal and not j.cancel_requested)
+        ended = sum(1 for j in jobs if j.state.terminal)
+        self.cancel_button.setText(f"Cancel {active}" if active > 1 else "Cancel")
+        self.retry_button.setText(f"Retry {ended}" if ended > 1 else "Retry")
+        self.cancel_button.setEnabled(active > 0)
+        self.retry_button.setEnabled(ended > 0)
+        self.selection_label.setText(f"{len(jobs)} selected" if len(jobs) > 1 else "")
 
     def _follow(self) -> None:
         """The viewer shows the newest running job; with none running, it keeps the one it shows (or the newest)."""
@@ -146,6 +176,19 @@ class JobConsole(QWidget):
         self.pinned = job_id
         self.viewer._on_job(job)
         self.gallery.mark_current(job_id)
+
+    def step(self, delta: int) -> None:
+        """Show the previous (-1) or next (+1) output in the gallery's order and stay on it (←/→ in the viewer)."""
+        ids = self.gallery.job_ids()
+        if not ids:
+            return
+        shown = self.viewer.job_id
+        row = ids.index(shown) + delta if shown in ids else 0
+        if 0 <= row < len(ids) and ids[row] != shown:
+            self.show_job(ids[row])
+            item = self.gallery.items.get(ids[row])
+            if item is not None:
+                self.gallery.scrollToItem(item)
 
     def compare(self, a: str, b: str) -> None:
         """Show two jobs' outputs side by side (a gallery Ctrl-click)."""

@@ -1,4 +1,9 @@
-"""The job table: a model updated in place from job snapshots (``Job``), a progress bar delegate, a view."""
+"""The job table: a model updated in place from job snapshots (``Job``), a sorting proxy, a progress bar delegate, a view.
+
+The view shows the jobs through ``JobSortProxy``: by default running first, then queued, then finished, newest first
+within each (the "state" column's order); clicking a header sorts by that column. Rows are selected by job: a
+selection follows its jobs whatever the updates reorder. Several rows may be selected; Cancel, Retry and Del act
+on each of them."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,6 +46,8 @@ PROGRESS = COLUMNS.index("progress")
 DURATION = COLUMNS.index("duration")
 JOB_ROLE = Qt.ItemDataRole.UserRole  # the row's snapshot
 FRACTION_ROLE = Qt.ItemDataRole.UserRole + 1  # 0..1, or None when unknown
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2  # what a column sorts by
+STATE = COLUMNS.index("state")
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -39,6 +57,12 @@ def duration_text(seconds: float | None) -> str:
         return "–"
     s = int(max(0.0, seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def queue_order(job: Job) -> tuple[int, int]:
+    """Running first, then queued, then finished; newest first within each."""
+    rank = 0 if job.state is JobState.RUNNING else 1 if job.state is JobState.QUEUED else 2
+    return rank, -job.seq
 
 
 def progress_text(job: Job) -> str:
@@ -87,6 +111,8 @@ class JobTableModel(QAbstractTableModel):
             return job
         if role == FRACTION_ROLE:
             return 1.0 if job.state is JobState.SUCCEEDED else job.status.fraction
+        if role == SORT_ROLE:
+            return self._sort_key(job, col)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(job, col)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -113,6 +139,23 @@ class JobTableModel(QAbstractTableModel):
         if name == "duration":
             return duration_text(self.elapsed(job))
         return str(len(job.attempts))
+
+    def _sort_key(self, job: Job, col: int) -> tuple[Any, ...]:
+        """What a column sorts by, then the queue order (equal values keep running, queued, finished, newest first)."""
+        name, order = COLUMNS[col], queue_order(job)
+        if name == "#":
+            return (job.seq,)
+        if name == "state":
+            return order
+        if name == "progress":
+            fraction = 1.0 if job.state is JobState.SUCCEEDED else job.status.fraction
+            return (-1.0 if fraction is None else fraction, *order)
+        if name == "duration":
+            elapsed = self.elapsed(job)
+            return (-1.0 if elapsed is None else elapsed, *order)
+        if name == "attempts":
+            return (len(job.attempts), *order)
+        return (self._text(job, col).casefold(), *order)
 
     def _tooltip(self, job: Job, col: int) -> str:
         status = job.status
@@ -164,6 +207,21 @@ class JobTableModel(QAbstractTableModel):
         return self._jobs[row]
 
 
+class JobSortProxy(QSortFilterProxyModel):
+    """The jobs in the order the view shows: a column's ``SORT_ROLE`` key; re-sorted as the jobs change."""
+
+    def __init__(self, source: JobTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSourceModel(source)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+
+    def lessThan(self, left: _Index, right: _Index) -> bool:  # noqa: N802 - Qt's name
+        """Compare the columns' sort keys (tuples: Qt cannot compare them itself)."""
+        a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)
+        return bool(a < b) if a is not None and b is not None else False
+
+
 class ProgressDelegate(QStyledItemDelegate):
     """Paints the progress column as the platform's progress bar with its text."""
 
@@ -183,20 +241,28 @@ class ProgressDelegate(QStyledItemDelegate):
 
 
 class JobTable(QTableView):
-    """The job table view: context menu (cancel, retry, open folder, copy prompt, details), Del cancels."""
+    """The job table view: sortable, several rows selectable; context menu (cancel, retry, open folder, copy prompt,
+    details); Del cancels every selected job.
+
+    ``jobs`` is the model fed with snapshots (rows newest first); ``order`` the sorting proxy the view shows.
+    """
 
     cancel_requested = Signal(str)  # job id
     retry_requested = Signal(str)
     open_folder_requested = Signal(str)
     job_selected = Signal(object)  # the snapshot (Job) of the newly selected job
+    selection_changed = Signal(list)  # the snapshots (Job) of every selected job, in the order shown
 
     def __init__(self, model: JobTableModel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.jobs = model or JobTableModel(parent=self)
-        self.setModel(self.jobs)
+        self.order = JobSortProxy(self.jobs, self)
+        self.setModel(self.order)
         self.setItemDelegateForColumn(PROGRESS, ProgressDelegate(self))
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setSortingEnabled(True)
+        self.sortByColumn(STATE, Qt.SortOrder.AscendingOrder)  # running, queued, finished; newest first in each
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.verticalHeader().hide()
         self.setAlternatingRowColors(True)
@@ -208,25 +274,63 @@ class JobTable(QTableView):
         self._timer.timeout.connect(self._on_tick)
         self.customContextMenuRequested.connect(self._on_context_menu)
         self.selectionModel().currentRowChanged.connect(self._on_current_row)
+        self.selectionModel().selectionChanged.connect(lambda *_: self.selection_changed.emit(self.selected_jobs()))
         self.jobs.dataChanged.connect(self._on_data_changed)
         self.jobs.rowsInserted.connect(lambda *_: self._timer.start())
 
+    def job_at(self, index: _Index) -> Job:
+        """The snapshot shown at a view index (the proxy's)."""
+        return self.jobs.job(self.order.mapToSource(index).row())
+
+    def view_row(self, job_id: str) -> int | None:
+        """The row the view shows this job on, if any."""
+        row = self.jobs.row_of(job_id)
+        return None if row is None else self.order.mapFromSource(self.jobs.index(row, 0)).row()
+
+    def shown_ids(self) -> list[str]:
+        """The jobs' ids in the order shown."""
+        return [self.job_at(self.order.index(r, 0)).id for r in range(self.order.rowCount())]
+
     def selected_job(self) -> Job | None:
-        """The snapshot of the selected row, if any."""
+        """The snapshot of the current row, if any."""
         index = self.currentIndex()
-        return self.jobs.job(index.row()) if index.isValid() else None
+        return self.job_at(index) if index.isValid() else None
+
+    def selected_jobs(self) -> list[Job]:
+        """The snapshots of every selected row, in the order shown."""
+        rows = sorted(index.row() for index in self.selectionModel().selectedRows())
+        return [self.job_at(self.order.index(r, 0)) for r in rows]
 
     def select_job(self, job_id: str) -> None:
-        """Select a job's row (e.g. the one just submitted)."""
-        row = self.jobs.row_of(job_id)
+        """Select a job's row alone (e.g. the one just submitted)."""
+        row = self.view_row(job_id)
         if row is not None:
             self.selectRow(row)
 
+    def select_jobs(self, job_ids: list[str]) -> None:
+        """Select these jobs' rows (and no other); the first is made current."""
+        rows = [r for r in (self.view_row(j) for j in job_ids) if r is not None]
+        model = self.selectionModel()
+        model.clearSelection()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for n, row in enumerate(rows):
+            index = self.order.index(row, 0)
+            if n == 0:
+                model.setCurrentIndex(index, flags)
+            else:
+                model.select(index, flags)
+
     def cancel_selected(self) -> None:
-        """Ask to cancel the selected job (Del)."""
-        job = self.selected_job()
-        if job is not None and not job.state.terminal:
-            self.cancel_requested.emit(job.id)
+        """Ask to cancel every selected job still running or queued (Del, the Cancel button)."""
+        for job in self.selected_jobs():
+            if not job.state.terminal and not job.cancel_requested:
+                self.cancel_requested.emit(job.id)
+
+    def retry_selected(self) -> None:
+        """Ask to retry every selected job that has ended (the Retry button)."""
+        for job in self.selected_jobs():
+            if job.state.terminal:
+                self.retry_requested.emit(job.id)
 
     def context_menu_for(self, job: Job) -> QMenu:
         """The actions for one job (built fresh each time; the caller shows it with ``popup``)."""
@@ -257,7 +361,7 @@ class JobTable(QTableView):
         return dialog
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
-        """Del cancels the selected job."""
+        """Del cancels every selected job."""
         if event.key() == Qt.Key.Key_Delete and not event.modifiers():
             self.cancel_selected()
             event.accept()
@@ -268,16 +372,22 @@ class JobTable(QTableView):
         index = self.indexAt(pos)
         if not index.isValid():
             return
-        self.selectRow(index.row())
-        menu = self.context_menu_for(self.jobs.job(index.row()))
+        if not self.selectionModel().isRowSelected(index.row(), QModelIndex()):
+            self.selectRow(index.row())  # a right-click inside the selection keeps it
+        menu = self.context_menu_for(self.job_at(index))
         menu.aboutToHide.connect(menu.deleteLater)
         menu.popup(self.viewport().mapToGlobal(pos))  # popup, not exec: no nested event loop
 
     def _on_current_row(self, current: QModelIndex, previous: QModelIndex) -> None:
         if current.isValid():
-            self.job_selected.emit(self.jobs.job(current.row()))
+            self.job_selected.emit(self.job_at(current))
 
     def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex) -> None:
+        """The source model's rows changed (source rows, not the view's)."""
+        current = self.currentIndex()
+        current_row = self.order.mapToSource(current).row() if current.isValid() else -1
+        changed = False
+        selected = {j.id for j in self.selected_jobs()} if top.column() == 0 else set()
         for row in range(top.row(), bottom.row() + 1):
             job = self.jobs.job(row)
             dialog = self.details.get(job.id)
@@ -285,8 +395,11 @@ class JobTable(QTableView):
                 dialog._on_job(job)
             if job.state is JobState.RUNNING:
                 self._timer.start()
-            if row == self.currentIndex().row() and top.column() == 0:
+            if row == current_row and top.column() == 0:
                 self.job_selected.emit(job)
+            changed = changed or job.id in selected
+        if changed:
+            self.selection_changed.emit(self.selected_jobs())  # the buttons follow the selected jobs' states
 
     def _on_tick(self) -> None:
         if not self.jobs.tick():

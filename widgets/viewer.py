@@ -2,6 +2,8 @@
 
 An image is fitted to the space (or shown 1:1 in a scroll area), text is readable and selectable, a running job
 shows its live preview. Video and audio play in ``widgets.media``'s players (they decode off the GUI thread).
+←/→ ask for the previous/next output (``step_requested``) when the viewer or its picture has the focus; a video
+player with the focus keeps them for its frame step.
 The viewer reads no image file itself: it asks with ``load_requested`` and is answered by the app layer.
 """
 from __future__ import annotations
@@ -10,8 +12,18 @@ from pathlib import PurePath
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QPixmap, QResizeEvent, QShortcut
+from PySide6.QtGui import (
+    QGuiApplication,
+    QImage,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QPixmap,
+    QResizeEvent,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -26,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from backlot.services.application.views import NO_BLENDER
 from backlot.services.models import Job, JobState
+from backlot.services.tasks import SCHEMA
 from backlot.widgets.preview import pick_output
 
 SEND_TO_BLENDER_TIP = "Place this file at the playhead of Blender's Video Sequencer ({n} addon{s} connected)"
@@ -46,6 +59,15 @@ def info_line(job: Job) -> str:
     if job.state not in (JobState.RUNNING, JobState.SUCCEEDED):
         parts.append(job.state.value)
     return " · ".join(parts)
+
+
+def takes_new_seed(job: Job) -> bool:
+    """True when a seed of -1 means "a new one" for this job: it names a seed, or its task's seed defaults to -1."""
+    if "seed" in job.params:
+        return True
+    spec = SCHEMA.get(job.task)
+    seed = spec.param("seed") if spec is not None else None
+    return seed is not None and seed.default == -1
 
 
 def fitted(image: QPixmap, width: int, height: int) -> QPixmap:
@@ -105,6 +127,13 @@ class ImagePane(QScrollArea):
         if not self.one_to_one:
             self.refit()
 
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        """←/→ scroll only an image wider than the pane; otherwise they go on to the viewer (previous/next output)."""
+        if event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right) and self.horizontalScrollBar().maximum() == 0:
+            event.ignore()
+            return
+        super().keyPressEvent(event)
+
 
 class OutputViewer(QWidget):
     """Shows one job's result (or two, side by side); asks for file contents with ``load_requested``."""
@@ -113,10 +142,13 @@ class OutputViewer(QWidget):
     open_folder_requested = Signal(str)  # job id
     retry_requested = Signal(str)
     send_requested = Signal(str, str)  # job id, path of the file shown: place it in the connected Blender
+    retry_new_seed_requested = Signal(str)  # job id: run it again with a new seed
+    step_requested = Signal(int)  # -1: the previous output, +1: the next (←/→)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("viewer")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # ←/→ step through the outputs
         self.job_id: str | None = None
         self.job: Job | None = None
         self.path: str | None = None  # the file shown
@@ -167,6 +199,8 @@ class OutputViewer(QWidget):
         self.open_button = QPushButton("Open folder")
         self.copy_button = QPushButton("Copy path")
         self.retry_button = QPushButton("Retry")
+        self.new_seed_button = QPushButton("Retry with new seed", objectName="viewer-new-seed")
+        self.new_seed_button.setToolTip("Run this job again with a seed the backend picks afresh")
         self.blender_button = QPushButton("Send to Blender", objectName="viewer-send-to-blender")
         self.blender_button.setEnabled(False)
         self.blender_button.setToolTip(NO_BLENDER)
@@ -174,7 +208,8 @@ class OutputViewer(QWidget):
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 0, 4, 0)
         bar.addWidget(self.info, 1)
-        for w in (self.open_button, self.copy_button, self.retry_button, self.blender_note, self.blender_button,
+        for w in (self.open_button, self.copy_button, self.retry_button, self.new_seed_button, self.blender_note,
+                  self.blender_button,
                   self.ab_button, self.fit_button):
             bar.addWidget(w)
         layout = QVBoxLayout(self)
@@ -184,6 +219,7 @@ class OutputViewer(QWidget):
         layout.addLayout(bar)
         self.open_button.clicked.connect(lambda: self.job_id and self.open_folder_requested.emit(self.job_id))
         self.retry_button.clicked.connect(lambda: self.job_id and self.retry_requested.emit(self.job_id))
+        self.new_seed_button.clicked.connect(lambda: self.job_id and self.retry_new_seed_requested.emit(self.job_id))
         self.copy_button.clicked.connect(self.copy_path)
         self.blender_button.clicked.connect(self.send_to_blender)
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.play_pause,
@@ -352,6 +388,27 @@ class OutputViewer(QWidget):
         playing = bool(getattr(player, "playing", False))
         player.pause() if playing else player.play()
 
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        """←/→: the previous/next output (a focused video player takes them first, for its frame step)."""
+        key = event.key()
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Right) and not event.modifiers():
+            inside = self._holds_focus()
+            self.step_requested.emit(-1 if key == Qt.Key.Key_Left else 1)
+            if inside and not self._holds_focus():
+                self.setFocus()  # the focused part was replaced (an image by a player): keep stepping
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def _holds_focus(self) -> bool:
+        focus = QApplication.focusWidget()
+        return focus is not None and (focus is self or self.isAncestorOf(focus))
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        """A click on the viewer gives it the focus (for ←/→)."""
+        self.setFocus()
+        super().mousePressEvent(event)
+
     def _on_one_to_one(self, on: bool) -> None:
         for pane in (self.pane, self.pane_a, self.pane_b):
             pane.set_one_to_one(on)
@@ -366,8 +423,9 @@ class OutputViewer(QWidget):
         has_job = self.job is not None
         self.open_button.setEnabled(has_job)
         self.copy_button.setEnabled(bool(self.path))
-        self.retry_button.setEnabled(has_job and self.job is not None
-                                     and self.job.state not in (JobState.QUEUED, JobState.RUNNING))
+        ended = has_job and self.job is not None and self.job.state not in (JobState.QUEUED, JobState.RUNNING)
+        self.retry_button.setEnabled(ended)
+        self.new_seed_button.setEnabled(ended and self.job is not None and takes_new_seed(self.job))
         self.ab_button.setVisible(self.compare_id is not None)
         self.blender_button.setEnabled(bool(self.path) and self.compare_id is None and self.blender_addons > 0)
         n = self.blender_addons

@@ -64,6 +64,12 @@ class JobParams(Params):
     job: JobRef
 
 
+class RetryParams(JobParams):
+    """``jobs.retry``: ``params`` replace some of the old job's (``{"seed": -1}``: a new seed)."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class SubmitParams(Params):
     """``jobs.submit``."""
 
@@ -270,11 +276,11 @@ class Handlers:
         with use_case_errors():
             return (await self.app.cancel(p.job)).to_dict()
 
-    @rpc("jobs.retry", JobParams)
-    async def jobs_retry(self, session: Session, p: JobParams) -> dict[str, Any]:
-        """A new job with the same task, prompt, parameters, backend and inputs (the copies in the old job's folder)."""
+    @rpc("jobs.retry", RetryParams)
+    async def jobs_retry(self, session: Session, p: RetryParams) -> dict[str, Any]:
+        """A new job with the same task, prompt, backend and inputs, its parameters with ``params`` laid over them."""
         with use_case_errors():
-            return (await self.app.retry(p.job, client=session.client)).to_dict()
+            return (await self.app.retry(p.job, client=session.client, params=p.params)).to_dict()
 
     @rpc("jobs.outputs", OutputsParams)
     async def jobs_outputs(self, session: Session, p: OutputsParams) -> dict[str, Any]:

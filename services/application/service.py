@@ -88,11 +88,14 @@ class ApplicationService:
         """Accept a job: checked, stored and queued before this returns (JobError with a sentence when refused)."""
         return await self.jobs.submit(task, prompt, params or {}, inputs or [], backend, client=client)
 
-    async def retry(self, ref: str | int, *, client: str = "") -> Job:
-        """A new job with the same task, prompt, parameters, backend and inputs (the copies in the old job's folder)."""
+    async def retry(self, ref: str | int, *, client: str = "", params: Mapping[str, Any] | None = None) -> Job:
+        """A new job with the same task, prompt, parameters, backend and inputs (the copies in the old job's folder).
+
+        ``params`` replace some of the old job's parameters: ``{"seed": -1}`` retries with a new seed.
+        """
         old = await self.job(ref)
-        return await self.submit(old.task, old.prompt, old.params, old.inputs, old.requested_backend,
-                                 client=client or old.client)
+        return await self.submit(old.task, old.prompt, {**old.params, **(params or {})}, old.inputs,
+                                 old.requested_backend, client=client or old.client)
 
     async def cancel(self, ref: str | int) -> Job:
         """Cancel a job (queued: at once; running: "cancelling" until the backend confirms)."""
