@@ -71,7 +71,12 @@ def _button(text: str, tip: str) -> QToolButton:
 
 
 class _Bridge(QObject):
-    """Carries a worker thread's news to the GUI thread; every signal names its sender so stale news is dropped."""
+    """Carries a worker thread's news to the GUI thread; every signal names its sender so stale news is dropped.
+
+    A bridge has no parent: Qt must never delete it with its widget while a worker thread may be emitting on it
+    (that race crashed the process). The widget and the worker each hold a reference; when the widget goes, Qt
+    drops its connections, and the bridge lives until the worker lets go of it.
+    """
 
     opened = Signal(object, object)  # sender, {"frame_count", "fps", "width", "height"}
     frame_ready = Signal(object, int)  # sender, frame index the GUI waited for
@@ -80,7 +85,7 @@ class _Bridge(QObject):
     waveform = Signal(object, object)  # sender, (mins, maxs, duration ms)
 
     def send(self, signal: str, *args: Any) -> None:
-        """Emit from any thread; a bridge already deleted with its widget is ignored."""
+        """Emit from any thread (the receivers' slots run on the GUI thread)."""
         try:
             getattr(self, signal).emit(*args)
         except RuntimeError:
@@ -278,7 +283,7 @@ class VideoPlayer(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self._bridge = _Bridge(self)
+        self._bridge = _Bridge()  # no parent: see _Bridge
         self._bridge.opened.connect(self._on_opened)
         self._bridge.frame_ready.connect(self._on_frame_ready)
         self._bridge.count_changed.connect(self._on_count_changed)
@@ -648,7 +653,7 @@ class AudioPlayer(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self._bridge = _Bridge(self)
+        self._bridge = _Bridge()  # no parent: see _Bridge
         self._bridge.waveform.connect(self._on_waveform)
         self._bridge.failed.connect(self._on_failed)
         self._path: Path | None = None
