@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from backlot.app.collector import MainThreadCollector
 from backlot.app.early import application
 from backlot.app.window import MainWindow
 from backlot.services.config import Settings
@@ -46,6 +47,7 @@ def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, sc
     sys.excepthook = _log_uncaught  # an exception in a slot lands in the log view
     loop = qasync.QEventLoop(app)
     loop.set_exception_handler(_log_loop_error)
+    collector = MainThreadCollector()
     try:
         with loop:
             return int(loop.run_until_complete(_run(settings, demo, speed, screenshot, owner, window)))
@@ -58,6 +60,7 @@ def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, sc
               "next start", file=sys.stderr)
         return 1
     finally:
+        collector.stop()
         sys.excepthook = hook
         lock.release()
 

@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs in its own BACKLOT_HOME; stand-ins run as real processes."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,23 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from backlot.standins import launcher  # noqa: E402
 
 CONFORMANCE = ROOT / "tests" / "conformance"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def collect_on_the_main_thread() -> Iterator[None]:
+    """As the window does (app/collector.py): no automatic collection, which could run on a worker thread and
+    destroy a Qt object left by an earlier test there (its timers then fire into freed memory)."""
+    was = gc.isenabled()
+    gc.disable()
+    yield
+    if was:
+        gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def collect_after_each_test() -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

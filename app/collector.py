@@ -1,0 +1,44 @@
+"""Python's cyclic garbage collector runs on the window's thread only.
+
+Left automatic, a collection runs on whichever thread happens to allocate at the wrong moment: a worker
+thread importing litellm, decoding a clip or reading a file. A Qt object caught in a reference cycle (a
+dialog and the lambda connected to its signal, say) is then destroyed on that thread; its timers cannot be
+unregistered from there, and the next one to fire crashes the process. So automatic collection is off while
+the window runs, and a timer on the GUI thread collects, generation by generation, as the thresholds say
+(the approach calibre and other long-lived PyQt applications take).
+"""
+from __future__ import annotations
+
+import gc
+
+from PySide6.QtCore import QObject, QTimer
+
+INTERVAL_MS = 2000
+
+
+class MainThreadCollector(QObject):
+    """Turns automatic collection off and collects from a timer on the thread it was made on."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.was_enabled = gc.isenabled()
+        self.threshold = gc.get_threshold()
+        gc.disable()
+        self.timer = QTimer(self, interval=INTERVAL_MS)
+        self.timer.timeout.connect(self.check)
+        self.timer.start()
+
+    def check(self) -> None:
+        """Collect the generations whose counts passed their thresholds (the oldest first)."""
+        counts = gc.get_count()
+        for generation in (2, 1, 0):
+            if counts[generation] > self.threshold[generation]:
+                gc.collect(generation)
+                return
+
+    def stop(self) -> None:
+        """Collect once more and give collection back to Python."""
+        self.timer.stop()
+        gc.collect()
+        if self.was_enabled:
+            gc.enable()
