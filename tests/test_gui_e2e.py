@@ -22,6 +22,7 @@ from PySide6.QtGui import QImage  # noqa: E402
 from backlot.app.assemble import assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
 from backlot.services.models import JobState  # noqa: E402
+from tests.qt_helpers import until  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,15 +45,6 @@ async def lag_probe(samples: list[float], stop: asyncio.Event, period: float = 0
         start = time.perf_counter()
         await asyncio.sleep(period)
         samples.append((time.perf_counter() - start - period) * 1000)
-
-
-async def until(predicate: Any, timeout: float = 20.0) -> None:
-    """Wait for a condition the loop's events make true (polled, since Qt slots set it)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def test_window_discovers_stand_ins_shows_cards_and_stops_clean(qapp: Any, qtbot: Any, standin: Any,

@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtGui import qGray
 
-from backlot.widgets import media
+from backlot.widgets import audio_player, video_player
 from backlot.widgets.media import AudioPlayer, VideoPlayer, fit_rect
 
 W, H, BITS, STRIPE = 64, 48, 6, 10
@@ -121,7 +121,7 @@ def test_seek_shows_that_frame(qtbot, player, tmp_path):
 
 def test_seek_beyond_the_cache_decodes_from_the_keyframe(qtbot, player, tmp_path, monkeypatch):
     frame_bytes = W * H * 3
-    monkeypatch.setattr(media, "CACHE_BYTES", 6 * frame_bytes)  # a window of 6 frames: most seeks must decode
+    monkeypatch.setattr(video_player, "CACHE_BYTES", 6 * frame_bytes)  # a window of 6 frames: most seeks must decode
     opened(qtbot, player, write_clip(tmp_path / "c.mp4", 48, 24, gop=8))
     for n in (30, 3, 47, 20, 21, 12):
         player.seek(n)
@@ -213,7 +213,7 @@ def write_sine(path: Path) -> Path:
 
 @pytest.fixture
 def audio(qtbot, tmp_path, monkeypatch) -> AudioPlayer:
-    monkeypatch.setattr(media, "_audio_outputs", list)  # as on a machine without sound
+    monkeypatch.setattr(audio_player, "_audio_outputs", list)  # as on a machine without sound
     p = AudioPlayer()
     qtbot.addWidget(p)
     p.resize(400, 120)

@@ -9,14 +9,12 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
-import qasync  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QImage  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
@@ -25,26 +23,7 @@ from PySide6.QtWidgets import QScrollArea  # noqa: E402
 from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
 from backlot.services.models import Job, JobFailure, JobState, OutputFile  # noqa: E402
-
-
-def run(qapp: Any, coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run ``coro`` on a qasync loop over the test's QApplication."""
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, 120))
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
-
-
-async def until(predicate: Any, timeout: float = 20.0) -> None:
-    """Wait for a condition the loop's events make true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+from tests.qt_helpers import run_in_qasync as run, until  # noqa: E402
 
 
 @pytest.fixture

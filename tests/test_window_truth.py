@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import Coroutine
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
-import qasync  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 
 from backlot.app.assemble import assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
 from backlot.widgets.icons import USED, icon, icon_path  # noqa: E402
 from backlot.widgets.style import STATES, state_icon  # noqa: E402
-
-
-def run_in_qasync(qapp: Any, coro: Coroutine[Any, Any, Any]) -> Any:
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, 120))
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
-
-
-async def until(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+from tests.qt_helpers import run_in_qasync, until  # noqa: E402
 
 
 @pytest.mark.slow
