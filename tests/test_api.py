@@ -360,3 +360,16 @@ async def test_the_addon_client_works_against_the_real_server(api: Api) -> None:
         assert isinstance(msg, Notification) and msg.method == "job.updated" and msg.params["job"]["id"] == "j1"
     finally:
         await asyncio.to_thread(client.close)
+
+
+async def test_services_add_and_forget_are_served_under_their_documented_names(api: Api) -> None:
+    holes = BlackHoles(1)
+    try:
+        c = await api.client()
+        url = f"http://127.0.0.1:{holes.ports[0]}"
+        added = await c.call("services.add", {"url": url})
+        assert "result" in added, added  # the documented name (docs/socket-api.md), not a renamed one
+        assert (await c.result("services.forget", {"service": "comfyui@127.0.0.1:1"})) == {"forgotten": False}
+        assert (await c.call("services.add", {"url": "not a url"}))["error"]["code"] == -32602
+    finally:
+        holes.close()

@@ -198,12 +198,13 @@ class Handlers:
         """One discovery round now."""
         return (await self.app.discover(hosts=p.hosts, urls=p.urls, budget=p.budget)).to_dict()
 
-    @rpc("backlot.services.add", ServiceUrlParams)
+    @rpc("services.add", ServiceUrlParams)
     async def services_add(self, session: Session, p: ServiceUrlParams) -> dict[str, Any]:
         """Watch a service URL from now on (until Backlot stops) and probe it now."""
-        return (await self.app.add_service(p.url)).to_dict()
+        with use_case_errors():
+            return (await self.app.add_service(p.url)).to_dict()
 
-    @rpc("backlot.services.forget", ServiceIdParams)
+    @rpc("services.forget", ServiceIdParams)
     async def services_forget(self, session: Session, p: ServiceIdParams) -> dict[str, Any]:
         """Stop watching a service and drop it (a URL added for it is no longer probed)."""
         return {"forgotten": await self.app.forget_service(p.service)}

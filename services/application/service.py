@@ -246,7 +246,12 @@ class ApplicationService:
         return report(await self.core.discover(hosts=list(hosts), urls=list(urls), budget=budget))
 
     async def add_service(self, url: str) -> DiscoveryReport:
-        """Watch a service URL from now on (every discovery round probes it) and probe it now."""
+        """Watch a service URL from now on (every discovery round probes it) and probe it now; a malformed URL
+        raises Invalid and is not kept."""
+        try:
+            url_candidate(url)
+        except ValueError as err:
+            raise Invalid(f"{url!r}: {err}") from err
         if url not in self.settings.urls:
             self.settings.urls = [*self.settings.urls, url]
         return await self.discover(urls=[url])

@@ -64,6 +64,8 @@ def url_candidate(raw: str) -> Candidate:
         raise ValueError(f"malformed URL: the scheme must be http or https, not {parts.scheme}")
     if not parts.hostname:
         raise ValueError("malformed URL: no host")
+    if any(c.isspace() for c in parts.hostname):
+        raise ValueError("malformed URL: the host has spaces in it")
     host = _norm_host(parts.hostname)
     return Candidate(host, port or (443 if parts.scheme == "https" else 80), FoundBy.CONFIGURED_URL, parts.scheme, raw)
 
