@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from backlot.services.backends import registry
+from backlot.services.launch.entry import LaunchEntry, check_name
 from backlot.services.paths import Paths
 from backlot.services.tasks import DEFAULT_VRAM_GIB, TASKS
 
@@ -94,7 +95,27 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=10, description="backends one job may be tried on")
     watchdog_seconds: float = Field(600.0, gt=0, description="no progress for this long: interrupt and fail over")
 
+    launch: dict[str, LaunchEntry] = Field(
+        default_factory=dict, description="backends Backlot starts, by name (`[launch.comfyui]`; see docs/launching.md)")
+    console_lines: int = Field(2000, ge=50, le=200000, description="console lines kept per launched backend")
+    orphans: Literal["adopt", "stop"] = Field(
+        "adopt", description="a backend an earlier Backlot launched that still runs: adopt it, or stop it")
+    crash_loop_exits: int = Field(3, ge=1, le=100, description="exits within crash_loop_seconds that stop restarts")
+    crash_loop_seconds: float = Field(120.0, gt=0, description="the window crash_loop_exits counts in")
+
     _paths: Paths | None = None
+
+    @field_validator("launch", mode="after")
+    @classmethod
+    def _launch_names(cls, value: dict[str, LaunchEntry]) -> dict[str, LaunchEntry]:
+        for name in value:
+            check_name(name)
+        ports: dict[tuple[str, int], str] = {}
+        for name, entry in value.items():
+            other = ports.setdefault((entry.url, entry.port), name)
+            if other != name:
+                raise ValueError(f"launch entries {other!r} and {name!r} both use port {entry.port}")
+        return value
 
     @field_validator("hosts", "urls", "llm_models", "workflow_dirs", mode="before")
     @classmethod

@@ -38,6 +38,8 @@ from backlot.services.instance import forget_instance, record_instance
 from backlot.services.jobs.validate import InvalidJob
 from backlot.services.jobs.vram import VramEstimator
 from backlot.services.keeper import TaskKeeper
+from backlot.services.launch.entry import LaunchEntry
+from backlot.services.launch.supervisor import Launcher
 from backlot.services.logbus import BusLogHandler
 from backlot.services.models import Origin, ServiceRecord
 from backlot.services.tasks import SchemaError
@@ -50,7 +52,7 @@ class ControlCenter:
 
     def __init__(self, settings: Settings, bus: EventBus | None = None, *, clock: Callable[[], float] = time.monotonic,
                  gpu: GpuSampler | None = None, discover_on_start: bool = True, run_queue: bool = True,
-                 serve_api: bool = False) -> None:
+                 serve_api: bool = False, launch: bool | None = None) -> None:
         self.settings = settings
         self.bus = bus or EventBus()
         self.clock = clock
@@ -68,7 +70,14 @@ class ControlCenter:
         self.router = Router(settings, lambda: self.services.values(), self.health_view,
                              lambda sid: self.jobs.active_on(sid), self.estimator.estimate, self.inventory.get)
         self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
-                               self.vram_used, clock, check_service=self._check_service, prepare=self.prepare_params)
+                               self.vram_used, clock, check_service=self._check_service, prepare=self.prepare_params,
+                               backend_exit=self._backend_exit)
+        # Starts, watches and restarts the backends the settings' launch entries name (not in a guest beside a
+        # running instance: that instance runs them).
+        self.launcher = Launcher(settings, self.bus, lambda: self.pool.session("launcher"),
+                                 on_ready=self._launched_ready, on_exit=self.jobs.backend_exited,
+                                 secrets=self._secrets)
+        self.launch_enabled = run_queue if launch is None else launch
         self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
@@ -85,7 +94,7 @@ class ControlCenter:
             services=lambda: self.services, monitors=self.monitors, metrics=self.metrics,
             gpus=lambda: self.gpu_samples, health=self.health_view, session=self.pool.session,
             discover=self.discover, forget=self.forget, reconnect=self.reconnect, prepare=self.prepare_params,
-            retune=self.retune, publish=self.bus.publish,
+            retune=self.retune, publish=self.bus.publish, launcher=self.launcher if self.launch_enabled else None,
             listeners=lambda topic: self.api.subscribers(topic) if self.api is not None else ()))
 
     @property
@@ -109,6 +118,8 @@ class ControlCenter:
         self.inventory.start()
         self._add_configured()
         await self.jobs.start(recover=self.run_queue)
+        if self.launch_enabled:
+            await self.launcher.start()
         self.keeper.spawn("discovery-loop", self._discovery_loop())
         if self.gpu.available:
             self.keeper.spawn("gpu-sampler", self._gpu_loop())
@@ -199,7 +210,8 @@ class ControlCenter:
         elif service_id in self.services:
             free = self._nvml_free(service_id)
         return ServiceHealth(m.state, last.latency_ms if last else None, last.queue_depth if last else None, free,
-                             m.breaker.state.value, m.breaker.retry_in(), last.message if last and not last.ok else "")
+                             m.breaker.state.value, m.breaker.retry_in(), last.message if last and not last.ok else "",
+                             starting=self.launcher.starting(service_id) or "")
 
     def vram_used(self, service_id: str) -> int | None:
         """VRAM in use on the service's GPU(s), from its own report or from NVML."""
@@ -218,6 +230,25 @@ class ControlCenter:
                                           self.pool.session)
         except SchemaError as err:
             raise InvalidJob(str(err)) from err
+
+    async def _launched_ready(self, entry: LaunchEntry) -> None:
+        """A backend Backlot launched answers: known at once, and checked now (no reconnect backoff to sit out)."""
+        await self.discovery.run(urls=[entry.url])
+        self.reconnect(entry.service_id)
+        self.jobs.wake()  # queued jobs that waited for it
+
+    async def _backend_exit(self, service_id: str) -> str | None:
+        return await self.launcher.exit_reason(service_id)
+
+    def _secrets(self) -> list[str]:
+        """Values no launched backend's console may show: the LLM keys and the socket API's token."""
+        values = [v.get_secret_value() for v in self.settings.llm_keys.values()]
+        token = self.settings.paths.token_file
+        try:
+            values.append(token.read_text("utf-8").strip())
+        except OSError:
+            pass
+        return values
 
     async def _check_service(self, service_id: str) -> None:
         """A health check now, so a running job's VRAM peak is seen (the sample reaches the runner as an event)."""
@@ -239,6 +270,7 @@ class ControlCenter:
             self.api = None
         if self._started:
             await self.jobs.stop()
+        await self.launcher.close()  # what Backlot launched stops with it (unless an entry keeps running)
         await self.inventory.stop()
         for unsub in self._unsubscribe:
             unsub()

@@ -13,9 +13,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from backlot.services.models import BreakerSnapshot, GpuSample, HealthSample, Job, ServiceRecord, ServiceState
+
+if TYPE_CHECKING:
+    from backlot.services.launch.console import ConsoleLine
+    from backlot.services.launch.view import LaunchView
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +196,38 @@ class BlenderPlace(Event):
     prompt: str = ""
 
 
+@dataclass(frozen=True)
+class LaunchUpdated(Event):
+    """A launch entry changed state (starting, running, restarting, failed …): its whole view."""
+
+    topic: ClassVar[str] = "launch.updated"
+    view: LaunchView
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry's view (``launch.list``'s row)."""
+        return self.view.to_dict()
+
+
+@dataclass(frozen=True)
+class LaunchOutput(Event):
+    """New lines on a launched backend's console (secrets already blanked out)."""
+
+    topic: ClassVar[str] = "launch.console"
+    name: str
+    lines: tuple[ConsoleLine, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "lines": [{"n", "text"}]}``."""
+        return {"name": self.name, "lines": [line.to_dict() for line in self.lines]}
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (ServiceDiscovered, ServiceUpdated, ServiceForgotten, DiscoveryFinished,
                                         HealthChanged, HealthSampled, BreakerChanged, GpuSampled, MetricsSampled,
-                                        JobUpdated, JobPreviewed, LogRecorded, BlenderPlace)
-# topics a session receives only when it names them: "every topic" means the news, not requests to act
-OPT_IN_TOPICS = frozenset({BlenderPlace.topic})
+                                        JobUpdated, JobPreviewed, LogRecorded, BlenderPlace, LaunchUpdated,
+                                        LaunchOutput)
+# topics a session receives only when it names them: "every topic" means the news, not requests to act (and a
+# console's every line is more than most clients want)
+OPT_IN_TOPICS = frozenset({BlenderPlace.topic, LaunchOutput.topic})
 
 
 def types_for_topic(topic: str) -> tuple[type[Event], ...]:

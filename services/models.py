@@ -222,6 +222,7 @@ class FailureCode(str, Enum):
     MISSING_OUTPUT = "missing_output"  # it finished but the files never arrived
     CAPABILITY = "capability"      # this server lacks what the job needs (a model, a node): another may have it
     STORAGE = "storage"            # Backlot could not write the result here (disk full, read-only folder)
+    BACKEND_EXITED = "backend_exited"  # the process Backlot launched for the backend exited while the job ran
 
     @property
     def backend_side(self) -> bool:
@@ -322,6 +323,7 @@ class RouteDecision:
     fallback: bool = False
     no_capable_backend: bool = False
     note: str = ""  # e.g. "re-routed from X: down", shown with the job's status
+    waiting_for_start: bool = False  # a backend Backlot is (re)starting can take it: the job waits for it
 
     def explain(self) -> str:
         """One line: "X: why; skipped Y: why, Z: why"."""
@@ -334,14 +336,16 @@ class RouteDecision:
         """JSON-ready form (the job's ``route``)."""
         return {"task": self.task, "chosen": self.chosen, "reason": self.reason, "explanation": self.explain(),
                 "skipped": [{"service": s, "why": w} for s, w in self.skipped], "fallback": self.fallback,
-                "waiting_for_vram": self.waiting_for_vram, "note": self.note}
+                "waiting_for_vram": self.waiting_for_vram, "waiting_for_start": self.waiting_for_start,
+                "note": self.note}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RouteDecision:
         """Read back ``to_dict()``'s form (a job's stored route)."""
         return cls(str(d.get("task") or ""), d.get("chosen"), str(d.get("reason") or ""),
                    tuple((str(s.get("service")), str(s.get("why"))) for s in d.get("skipped") or ()),
-                   bool(d.get("waiting_for_vram")), bool(d.get("fallback")), note=str(d.get("note") or ""))
+                   bool(d.get("waiting_for_vram")), bool(d.get("fallback")), note=str(d.get("note") or ""),
+                   waiting_for_start=bool(d.get("waiting_for_start")))
 
 
 

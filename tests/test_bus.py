@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backlot.services.launch.console import ConsoleLine
+from backlot.services.launch.view import ExitInfo, LaunchView
 from backlot.services.events import (
     EVENT_TYPES,
     Event,
@@ -95,6 +97,16 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "LogRecorded": st.builds(LogRecorded, st.sampled_from(["INFO", "ERROR"]), text, text, finite, st.none() | text),
     "BlenderPlace": st.builds(types_for_topic("blender.place")[0], text, st.integers(1), text,
                               st.sampled_from(["image/png", "video/mp4", "audio/wav"]), text, text),
+    "LaunchUpdated": st.builds(
+        types_for_topic("launch.updated")[0],
+        st.builds(LaunchView, text, st.sampled_from(["comfyui", "wan2gp"]),
+                  st.sampled_from(["stopped", "starting", "running", "restarting", "failed", "blocked"]), text,
+                  st.none() | st.integers(1, 1 << 22), text, st.integers(1, 65535), text, text, st.integers(0),
+                  st.none() | st.builds(ExitInfo, st.none() | st.integers(-64, 255), finite, st.booleans()),
+                  st.sampled_from(["with-backlot", "on-demand"]), st.sampled_from(["on-crash", "never"]),
+                  st.booleans(), st.booleans(), st.booleans(), text, text, st.lists(text, max_size=3).map(tuple))),
+    "LaunchOutput": st.builds(types_for_topic("launch.console")[0], text,
+                              st.lists(st.builds(ConsoleLine, st.integers(1), text), max_size=3).map(tuple)),
 }
 
 

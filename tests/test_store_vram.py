@@ -70,7 +70,7 @@ LEGACY = {
     "route": {"task": "text_to_image", "chosen": "comfyui@127.0.0.1:8189", "reason": "queue 0, 4 ms",
               "explanation": "comfyui@127.0.0.1:8189: queue 0, 4 ms; skipped comfyui@127.0.0.1:8188: down",
               "skipped": [{"service": "comfyui@127.0.0.1:8188", "why": "down"}], "fallback": False,
-              "waiting_for_vram": False, "note": "re-routed from comfyui@127.0.0.1:8188: down"},
+              "waiting_for_vram": False, "waiting_for_start": False, "note": "re-routed from comfyui@127.0.0.1:8188: down"},
     "state": "failed",
     "status": {"code": "failed", "fraction": 0.5, "step": 2, "total": 4, "unit": "steps", "message": "it broke",
                "queue_rank": None, "eta": 3.5, "preview": "/data/outputs/0123456789ab/preview.jpg"},

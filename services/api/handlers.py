@@ -157,6 +157,33 @@ class CompleteParams(Params):
     timeout: float = Field(120.0, gt=0, le=600)
 
 
+class LaunchNames(Params):
+    """``launch.start`` / ``launch.stop``: entry names (``launch.list`` gives them)."""
+
+    names: list[str] = Field(min_length=1)
+
+
+class LaunchRestart(LaunchNames):
+    """``launch.restart``; ``mcp``: a Wan2GP entry showing only its web UI comes back with its MCP server."""
+
+    mcp: bool = False
+
+
+class LaunchConsole(Params):
+    """``launch.console``: lines numbered above ``since`` (0: all kept), at most the last ``limit``."""
+
+    name: str
+    since: int = Field(0, ge=0)
+    limit: int = Field(500, ge=1, le=100000)
+
+
+class LaunchPreset(Params):
+    """``launch.preset``: the entry "Add from a folder" would make for a checkout (not saved)."""
+
+    folder: str
+    kind: str | None = None
+
+
 class Handlers:
     """Every method of the API, bound to one control center's application service; plain methods answer at once."""
 
@@ -303,10 +330,51 @@ class Handlers:
         with use_case_errors():
             return (await self.app.send_to_blender(p.job, p.path)).to_dict()
 
+    # ----- launched backends -----
+    @rpc("launch.list")
+    def launch_list(self, session: Session, p: NoParams) -> dict[str, Any]:
+        """Every launch entry: name, kind, state, pid, host, port, restarts, last exit, the last console lines."""
+        return {"entries": [v.to_dict() for v in self.app.launch_list()]}
+
+    @rpc("launch.start", LaunchNames)
+    async def launch_start(self, session: Session, p: LaunchNames) -> dict[str, Any]:
+        """Start entries (answers once spawned; ``launch.updated`` says when each is running)."""
+        with use_case_errors():
+            return {"entries": [v.to_dict() for v in await self.app.launch_start(p.names)]}
+
+    @rpc("launch.stop", LaunchNames)
+    async def launch_stop(self, session: Session, p: LaunchNames) -> dict[str, Any]:
+        """Stop entries' whole process trees (answers once they ended)."""
+        with use_case_errors():
+            return {"entries": [v.to_dict() for v in await self.app.launch_stop(p.names)]}
+
+    @rpc("launch.restart", LaunchRestart)
+    async def launch_restart(self, session: Session, p: LaunchRestart) -> dict[str, Any]:
+        """Stop and start entries again."""
+        with use_case_errors():
+            return {"entries": [v.to_dict() for v in await self.app.launch_restart(p.names, mcp=p.mcp)]}
+
+    @rpc("launch.console", LaunchConsole)
+    def launch_console(self, session: Session, p: LaunchConsole) -> dict[str, Any]:
+        """A launched backend's console: ``{"name", "lines": [{"n", "text"}], "next"}`` (pass ``next`` as
+        ``since`` to follow)."""
+        with use_case_errors():
+            lines = self.app.launch_console(p.name, p.since, p.limit)
+        return {"name": p.name, "lines": [line.to_dict() for line in lines],
+                "next": lines[-1].n if lines else p.since}
+
+    @rpc("launch.preset", LaunchPreset)
+    async def launch_preset(self, session: Session, p: LaunchPreset) -> dict[str, Any]:
+        """What "Add from a folder" makes of a checkout: ``{"name", "entry", "note"}``."""
+        with use_case_errors():
+            preset = await self.app.launch_preset(p.folder, p.kind)
+        return {"name": preset.name, "entry": preset.entry.model_dump(mode="json"), "note": preset.note}
+
     # ----- events -----
     @rpc("events.subscribe", TopicsParams)
     def events_subscribe(self, session: Session, p: TopicsParams) -> dict[str, Any]:
-        """Receive notifications for these topics (none named: every topic but the opt-in ``blender.place``)."""
+        """Receive notifications for these topics (none named: every topic but the opt-in ``blender.place`` and
+        ``launch.console``)."""
         names = sorted(set(self.events.known) - OPT_IN_TOPICS) if p.topics is None else p.topics
         unknown = self.events.unknown(names)
         if unknown:

@@ -49,6 +49,11 @@ from backlot.services.connectivity.metrics import Metrics
 from backlot.services.jobs.manager import JobManager
 from backlot.services.jobs.router import ServiceHealth
 from backlot.services.jobs.validate import InvalidJob, job_schema, schema_json
+from backlot.services.launch import presets
+from backlot.services.launch.console import ConsoleLine
+from backlot.services.launch.entry import LaunchEntry, check_name
+from backlot.services.launch.supervisor import Launcher, LaunchNotFound
+from backlot.services.launch.view import LaunchView
 from backlot.services.models import GpuSample, Job, JobState, OutputFile, ServiceRecord, ServiceState
 from backlot.services.tasks import TASKS, SchemaError, TaskSpec
 
@@ -72,6 +77,7 @@ class CoreParts:
     retune: Callable[[], None] = lambda: None  # health and discovery timing changed in the settings: apply them now
     publish: Callable[[Event], None] = lambda event: None  # the event bus's publish
     listeners: Callable[[str], tuple[str, ...]] = lambda topic: ()  # client names of API sessions on a topic
+    launcher: Launcher | None = None  # starts and watches the backends of the launch entries
 
 
 class ApplicationService:
@@ -282,6 +288,82 @@ class ApplicationService:
         if applied.rediscover and not reports:
             reports.append(await self.discover())
         return reports
+
+    # ----- launched backends -----
+    def _launcher(self) -> Launcher:
+        if self.core.launcher is None:
+            raise Invalid("this Backlot does not launch backends (another instance of this home runs them)")
+        return self.core.launcher
+
+    def launch_list(self) -> list[LaunchView]:
+        """Every launch entry with its state, pid, port, restarts and last exit."""
+        return self.core.launcher.views() if self.core.launcher is not None else []
+
+    async def launch_start(self, names: Iterable[str]) -> list[LaunchView]:
+        """Start entries (NotFound names the unknown one before any starts); each view once spawned."""
+        launcher = self._launcher()
+        names = self._launch_names(launcher, names)
+        return [await launcher.start_entry(n) for n in names]
+
+    async def launch_stop(self, names: Iterable[str]) -> list[LaunchView]:
+        """Stop entries' whole process trees; each view once it ended."""
+        launcher = self._launcher()
+        names = self._launch_names(launcher, names)
+        return list(await asyncio.gather(*(launcher.stop_entry(n) for n in names)))
+
+    async def launch_restart(self, names: Iterable[str], *, mcp: bool = False) -> list[LaunchView]:
+        """Restart entries; ``mcp``: a Wan2GP entry running its web UI only comes back with its MCP server."""
+        launcher = self._launcher()
+        names = self._launch_names(launcher, names)
+        out = []
+        for n in names:
+            entry = launcher.runs[n].entry
+            if mcp and entry.kind != "wan2gp":
+                raise Invalid(f"{n} is a {entry.kind} entry; only Wan2GP has an MCP server to restart with")
+            fixed = presets.with_mcp(entry) if mcp else None
+            if fixed is not None and n in self.settings.launch:
+                self.settings.launch = {**self.settings.launch, n: fixed}  # the front saves it in config.toml
+            out.append(await launcher.restart_entry(n, fixed))
+        return out
+
+    def launch_console(self, name: str, since: int = 0, limit: int | None = None) -> list[ConsoleLine]:
+        """A launched backend's console lines numbered above ``since`` (secrets blanked out)."""
+        try:
+            return self._launcher().console(name, since, limit)
+        except LaunchNotFound as err:
+            raise NotFound(str(err)) from err
+
+    async def launch_add(self, entries: Mapping[str, LaunchEntry], *, start: bool = True) -> list[LaunchView]:
+        """Entries added while running (the demo's stand-ins, or one the user just made) and started."""
+        launcher = self._launcher()
+        for name in entries:
+            try:
+                check_name(name)
+            except ValueError as err:
+                raise Invalid(str(err)) from err
+        self.settings.launch = {**self.settings.launch, **entries}
+        launcher.sync()
+        return await self.launch_start(entries) if start else [launcher.view(n) for n in entries]
+
+    async def launch_preset(self, folder: str | Path, kind: str | None = None) -> presets.Preset:
+        """"Add from a folder": the entry for a checkout (not saved: the front shows it, the user saves it)."""
+        try:
+            return await asyncio.to_thread(presets.from_folder, folder, None, kind, frozenset(self.settings.launch))
+        except presets.PresetError as err:
+            raise Invalid(str(err)) from err
+
+    @staticmethod
+    def _launch_names(launcher: Launcher, names: Iterable[str]) -> list[str]:
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise Invalid("name at least one launch entry" + (
+                f" ({', '.join(sorted(launcher.runs))})" if launcher.runs else "; none is configured"))
+        for n in names:
+            if n not in launcher.runs:
+                raise NotFound(f"no launch entry named {n!r}" + (
+                    f"; the entries are {', '.join(sorted(launcher.runs))}" if launcher.runs else
+                    "; none is configured (add one in Settings, or under [launch.NAME] in config.toml)"))
+        return names
 
     def reconnect(self, service_id: str) -> bool:
         """Check a service now, skipping its back-off (False: it is not watched)."""

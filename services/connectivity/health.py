@@ -25,9 +25,13 @@ class HealthMonitor:
     """Checks one service on a schedule and turns samples into up / degraded / down.
 
     The next check is scheduled when the current one ends. While the service is down the delay
-    follows the reconnect backoff (or the open breaker's retry time). It logs once when the
-    service goes down and once when it recovers.
+    follows the reconnect backoff (or the open breaker's retry time), and meanwhile its port is
+    watched (a TCP connect every ``PORT_POLL`` s): once a port that refused starts accepting again,
+    it is checked at once, so a backend that comes back shows up within a second whoever restarted
+    it. It logs once when the service goes down and once when it recovers.
     """
+
+    PORT_POLL = 0.25
 
     def __init__(self, record: ServiceRecord, checker: Checker, pool: ConnectionPool, bus: EventBus,
                  metrics: Metrics, breaker: CircuitBreaker, *, interval: float, degraded_latency_ms: float,
@@ -92,10 +96,35 @@ class HealthMonitor:
 
     async def _wait(self, seconds: float) -> None:
         self._wake.clear()
+        watch = self.failures > 0 and seconds > self.PORT_POLL and self.record.port > 0
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, seconds))
+            if watch:
+                await asyncio.wait_for(self._until_port_opens(), timeout=max(0.0, seconds))
+            else:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, seconds))
         except TimeoutError:
             pass
+
+    async def _until_port_opens(self) -> None:
+        """Return when woken, or when the port, seen closed, accepts a connection again (the breaker then lets
+        the next check through)."""
+        seen_closed = False
+        host = self.record.host
+        while not self._wake.is_set():
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, self.record.port),
+                                                         self.PORT_POLL)
+            except (OSError, TimeoutError):
+                seen_closed = True
+            else:
+                writer.close()
+                if seen_closed:
+                    self.breaker.probe_now()
+                    return
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.PORT_POLL)
+            except TimeoutError:
+                pass
 
     async def check_now(self) -> HealthSample | None:
         """Run one check unless one is running or the breaker is open; returns the sample taken."""

@@ -45,7 +45,8 @@ class JobManager:
                  bus: EventBus, estimator: VramEstimator, vram_used: Callable[[str], int | None],
                  clock: Callable[[], float] = time.monotonic,
                  check_service: Callable[[str], Awaitable[Any]] | None = None,
-                 prepare: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 prepare: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+                 backend_exit: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.router = router
@@ -54,7 +55,7 @@ class JobManager:
         self.active: dict[str, Job] = {}
         self._ended: OrderedDict[str, Job] = OrderedDict()  # recently finished jobs by id and by number
         self._needs: dict[str, Wants] = {}  # per active job: what it needs per backend kind (read off the loop)
-        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, check_service)
+        self.runner = JobRunner(self, settings, adapters, vram_used, estimator.learn, clock, check_service, backend_exit)
         self._adapters = adapters
         self._prepare = prepare  # the params as the backends will run them (InvalidJob when they cannot)
         self._wake = asyncio.Event()
@@ -236,6 +237,21 @@ class JobManager:
         self._wake.set()
         log.info("job %s %s: %s", job.id, state.value, one_line(message))
 
+    async def backend_exited(self, service_id: str, sentence: str) -> int:
+        """The process Backlot launched for ``service_id`` exited: each job running there fails with ``sentence``
+        (queued ones stay queued and wait for it to come back). How many failed."""
+        failed = 0
+        for job in [j for j in self.active.values() if j.routed_to == service_id and j.state is JobState.RUNNING]:
+            if not self.runner.claim_exit(job.id):
+                continue  # its own task saw the connection drop and is saying so already
+            task = self.runner.running.get(job.id)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await self.runner.backend_exited(job, sentence)
+            failed += 1
+        return failed
+
     def wake(self) -> None:
         """Ask the scheduler to look at the queue again."""
         self._wake.set()
@@ -288,7 +304,7 @@ class JobManager:
             decision = self.router.route(job.task, job.params, job.requested_backend, exclude=tried, prefer=shown,
                                          needs=wants)
             if decision.chosen is None:
-                if tried and not decision.waiting_for_vram:
+                if tried and not (decision.waiting_for_vram or decision.waiting_for_start):
                     last = job.attempts[-1].message
                     await self.finish(job, JobState.FAILED, f"failed on {', '.join(tried)} ({last}); "
                                       f"no other backend can take it", JobFailure("no_backend", last, decision.to_dict()))

@@ -26,6 +26,7 @@ class ServiceHealth:
     breaker: str = "closed"
     retry_in: float | None = None
     reason: str = ""
+    starting: str = ""  # Backlot is starting (or restarting) it: queued jobs wait for it instead of failing over
 
 
 def gib(n: int | float) -> str:
@@ -83,6 +84,7 @@ class Router:
         ok: list[tuple[tuple[Any, ...], str, str]] = []
         unhealthy: list[tuple[tuple[Any, ...], str, str]] = []
         vram_blocked = False
+        coming: list[tuple[str, str]] = []  # (service, why) being started by Backlot: worth waiting for
         capable = 0
         wants_by_kind: dict[str, Needs | None] = dict(needs or {})  # per kind: what the job needs there
         lacking: dict[str, tuple[Needs, Inventory]] = {}  # skipped for a missing model or node, with what they have
@@ -118,6 +120,10 @@ class Router:
             queue = max(h.queue_depth or 0, self._load(rec.id))
             rank = (kinds.index(rec.kind.value), fit.substitutes, queue, round((h.latency_ms or 0.0) / 5))
             summary = "; ".join([_summary(h, queue), *fit.notes])
+            if h.starting:
+                skipped.append((rec.id, h.starting))
+                coming.append((rec.id, h.starting))
+                continue
             if h.breaker == "open":
                 why = "circuit open" + (f", retry in {h.retry_in:.0f} s" if h.retry_in is not None else "")
                 skipped.append((rec.id, why))
@@ -157,6 +163,10 @@ class Router:
             return RouteDecision(task, sid, why, tuple(s for s in skipped if s[0] != sid))
         if vram_blocked:
             return RouteDecision(task, None, "waiting for VRAM to free up", tuple(skipped), waiting_for_vram=True)
+        if coming:
+            sid, why = coming[0]
+            return RouteDecision(task, None, f"waiting for {sid}, which Backlot is starting ({why})", tuple(skipped),
+                                 waiting_for_start=True)
         if unhealthy:
             _, sid, why = min(unhealthy)
             return RouteDecision(task, sid, f"every candidate is unhealthy; trying the least bad ({why})",

@@ -62,7 +62,8 @@ class JobRunner:
 
     def __init__(self, host: JobHost, settings: Settings, adapters: Callable[[str], Backend | None],
                  vram_used: Callable[[str], int | None], learn: Learn, clock: Callable[[], float],
-                 check_service: Callable[[str], Awaitable[Any]] | None = None) -> None:
+                 check_service: Callable[[str], Awaitable[Any]] | None = None,
+                 backend_exit: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self.host = host
         self.settings = settings
         self.adapters = adapters
@@ -71,6 +72,9 @@ class JobRunner:
         self.clock = clock
         # A health check of a service now: VRAM while jobs run (it reaches sample_vram), or after a job lost it.
         self.check_service = check_service
+        # For a job that lost its backend: the sentence when the process Backlot launched for it exited, else None.
+        self.backend_exit = backend_exit
+        self._exiting: set[str] = set()  # jobs being failed because their backend exited (by the runner or the manager)
         self.keeper = TaskKeeper()  # one task per running job, and its VRAM sampler
         self.running: dict[str, asyncio.Task[None]] = {}  # job id -> its task (what counts against concurrency)
         # job id -> (service, baseline, peak) VRAM use while the job runs
@@ -234,6 +238,13 @@ class JobRunner:
 
     async def _attempt_failed(self, job: Job, sid: str, message: str, failure: FailureCode,
                               detail: dict[str, Any] | None = None) -> None:
+        if failure in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT, FailureCode.RUNTIME, FailureCode.BAD_RESPONSE) \
+                and self.backend_exit is not None and not job.cancel_requested:
+            exited = await self.backend_exit(sid)
+            if exited is not None:  # its process died under it: say so, and leave the retry to the user
+                if self.claim_exit(job.id):
+                    await self.backend_exited(job, exited)
+                return
         self._close_attempt(job, f"failed: {failure.value}", message)
         if failure in (FailureCode.UNREACHABLE, FailureCode.TIMEOUT) and self.check_service is not None:
             try:  # the job just saw the service go: check its health now, not at the next interval
@@ -254,6 +265,25 @@ class JobRunner:
             await self.interrupted(job, f"Backlot stopped while it ran, and {message}")
             return
         await self.host.finish(job, JobState.FAILED, message, JobFailure(failure.value, message, _plain(detail or {})))
+
+    def claim_exit(self, job_id: str) -> bool:
+        """True for the first caller that fails this job for its backend's exit (the job's own task or the manager)."""
+        if job_id in self._exiting:
+            return False
+        self._exiting.add(job_id)
+        return True
+
+    async def backend_exited(self, job: Job, sentence: str) -> None:
+        """End a job whose backend's process exited under it (``failed``, code ``backend_exited``); call
+        ``claim_exit`` first."""
+        try:
+            if job.state.terminal:
+                return
+            self._close_attempt(job, f"failed: {FailureCode.BACKEND_EXITED.value}", sentence)
+            await self.host.finish(job, JobState.FAILED, sentence,
+                                   JobFailure(FailureCode.BACKEND_EXITED.value, sentence))
+        finally:
+            self._exiting.discard(job.id)
 
     # ----- cancel -----
     async def cancel(self, job: Job) -> None:
