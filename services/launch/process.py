@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -58,6 +59,9 @@ class Records:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # put and drop run in worker threads (asyncio.to_thread), two entries' at once when they end together: one
+        # read-change-write at a time, or one's change is lost and the other's temp file is renamed away under it
+        self._lock = threading.Lock()
 
     def load(self) -> dict[str, Record]:
         """Every readable record; an unreadable file is logged and counts as empty."""
@@ -72,15 +76,17 @@ class Records:
 
     def put(self, record: Record) -> None:
         """Add or replace one record (written atomically)."""
-        records = self.load()
-        records[record.name] = record
-        self._write(records)
+        with self._lock:
+            records = self.load()
+            records[record.name] = record
+            self._write(records)
 
     def drop(self, name: str) -> None:
         """Forget an entry's record."""
-        records = self.load()
-        if records.pop(name, None) is not None:
-            self._write(records)
+        with self._lock:
+            records = self.load()
+            if records.pop(name, None) is not None:
+                self._write(records)
 
     def _write(self, records: dict[str, Record]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
