@@ -305,8 +305,16 @@ class ControlCenter:
             self.keeper.spawn(f"retire {previous}", self._stop_monitor(previous))
         if rec.id not in self.monitors:
             self._start_monitor(rec)
-        elif isinstance(event, ServiceUpdated) and "back" in event.changes:
-            self.monitors[rec.id].check_soon()
+        elif isinstance(event, ServiceUpdated):
+            monitor = self.monitors[rec.id]
+            monitor.record = rec  # checked as it is now: a Wan2GP web UI restarted with --mcp is checked over MCP
+            if "protocol" in event.changes or "usable" in event.changes:
+                stale = self._adapters.pop(rec.id, None)  # made for what it was; the next job makes a new one
+                if stale is not None:
+                    self.keeper.spawn(f"retire adapter {rec.id}", stale.close())
+                monitor.check_soon()
+            elif "back" in event.changes:
+                monitor.check_soon()
 
     def _start_monitor(self, rec: ServiceRecord) -> None:
         sid = rec.id
