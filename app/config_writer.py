@@ -16,9 +16,12 @@ from pydantic import ValidationError
 from tomlkit.items import Table
 
 from backlot.services.config import Settings
+from backlot.services.launch.entry import SECRET_KEY, LaunchEntry
 
 TABLES = ("ports", "llm_keys")  # settings kept as a [table] with one key per kind or provider
 SECRET_TABLES = ("llm_keys",)
+# A launch entry's keys always written (the rest only when they differ from the default), in this order.
+LAUNCH_KEYS = ("kind", "command", "cwd", "port", "start", "restart", "keep_running")
 
 
 class ConfigWriteError(Exception):
@@ -29,7 +32,9 @@ def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
     """``text`` (TOML) with ``changes`` applied: None removes a key, tables are changed key by key."""
     doc = tomlkit.parse(text)
     for key, value in changes.items():
-        if key in TABLES:
+        if key == "launch":
+            _apply_launch(doc, value)
+        elif key in TABLES:
             _apply_table(doc, key, value)
         elif value is None:
             doc.pop(key, None)
@@ -50,6 +55,51 @@ def _apply_table(doc: Any, key: str, values: Mapping[str, Any]) -> None:
             table[name] = value
     if isinstance(table, Table) and not table:
         doc.pop(key)
+
+
+def launch_table(entry: LaunchEntry | Mapping[str, Any]) -> dict[str, Any]:
+    """A launch entry as its ``[launch.NAME]`` table: what identifies it always, other settings when not default."""
+    model = entry if isinstance(entry, LaunchEntry) else LaunchEntry.model_validate(entry)
+    plain = model.model_dump(mode="json")
+    defaults = LaunchEntry.model_construct().model_dump(mode="json")  # field defaults (no command or port)
+    out = {k: plain[k] for k in LAUNCH_KEYS if plain.get(k) is not None}
+    out.update({k: v for k, v in plain.items() if k not in out and k in defaults and v != defaults[k] and v is not None})
+    return out
+
+
+def _apply_launch(doc: Any, entries: Mapping[str, Any]) -> None:
+    """``[launch.NAME]`` tables: None removes one; an entry replaces its keys one by one (comments stay)."""
+    launch = doc.get("launch")
+    if launch is None:
+        launch = tomlkit.table(is_super_table=True)
+        doc["launch"] = launch
+    for name, entry in entries.items():
+        if entry is None:
+            launch.pop(name, None)
+            continue
+        values = launch_table(entry)
+        table = launch.get(name)
+        if table is None:
+            table = tomlkit.table()
+            launch[name] = table
+        for key in [k for k in table if k not in values]:
+            table.pop(key)
+        for key, value in values.items():
+            if isinstance(value, dict):
+                inline = tomlkit.inline_table()
+                inline.update(value)
+                value = inline
+            if table.get(key) != value:
+                table[key] = value
+    if isinstance(launch, Table) and not launch:
+        doc.pop("launch")
+
+
+def _has_secret(doc: Any) -> bool:
+    if any(t in doc for t in SECRET_TABLES):
+        return True
+    launch = doc.get("launch") or {}
+    return any(SECRET_KEY.search(str(k)) for entry in launch.values() for k in (entry.get("env") or {}))
 
 
 def check(text: str) -> None:
@@ -76,7 +126,7 @@ def write_config(path: Path, changes: Mapping[str, Any]) -> None:
     except tomlkit.exceptions.TOMLKitError as err:
         raise ConfigWriteError(f"{path} is not valid TOML, so it was left as it is: {err}") from err
     check(new)
-    secret = any(t in tomlkit.parse(new) for t in SECRET_TABLES)
+    secret = _has_secret(tomlkit.parse(new))
     mode = 0o600 if secret or not path.exists() else path.stat().st_mode & 0o777
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -276,10 +276,17 @@ class ApplicationService:
         applied = settings_apply.apply(self.settings, changes)
         if applied.retune:
             self.core.retune()
+        if applied.relaunch and self.core.launcher is not None:
+            self.core.launcher.sync()  # new entries appear (stopped), removed ones stop, changed ones apply
         return applied
 
     async def follow_settings(self, applied: settings_apply.SettingsApplied) -> list[DiscoveryReport]:
-        """Forget the services of removed URLs, probe each new URL (watched from now on), rediscover for new hosts."""
+        """Forget the services of removed URLs, probe each new URL (watched from now on), rediscover for new hosts;
+        start the new launch entries that start with Backlot."""
+        launcher = self.core.launcher
+        new = [n for n in applied.launch_started if launcher is not None and n in launcher.runs]
+        if new:
+            await self.launch_start(new)
         gone = {_base_url(u) for u in applied.removed_urls}
         for sid, rec in list(self.core.services().items()):
             if rec.base_url.rstrip("/") in gone:

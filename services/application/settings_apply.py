@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from backlot.services.config import Settings
+from backlot.services.launch.entry import LaunchEntry, StartWhen
 
 # Settings a running core reads at each use (or the core retunes at once): they apply when saved.
 LIVE = ("hosts", "urls", "ports", "discovery_budget", "discovery_interval", "connect_timeout", "health_interval",
@@ -40,6 +43,8 @@ class SettingsApplied:
     removed_urls: tuple[str, ...] = ()  # service URLs no longer watched
     rediscover: bool = False  # hosts or ports changed: a discovery round finds what they add
     retune: bool = False  # health or discovery timing changed: the monitors and the loop take it now
+    relaunch: bool = False  # the launch entries changed: the launcher follows them now
+    launch_started: tuple[str, ...] = ()  # new entries that start with Backlot: started now, not at the next start
 
     def sentence(self, where: Path | str) -> str:
         """``Saved to …; applied now.`` or ``…; restart Backlot to apply the API port (the rest applies now).``"""
@@ -59,14 +64,39 @@ def _norm(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def launch_entries(current: Mapping[str, LaunchEntry], changed: Mapping[str, Any]) -> dict[str, LaunchEntry]:
+    """``current`` with ``changed`` applied: ``{name: entry (model or its plain form), or None to remove it}``.
+
+    ValueError with one sentence naming the entry when one is not a valid launch entry."""
+    entries = dict(current)
+    for name, value in changed.items():
+        if value is None:
+            entries.pop(name, None)
+            continue
+        try:
+            entries[name] = value if isinstance(value, LaunchEntry) else LaunchEntry.model_validate(value)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"launch entry {name!r}: {where + ': ' if where else ''}{first['msg']}") from None
+    return entries
+
+
 def apply(settings: Settings, changes: Mapping[str, Any]) -> SettingsApplied:
     """Put ``changes`` (as the settings dialog sends them: only what changed) into ``settings``."""
     applied: list[str] = []
     restart: list[str] = []
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    started: tuple[str, ...] = ()
     for key, value in changes.items():
-        if key in RESTART:
+        if key == "launch":  # the launcher follows at once: new entries appear, removed ones stop
+            before = settings.launch
+            settings.launch = launch_entries(before, value)
+            started = tuple(n for n, e in settings.launch.items()
+                            if n not in before and e.start is StartWhen.WITH_BACKLOT)
+            applied.append(key)
+        elif key in RESTART:
             if key == "llm_keys" and not value:
                 continue
             restart.append(RESTART[key])
@@ -97,5 +127,6 @@ def apply(settings: Settings, changes: Mapping[str, Any]) -> SettingsApplied:
             restart.append(key.replace("_", " "))
     return SettingsApplied(tuple(applied), tuple(restart), added, removed,
                            rediscover=any(k in changes for k in ("hosts", "ports")),
-                           retune=any(k in changes for k in HEALTH))
+                           retune=any(k in changes for k in HEALTH), relaunch="launch" in changes,
+                           launch_started=started)
 
