@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backlot.app.console_controller import ConsoleController
+from backlot.app.launch_controller import LaunchController
 from backlot.app.shell import Shell
 from backlot.app.tray import Tray
 from backlot.app.window import MainWindow
@@ -48,6 +49,8 @@ def assemble(settings: Settings, *, owner: bool = True, window: MainWindow | Non
         window.populate(titles(), console, api_panel)
     shell.console = ConsoleController(shell.center, console, api_panel, spawn=shell.keeper.spawn, parent=shell)
     shell.console.bind(shell.bridge)
+    shell.launches = LaunchController(shell.center, window.dashboard, window.launch_console, shell.keeper.spawn, shell)
+    shell.launches.bind(shell.bridge)
     window.settings_requested.connect(lambda: shell.console and shell.console.open_settings(window))
     window.workflows_dropped.connect(console.request_import)
     dash_pin = window.dashboard.pin_changed
@@ -68,7 +71,7 @@ def assemble(settings: Settings, *, owner: bool = True, window: MainWindow | Non
     b.log_recorded.connect(logs._on_log)
     b.discovery_finished.connect(dash._on_discovery_finished)
     shell.demo_state.connect(dash._on_demo_state)
-    for signal in (b.service_changed, b.service_forgotten, b.health_sampled):
+    for signal in (b.service_changed, b.service_forgotten, b.health_sampled, b.launch_updated):
         signal.connect(window._on_states_changed)
     window.overall_changed.connect(tray._on_state)
     # views → core, through the shell

@@ -16,6 +16,8 @@ from backlot.services.events import (
     HealthSampled,
     JobPreviewed,
     JobUpdated,
+    LaunchOutput,
+    LaunchUpdated,
     LogRecorded,
     ServiceDiscovered,
     ServiceForgotten,
@@ -41,6 +43,8 @@ class Bridge(QObject):
     job_finished = Signal(object)  # Job that reached a terminal state
     job_previewed = Signal(str, str, int)  # job id, path of its latest preview image, preview number
     log_recorded = Signal(str, str, str, float, object)  # level, logger, message, wall time, service id or None
+    launch_updated = Signal(object)  # LaunchView of an entry whose state, pid or restarts changed
+    launch_output = Signal(str, object)  # entry name, tuple of ConsoleLine (new lines on its console)
 
     def __init__(self, bus: EventBus, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +80,10 @@ class Bridge(QObject):
             self._emit_vram(gpu_vram(event.samples, time.time()))
         elif isinstance(event, DiscoveryFinished):
             self.discovery_finished.emit(event)
+        elif isinstance(event, LaunchUpdated):
+            self.launch_updated.emit(event.view)
+        elif isinstance(event, LaunchOutput):
+            self.launch_output.emit(event.name, event.lines)
 
     def _on_health(self, event: HealthSampled) -> None:
         sample = event.sample

@@ -10,6 +10,7 @@ from PySide6.QtGui import QDesktopServices
 
 from backlot.app.bridge import Bridge
 from backlot.app.console_controller import ConsoleController
+from backlot.app.launch_controller import LaunchController
 from backlot.services.keeper import TaskKeeper
 from backlot.services.config import Settings, forget_standins, record_standins
 from backlot.services.control import ControlCenter
@@ -36,6 +37,7 @@ class Shell(QObject):
         self.started = asyncio.Event()
         self.stopped = False
         self.console: ConsoleController | None = None  # set by assemble once the console is built
+        self.launches: LaunchController | None = None  # set by assemble: the Services page's launched backends
 
     # ----- lifecycle -----
     async def start(self, demo: bool = False) -> None:
@@ -52,6 +54,8 @@ class Shell(QObject):
         self.center.set_dashboard_visible(True)
         if self.console is not None:
             await self.console.start()
+        if self.launches is not None:
+            self.launches.refresh()
         self.started.set()
         if standins is not None and await standins:
             await self.center.application.discover()

@@ -21,25 +21,29 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QToolBar, QWidget
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QStackedWidget
 
+    from PySide6.QtWidgets import QTabWidget
+
     from backlot.widgets.dashboard import Dashboard
     from backlot.widgets.graphs import Graphs
+    from backlot.widgets.launch_console import LaunchConsole
     from backlot.widgets.log_view import LogView
     from backlot.widgets.status_strip import StatusStrip
 
-STATE_ORDER = ("up", "degraded", "down", "unknown")
+STATE_ORDER = ("up", "starting", "degraded", "down", "unknown")
 
 
 def overall_state(states: Mapping[str, str]) -> str:
-    """The worst state among services that matter: down > degraded > unknown > up (``unknown`` when none)."""
+    """The worst state among services that matter: down > degraded > unknown > starting > up (``unknown`` when
+    none)."""
     values = set(states.values())
-    for state in ("down", "degraded", "unknown", "up"):
+    for state in ("down", "degraded", "unknown", "starting", "up"):
         if state in values:
             return state
     return "unknown"
 
 
 def summary(states: Mapping[str, str]) -> str:
-    """"4 up · 1 down" (or "no services")."""
+    """"4 up · 1 starting · 1 down" (or "no services")."""
     from backlot.widgets.style import look
 
     counts = Counter(states.values())
@@ -57,6 +61,8 @@ class MainWindow(QMainWindow):
 
     dashboard: Dashboard
     graphs: Graphs
+    launch_console: LaunchConsole  # the Services page's console of a backend Backlot launched
+    services_tabs: QTabWidget  # under the cards: Graphs | Console
     log_view: LogView
     console: QWidget
     api_panel: QWidget
@@ -92,10 +98,11 @@ class MainWindow(QMainWindow):
         """Put the pages (console, queue, services, log) and the status strip in the shell, as the user left them."""
         from PySide6.QtCore import Qt
         from PySide6.QtGui import QKeySequence, QShortcut
-        from PySide6.QtWidgets import QStackedWidget, QVBoxLayout
+        from PySide6.QtWidgets import QStackedWidget, QTabWidget, QVBoxLayout
 
         from backlot.widgets.dashboard import Dashboard
         from backlot.widgets.graphs import Graphs
+        from backlot.widgets.launch_console import LaunchConsole
         from backlot.widgets.log_view import LogView
         from backlot.widgets.status_strip import StatusStrip
         from backlot.widgets.workflow_drop import WorkflowDrop
@@ -103,6 +110,7 @@ class MainWindow(QMainWindow):
         WorkflowDrop(self).dropped.connect(self.workflows_dropped)
         self.dashboard = Dashboard(titles)
         self.graphs = Graphs()
+        self.launch_console = LaunchConsole()
         self.log_view = LogView()
         self.console = console or self._console_placeholder()
         self.api_panel = api_panel or QLabel("API")
@@ -125,9 +133,14 @@ class MainWindow(QMainWindow):
         queue = getattr(self.console, "queue_page", None)
         self.queue_page = queue if isinstance(queue, QWidget) else self._console_placeholder("Job queue")
         self.services_split = QSplitter(Qt.Orientation.Vertical, objectName="servicesSplit")
+        self.services_tabs = QTabWidget(objectName="servicesTabs", documentMode=True)
+        self.services_tabs.addTab(self.graphs, "Graphs")
+        self.services_tabs.addTab(self.launch_console, "Console")
+        self.services_tabs.setTabToolTip(1, "What a backend Backlot starts prints")
+        self.dashboard.console_requested.connect(self.show_console)
         self.services_split.addWidget(self.dashboard)
-        self.services_split.addWidget(self.graphs)
-        self.services_split.setSizes([300, 520])
+        self.services_split.addWidget(self.services_tabs)
+        self.services_split.setSizes([340, 480])
         self.pages = QStackedWidget(objectName="pages")
         for page in (self.console, self.queue_page, self.services_split, self.log_view):
             self.pages.addWidget(page)
@@ -169,6 +182,11 @@ class MainWindow(QMainWindow):
         card = self.dashboard.cards.get(service_id)
         if card is not None:
             self.dashboard.scroll.ensureWidgetVisible(card)
+
+    def show_console(self, *_: object) -> None:
+        """The Services page with the console of the launch entry selected on it."""
+        self.show_page(2)
+        self.services_tabs.setCurrentWidget(self.launch_console)
 
     def _focus_log_filter(self) -> None:
         self.show_page(3)
@@ -253,6 +271,9 @@ class MainWindow(QMainWindow):
             state = self.ui_settings.value(key)
             if isinstance(state, QByteArray):
                 split.restoreState(state)
+        tab = self.ui_settings.value("servicesTab")
+        if isinstance(tab, str) and tab.isdigit():  # the Services page's Graphs or Console, as left
+            self.services_tabs.setCurrentIndex(int(tab))
         page = self.ui_settings.value("page")
         if isinstance(page, str) and page in self.PAGES:
             self.show_page(self.PAGES.index(page))
@@ -263,6 +284,7 @@ class MainWindow(QMainWindow):
         for key, split in self._splitters().items():
             self.ui_settings.setValue(key, split.saveState())
         self.ui_settings.setValue("page", self.current_page())
+        self.ui_settings.setValue("servicesTab", str(self.services_tabs.currentIndex()))
         self.ui_settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)

@@ -1,4 +1,8 @@
-"""Dashboard: the service cards in a grid, ordered by kind then host, or the empty state that teaches what to do."""
+"""Dashboard: the service cards in a grid, ordered by kind then host, or the empty state that teaches what to do.
+
+A backend Backlot launches has one card: its launch entry's, which the discovered service joins when its id
+(``kind@host:port``) matches; an entry that never ran still has its card, with Start.
+"""
 from __future__ import annotations
 
 import time
@@ -8,8 +12,10 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
+from backlot.services.launch.view import LaunchView
 from backlot.services.models import BreakerSnapshot, HealthSample, ServiceRecord
 from backlot.widgets.service_card import ServiceCard
+from backlot.widgets.style import counted
 
 CARD_WIDTH = 430  # a card's width in the grid: as many columns as fit
 EMPTY_TEXT = ("No backends found on localhost. Start ComfyUI, Wan2GP (with --mcp), RVC or AudioLDM, "
@@ -27,11 +33,16 @@ class Dashboard(QWidget):
     reconnect_requested = Signal(str)
     forget_requested = Signal(str)
     pin_changed = Signal(str)  # the pinned service id, or "auto"
+    launch_requested = Signal(str, str)  # "start", "stop", "restart" or "mcp", launch entry name
+    console_selected = Signal(str)  # the launch entry whose console the page shows ("" for none)
+    console_requested = Signal(str)  # a card's Console button: show that entry's console
 
     def __init__(self, titles: Mapping[str, str] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.titles = dict(titles or {})
         self.cards: dict[str, ServiceCard] = {}
+        self.launches: dict[str, str] = {}  # launch entry name -> the key of its card
+        self.selected = ""  # the launch entry whose card is selected (its console is shown)
         self.pinned = "auto"
         self.empty = QWidget()
         empty_layout = QVBoxLayout(self.empty)
@@ -79,20 +90,112 @@ class Dashboard(QWidget):
         """A service was discovered or changed."""
         card = self.cards.get(record.id)
         previous = record.details.get("previous_id")
-        if card is None and previous in self.cards:  # it moved port: the card follows it
-            card = self.cards.pop(previous)
-            self.cards[record.id] = card
+        if card is None and previous in self.cards:  # it moved port: the card follows it (a launch entry's stays)
+            moved = self.cards[previous]
+            if moved.launch is None:
+                card = self.cards.pop(previous)
+                self.cards[record.id] = card
+            else:
+                moved._on_record(None)
         if card is None:
-            card = ServiceCard(record, self.titles.get(record.kind.value, record.kind.value))
-            card.open_requested.connect(self.open_requested)
-            card.reconnect_requested.connect(self.reconnect_requested)
-            card.forget_requested.connect(self.forget_requested)
-            card.pin_toggled.connect(self._on_pin_toggled)
-            self.cards[record.id] = card
-            self._place()
+            self._add_card(ServiceCard(record, self._title(record.kind.value)))
         else:
             card._on_record(record)
         self._update_empty()
+
+    def _title(self, kind: str) -> str:
+        return self.titles.get(kind, kind)
+
+    def _add_card(self, card: ServiceCard) -> None:
+        card.open_requested.connect(self.open_requested)
+        card.reconnect_requested.connect(self.reconnect_requested)
+        card.forget_requested.connect(self.forget_requested)
+        card.pin_toggled.connect(self._on_pin_toggled)
+        card.selected.connect(self._on_card_selected)
+        card.launch_requested.connect(self._on_launch_requested)
+        self.cards[card.key] = card
+        self._place()
+
+    def _drop_card(self, key: str) -> None:
+        card = self.cards.pop(key, None)
+        if card is not None:
+            card.setParent(None)
+            card.deleteLater()
+            self._place()
+
+    # ----- launch entries -----
+    def _on_launch(self, view: LaunchView) -> None:
+        """A launch entry changed (state, pid, restarts, last lines): its card, made when it has none."""
+        key = view.service_id
+        old = self.launches.get(view.name)
+        if old is not None and old != key:  # its port or kind changed: it leaves the old card
+            self._detach(view.name)
+        self.launches[view.name] = key
+        card = self.cards.get(key)
+        if card is None:
+            self._add_card(ServiceCard(None, self._title(view.kind), launch=view))
+        else:
+            card._on_launch(view)
+        if not self.selected:  # the console shows the first launched backend until another is chosen
+            self.select_launch(view.name)
+        self._update_empty()
+
+    def _on_launch_output(self, name: str, lines: tuple[object, ...]) -> None:
+        """New console lines of a launch entry: its card shows the newest while it starts."""
+        card = self.launch_card(name)
+        if card is not None:
+            card._on_output(str(getattr(line, "text", line)) for line in lines)
+
+    def _on_launch_list(self, views: list[LaunchView]) -> None:
+        """Every launch entry there is now: cards for new ones, entries gone leave theirs."""
+        names = {v.name for v in views}
+        for name in [n for n in self.launches if n not in names]:
+            self._detach(name)
+        for view in views:
+            self._on_launch(view)
+        self._update_empty()
+
+    def _on_launch_removed(self, name: str) -> None:
+        """The entry was removed from the settings: its card goes, unless discovery knows the service."""
+        self._detach(name)
+        self._update_empty()
+
+    def _detach(self, name: str) -> None:
+        key = self.launches.pop(name, None)
+        card = self.cards.get(key) if key is not None else None
+        if card is not None and card.launch is not None and card.launch.name == name:
+            if card.record is None:
+                self._drop_card(card.key)
+            else:
+                card._on_launch(None)
+        if self.selected == name:
+            self.selected = ""
+            self.select_launch(next(iter(sorted(self.launches)), ""))
+
+    def launch_card(self, name: str) -> ServiceCard | None:
+        """The card of a launch entry."""
+        key = self.launches.get(name)
+        return self.cards.get(key) if key is not None else None
+
+    def select_launch(self, name: str) -> None:
+        """Select a launch entry's card (its console is shown); "" selects none."""
+        self.selected = name if name in self.launches else ""
+        chosen = self.launch_card(self.selected)
+        for card in self.cards.values():
+            card.set_selected(card is chosen)
+        self.console_selected.emit(self.selected)
+
+    def _on_card_selected(self, key: str) -> None:
+        card = self.cards.get(key)
+        if card is not None and card.launch is not None and card.launch.name != self.selected:
+            self.select_launch(card.launch.name)
+
+    def _on_launch_requested(self, action: str, name: str) -> None:
+        if action == "console":
+            self.select_launch(name)
+            self.console_requested.emit(name)
+        else:
+            self.launch_requested.emit(action, name)
 
     def _on_discovery_finished(self, *_: object) -> None:
         """A discovery round ended: with no card, "none found" is now the truth (unless the demo still starts)."""
@@ -114,11 +217,12 @@ class Dashboard(QWidget):
         self.demo_button.setEnabled(phase != "demo")
 
     def _on_forgotten(self, service_id: str) -> None:
-        """The user forgot a service: its card goes."""
-        card = self.cards.pop(service_id, None)
-        if card is not None:
-            card.setParent(None)
-            card.deleteLater()
+        """The user forgot a service: its card goes (a launch entry's stays, without the service)."""
+        card = self.cards.get(service_id)
+        if card is not None and card.launch is not None:
+            card._on_record(None)
+        else:
+            self._drop_card(service_id)
         if self.pinned == service_id:
             self.pinned = "auto"
             self.pin_changed.emit("auto")
@@ -152,12 +256,17 @@ class Dashboard(QWidget):
             card.set_pinned(sid == service_id)
 
     def states(self) -> dict[str, str]:
-        """Each card's state word (the tray and the title bar count them)."""
-        return {sid: card.state for sid, card in self.cards.items() if card.record.present}
+        """Each card's state as the tray and the title bar count it (a stopped launch entry is not counted)."""
+        out = {}
+        for sid, card in self.cards.items():
+            state = counted(card.state)
+            if card.present and state is not None:
+                out[sid] = state
+        return out
 
     # ----- layout -----
     def _place(self) -> None:
-        ordered = sorted(self.cards.values(), key=lambda c: (c.record.kind.value, c.record.host, c.record.port))
+        ordered = sorted(self.cards.values(), key=lambda c: (c.kind_name, c.host, c.port))
         grid = self.list_layout
         for card in ordered:
             grid.removeWidget(card)

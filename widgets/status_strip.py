@@ -23,8 +23,8 @@ def item_text(card: ServiceCard) -> str:
     """One service in a few words: state, name, host, latency, VRAM where known."""
     st = look(card.state)
     parts = [f"{st.symbol} {st.word}", card.title]
-    if card.record.host not in LOCAL:
-        parts.append(card.record.host)
+    if card.host not in LOCAL:
+        parts.append(card.host)
     sample = card.sample
     if sample is not None and sample.latency_ms is not None and card.state != "down":
         parts.append(f"{sample.latency_ms:.0f} ms")
@@ -62,9 +62,9 @@ class StatusStrip(QWidget):
     def set_cards(self, cards: Iterable[ServiceCard]) -> None:
         """Refresh the items from the dashboard's cards (made, updated in place, or dropped)."""
         seen: set[str] = set()
-        ordered = sorted(cards, key=lambda c: (c.record.kind.value, c.record.host, c.record.port))
+        ordered = sorted(cards, key=lambda c: (c.kind_name, c.host, c.port))
         for i, card in enumerate(ordered):
-            sid = card.record.id
+            sid = card.key
             seen.add(sid)
             button = self.items.get(sid)
             if button is None:

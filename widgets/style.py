@@ -20,12 +20,29 @@ STATES: dict[str, StateLook] = {
     "degraded": StateLook("◐", "degraded", "#d08a00"),
     "down": StateLook("○", "down", "#d33c3c"),
     "unknown": StateLook("◌", "unknown", "#8a8a8a"),
+    # a backend Backlot launches, while it is not (yet) a service that answers
+    "starting": StateLook("◔", "starting", "#3b7dd8"),
+    "restarting": StateLook("◔", "restarting", "#3b7dd8"),
+    "stopping": StateLook("◔", "stopping", "#8a8a8a"),
+    "stopped": StateLook("○", "stopped", "#8a8a8a"),
+    "failed": StateLook("○", "failed", "#d33c3c"),
+    "blocked": StateLook("◐", "blocked", "#d08a00"),
 }
+# What each state counts as in the title bar's summary and the tray (a stopped entry is not counted: nobody asked
+# for it to run).
+COUNTED: dict[str, str | None] = {"up": "up", "degraded": "degraded", "down": "down", "unknown": "unknown",
+                                  "starting": "starting", "restarting": "starting", "stopping": "starting",
+                                  "stopped": None, "failed": "down", "blocked": "degraded"}
 
 
 def look(state: str) -> StateLook:
-    """The look of a health state (``unknown`` for anything else)."""
+    """The look of a health or launch state (``unknown`` for anything else)."""
     return STATES.get(state, STATES["unknown"])
+
+
+def counted(state: str) -> str | None:
+    """The summary state a card's state counts as (None: not counted)."""
+    return COUNTED.get(state, "unknown")
 
 
 def mono_font(point_delta: int = 0) -> QFont:
