@@ -51,6 +51,7 @@ def assemble(settings: Settings, *, owner: bool = True, window: MainWindow | Non
     shell.console.bind(shell.bridge)
     shell.launches = LaunchController(shell.center, window.dashboard, window.launch_console, shell.keeper.spawn, shell)
     shell.launches.bind(shell.bridge)
+    shell.console.settings.applied.connect(shell.launches.refresh)
     window.settings_requested.connect(lambda: shell.console and shell.console.open_settings(window))
     window.workflows_dropped.connect(console.request_import)
     dash_pin = window.dashboard.pin_changed

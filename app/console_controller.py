@@ -1,4 +1,4 @@
-"""ConsoleController: connects the job console, the settings dialog and the API panel to the ControlCenter.
+"""ConsoleController: connects the job console and the API panel to the ControlCenter (and opens the settings).
 
 The widgets never call the core: their signals land here, the work runs as named, kept asyncio tasks (qasync's
 loop), and the answers go back to the widgets' ``_on_*`` slots. Files are read and written off the loop.
@@ -15,19 +15,17 @@ from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QWidget
 
-from backlot.app.config_writer import ConfigWriteError, write_config
+from backlot.app.settings_controller import SettingsController
 from backlot.services.keeper import TaskKeeper
 from backlot.app.workflow_controller import WorkflowController
 from backlot.services.api.token import TokenError, read_token
 from backlot.services.application.errors import Invalid, JobError, NotFound
-from backlot.services.application.service import backend_kinds
-from backlot.services.application.settings_apply import SettingsApplied
 from backlot.services.control import ControlCenter
 from backlot.services.models import Job
 from backlot.services.tasks import SCHEMA, SchemaError
 from backlot.widgets.api_panel import ApiPanel
 from backlot.widgets.job_console import JobConsole
-from backlot.widgets.settings_dialog import SECONDS, SettingsDialog
+from backlot.widgets.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 NEW_SEED = {"seed": -1}  # "Retry with new seed": -1 lets the backend pick one afresh
@@ -66,7 +64,7 @@ class ConsoleController(QObject):
         self._own = TaskKeeper()  # used when the window's keeper is not handed in (the console on its own)
         self._spawn_with = spawn or self._own.spawn
         self._open_url = open_url
-        self.dialog: SettingsDialog | None = None
+        self.settings = SettingsController(center, self.spawn, self)
         self._schema_key: tuple[str, Any] | None = None
         self._explained = 0  # the form change the route shown answers
         form, table, preview = console.form, console.table, console.preview
@@ -257,48 +255,5 @@ class ConsoleController(QObject):
 
     # ----- settings -----
     def open_settings(self, parent: QWidget | None = None) -> SettingsDialog:
-        """Open the settings dialog (``open()``, no nested loop); saving writes config.toml through this controller."""
-        s = self.center.settings
-        values: dict[str, Any] = {"hosts": list(s.hosts), "urls": list(s.urls), "ports": dict(s.ports),
-                                  "api_host": s.api_host, "api_port": s.api_port,
-                                  "output_dir": str(s.output_dir) if s.output_dir else ""}
-        values.update({name: getattr(s, name) for name in SECONDS})
-        providers = {k.provider: k.sentence() for k in self.app.key_presence(self.app.key_providers())}
-        dialog = SettingsDialog(values, backend_kinds(), providers, parent)
-        dialog.save_requested.connect(lambda changes: self.spawn("settings: save", self._save(dialog, changes)))
-        dialog.check_key_requested.connect(lambda p, k: self.spawn("settings: check key", self._check(dialog, p, k)))
-        dialog.finished.connect(lambda _result: self._on_dialog_finished(dialog))
-        dialog.finished.connect(dialog.deleteLater)
-        self.dialog = dialog
-        dialog.open()
-        return dialog
-
-    def _on_dialog_finished(self, dialog: SettingsDialog) -> None:
-        if self.dialog is dialog:
-            self.dialog = None  # answers still on their way are dropped
-
-    async def _save(self, dialog: SettingsDialog, changes: dict[str, Any]) -> None:
-        """Write config.toml, then apply what the running core can take at once; probe new URLs in the background."""
-        path = self.center.settings.paths.config_file
-        try:
-            await asyncio.to_thread(write_config, path, changes)
-        except ConfigWriteError as err:
-            dialog._on_save_failed(str(err))
-            return
-        applied = self.app.apply_settings(changes)
-        message = applied.sentence(path)
-        log.info("settings saved to %s (%s)%s", path, ", ".join(sorted(changes)) or "no changes",
-                 f"; restart Backlot to apply {', '.join(applied.restart)}" if applied.restart else "; applied now")
-        dialog._on_saved(message, list(applied.restart))
-        if applied.added_urls or applied.removed_urls or applied.rediscover:
-            self.spawn("settings: probe", self._follow(applied))
-
-    async def _follow(self, applied: SettingsApplied) -> None:
-        for found in await self.app.follow_settings(applied):
-            for url, why in found.unanswered:
-                log.warning("settings: nothing Backlot knows answered at %s: %s", url, why)
-
-    async def _check(self, dialog: SettingsDialog, provider: str, typed: str) -> None:
-        result = await self.app.check_key(provider, typed)
-        if self.dialog is dialog:
-            dialog._on_key_status(provider, result.sentence())
+        """Open the settings dialog (``open()``, no nested loop); saving writes config.toml (SettingsController)."""
+        return self.settings.open(parent)

@@ -4,6 +4,7 @@ Wan2GP, and the settings dialog's "Backends Backlot starts" (pytest-qt, offscree
 small Python commands as the launched backends)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import textwrap
@@ -16,6 +17,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import psutil  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtGui import QGuiApplication, QTextCursor  # noqa: E402
+from PySide6.QtWidgets import QDialogButtonBox  # noqa: E402
 
 from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import Settings, load_settings  # noqa: E402
@@ -281,6 +283,97 @@ def test_a_card_says_blocked_with_the_holder_and_restarting_after_the_exit_code(
     finally:
         parts.shell.bridge.close()
         parts.tray.hide()
+
+
+def test_settings_add_from_a_folder_checks_what_is_typed_saves_and_applies_at_once(
+        qapp: Any, qtbot: Any, tmp_path: Path, backlot_home: Path) -> None:
+    checkout = tmp_path / "ComfyUI"
+    (checkout / "comfy").mkdir(parents=True)
+    (checkout / "main.py").write_text("print('ComfyUI')\n")
+    (checkout / "venv" / "bin").mkdir(parents=True)
+    (checkout / "venv" / "bin" / "python").write_text("")  # its own Python, as a real checkout has
+    config = backlot_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("# my studio\nhosts = []\n", encoding="utf-8")
+    parts = assemble(_settings())
+    window, shell = parts.window, parts.shell
+    qtbot.addWidget(window)
+
+    async def scenario() -> None:
+        window.show()
+        await shell.start()
+        assert shell.console is not None
+        dialog = shell.console.open_settings(window)
+        editor = dialog.launch
+        assert editor.rows == [] and not editor.remove_button.isEnabled()
+        editor.add_from_folder(str(tmp_path / "nothing-here"))
+        await until(lambda: "is not a folder" in editor.status.text())
+        editor.add_from_folder(str(checkout))
+        await until(lambda: len(editor.rows) == 1)
+        row = editor.rows[0]
+        venv_python = str(checkout.resolve() / "venv" / "bin" / "python")
+        assert row.name == "comfyui" and row.kind == "comfyui" and row.cwd == str(checkout.resolve())
+        assert row.argv()[:2] == [venv_python, "main.py"] and row.argv()[row.argv().index("--port") + 1] == row.port
+        assert editor.command.text() == row.command and f"runs with {venv_python}" in editor.note.text()
+        save = dialog.buttons.button(QDialogButtonBox.StandardButton.Save)
+        assert save.isEnabled() and dialog.tabs.currentWidget() is editor
+        # bad input: a sentence, Save blocked, nothing typed is lost
+        port = row.port
+        editor.port.setText("70000")
+        assert dialog.problem.text() == "Cannot save: 'comfyui': the port must be a number from 1 to 65535, got '70000'"
+        assert not save.isEnabled() and editor.port.property("invalid")
+        editor.port.setText(port)
+        assert editor.rows[0].port == port and not dialog.problem.text()
+        command = editor.command.text()
+        editor.command.setText("")
+        assert "'comfyui': the command is empty" in dialog.problem.text() and not save.isEnabled()
+        editor.command.setText(command)
+        editor.add_blank()
+        assert editor.rows[1].name == "backend" and editor.current() == 1
+        for edit, text in ((editor.name, "comfyui"), (editor.command, f"{sys.executable} -c pass"), (editor.port, port)):
+            edit.setText(text)
+        problems = editor.problems()
+        assert "two entries are named 'comfyui'; give each its own name" in problems
+        assert f"'comfyui' and 'comfyui' both use port {port}; give one another port" in problems
+        assert not save.isEnabled() and editor.rows[0].command == command  # the first entry is as it was
+        # the second one becomes a backend that starts with Backlot (and never answers)
+        sleeper_port = str(free_port())
+        editor.name.setText("sleeper")
+        editor.port.setText(sleeper_port)
+        editor.command.setText(f"{sys.executable} -c \"{SLEEPER}\"")
+        editor.start.setCurrentIndex(editor.start.findData("with-backlot"))
+        assert save.isEnabled() and not dialog.problem.text()
+        closed = asyncio.Event()
+        dialog.finished.connect(lambda _: closed.set())
+        dialog.save()
+        await asyncio.wait_for(closed.wait(), 20)
+        saved = tomllib.loads(config.read_text(encoding="utf-8"))
+        assert config.read_text(encoding="utf-8").startswith("# my studio")
+        assert saved["launch"]["comfyui"]["command"] == row.argv() and saved["launch"]["comfyui"]["port"] == int(port)
+        assert saved["launch"]["sleeper"]["start"] == "with-backlot"
+        # applied at once: both cards are there, the one that starts with Backlot is starting
+        dash = window.dashboard
+        await until(lambda: dash.launch_card("comfyui") is not None and dash.launch_card("sleeper") is not None)
+        assert dash.launch_card("comfyui").state == "stopped"
+        sleeper = dash.launch_card("sleeper")
+        await until(lambda: sleeper.state == "starting" and sleeper.launch.pid is not None)
+        pid = sleeper.launch.pid
+        assert load_settings().launch["comfyui"].command == row.argv()  # the next start reads the same
+        # removing it stops it and takes its card away
+        dialog = shell.console.open_settings(window)
+        editor = dialog.launch
+        assert [r.name for r in editor.rows] == ["comfyui", "sleeper"]
+        editor.select(1)
+        editor.remove_selected()
+        closed = asyncio.Event()
+        dialog.finished.connect(lambda _: closed.set())
+        dialog.save()
+        await asyncio.wait_for(closed.wait(), 20)
+        await until(lambda: dash.launch_card("sleeper") is None and _gone(pid), 30)
+        assert "sleeper" not in tomllib.loads(config.read_text(encoding="utf-8"))["launch"]
+        assert list(dash.launches) == ["comfyui"]
+
+    _run(qapp, parts, scenario)
 
 
 @pytest.mark.slow

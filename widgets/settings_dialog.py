@@ -1,4 +1,5 @@
-"""The settings dialog: hosts, ports, URLs, intervals, API, output folder and LLM keys (masked, never shown).
+"""The settings dialog: hosts, ports, URLs, intervals, API, output folder, LLM keys (masked, never shown) and the
+backends Backlot starts.
 
 It edits plain values and emits only what changed; the controller writes ``config.toml`` and checks keys.
 """
@@ -11,6 +12,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
+from backlot.widgets.launch_settings import LaunchEntriesEditor
 from backlot.widgets.param_fields import INVALID_STYLE, mark_invalid
 
 # name -> (label, min, max) in seconds: the same bounds Settings enforces, so the dialog cannot write a value it refuses.
@@ -46,12 +48,15 @@ def urls_problem(text: str) -> str | None:
 class SettingsDialog(QDialog):
     """Edits settings given as plain values; ``save_requested`` carries only the changed ones.
 
-    ``values``: hosts, urls (lists), ports ({kind: [int]}), the SECONDS names, api_host, api_port, output_dir.
-    ``providers``: {provider: status sentence} for the LLM key rows. Open it with ``open()``, never ``exec()``.
+    ``values``: hosts, urls (lists), ports ({kind: [int]}), the SECONDS names, api_host, api_port, output_dir,
+    launch ({name: entry in its plain form}). ``providers``: {provider: status sentence} for the LLM key rows.
+    Open it with ``open()``, never ``exec()``.
     """
 
-    save_requested = Signal(dict)  # changed values; "llm_keys": {provider: new key, or None to remove it}
+    save_requested = Signal(dict)  # changed values; "llm_keys": {provider: new key, or None to remove it};
+    # "launch": {name: entry in its plain form, or None to remove it}
     check_key_requested = Signal(str, str)  # provider, the key typed here ("" = the one configured)
+    preset_requested = Signal(str)  # "Add from a folder…": the folder to make a launch entry from
 
     def __init__(self, values: Mapping[str, Any], kinds: Sequence[str], providers: Mapping[str, str],
                  parent: QWidget | None = None) -> None:
@@ -84,12 +89,17 @@ class SettingsDialog(QDialog):
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
         self._folder_dialog: QFileDialog | None = None
+        self.launch = LaunchEntriesEditor(values.get("launch", {}), kinds)
+        self.launch.preset_requested.connect(self.preset_requested)
+        self.launch.changed.connect(self._validate)
 
-        tabs = QTabWidget()
+        tabs = QTabWidget(objectName="settingsTabs")
         tabs.addTab(self._discovery_tab(), "Discovery")
         tabs.addTab(self._health_tab(), "Health")
         tabs.addTab(self._api_tab(), "API and output")
         tabs.addTab(self._keys_tab(providers), "LLM keys")
+        tabs.addTab(self.launch, "Backends Backlot starts")
+        self.tabs = tabs
         layout = QVBoxLayout(self)
         for w in (tabs, self.problem, self.outcome, self.buttons):
             layout.addWidget(w)
@@ -97,6 +107,8 @@ class SettingsDialog(QDialog):
             edit.textChanged.connect(self._validate)
         self._baseline = self.values()
         self._validate()
+        hint = self.sizeHint()  # wide enough for every tab's name and a launch entry's command
+        self.resize(max(hint.width(), 800), max(hint.height(), 560))
 
     # ----- tabs -----
     def _discovery_tab(self) -> QWidget:
@@ -159,7 +171,7 @@ class SettingsDialog(QDialog):
             out.append(p)
         if not self.api_host.text().strip():
             out.append("the API interface cannot be empty (127.0.0.1 keeps it on this machine)")
-        return out
+        return out + self.launch.problems()
 
     def values(self) -> dict[str, Any]:
         """Every plain value as the dialog holds it now (keys aside)."""
@@ -180,6 +192,9 @@ class SettingsDialog(QDialog):
         keys.update({p: e.text().strip() for p, e in self.keys.items() if e.text().strip()})
         if keys:
             out["llm_keys"] = keys
+        launch = self.launch.changes()
+        if launch:
+            out["launch"] = launch
         return out
 
     def save(self) -> None:
@@ -200,6 +215,7 @@ class SettingsDialog(QDialog):
             self.accept()
             return
         self._baseline = self.values()  # saved: a second Save sends nothing again
+        self.launch.saved()
         self.removed_keys.clear()
         for edit in self.keys.values():
             edit.clear()
@@ -209,6 +225,15 @@ class SettingsDialog(QDialog):
     def _on_save_failed(self, message: str) -> None:
         """Writing failed (one sentence); the dialog stays open with the values."""
         self.outcome.setText(message)
+
+    def _on_preset(self, name: str, entry: Mapping[str, Any], note: str) -> None:
+        """"Add from a folder…" found a backend: its entry, filled in, to check and save."""
+        self.tabs.setCurrentWidget(self.launch)
+        self.launch._on_preset(name, entry, note)
+
+    def _on_preset_failed(self, sentence: str) -> None:
+        """"Add from a folder…" found nothing Backlot knows how to start there."""
+        self.launch._on_preset_failed(sentence)
 
     @Slot(str, str)
     def _on_key_status(self, provider: str, status: str) -> None:
