@@ -1,4 +1,5 @@
-"""Regenerate the screenshots in docs/ offscreen on the demo stand-ins: each page, settings, a workflow's preview.
+"""Regenerate the screenshots in docs/ offscreen on the demo stand-ins: each page, settings, a workflow's preview,
+and a backend Backlot launched (its card and console, and its entry in the settings).
 
 Run: QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py
 """
@@ -83,8 +84,34 @@ async def shoot(parts: Parts) -> None:
     await asyncio.sleep(0.5)
     dialog.grab().save(str(DOCS / "settings.png"))
     dialog.close()
+    await shoot_launch(parts)
     window.close()
     await shell.stop()
+
+
+async def shoot_launch(parts: Parts) -> None:
+    """A second ComfyUI that Backlot starts itself: its card and console on the Services page, its entry in the
+    settings dialog."""
+    from backlot.services.launch.entry import LaunchEntry
+    from backlot.standins import demo
+
+    shell, window = parts.shell, parts.window
+    specs, _ = demo.launch_specs(shell.settings.data_path / "launched", 1.0, ("comfyui",))
+    entry = LaunchEntry.model_validate({**specs["demo-comfyui"], "demo": False, "start": "with-backlot"})
+    window.show_page(window.PAGES.index("Services"))
+    await shell.center.application.launch_add({"comfyui": entry})
+    dash = window.dashboard
+    await until(lambda: dash.launch_card("comfyui") is not None and dash.launch_card("comfyui").state == "up")
+    dash.select_launch("comfyui")
+    window.show_console()
+    await asyncio.sleep(1.0)
+    window.grab().save(str(DOCS / "services-launch.png"))
+    assert shell.console is not None
+    dialog = shell.console.open_settings(window)
+    dialog.tabs.setCurrentWidget(dialog.launch)
+    await asyncio.sleep(0.5)
+    dialog.grab().save(str(DOCS / "settings-launch.png"))
+    dialog.close()
 
 
 async def shoot_workflow(parts: Parts) -> None:
@@ -123,7 +150,8 @@ def main() -> None:
         finally:
             loop.close()
         parts.close()
-    for name in ("create", "create-video", "queue", "services", "workflow", "settings"):
+    for name in ("create", "create-video", "queue", "services", "workflow", "settings", "services-launch",
+                 "settings-launch"):
         path = DOCS / f"{name}.png"
         print(f"{path}: {path.stat().st_size // 1024} KB")
 
