@@ -232,7 +232,8 @@ def _entries_only(*entries: tuple[str, str, int]) -> Parts:
 
 
 def test_restart_with_mcp_is_offered_only_for_a_launched_web_ui_only_wan2gp(qtbot: Any) -> None:
-    parts = _entries_only(("wan2gp", "wan2gp", 7860), ("wan-mcp", "wan2gp", 7880), ("rvc", "rvc", 7865))
+    parts = _entries_only(("wan2gp", "wan2gp", 7860), ("wan-mcp", "wan2gp", 7880), ("rvc", "rvc", 7865),
+                          ("demo-wan2gp-webui", "wan2gp", 7890))
     qtbot.addWidget(parts.window)
     bus, dash = parts.shell.bus, parts.window.dashboard
     webui = dict(protocol="gradio", usable=False, details={"webui_only": True},
@@ -245,8 +246,10 @@ def test_restart_with_mcp_is_offered_only_for_a_launched_web_ui_only_wan2gp(qtbo
         bus.publish(ServiceDiscovered(_rec("wan2gp", 7880)))  # launched with its MCP server already
         bus.publish(LaunchUpdated(_view("rvc", "rvc", 7865)))
         bus.publish(ServiceDiscovered(_rec("rvc", 7865, protocol="gradio", usable=False, hint="not usable")))
+        bus.publish(LaunchUpdated(_view("demo-wan2gp-webui", "wan2gp", 7890, demo=True)))
+        bus.publish(ServiceDiscovered(_rec("wan2gp", 7890, **webui)))  # the demo's web UI stand-in has no MCP server
         cards = dash.cards
-        assert len(cards) == 4  # a launched service shows one card, not two
+        assert len(cards) == 5  # a launched service shows one card, not two
         offered = {sid for sid, c in cards.items() if not c.mcp_button.isHidden() and c.launch_row.isVisibleTo(c)}
         assert offered == {"wan2gp@127.0.0.1:7860"}
         webui_card = cards["wan2gp@127.0.0.1:7860"]

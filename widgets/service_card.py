@@ -32,8 +32,11 @@ def split_message(message: str) -> tuple[str, list[str]]:
 
 
 def offers_mcp(record: ServiceRecord | None, launch: LaunchView | None) -> bool:
-    """A Wan2GP that Backlot launched and that runs its web UI only: it can come back with its MCP server."""
+    """A Wan2GP that Backlot launched and that runs its web UI only: it can come back with its MCP server (not the
+    demo's web UI stand-in, which shows that state on purpose and has no MCP server)."""
     if launch is None or record is None or launch.kind != "wan2gp" or launch.state != "running" or not record.present:
+        return False
+    if launch.demo:
         return False
     return bool(record.details.get("webui_only")) or "--mcp" in record.hint
 
