@@ -326,6 +326,14 @@ class ApplicationService:
             out.append(await launcher.restart_entry(n, fixed))
         return out
 
+    async def launch_wait(self, names: Iterable[str], states: Iterable[str] = ("running", "failed", "blocked"),
+                          timeout: float = 120.0) -> list[LaunchView]:
+        """Wait until each entry is in one of ``states`` (by default: started, or given up); TimeoutError."""
+        launcher = self._launcher()
+        wanted = tuple(states)
+        return list(await asyncio.gather(*(launcher.wait_state(n, wanted, timeout)
+                                           for n in self._launch_names(launcher, names))))
+
     def launch_console(self, name: str, since: int = 0, limit: int | None = None) -> list[ConsoleLine]:
         """A launched backend's console lines numbered above ``since`` (secrets blanked out)."""
         try:

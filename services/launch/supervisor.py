@@ -208,8 +208,12 @@ class Launcher:
         if run.pending is not None:
             run.entry, run.pending = run.pending, None
         run.crashes.clear()
+        return await self._begin_and_spawned(run)
+
+    async def _begin_and_spawned(self, run: _Run) -> LaunchView:
+        run.state = "stopped"  # what the wait below sees leave: spawned (starting), failed or blocked
         self._begin(run)
-        return self._view(run)
+        return await self.wait_state(run.name, ("starting", "running", "failed", "blocked"), 30)
 
     async def stop_entry(self, name: str) -> LaunchView:
         """Stop an entry's whole process tree; the view once it has ended."""
@@ -226,8 +230,7 @@ class Launcher:
         elif run.pending is not None:
             run.entry, run.pending = run.pending, None
         run.crashes.clear()
-        self._begin(run)
-        return self._view(run)
+        return await self._begin_and_spawned(run)
 
     async def wait_state(self, name: str, states: Iterable[str], timeout: float) -> LaunchView:
         """Wait until the entry is in one of ``states`` (TimeoutError otherwise)."""
