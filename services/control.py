@@ -234,7 +234,12 @@ class ControlCenter:
     async def _launched_ready(self, entry: LaunchEntry) -> None:
         """A backend Backlot launched answers: known at once, and checked now (no reconnect backoff to sit out)."""
         await self.discovery.run(urls=[entry.url])
-        self.reconnect(entry.service_id)
+        m = self.monitors.get(entry.service_id)
+        if m is not None:  # checked now, so it shows up by the time the launcher says it runs
+            m.breaker.probe_now()
+            if await m.check_now() is None:  # a check was under way: another right after it
+                m.check_soon()
+            self.inventory.refresh_soon(entry.service_id)
         self.jobs.wake()  # queued jobs that waited for it
 
     async def _backend_exit(self, service_id: str) -> str | None:

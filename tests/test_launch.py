@@ -113,6 +113,8 @@ async def test_a_killed_backend_comes_back_its_running_job_fails_with_the_senten
 
         back = await app.launch_wait(["comfy"], ("running",), 60)
         assert back[0].restarts == 1 and back[0].pid != first.pid
+        # shown up by the time the launcher says it runs (checked then, not after the reconnect backoff)
+        assert {v.record.id: v.state for v in app.services()}[back[0].service_id] == "up"
         assert back[0].last_exit is not None and back[0].last_exit.code == -9 and not back[0].last_exit.expected
         done = await c.jobs.wait(queued.id, 60)
         assert done.state is JobState.SUCCEEDED, done.status.message
