@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -198,10 +197,13 @@ CHATTY_LOGGERS = ("httpx", "httpcore", "mcp", "aiohttp", "litellm", "LiteLLM", "
 
 
 def _setup_logging(settings: Settings) -> None:
-    _log_to_stderr(settings.log_level)
+    log_to_stderr(settings.log_level)
 
 
-def _log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str) -> None:
+    """Log to stderr at ``level`` (only Backlot's own lines below WARNING, unless DEBUG)."""
+    import logging  # not at the top: the thin client's commands log nothing unless the core loads (or DEBUG/INFO)
+
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if level != "DEBUG":
@@ -336,8 +338,10 @@ def _client_command(args: argparse.Namespace, out: TextIO) -> int:
     from backlot.cli import client_commands as cc
     from backlot.cli.remote import Home
 
-    _log_to_stderr((args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper())
-    home = Home(args.home, _cli_overrides(args))
+    level = (args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper()
+    if level not in ("WARNING", "ERROR"):
+        log_to_stderr(level)  # the client's own lines (which instance serves the home); else when the core loads
+    home = Home(args.home, _cli_overrides(args), level)
     if args.command == "submit":
         params = cc.parse_params(args.param)
         return cc.submit(home, args.task, args.prompt, params, [str(p) for p in args.input], args.backend, args.wait,

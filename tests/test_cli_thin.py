@@ -1,4 +1,5 @@
-"""The thin client: with an instance running, the job commands load no part of the core (pydantic, aiohttp, Qt)."""
+"""The thin client: with an instance running, the job commands load no part of the core (pydantic, aiohttp, Qt),
+nor the standard library's slower modules that they do not need."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,9 @@ import pytest
 from backlot.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("aiohttp", "pydantic", "pydantic_settings", "PySide6", "platformdirs", "litellm", "av", "PIL")
+HEAVY = ("aiohttp", "pydantic", "pydantic_settings", "PySide6", "platformdirs", "litellm", "av", "PIL",
+         # the standard library's: each would add milliseconds to a command that takes a few dozen
+         "asyncio", "logging", "subprocess", "dataclasses", "random", "ssl", "email", "http", "uuid")
 PROBE = """
 import json, sys
 sys.argv[0] = "backlot"
@@ -51,6 +54,8 @@ def test_job_commands_load_only_the_stdlib_and_the_client(standin: Any, backlot_
         for argv in (["status"], ["jobs"], ["show", str(job["seq"])], ["retry", str(job["seq"])]):
             said, done = _thin(env, *argv)
             assert said == {"code": 0, "heavy": []}, (argv, done.stderr)
+        said, done = _thin(env, "--log-level", "DEBUG", "status")  # asked for: the client's own lines, as ever
+        assert said == {"code": 0, "heavy": ["logging"]} and " DEBUG   backlot.cli.remote: Backlot pid " in done.stderr
         # the instance checks the job: its refusal keeps the sentence and exit 2, still without the core here
         said, done = _thin(env, "submit", "--task", "text_to_image", "--prompt", "p", "--param", "width=wide")
         assert said == {"code": 2, "heavy": []} and "width must be a whole number" in done.stderr
@@ -103,9 +108,11 @@ def test_the_named_commands_parser_alone_parses_as_the_whole_one(argv: list[str]
 
 def test_the_command_is_the_first_word_past_the_top_level_options() -> None:
     named = cli_main.command_named
-    assert named(["submit", "--help"]) == "submit" and named(["--home", "status", "--log-level", "INFO", "jobs"]) == "jobs"
+    assert named(["submit", "--help"]) == "submit"
+    assert named(["--home", "status", "--log-level", "INFO", "jobs"]) == "jobs"
     assert named(["--home=h", "--headless", "--api-port", "1", "show", "3"]) == "show"
-    for unclear in ([], ["--help", "jobs"], ["-h", "jobs"], ["--ho", "h", "jobs"], ["--", "jobs"], ["bogus"], ["--home"]):
+    for unclear in ([], ["--help", "jobs"], ["-h", "jobs"], ["--ho", "h", "jobs"], ["--", "jobs"], ["bogus"],
+                    ["--home"]):
         assert named(unclear) is None, unclear  # the whole parser decides
 
 
