@@ -19,7 +19,43 @@ if TYPE_CHECKING:
 # Only the standard library loads before the window is on screen: everything else is imported where it is used.
 
 
-class _CommandParser(argparse.ArgumentParser):
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``: COLUMNS, else the terminal's width, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        columns = os.get_terminal_size(stdout.fileno()).columns if stdout is not None else 0
+    except (ValueError, OSError):  # not a terminal
+        columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout at the width it would pick, found without importing ``shutil``.
+
+    argparse makes a formatter for every argument it adds, and its first one imports ``shutil`` (and with it zlib, bz2
+    and lzma) for the terminal's width: a few milliseconds of every command's start, the thin client's included.
+    """
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        kwargs.setdefault("width", _columns() - 2)  # argparse's own margin
+        super().__init__(prog, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Backlot's parsers: argparse's, with its help layout found faster (``_Formatter``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+class _CommandParser(_Parser):
     """A command's parser: arguments it does not know are its own error, shown with its own usage.
 
     (argparse leaves them to the top-level parser, whose usage says nothing about the command.)
@@ -40,7 +76,7 @@ _FLAGS = ("--version", "--headless", "--install-desktop-entry")
 
 def _top_level() -> argparse.ArgumentParser:
     """The parser of the top-level options, no command yet."""
-    ap = argparse.ArgumentParser(prog="backlot", description="Backlot: control center for AI film-making backends.")
+    ap = _Parser(prog="backlot", description="Backlot: control center for AI film-making backends.")
     ap.add_argument("--version", action="version", version=f"backlot {__version__}")
     ap.add_argument("--home", metavar="DIR", help="keep config, data and the API token in DIR (env BACKLOT_HOME)")
     ap.add_argument("--headless", action="store_true", help="run the core without a window until SIGINT/SIGTERM")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from backlot.cli import main as cli_main
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("aiohttp", "pydantic", "pydantic_settings", "PySide6", "platformdirs", "litellm", "av", "PIL",
          # the standard library's: each would add milliseconds to a command that takes a few dozen
-         "asyncio", "logging", "subprocess", "dataclasses", "random", "ssl", "email", "http", "uuid")
+         "asyncio", "logging", "subprocess", "dataclasses", "shutil", "random", "ssl", "email", "http", "uuid")
 PROBE = """
 import json, sys
 sys.argv[0] = "backlot"
@@ -121,3 +122,12 @@ def test_the_scan_knows_which_top_level_options_take_a_value() -> None:
     actions = [a for a in cli_main._top_level()._actions if "--help" not in a.option_strings]
     assert {s for a in actions for s in a.option_strings if a.nargs != 0} == set(cli_main._TAKE_A_VALUE)
     assert {s for a in actions for s in a.option_strings if a.nargs == 0} == set(cli_main._FLAGS)
+
+
+@pytest.mark.parametrize("columns", [None, "", "0", "-3", "wide", "57", "200"])
+def test_help_is_as_wide_as_argparse_makes_it(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli_main._columns() == shutil.get_terminal_size().columns
