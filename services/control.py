@@ -41,7 +41,7 @@ from backlot.services.keeper import TaskKeeper
 from backlot.services.launch.entry import LaunchEntry
 from backlot.services.launch.supervisor import Launcher
 from backlot.services.logbus import BusLogHandler
-from backlot.services.models import Origin, ServiceRecord
+from backlot.services.models import FoundBy, Origin, ServiceKind, ServiceRecord, ServiceState
 from backlot.services.tasks import SchemaError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ControlCenter:
         self.store = JobStore(settings.data_path / "jobs.sqlite3")
         self.estimator = VramEstimator(settings, self.store)
         self.inventory = InventoryCache(self.bus, self.pool, lambda: self.services, timeout=settings.health_timeout * 6)
-        self.router = Router(settings, lambda: self.services.values(), self.health_view,
+        self.router = Router(settings, self._routable, self.health_view,
                              lambda sid: self.jobs.active_on(sid), self.estimator.estimate, self.inventory.get)
         self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
                                self.vram_used, clock, check_service=self._check_service, prepare=self.prepare_params,
@@ -202,7 +202,8 @@ class ControlCenter:
         """What the router needs to know about a service now."""
         m = self.monitors.get(service_id)
         if m is None:
-            return None
+            starting = self.launcher.starting(service_id)
+            return ServiceHealth(ServiceState.UNKNOWN, starting=starting) if starting else None
         last = m.last
         free = None
         if last is not None and last.vram:
@@ -241,6 +242,16 @@ class ControlCenter:
                 m.check_soon()
             self.inventory.refresh_soon(entry.service_id)
         self.jobs.wake()  # queued jobs that waited for it
+
+    def _routable(self) -> list[ServiceRecord]:
+        """What the router picks from: the known services, and backends Backlot is starting that discovery has not
+        seen yet (a job for them waits instead of being refused; they are never chosen while starting)."""
+        known = self.services
+        coming = [ServiceRecord(kind=ServiceKind(v.kind), host=v.host if v.host not in ("0.0.0.0", "localhost") else
+                                "127.0.0.1", port=v.port, base_url=v.url, protocol="", found_by=FoundBy.CONFIGURED_URL,
+                                capabilities=registry.capabilities(ServiceKind(v.kind)))
+                  for v in self.launcher.views() if v.state in ("starting", "restarting") and v.service_id not in known]
+        return [*known.values(), *coming]
 
     async def _backend_exit(self, service_id: str) -> str | None:
         return await self.launcher.exit_reason(service_id)

@@ -329,3 +329,15 @@ async def test_a_backend_restarted_by_hand_is_up_within_a_second_not_after_its_b
     finally:
         waiter.close()
         await center.stop()
+
+
+async def test_a_job_for_a_backend_backlot_is_still_starting_waits_for_it_instead_of_being_refused(
+        tmp_path: Path) -> None:
+    async with center_with({"comfy": comfy_entry(tmp_path, start="with-backlot")}) as c:
+        app = c.application
+        assert c.launcher.view("comfy").state == "starting"  # from the moment Backlot starts it
+        job = await app.submit("text_to_image", "first shot", {"workflow": "standin_image"})
+        assert job.route is not None and job.route.waiting_for_start and "which Backlot is starting" in job.route.reason
+        done = await c.jobs.wait(job.id, 60)
+        assert done.state is JobState.SUCCEEDED, done.status.message
+        assert done.attempts[0].backend == c.launcher.view("comfy").service_id

@@ -211,9 +211,17 @@ class Launcher:
         return await self._begin_and_spawned(run)
 
     async def _begin_and_spawned(self, run: _Run) -> LaunchView:
-        run.state = "stopped"  # what the wait below sees leave: spawned (starting), failed or blocked
         self._begin(run)
-        return await self.wait_state(run.name, ("starting", "running", "failed", "blocked"), 30)
+        changed = asyncio.Event()
+        unsubscribe = self.bus.subscribe(lambda e: changed.set() if e.view.name == run.name else None, LaunchUpdated)
+        try:  # until it has a process (or could not get one)
+            async with asyncio.timeout(30):
+                while not (run.alive() or run.state in ("running", "failed", "blocked", "stopped")):
+                    changed.clear()
+                    await changed.wait()
+        finally:
+            unsubscribe()
+        return self._view(run)
 
     async def stop_entry(self, name: str) -> LaunchView:
         """Stop an entry's whole process tree; the view once it has ended."""
@@ -285,6 +293,8 @@ class Launcher:
     def _begin(self, run: _Run) -> None:
         run.wanted, run.stopping = True, False
         if run.task is None or run.task.done():
+            if not run.alive():  # from now on jobs for it wait for it
+                self._set(run, "starting", "starting")
             run.task = self.keeper.spawn(f"launch {run.name}", self._supervise(run))
 
     async def _supervise(self, run: _Run) -> None:
