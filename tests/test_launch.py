@@ -341,3 +341,21 @@ async def test_a_job_for_a_backend_backlot_is_still_starting_waits_for_it_instea
         done = await c.jobs.wait(job.id, 60)
         assert done.state is JobState.SUCCEEDED, done.status.message
         assert done.attempts[0].backend == c.launcher.view("comfy").service_id
+
+
+async def test_an_entry_that_keeps_running_outlives_backlot_and_the_next_adopts_or_stops_it(tmp_path: Path) -> None:
+    entries = {"comfy": comfy_entry(tmp_path, start="with-backlot", keep_running=True)}
+    async with center_with(entries) as c:
+        pid = (await c.application.launch_wait(["comfy"], ("running",), 60))[0].pid
+    assert pid is not None and not gone(pid)  # closing Backlot left it running, as the entry says
+    async with center_with(entries) as c:
+        view = (await c.application.launch_wait(["comfy"], ("running",), 60))[0]
+        assert view.adopted and view.pid == pid
+        await c.application.launch_stop(["comfy"])
+    assert gone(pid)
+
+    async with center_with(entries) as c:  # once more, now with the settings saying orphans are stopped
+        pid = (await c.application.launch_wait(["comfy"], ("running",), 60))[0].pid
+    assert pid is not None and not gone(pid)
+    async with center_with({"comfy": {**entries["comfy"], "start": "on-demand"}}, orphans="stop") as c:
+        assert gone(pid) and c.launcher.view("comfy").state == "stopped"
