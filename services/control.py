@@ -78,6 +78,7 @@ class ControlCenter:
                                  on_ready=self._launched_ready, on_exit=self.jobs.backend_exited,
                                  secrets=self._secrets)
         self.launch_enabled = run_queue if launch is None else launch
+        self._token: str | None = None
         self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
@@ -259,12 +260,12 @@ class ControlCenter:
     def _secrets(self) -> list[str]:
         """Values no launched backend's console may show: the LLM keys and the socket API's token."""
         values = [v.get_secret_value() for v in self.settings.llm_keys.values()]
-        token = self.settings.paths.token_file
-        try:
-            values.append(token.read_text("utf-8").strip())
-        except OSError:
-            pass
-        return values
+        if self._token is None:  # read once it exists (the API writes it on its first start)
+            try:
+                self._token = self.settings.paths.token_file.read_text("utf-8").strip() or None
+            except OSError:
+                pass
+        return [*values, self._token] if self._token else values
 
     async def _check_service(self, service_id: str) -> None:
         """A health check now, so a running job's VRAM peak is seen (the sample reaches the runner as an event)."""

@@ -328,7 +328,13 @@ class Launcher:
 
     async def _spawn(self, run: _Run) -> bool:
         entry = run.entry
-        if await asyncio.to_thread(process.port_in_use, entry.host, entry.port):
+        busy = await asyncio.to_thread(process.port_in_use, entry.host, entry.port)
+        for _ in range(20 if busy and run.crashes else 0):  # what a crashed run left may take a moment to go
+            await asyncio.sleep(0.1)
+            busy = await asyncio.to_thread(process.port_in_use, entry.host, entry.port)
+            if not busy:
+                break
+        if busy:
             holder = await asyncio.to_thread(process.port_holder, entry.port)
             run.holder = process.describe(holder) if holder is not None else "another program"
             run.wanted = False
