@@ -17,7 +17,7 @@ from tomlkit.items import Table
 
 from backlot.services.config import Settings
 
-TABLES = ("ports", "llm_keys")  # settings kept as a [table] with one key per kind or provider
+TABLES = ("ports", "llm_keys", "launch")  # settings kept as a [table] with one key per kind, provider or entry
 SECRET_TABLES = ("llm_keys",)
 
 
@@ -41,15 +41,29 @@ def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
 def _apply_table(doc: Any, key: str, values: Mapping[str, Any]) -> None:
     table = doc.get(key)
     if table is None:
-        table = tomlkit.table()
+        table = tomlkit.table(is_super_table=key == "launch")  # [launch.comfyui], no empty [launch] above it
         doc[key] = table
     for name, value in values.items():
         if value is None or value == []:
             table.pop(name, None)
+        elif isinstance(value, Mapping):  # a launch entry: its own [launch.NAME] table, its env inline
+            table[name] = _entry_table(value)
         else:
             table[name] = value
     if isinstance(table, Table) and not table:
         doc.pop(key)
+
+
+def _entry_table(values: Mapping[str, Any]) -> Table:
+    table = tomlkit.table()
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            inline = tomlkit.inline_table()
+            inline.update(value)
+            table[name] = inline
+        else:
+            table[name] = str(value) if isinstance(value, Path) else value
+    return table
 
 
 def check(text: str) -> None:
