@@ -152,7 +152,41 @@ def _retry(sub: Commands) -> argparse.ArgumentParser:
 
 
 def _stop(sub: Commands) -> argparse.ArgumentParser:
-    return sub.add_parser("stop", help="stop the running Backlot of this home")
+    sp = sub.add_parser("stop", help="stop launch entries; no NAME: the running Backlot (and what it launched)")
+    sp.add_argument("names", nargs="*", metavar="NAME")
+    sp.add_argument("--json", action="store_true", help="print the stopped entries as JSON")
+    return sp
+
+
+def _start(sub: Commands, verb: str = "start", what: str = "start") -> argparse.ArgumentParser:
+    ls = sub.add_parser(verb, help=f"{what} launch entries (backends Backlot runs) and wait until they answer")
+    ls.add_argument("names", nargs="+", metavar="NAME")
+    ls.add_argument("--no-wait", action="store_true", help="return once spawned, not once answering")
+    ls.add_argument("--json", action="store_true", help="print the entries as JSON")
+    return ls
+
+
+def _restart(sub: Commands) -> argparse.ArgumentParser:
+    ls = _start(sub, "restart", "stop and start again")
+    ls.add_argument("--mcp", action="store_true", help="a Wan2GP web UI comes back with its MCP server")
+    return ls
+
+
+def _logs(sub: Commands) -> argparse.ArgumentParser:
+    lg = sub.add_parser("logs", help="a launch entry's console (-f: follow it until Ctrl-C)")
+    lg.add_argument("name", metavar="NAME")
+    lg.add_argument("-f", "--follow", action="store_true", help="print new lines as they come")
+    lg.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="the last N lines first (default 100)")
+    return lg
+
+
+def _add_backend(sub: Commands) -> argparse.ArgumentParser:
+    ab = sub.add_parser("add-backend", help="add a launch entry for a checkout (ComfyUI, Wan2GP, …) to config.toml")
+    ab.add_argument("folder", metavar="FOLDER")
+    ab.add_argument("--name", help="the entry's name (default: the kind's)")
+    ab.add_argument("--kind", help="comfyui, wan2gp, rvc, audioldm, llama.cpp or ollama (default: detected)")
+    ab.add_argument("--with-backlot", action="store_true", help="start it with Backlot (default: on demand)")
+    return ab
 
 
 def _addon(sub: Commands) -> argparse.ArgumentParser:
@@ -178,7 +212,8 @@ def _demo(sub: Commands) -> argparse.ArgumentParser:
 # command is one function and one line here, and its branch in `_main` (or its name in CLIENT_COMMANDS).
 COMMANDS: dict[str, Callable[[Commands], argparse.ArgumentParser]] = {
     "discover": _discover, "status": _status, "submit": _submit, "tasks": _tasks, "jobs": _jobs, "show": _show,
-    "cancel": _cancel, "retry": _retry, "stop": _stop, "addon": _addon, "workflows": _workflows, "demo": _demo,
+    "cancel": _cancel, "retry": _retry, "stop": _stop, "start": _start, "restart": _restart, "logs": _logs,
+    "add-backend": _add_backend, "addon": _addon, "workflows": _workflows, "demo": _demo,
 }
 
 
@@ -362,7 +397,9 @@ def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screensh
     return run_window(settings, demo=demo, speed=speed, screenshot=screenshot, window=window)
 
 
-CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")
+CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon", "start", "restart", "logs",
+                   "add-backend")
+LAUNCH_COMMANDS = ("start", "stop", "restart", "logs", "add-backend")
 
 
 def _client_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -392,8 +429,10 @@ def _client_command(args: argparse.Namespace, out: TextIO) -> int:
         return cc.show(home, args.job, args.json, out)
     if args.command == "status":
         return cc.status(home, args.json, out)
-    if args.command == "stop":
-        return cc.stop(home, out)
+    if args.command in LAUNCH_COMMANDS:
+        from backlot.cli import launch_commands
+
+        return launch_commands.run(args, home, out)
     return cc.addon(args.output, out)
 
 

@@ -85,8 +85,13 @@ class Home:
 class Instance:
     """Where the running instance of a home listens."""
 
-    def __init__(self, pid: int, api_host: str, api_port: int, token_file: Path) -> None:
+    def __init__(self, pid: int, api_host: str, api_port: int, token_file: Path, lock_file: Path | None = None) -> None:
         self.pid, self.api_host, self.api_port, self.token_file = pid, api_host, api_port, token_file
+        self.lock_file = lock_file  # held until the process has stopped (and what it launched with it)
+
+    def alive(self) -> bool:
+        """True until the process has let go of its instance lock (it has stopped, not only stopped serving)."""
+        return self.lock_file is not None and lock_holder(self.lock_file) == self.pid
 
     def client(self, name: str = "backlot-cli", topics: list[str] | None = None) -> ApiClient:
         """A connected client (hello done); raises ClientError when it cannot connect."""
@@ -98,11 +103,12 @@ def find(home: Home) -> Instance | None:
     """The running instance of this home, or None (a stale file of a dead instance does not count)."""
     try:
         info = json.loads((home.config_dir / "instance.json").read_text(encoding="utf-8"))
-        pid = lock_holder(Path(str(info["data_dir"])) / "backlot.lock")
+        lock = Path(str(info["data_dir"])) / "backlot.lock"
+        pid = lock_holder(lock)
         if pid is None or info.get("pid") != pid:
             return None  # gone, or holding the lock but not serving yet (still starting)
         _debug("Backlot pid %d serves %s:%s for %s", pid, info["api_host"], info["api_port"], home.config_dir)
-        return Instance(pid, str(info["api_host"]), int(info["api_port"]), home.token_file)
+        return Instance(pid, str(info["api_host"]), int(info["api_port"]), home.token_file, lock)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
