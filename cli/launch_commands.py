@@ -57,6 +57,10 @@ def restart(home: Home, names: list[str], mcp: bool, wait: bool, as_json: bool, 
     """Stop and start launch entries again (``mcp``: a Wan2GP web UI comes back with its MCP server)."""
     with remote.require(home).client(topics=[TOPIC] if wait else None) as client:
         views = client.call("launch.restart", {"names": names, "mcp": mcp}, timeout=STOP_TIMEOUT)["entries"]
+        if mcp:  # the instance runs the MCP command now; the next Backlot reads it from config.toml
+            from backlot.cli import launch_config
+
+            launch_config.keep_mcp(home, names, sys.stderr if as_json else out)
         return _outcome(client, views, wait, as_json, out)
 
 
@@ -175,6 +179,6 @@ def logs(home: Home, name: str, follow: bool, count: int, out: TextIO) -> int:
 
 def add_backend(home: Home, folder: str, name: str | None, kind: str | None, with_backlot: bool, out: TextIO) -> int:
     """"Add from a folder": the launch entry for a checkout, written to config.toml as ``[launch.NAME]``."""
-    from backlot.cli import add_backend as adding
+    from backlot.cli import launch_config
 
-    return adding.add(home, Path(folder).expanduser().resolve(), name, kind, with_backlot, out)
+    return launch_config.add(home, Path(folder).expanduser().resolve(), name, kind, with_backlot, out)

@@ -245,3 +245,26 @@ def test_add_backend_asks_the_running_instance_and_says_to_restart_it(instance: 
             "(`backlot stop`, then `backlot --headless` or the window), then `backlot start studio`") in added.stdout
     refused = backlot(backlot_home, "add-backend", str(tmp_path))  # the instance's refusal, the same sentence
     assert refused.returncode == 2 and "is not a ComfyUI, Wan2GP, RVC or AudioLDM checkout" in refused.stderr
+
+
+def test_restart_with_mcp_keeps_the_mcp_command_in_config_toml(backlot_home: Path) -> None:
+    """What ``backlot restart NAME --mcp`` saves once the instance runs it so (the next Backlot starts it so)."""
+    import io
+
+    from backlot.cli import launch_config
+
+    config = backlot_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("# Wan2GP as I start it by hand\n[launch.wan]\nkind = \"wan2gp\"\n"
+                      "command = [\"python\", \"wgp.py\", \"--listen\", \"--server-port\", \"7860\"]\nport = 7860\n")
+    out = io.StringIO()
+    launch_config.keep_mcp(remote.Home(str(backlot_home)), ["wan"], out)
+    text = config.read_text()
+    assert text.startswith("# Wan2GP as I start it by hand\n")
+    assert tomllib.loads(text)["launch"]["wan"]["command"] == [
+        "python", "wgp.py", "--mcp", "--mcp-transport", "streamable-http", "--mcp-host", "127.0.0.1", "--mcp-port",
+        "7860"]
+    assert out.getvalue() == f"saved in {config}: wan starts with the MCP server from now on\n"
+    again = io.StringIO()
+    launch_config.keep_mcp(remote.Home(str(backlot_home)), ["wan"], again)
+    assert again.getvalue() == "" and config.read_text() == text  # already so: nothing written

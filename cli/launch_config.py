@@ -1,7 +1,8 @@
-"""``backlot add-backend FOLDER``: "Add from a folder" from the command line, saved as ``[launch.NAME]`` in config.toml.
+"""Launch entries written to config.toml from the command line: ``add-backend FOLDER`` and ``restart --mcp``.
 
-The entry comes from the running instance (``launch.preset``) when one runs, else from the same preset code
-here; config.toml is edited with the window's writer, so the user's comments and layout stay.
+``add-backend`` is "Add from a folder": the entry comes from the running instance (``launch.preset``) when one
+runs, else from the same preset code here. config.toml is edited with the window's writer, so the user's
+comments and layout stay.
 """
 from __future__ import annotations
 
@@ -61,6 +62,23 @@ def add(home: Home, folder: Path, name: str | None, kind: str | None, with_backl
     elif not with_backlot:
         out.write(f"`backlot start {name}` starts it once Backlot runs\n")
     return 0
+
+
+def keep_mcp(home: Home, names: list[str], out: TextIO) -> None:
+    """After ``restart --mcp``: the Wan2GP entries' MCP command saved in config.toml, as the instance now runs them."""
+    settings = home.settings()
+    fixed = {n: presets.with_mcp(settings.launch[n]) for n in names if n in settings.launch}
+    changed = {n: e.model_dump(mode="json", exclude_defaults=True) | {"start": e.start.value}
+               for n, e in fixed.items() if e != settings.launch[n]}
+    if not changed:
+        return
+    try:
+        write_config(settings.paths.config_file, {"launch": changed})
+    except ConfigWriteError as err:
+        raise Refusal(f"{', '.join(changed)} now {'runs' if len(changed) == 1 else 'run'} with the MCP server, "
+                      f"but {err}", 2) from err
+    out.write(f"saved in {settings.paths.config_file}: {', '.join(changed)} "
+              f"{'starts' if len(changed) == 1 else 'start'} with the MCP server from now on\n")
 
 
 def _preset(settings: Settings, inst: remote.Instance | None, folder: Path,
