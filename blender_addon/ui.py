@@ -315,7 +315,8 @@ def _on_load(*_: Any) -> None:
 
 
 CLASSES = (BacklotPreferences, BACKLOT_OT_connect, BACKLOT_OT_refresh_workflows, BACKLOT_OT_generate, BACKLOT_OT_generate_selected,
-           BACKLOT_OT_cancel, BACKLOT_OT_start_backend, BACKLOT_OT_import_again, BACKLOT_PT_sequencer, BACKLOT_PT_view3d)
+           BACKLOT_OT_cancel, BACKLOT_OT_start_backend, BACKLOT_OT_import_again, BACKLOT_PT_sequencer,
+           BACKLOT_PT_view3d)
 
 
 def register() -> None:

@@ -98,7 +98,8 @@ def _discover(sub: Commands) -> argparse.ArgumentParser:
 
 
 def _status(sub: Commands) -> argparse.ArgumentParser:
-    st = sub.add_parser("status", help="show services and jobs of the running Backlot (exit 4: not running)")
+    st = sub.add_parser("status", help="show services, jobs and launch entries of the running Backlot (exit 4: not "
+                                       "running)")
     st.add_argument("--json", action="store_true")
     return st
 

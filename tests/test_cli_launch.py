@@ -206,7 +206,8 @@ def test_add_backend_writes_the_entry_and_keeps_the_config_as_it_was(backlot_hom
     port = entry["port"]
     assert entry["kind"] == "comfyui" and entry["cwd"] == str(folder) and entry["start"] == "on-demand"
     assert entry["command"][1:5] == ["main.py", "--listen", "127.0.0.1", "--port"] and entry["command"][5] == str(port)
-    assert added.stdout.startswith(f"added [launch.comfyui] to {config}:\n  comfyui on port {port}, started on demand\n")
+    assert added.stdout.startswith(f"added [launch.comfyui] to {config}:\n"
+                                   f"  comfyui on port {port}, started on demand\n")
     assert "note: " in added.stdout and "`backlot start comfyui` starts it once Backlot runs" in added.stdout
     # a second one gets its own name and port; --with-backlot starts it with Backlot
     second = backlot(backlot_home, "add-backend", str(folder), "--with-backlot")
