@@ -102,8 +102,8 @@ def test_start_logs_stop_and_status_against_a_running_instance(instance: dict[st
     port = instance["comfy"]["port"]
     listed = backlot(backlot_home, "status")
     assert listed.returncode == 0 and "comfy   ○ stopped" in listed.stdout, listed.stdout
-    started = backlot(backlot_home, "start", "comfy")
-    assert started.returncode == 0, started.stderr
+    said, started = _thin(_env(backlot_home), "start", "comfy")  # waits on the instance's news, core not loaded
+    assert said == {"code": 0, "heavy": []}, started.stderr
     shown = _entries(backlot_home)["comfy"]
     assert shown["state"] == "running" and shown["pid"]
     assert started.stdout == f"comfy: ● running on port {port} (pid {shown['pid']})\n"
@@ -131,8 +131,8 @@ def test_start_logs_stop_and_status_against_a_running_instance(instance: dict[st
     assert (wrong.returncode, wrong.stderr.strip()) == (
         2, "backlot: comfy is a comfyui entry; only Wan2GP has an MCP server to restart with")
     # stop NAME stops that entry only; Backlot keeps running
-    stopped = backlot(backlot_home, "stop", "comfy")
-    assert stopped.returncode == 0 and stopped.stdout.startswith("comfy: ○ stopped"), stopped.stderr
+    said, stopped = _thin(_env(backlot_home), "stop", "comfy")
+    assert said == {"code": 0, "heavy": []} and stopped.stdout.startswith("comfy: ○ stopped"), stopped.stderr
     assert not psutil.pid_exists(shown["pid"]) or psutil.Process(shown["pid"]).status() == psutil.STATUS_ZOMBIE
     after = _entries(backlot_home)
     assert (after["comfy"]["state"], after["broken"]["state"]) == ("stopped", "failed")
