@@ -55,10 +55,11 @@ def add(home: Home, folder: Path, name: str | None, kind: str | None, with_backl
               f"  in: {entry.cwd or folder}\n")
     if note:
         out.write(f"note: {note}\n")
-    if inst is not None:
-        out.write(f"Backlot is running (pid {inst.pid}) with the entries it read at its start: restart it to use "
-                  f"{name} (`backlot stop`, then `backlot --headless` or the window)"
-                  + ("" if with_backlot else f", then `backlot start {name}`") + "\n")
+    if inst is not None:  # the running Backlot knows it from now on (and starts it, if it starts with Backlot)
+        with inst.client() as client:
+            client.call("launch.add", {"name": name, "entry": entry.model_dump(mode="json"), "start": with_backlot})
+        out.write(f"Backlot (pid {inst.pid}) " + (f"is starting it: `backlot logs {name} -f` follows its console\n"
+                                                  if with_backlot else f"knows it: `backlot start {name}` starts it\n"))
     elif not with_backlot:
         out.write(f"`backlot start {name}` starts it once Backlot runs\n")
     return 0

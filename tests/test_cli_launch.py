@@ -233,8 +233,8 @@ def test_add_backend_writes_the_entry_and_keeps_the_config_as_it_was(backlot_hom
     assert config.read_text() == before
 
 
-def test_add_backend_asks_the_running_instance_and_says_to_restart_it(instance: dict[str, dict[str, Any]],
-                                                                      backlot_home: Path, tmp_path: Path) -> None:
+def test_add_backend_asks_the_running_instance_which_knows_the_entry_at_once(instance: dict[str, dict[str, Any]],
+                                                                              backlot_home: Path, tmp_path: Path) -> None:
     config = backlot_home / "config" / "config.toml"
     added = backlot(backlot_home, "add-backend", str(_fake_comfyui(tmp_path)), "--name", "studio")
     assert added.returncode == 0, added.stderr
@@ -242,8 +242,9 @@ def test_add_backend_asks_the_running_instance_and_says_to_restart_it(instance: 
     assert text.startswith("# the film's backends\n") and tomllib.loads(text)["launch"]["studio"]["kind"] == "comfyui"
     inst = remote.find(remote.Home(str(backlot_home)))
     assert inst is not None
-    assert (f"Backlot is running (pid {inst.pid}) with the entries it read at its start: restart it to use studio "
-            "(`backlot stop`, then `backlot --headless` or the window), then `backlot start studio`") in added.stdout
+    assert f"Backlot (pid {inst.pid}) knows it: `backlot start studio` starts it" in added.stdout
+    listed = backlot(backlot_home, "status", "--json")
+    assert "studio" in {e["name"] for e in json.loads(listed.stdout)["launch"]}
     refused = backlot(backlot_home, "add-backend", str(tmp_path))  # the instance's refusal, the same sentence
     assert refused.returncode == 2 and "is not a ComfyUI, Wan2GP, RVC or AudioLDM checkout" in refused.stderr
 

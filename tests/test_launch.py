@@ -304,6 +304,14 @@ async def test_the_api_lists_starts_follows_and_stops_entries(tmp_path: Path) ->
         assert (await c.call("launch.restart", {"names": ["comfy"], "mcp": True}))["error"]["code"] == -32602
         stopped = (await c.result("launch.stop", {"names": ["comfy"]}))["entries"][0]
         assert stopped["state"] == "stopped" and stopped["last_exit"]["expected"]
+        other = comfy_entry(tmp_path / "other")
+        added = (await c.result("launch.add", {"name": "second", "entry": other}))["entries"][0]
+        assert added["state"] == "stopped" and added["port"] == other["port"]
+        assert [e["name"] for e in (await c.result("launch.list"))["entries"]] == ["comfy", "second"]
+        clash = await c.call("launch.add", {"name": "third", "entry": {**other, "kind": "comfyui"}})
+        assert clash["error"]["code"] == -32602 and "'second'" in clash["error"]["message"]
+        bad = await c.call("launch.add", {"name": "fourth", "entry": {"kind": "comfyui", "command": [], "port": 9}})
+        assert bad["error"]["code"] == -32602 and "command" in bad["error"]["message"]
         preset = await c.call("launch.preset", {"folder": str(tmp_path)})
         assert preset["error"]["code"] == -32602 and "checkout" in preset["error"]["message"]
 

@@ -344,11 +344,18 @@ class ApplicationService:
     async def launch_add(self, entries: Mapping[str, LaunchEntry], *, start: bool = True) -> list[LaunchView]:
         """Entries added while running (the demo's stand-ins, or one the user just made) and started."""
         launcher = self._launcher()
-        for name in entries:
+        ports = {e.port: n for n, e in self.settings.launch.items()}
+        for name, entry in entries.items():
             try:
                 check_name(name)
             except ValueError as err:
                 raise Invalid(str(err)) from err
+            if name in self.settings.launch and self.settings.launch[name] != entry:
+                raise Invalid(f"a launch entry named {name!r} exists already")
+            if ports.get(entry.port, name) != name:
+                raise Invalid(f"port {entry.port} is launch entry {ports[entry.port]!r}'s already")
+            if entry.kind not in registry.kinds():
+                raise Invalid(f"unknown kind {entry.kind!r}; known kinds: {', '.join(registry.kinds())}")
         self.settings.launch = {**self.settings.launch, **entries}
         launcher.sync()
         return await self.launch_start(entries) if start else [launcher.view(n) for n in entries]
