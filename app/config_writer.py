@@ -18,10 +18,8 @@ from tomlkit.items import Table
 from backlot.services.config import Settings
 from backlot.services.launch.entry import SECRET_KEY, LaunchEntry
 
-TABLES = ("ports", "llm_keys")  # settings kept as a [table] with one key per kind or provider
+TABLES = ("ports", "llm_keys", "launch")  # settings kept as a [table] with one key per kind, provider or entry
 SECRET_TABLES = ("llm_keys",)
-# A launch entry's keys always written (the rest only when they differ from the default), in this order.
-LAUNCH_KEYS = ("kind", "command", "cwd", "port", "start", "restart", "keep_running")
 
 
 class ConfigWriteError(Exception):
@@ -32,9 +30,7 @@ def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
     """``text`` (TOML) with ``changes`` applied: None removes a key, tables are changed key by key."""
     doc = tomlkit.parse(text)
     for key, value in changes.items():
-        if key == "launch":
-            _apply_launch(doc, value)
-        elif key in TABLES:
+        if key in TABLES:
             _apply_table(doc, key, value)
         elif value is None:
             doc.pop(key, None)
@@ -46,60 +42,58 @@ def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
 def _apply_table(doc: Any, key: str, values: Mapping[str, Any]) -> None:
     table = doc.get(key)
     if table is None:
-        table = tomlkit.table()
+        table = tomlkit.table(is_super_table=key == "launch")  # [launch.comfyui], no empty [launch] above it
         doc[key] = table
     for name, value in values.items():
         if value is None or value == []:
             table.pop(name, None)
+        elif isinstance(value, Mapping):  # a launch entry: its own [launch.NAME] table, its env inline
+            old = table.get(name)
+            if isinstance(old, Table):
+                _update_entry_table(old, value)  # key by key: the user's comments inside it stay
+            else:
+                table[name] = _entry_table(value)
         else:
             table[name] = value
     if isinstance(table, Table) and not table:
         doc.pop(key)
 
 
-def launch_table(entry: LaunchEntry | Mapping[str, Any]) -> dict[str, Any]:
-    """A launch entry as its ``[launch.NAME]`` table: what identifies it always, other settings when not default."""
-    model = entry if isinstance(entry, LaunchEntry) else LaunchEntry.model_validate(entry)
-    plain = model.model_dump(mode="json")
-    defaults = LaunchEntry.model_construct().model_dump(mode="json")  # field defaults (no command or port)
-    out = {k: plain[k] for k in LAUNCH_KEYS if plain.get(k) is not None}
-    out.update({k: v for k, v in plain.items() if k not in out and k in defaults and v != defaults[k] and v is not None})
-    return out
+def launch_values(entry: LaunchEntry) -> dict[str, Any]:
+    """A launch entry as its ``[launch.NAME]`` table holds it: what differs from the defaults, and when it starts
+    (shown even when it is the default: it is the choice people look for)."""
+    return entry.model_dump(mode="json", exclude_defaults=True) | {"start": entry.start.value}
 
 
-def _apply_launch(doc: Any, entries: Mapping[str, Any]) -> None:
-    """``[launch.NAME]`` tables: None removes one; an entry replaces its keys one by one (comments stay)."""
-    launch = doc.get("launch")
-    if launch is None:
-        launch = tomlkit.table(is_super_table=True)
-        doc["launch"] = launch
-    for name, entry in entries.items():
-        if entry is None:
-            launch.pop(name, None)
-            continue
-        values = launch_table(entry)
-        table = launch.get(name)
-        if table is None:
-            table = tomlkit.table()
-            launch[name] = table
-        for key in [k for k in table if k not in values]:
-            table.pop(key)
-        for key, value in values.items():
-            if isinstance(value, dict):
-                inline = tomlkit.inline_table()
-                inline.update(value)
-                value = inline
-            if table.get(key) != value:
-                table[key] = value
-    if isinstance(launch, Table) and not launch:
-        doc.pop("launch")
+def _entry_table(values: Mapping[str, Any]) -> Table:
+    table = tomlkit.table()
+    _update_entry_table(table, values)
+    return table
+
+
+def _update_entry_table(table: Table, values: Mapping[str, Any]) -> None:
+    """``table`` holding exactly ``values``: keys it no longer has go, changed ones are replaced, the rest (and
+    the comments between them) stay as they were."""
+    for name in [k for k in table if k not in values]:
+        table.pop(name)
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            inline = tomlkit.inline_table()
+            inline.update(value)
+            value = inline
+        elif isinstance(value, Path):
+            value = str(value)
+        if table.get(name) != value:
+            table[name] = value
 
 
 def _has_secret(doc: Any) -> bool:
+    """Whether the file holds a secret: LLM keys, or a launch entry's environment variable named like a key."""
     if any(t in doc for t in SECRET_TABLES):
         return True
     launch = doc.get("launch") or {}
-    return any(SECRET_KEY.search(str(k)) for entry in launch.values() for k in (entry.get("env") or {}))
+    return any(SECRET_KEY.search(str(k)) for entry in launch.values() if isinstance(entry, Mapping)
+               for k in (entry.get("env") or {}))
 
 
 def check(text: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Slot
 
-from backlot.app.config_writer import ConfigWriteError, write_config
+from backlot.app.config_writer import ConfigWriteError, launch_values, write_config
 from backlot.services.application.errors import Invalid, NotFound
 from backlot.services.control import ControlCenter
 from backlot.services.launch.view import LaunchView
@@ -111,7 +111,7 @@ class LaunchController(QObject):
             return
         path = self.center.settings.paths.config_file
         try:
-            await asyncio.to_thread(write_config, path, {"launch": {name: entry}})
+            await asyncio.to_thread(write_config, path, {"launch": {name: launch_values(entry)}})
         except ConfigWriteError as err:
             log.warning("%s restarted with --mcp, but it could not be saved: %s", name, err)
             return

@@ -14,11 +14,14 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
-from backlot.app.config_writer import ConfigWriteError, write_config
+from pydantic import ValidationError
+
+from backlot.app.config_writer import ConfigWriteError, launch_values, write_config
 from backlot.services.application.errors import Invalid
 from backlot.services.application.service import backend_kinds
 from backlot.services.application.settings_apply import SettingsApplied
 from backlot.services.control import ControlCenter
+from backlot.services.launch.entry import LaunchEntry
 from backlot.widgets.settings_dialog import SECONDS, SettingsDialog
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,13 @@ class SettingsController(QObject):
         """Write config.toml, then apply what the running core can take at once; probe new URLs and start new
         launch entries in the background."""
         path = self.center.settings.paths.config_file
+        if changes.get("launch"):  # as config.toml holds them: what differs from the defaults
+            try:
+                changes = {**changes, "launch": {n: None if e is None else launch_values(LaunchEntry.model_validate(e))
+                                                 for n, e in changes["launch"].items()}}
+            except ValidationError as err:
+                dialog._on_save_failed(f"not saved: {err.errors()[0]['msg']}")
+                return
         try:
             await asyncio.to_thread(write_config, path, changes)
         except ConfigWriteError as err:

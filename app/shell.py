@@ -15,7 +15,8 @@ from backlot.services.keeper import TaskKeeper
 from backlot.services.config import Settings, forget_standins, record_standins
 from backlot.services.control import ControlCenter
 from backlot.services.events import EventBus
-from backlot.standins import demo, launcher
+from backlot.services.launch.entry import LaunchEntry
+from backlot.standins import demo
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Shell(QObject):
         self.bridge = Bridge(self.bus, self)
         self.keeper = TaskKeeper()
         self.center = ControlCenter(settings, self.bus, serve_api=serve_api, run_queue=run_queue)
-        self.standins: dict[str, launcher.StandinProcess] = {}
+        self.standins: dict[str, LaunchEntry] = {}  # the demo's launch entries, once asked for
         self.speed = 1.0
         self.started = asyncio.Event()
         self.stopped = False
@@ -46,10 +47,8 @@ class Shell(QObject):
         The core does not wait for the stand-ins: a backend already running is found and shown at once, while
         the dashboard says the demo backends are starting; they are discovered as soon as they listen.
         """
-        standins = None
         if demo:
             self.demo_state.emit("starting")  # now, before the core's first discovery can say none was found
-            standins = self.keeper.spawn("start demo", self._start_standins())
         await self.center.start()
         self.center.set_dashboard_visible(True)
         if self.console is not None:
@@ -57,8 +56,8 @@ class Shell(QObject):
         if self.launches is not None:
             self.launches.refresh()
         self.started.set()
-        if standins is not None and await standins:
-            await self.center.application.discover()
+        if demo:
+            self.keeper.spawn("start demo", self._start_standins())
 
     async def stop(self) -> None:
         """Stop our tasks, the core, and the stand-ins we started; unsubscribe the bridge. Twice is harmless."""
@@ -68,12 +67,11 @@ class Shell(QObject):
         if self.console is not None:
             await self.console.close()
         await self.keeper.cancel_all()
-        await self.center.stop()
+        await self.center.stop()  # the launcher stops the demo's stand-ins with everything else it started
         self.bridge.close()
         if self.standins:
-            procs, self.standins = self.standins, {}
-            forget_standins(self.settings.paths)
-            await asyncio.to_thread(launcher.stop_all, procs)
+            self.standins = {}
+            await asyncio.to_thread(forget_standins, self.settings.paths)
             log.info("demo: all stand-ins stopped")
 
     async def wait_health_round(self, timeout: float = 20.0) -> bool:
@@ -106,33 +104,39 @@ class Shell(QObject):
             log.warning("could not open %s in a browser", url)
 
     def start_demo(self) -> None:
-        """Start the stand-in backends from the window and discover them."""
+        """Start the stand-in backends from the window (as launch entries) and discover them."""
         if self.standins:
             log.info("the demo backends are already running")
             return
-        self.keeper.spawn("start demo", self._demo_then_discover())
-
-    async def _demo_then_discover(self) -> None:
-        if await self._start_standins():
-            await self.center.application.discover()
+        if self.started.is_set():
+            self.keeper.spawn("start demo", self._start_standins())
 
     async def _start_standins(self) -> bool:
-        """Spawn every stand-in (on this, the main thread: they die with it) and wait for them off the loop."""
+        """Add the stand-ins as launch entries and start them; the launcher spawns them on this, the main thread
+        (they die with it), and says when each answers."""
         self.demo_state.emit("starting")
         log.info("demo: starting the stand-in backends")
-        procs, left_out = demo.spawn(self.settings.data_path / "standins", self.speed)
+        specs, left_out = demo.launch_specs(self.settings.data_path / "standins", self.speed)
         if left_out:
             log.warning("demo: %s", demo.left_out_sentence(left_out))
-        self.standins = procs
+        made = {name: LaunchEntry.model_validate(spec) for name, spec in specs.items()}
+        self.standins = made
+        app = self.center.application
         try:
-            urls = await asyncio.to_thread(demo.wait_ready, procs)
-        except launcher.StandinError as err:
-            log.error("demo: %s", str(err).splitlines()[0])
-            self.standins = {}
-            self.demo_state.emit(f"failed: {str(err).splitlines()[0]}")
+            await app.launch_add(made)
+            views = await app.launch_wait(made)
+        except Exception as err:  # a launch refused outright (the launcher is off in a guest window, say)
+            views, why = [], str(err)
+        else:
+            bad = [v for v in views if v.state != "running"]
+            why = "; ".join(f"{v.name}: {v.message.splitlines()[0]}" for v in bad)
+        if why:
+            log.error("demo: %s", why)
+            self.demo_state.emit(f"failed: {why}")
             return False
+        urls = {name.removeprefix("demo-"): entry.url for name, entry in made.items()}
         await asyncio.to_thread(record_standins, self.settings.paths, urls)
-        self.settings.standins = urls  # discovery reads the settings at every round
+        self.settings.standins = urls
         self.demo_state.emit("running")
-        log.info("demo: %d stand-ins ready", len(procs))
+        log.info("demo: %d stand-ins ready", len(made))
         return True

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import logging
 import os
 import selectors
 import socket
@@ -32,9 +31,6 @@ __all__ = ["ApiClient", "Backoff", "CallTimeout", "ClientError", "Message", "Not
            "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "INTERNAL_ERROR", "UNAUTHORIZED",
            "NO_BACKEND", "UNKNOWN_JOB", "TOO_LARGE", "BUSY", "NOT_CONNECTED", "TIMED_OUT", "MAX_LINE", "STOPPED",
            "CONNECTING", "CONNECTED", "DISCONNECTED", "UNAUTHORIZED_STATE", "config_dir"]
-
-log = logging.getLogger(__name__)
-
 
 
 def config_dir(home: str | None = None) -> Path:
@@ -240,7 +236,9 @@ class ApiClient:
             except (OSError, ClientError, ValueError) as err:
                 self._drop_connection(DISCONNECTED, _describe(err, self.host, self.port))
             except Exception as err:  # a bug here must not kill the thread silently  # noqa: BLE001
-                log.exception("backlot API client failed")
+                import logging  # here only: the command line's thin client imports no more than it uses
+
+                logging.getLogger(__name__).exception("backlot API client failed")
                 self._drop_connection(DISCONNECTED, _describe(err, self.host, self.port))
             self._settled.set()
             if self._stop.is_set() or not self.reconnect:

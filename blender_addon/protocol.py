@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import random
 from typing import Any, Callable, NamedTuple
 
 PROTOCOL = 1
@@ -92,8 +91,8 @@ Message = Reply | Notification | StateChanged
 class Backoff:
     """Reconnect delays doubling from ``base`` to ``cap`` with ±20% jitter; ``reset()`` after a success."""
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] = random.random) -> None:
-        self.base, self.cap, self._rand, self.attempt = base, cap, rand, 0
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rand: Callable[[], float] | None = None) -> None:
+        self.base, self.cap, self._rand, self.attempt = base, cap, rand or _random, 0
 
     def next(self) -> float:
         """The next delay in seconds."""
@@ -104,6 +103,12 @@ class Backoff:
     def reset(self) -> None:
         """Start again from ``base``."""
         self.attempt = 0
+
+
+def _random() -> float:
+    import random  # on the first reconnect only: the command line connects once, and imports no more than it uses
+
+    return random.random()
 
 
 def encode(obj: Any) -> bytes:

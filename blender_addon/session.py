@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from . import client as rpc
 from .jobbook import IMPORT_RETRY_S, JobBook, Tracked, choose_output
+from .launches import TOPIC as LAUNCH_TOPIC
+from .launches import LaunchBook
 from .schema import TaskSpec, parse_tasks
 from .workflows import WorkflowSpec, parse_workflows
 
@@ -76,6 +78,7 @@ class AddonSession:
         self.services: dict[str, dict[str, Any]] = {}
         self.tasks: list[TaskSpec] = []
         self.workflows: list[WorkflowSpec] = []
+        self.launches = LaunchBook()
         self.state, self.message = rpc.STOPPED, "Not connected."
         self.tick_count, self.tick_last, self.tick_max = 0, 0.0, 0.0
         self._seen_version = -1
@@ -121,11 +124,20 @@ class AddonSession:
         if self.client is not None:
             self.client.call_async("jobs.cancel", {"job": job_id}, tag=("cancel", job_id))
 
+    def start_backend(self, name: str) -> None:
+        """Ask Backlot to start a launch entry; it shows as starting at once, the answer arrives through ``tick()``."""
+        if self.client is None:
+            return
+        self.launches.asking(name)
+        self.book.version += 1
+        self.client.call_async("launch.start", {"names": [name]}, tag=("launch-start", name))
+
     def refresh(self) -> None:
-        """Ask for services, tasks and the news of every watched job."""
+        """Ask for services, launch entries, tasks and the news of every watched job."""
         if self.client is None:
             return
         self.client.call_async("services.list", {}, tag=("services",))
+        self.client.call_async("launch.list", {}, tag=("launch",))
         self.client.call_async("tasks.list", {}, tag=("tasks",))
         self.refresh_workflows()
         for rec in self.book.watching():
@@ -204,12 +216,15 @@ class AddonSession:
             self.book.version += 1
             if msg.state == rpc.CONNECTED and self.client is not None:
                 self.client.call_async("events.subscribe", {"topics": [PLACE_TOPIC]}, tag=("place",))
+                self.client.call_async("events.subscribe", {"topics": [LAUNCH_TOPIC]}, tag=("launch-topic",))
                 self.refresh()
         elif isinstance(msg, rpc.Notification):
             if msg.method == "job.updated" and isinstance(msg.params, dict):
                 self._job(job_of(msg.params))
             elif msg.method == PLACE_TOPIC and isinstance(msg.params, dict):
                 self._sent(msg.params)
+            elif msg.method == LAUNCH_TOPIC and self.launches.apply(msg.params):
+                self.book.version += 1
             elif msg.method == "service.updated" and isinstance(msg.params, dict):
                 svc = msg.params.get("service", msg.params)
                 if isinstance(svc, dict) and svc.get("id"):
@@ -241,7 +256,10 @@ class AddonSession:
     def _reply(self, msg: rpc.Reply) -> None:
         tag = msg.tag if isinstance(msg.tag, tuple) else (msg.tag,)
         what = tag[0] if tag else None
-        if what == "submit":
+        if what == "launch-start":
+            self.launches.answered(tag[1], msg.result, msg.error.message if msg.error is not None else "")
+            self.book.version += 1
+        elif what == "submit":
             if msg.error is not None:
                 rec = self.book.rejected(tag[1], f"Backlot refused the job: {msg.error.message}")
                 if rec is not None:
@@ -262,6 +280,9 @@ class AddonSession:
         elif what == "workflows":
             self.workflows = parse_workflows(msg.result)
             self.book.version += 1
+        elif what == "launch":
+            self.launches.replace(msg.result)
+            self.book.version += 1
         elif what == "job":
             self._job(job_of(msg.result))
 
@@ -275,6 +296,8 @@ class AddonSession:
         elif what == "cancel":
             self.message = f"Cancel failed: {error.message}"
             self.book.version += 1
+        elif what in ("launch", "launch-topic") and error.code in (rpc.METHOD_NOT_FOUND, rpc.INVALID_PARAMS):
+            log.debug("this Backlot launches no backends: %s", error.message)  # one from before the launcher
         elif error.code != rpc.NOT_CONNECTED:
             log.warning("backlot %s failed: %s", what, error.message)
 

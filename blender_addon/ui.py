@@ -198,6 +198,22 @@ class BACKLOT_OT_cancel(bpy.types.Operator):
         return {"FINISHED"} if jobs else {"CANCELLED"}
 
 
+class BACKLOT_OT_start_backend(bpy.types.Operator):
+    """Start this backend (a launch entry of Backlot's); the panel shows it starting until it answers"""
+
+    bl_idname = "backlot.start_backend"
+    bl_label = "Start"
+    entry: bpy.props.StringProperty(name="Launch entry")  # type: ignore[valid-type]
+
+    def execute(self, context: Any) -> set[str]:
+        """Send launch.start without waiting; the answer and the news arrive through the timer."""
+        if session is None or not session.connected:
+            self.report({"ERROR"}, "Backlot is not connected; press Connect first.")
+            return {"CANCELLED"}
+        session.start_backend(self.entry)
+        return {"FINISHED"}
+
+
 class BACKLOT_OT_import_again(bpy.types.Operator):
     """Place a finished job's result on the timeline again (after an import failed; its files stay in Backlot)"""
 
@@ -225,8 +241,16 @@ def _draw(self: Any, context: Any) -> None:
     rows = session.service_rows()
     for sym, sid, state in rows:
         box.label(text=f"{sym} {sid}  {state}")
-    if not rows:
+    launches = session.launches.rows()  # backends Backlot can start, when they are not running
+    if not rows and not launches:
         box.label(text="No backends." if session.connected else "Backends show once connected.")
+    for launch in launches:
+        row = box.row()
+        row.label(text=f"{launch.symbol} {launch.name}  {launch.state}")
+        if launch.startable:
+            row.operator("backlot.start_backend", text="Start", icon="PLAY").entry = launch.name
+        if launch.message:
+            box.label(text=launch.message)
     layout.prop(wm, "backlot_task", text="Task")
     task = session.task(wm.backlot_task)
     if task is not None and getattr(wm, "backlot_form", None) is not None:
@@ -291,7 +315,8 @@ def _on_load(*_: Any) -> None:
 
 
 CLASSES = (BacklotPreferences, BACKLOT_OT_connect, BACKLOT_OT_refresh_workflows, BACKLOT_OT_generate, BACKLOT_OT_generate_selected,
-           BACKLOT_OT_cancel, BACKLOT_OT_import_again, BACKLOT_PT_sequencer, BACKLOT_PT_view3d)
+           BACKLOT_OT_cancel, BACKLOT_OT_start_backend, BACKLOT_OT_import_again, BACKLOT_PT_sequencer,
+           BACKLOT_PT_view3d)
 
 
 def register() -> None:

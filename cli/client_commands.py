@@ -14,15 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from backlot.blender_addon.client import INVALID_PARAMS, NO_BACKEND, UNKNOWN_JOB, ApiClient, ClientError, Notification
+from backlot.blender_addon.client import (INVALID_PARAMS, METHOD_NOT_FOUND, NO_BACKEND, UNKNOWN_JOB, ApiClient,
+                                         ClientError, Notification, RpcError)
 from backlot.cli import remote
-from backlot.cli.format import job_lines, progress_line, reply_text, services_table
+from backlot.cli.format import job_lines, launch_table, progress_line, reply_text, services_table
 from backlot.cli.refusal import Refusal
 from backlot.cli.remote import Home
 from backlot.services.text import one_line
 from backlot.services.workflow_ref import is_path
 
 TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
+STOP_WAIT = 60.0  # seconds `backlot stop` waits for the instance to end (its launched backends stop first)
 
 
 def _err(message: str) -> None:
@@ -34,7 +36,7 @@ def exit_for(err: ClientError) -> int:
     return {INVALID_PARAMS: 2, NO_BACKEND: 3, UNKNOWN_JOB: 2}.get(err.code, 1)
 
 
-def _reports_errors(command: Callable[..., int]) -> Callable[..., int]:
+def reports_errors(command: Callable[..., int]) -> Callable[..., int]:
     """The one place a client command's failures become a sentence and an exit code (4: not running)."""
 
     @functools.wraps(command)
@@ -72,7 +74,7 @@ def _absolute(workflow: Any) -> Any:
     return str(Path(str(workflow)).expanduser().resolve()) if is_path(str(workflow)) else workflow
 
 
-@_reports_errors
+@reports_errors
 def submit(home: Home, task: str, prompt: str, params: dict[str, Any], inputs: list[str], backend: str | None,
            wait: bool, as_json: bool, out: TextIO) -> int:
     """Hand the job to the running instance (starting one if needed); ``wait`` follows it to the end."""
@@ -85,7 +87,7 @@ def submit(home: Home, task: str, prompt: str, params: dict[str, Any], inputs: l
         return _accepted_then(client, job, wait, as_json, out)
 
 
-@_reports_errors
+@reports_errors
 def retry(home: Home, ref: str, wait: bool, as_json: bool, out: TextIO) -> int:
     """Run a job again as a new job; ``wait`` follows the new one to the end, as ``submit --wait`` does."""
     with remote.require(home).client(topics=["job.updated"] if wait else None) as client:
@@ -163,7 +165,7 @@ def _local_read(home: Home, read: Any) -> Any:
     return asyncio.run(read(home.settings()))
 
 
-@_reports_errors
+@reports_errors
 def jobs(home: Home, state: str | None, as_json: bool, limit: int, out: TextIO) -> int:
     """Job history: from the instance when one runs, else straight from the store, read-only."""
     from backlot.cli.format import jobs_table
@@ -181,7 +183,7 @@ def jobs(home: Home, state: str | None, as_json: bool, limit: int, out: TextIO) 
     return 0
 
 
-@_reports_errors
+@reports_errors
 def show(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
     """One job in full (number or id)."""
     inst = remote.find(home)
@@ -202,7 +204,7 @@ def show(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors
 def cancel(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
     """Stop a job: one call to the running instance, printed as the job it returns."""
     with remote.require(home).client() as client:
@@ -215,7 +217,7 @@ def cancel(home: Home, ref: str, as_json: bool, out: TextIO) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors
 def status(home: Home, as_json: bool, out: TextIO) -> int:
     """The instance's pid, API address, token file (never the token), services and job counts."""
     inst = remote.require(home)
@@ -224,30 +226,37 @@ def status(home: Home, as_json: bool, out: TextIO) -> int:
         services = services.get("services", services) if isinstance(services, dict) else services
         rows = client.call("jobs.list", {"limit": 1000})
         rows = rows.get("jobs", rows) if isinstance(rows, dict) else rows
+        try:
+            launch = client.call("launch.list")["entries"]
+        except RpcError as err:
+            if err.code != METHOD_NOT_FOUND:
+                raise
+            launch = []  # a Backlot from before the launcher
     counts: dict[str, int] = {}
     for j in rows:
         counts[j["state"]] = counts.get(j["state"], 0) + 1
     info = {"pid": inst.pid, "api_host": inst.api_host, "api_port": inst.api_port, "token_file": str(inst.token_file),
-            "services": services, "jobs": counts}
+            "services": services, "jobs": counts, "launch": launch}
     if as_json:
         out.write(json.dumps(info) + "\n")
         return 0
     out.write(f"Backlot running (pid {inst.pid}), API {inst.api_host}:{inst.api_port}, token in {inst.token_file}\n")
     out.write(services_table(services) + "\n")
     out.write("jobs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none") + "\n")
+    out.write(launch_table(launch) + "\n")
     return 0
 
 
-@_reports_errors
+@reports_errors
 def stop(home: Home, out: TextIO) -> int:
-    """Ask the instance to stop and wait until it has."""
+    """Ask the instance to stop and wait until it has (and the backends it launched with it)."""
     inst = remote.require(home)
     with inst.client() as client:
         client.call("app.shutdown")
-    deadline = time.monotonic() + 30
-    while remote.find(home) is not None and time.monotonic() < deadline:
+    deadline = time.monotonic() + STOP_WAIT
+    while (inst.alive() or remote.find(home) is not None) and time.monotonic() < deadline:
         time.sleep(0.1)  # the other process releases its lock when it has stopped; nothing to wait on here
-    if remote.find(home) is not None:
+    if inst.alive() or remote.find(home) is not None:
         _err(f"Backlot (pid {inst.pid}) is still stopping; `kill {inst.pid}` stops it at once")
         return 1
     out.write(f"stopped Backlot (pid {inst.pid})\n")

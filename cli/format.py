@@ -94,3 +94,36 @@ def reply_text(job: dict[str, Any]) -> str | None:
         if str(o.get("mime", "")).startswith("text/"):
             return Path(o["path"]).read_text(encoding="utf-8")
     return None
+
+
+# The launch states in the symbols the window's cards and the Blender panel use.
+LAUNCH_SYMBOLS = {"running": "●", "starting": "◔", "restarting": "◔", "stopping": "◔", "stopped": "○", "failed": "○",
+                  "blocked": "◐"}
+
+
+def launch_state(view: dict[str, Any]) -> str:
+    """``● running``."""
+    state = str(view.get("state", ""))
+    return f"{LAUNCH_SYMBOLS.get(state, '◌')} {state}"
+
+
+def launch_line(view: dict[str, Any]) -> str:
+    """``comfyui: ● running on port 8188 (pid 4242)``."""
+    pid = f" (pid {view['pid']})" if view.get("pid") else ""
+    return f"{view['name']}: {launch_state(view)} on port {view['port']}{pid}"
+
+
+def launch_table(entries: list[dict[str, Any]]) -> str:
+    """The launch entries with their state, port, pid, restarts and last exit."""
+    if not entries:
+        return "no launch entries (`backlot add-backend FOLDER` adds one)"
+    table = [["LAUNCH", "STATE", "PORT", "PID", "RESTARTS", "LAST EXIT"]]
+    for v in entries:
+        last = v.get("last_exit") or {}
+        exit_text = "-"
+        if last:
+            when = time.strftime("%m-%d %H:%M:%S", time.localtime(last["at"])) if last.get("at") else ""
+            exit_text = f"{last.get('words', '')}{' (asked)' if last.get('expected') else ''} {when}".strip()
+        table.append([v["name"], launch_state(v), str(v["port"]), str(v.get("pid") or "-"), str(v.get("restarts", 0)),
+                      exit_text])
+    return format_table(table)

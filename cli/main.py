@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -12,11 +11,51 @@ from backlot.cli.refusal import Refusal, report
 from backlot.services import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from backlot.services.config import Settings
+
+    Commands = argparse._SubParsersAction["_CommandParser"]  # what a command's parser is added to
 # Only the standard library loads before the window is on screen: everything else is imported where it is used.
 
 
-class _CommandParser(argparse.ArgumentParser):
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``: COLUMNS, else the terminal's width, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        columns = os.get_terminal_size(stdout.fileno()).columns if stdout is not None else 0
+    except (ValueError, OSError):  # not a terminal
+        columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout at the width it would pick, found without importing ``shutil``.
+
+    argparse makes a formatter for every argument it adds, and its first one imports ``shutil`` (and with it zlib, bz2
+    and lzma) for the terminal's width: a few milliseconds of every command's start, the thin client's included.
+    """
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        kwargs.setdefault("width", _columns() - 2)  # argparse's own margin
+        super().__init__(prog, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Backlot's parsers: argparse's, with its help layout found faster (``_Formatter``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+class _CommandParser(_Parser):
     """A command's parser: arguments it does not know are its own error, shown with its own usage.
 
     (argparse leaves them to the top-level parser, whose usage says nothing about the command.)
@@ -29,9 +68,15 @@ class _CommandParser(argparse.ArgumentParser):
         return parsed, extra
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and --help)."""
-    ap = argparse.ArgumentParser(prog="backlot", description="Backlot: control center for AI film-making backends.")
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+# The top-level options (besides -h/--help): the word after one that takes a value is that value, not the command.
+_TAKE_A_VALUE = ("--home", "--screenshot", "--api-port", "--log-level")
+_FLAGS = ("--version", "--headless", "--install-desktop-entry")
+
+
+def _top_level() -> argparse.ArgumentParser:
+    """The parser of the top-level options, no command yet."""
+    ap = _Parser(prog="backlot", description="Backlot: control center for AI film-making backends.")
     ap.add_argument("--version", action="version", version=f"backlot {__version__}")
     ap.add_argument("--home", metavar="DIR", help="keep config, data and the API token in DIR (env BACKLOT_HOME)")
     ap.add_argument("--headless", action="store_true", help="run the core without a window until SIGINT/SIGTERM")
@@ -39,15 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--install-desktop-entry", action="store_true",
                     help="put Backlot in this user's application menu (a .desktop file and its icon) and exit")
     ap.add_argument("--api-port", type=int, help="socket API port (default 8770)")
-    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    ap.add_argument("--log-level", choices=LOG_LEVELS, help="logging detail")
+    return ap
+
+
+def _discover(sub: Commands) -> argparse.ArgumentParser:
     d = sub.add_parser("discover", help="find backends on this machine and configured hosts")
     d.add_argument("--json", action="store_true")
     d.add_argument("--hosts", help="comma-separated extra hosts")
     d.add_argument("--url", action="append", help="a service URL to probe (repeatable)")
     d.add_argument("--budget", type=float, help="seconds for the whole discovery")
-    st = sub.add_parser("status", help="show services and jobs of the running Backlot (exit 4: not running)")
+    return d
+
+
+def _status(sub: Commands) -> argparse.ArgumentParser:
+    st = sub.add_parser("status", help="show services, jobs and launch entries of the running Backlot (exit 4: not "
+                                       "running)")
     st.add_argument("--json", action="store_true")
+    return st
+
+
+def _submit(sub: Commands) -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="submit a generation job")
     s.add_argument("--task", required=True)
     s.add_argument("--prompt", default="", help="what to make (needed by most tasks; `backlot tasks` says which)")
@@ -56,36 +113,146 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", help="service id to pin, e.g. comfyui@127.0.0.1:8188 (default: auto)")
     s.add_argument("--wait", action="store_true", help="follow the job to its end (Ctrl-C detaches; it keeps running)")
     s.add_argument("--json", action="store_true", help="print the accepted (or, with --wait, finished) job as JSON")
+    return s
+
+
+def _tasks(sub: Commands) -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list the tasks with their parameters, inputs and backends")
     t.add_argument("--json", action="store_true", help="print the task schema as JSON")
+    return t
+
+
+def _jobs(sub: Commands) -> argparse.ArgumentParser:
     j = sub.add_parser("jobs", help="list job history")
     j.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
     j.add_argument("--json", action="store_true")
     j.add_argument("--limit", type=int, default=50)
+    return j
+
+
+def _show(sub: Commands) -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="one job in full: route, attempts, error, outputs (a text job's text)")
     sh.add_argument("job", metavar="N|ID")
     sh.add_argument("--json", action="store_true")
+    return sh
+
+
+def _cancel(sub: Commands) -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="stop a job (queued: removed; running: the backend's interrupt)")
     c.add_argument("job", metavar="N|ID")
     c.add_argument("--json", action="store_true", help="print the job as JSON")
+    return c
+
+
+def _retry(sub: Commands) -> argparse.ArgumentParser:
     r = sub.add_parser("retry", help="run a job again as a new job (same task, prompt, parameters and inputs)")
     r.add_argument("job", metavar="N|ID")
     r.add_argument("--wait", action="store_true", help="follow the new job to its end (Ctrl-C detaches)")
     r.add_argument("--json", action="store_true", help="print the new (or, with --wait, finished) job as JSON")
-    sub.add_parser("stop", help="stop the running Backlot of this home")
+    return r
+
+
+def _stop(sub: Commands) -> argparse.ArgumentParser:
+    sp = sub.add_parser("stop", help="stop launch entries; no NAME: the running Backlot (and what it launched)")
+    sp.add_argument("names", nargs="*", metavar="NAME")
+    sp.add_argument("--json", action="store_true", help="print the stopped entries as JSON")
+    return sp
+
+
+def _start(sub: Commands, verb: str = "start", what: str = "start") -> argparse.ArgumentParser:
+    ls = sub.add_parser(verb, help=f"{what} launch entries (backends Backlot runs) and wait until they answer")
+    ls.add_argument("names", nargs="+", metavar="NAME")
+    ls.add_argument("--no-wait", action="store_true", help="return once spawned, not once answering")
+    ls.add_argument("--json", action="store_true", help="print the entries as JSON")
+    return ls
+
+
+def _restart(sub: Commands) -> argparse.ArgumentParser:
+    ls = _start(sub, "restart", "stop and start again")
+    ls.add_argument("--mcp", action="store_true", help="a Wan2GP web UI comes back with its MCP server")
+    return ls
+
+
+def _logs(sub: Commands) -> argparse.ArgumentParser:
+    lg = sub.add_parser("logs", help="a launch entry's console (-f: follow it until Ctrl-C)")
+    lg.add_argument("name", metavar="NAME")
+    lg.add_argument("-f", "--follow", action="store_true", help="print new lines as they come")
+    lg.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="the last N lines first (default 100)")
+    return lg
+
+
+def _add_backend(sub: Commands) -> argparse.ArgumentParser:
+    ab = sub.add_parser("add-backend", help="add a launch entry for a checkout (ComfyUI, Wan2GP, …) to config.toml")
+    ab.add_argument("folder", metavar="FOLDER")
+    ab.add_argument("--name", help="the entry's name (default: the kind's)")
+    ab.add_argument("--kind", help="comfyui, wan2gp, rvc, audioldm, llama.cpp or ollama (default: detected)")
+    ab.add_argument("--with-backlot", action="store_true", help="start it with Backlot (default: on demand)")
+    return ab
+
+
+def _addon(sub: Commands) -> argparse.ArgumentParser:
     ad = sub.add_parser("addon", help="write the installable Blender addon zip")
     ad.add_argument("--output", metavar="PATH", help="zip file or folder (default ./backlot_addon.zip)")
-    from backlot.cli.workflow_args import add_parser as add_workflows
+    return ad
 
-    add_workflows(sub)
+
+def _workflows(sub: Commands) -> argparse.ArgumentParser:
+    from backlot.cli.workflow_args import add_parser
+
+    return add_parser(sub)
+
+
+def _demo(sub: Commands) -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run Backlot on built-in stand-in backends")
     demo.add_argument("--headless", action="store_true", help="no window: run the stand-ins and print their URLs")
     demo.add_argument("--speed", type=float, default=1.0, help="stand-in time scale (2 = twice as fast)")
-    for command in sub.choices.values():  # `backlot jobs --home X` works as well as `backlot --home X jobs`
-        command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        command.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS,
-                             help=argparse.SUPPRESS)
+    return demo
+
+
+# Every command: its name and the function that adds its parser, in the order `backlot --help` lists them. A new
+# command is one function and one line here, and its branch in `_main` (or its name in CLIENT_COMMANDS).
+COMMANDS: dict[str, Callable[[Commands], argparse.ArgumentParser]] = {
+    "discover": _discover, "status": _status, "submit": _submit, "tasks": _tasks, "jobs": _jobs, "show": _show,
+    "cancel": _cancel, "retry": _retry, "stop": _stop, "start": _start, "restart": _restart, "logs": _logs,
+    "add-backend": _add_backend, "addon": _addon, "workflows": _workflows, "demo": _demo,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every command (exposed for tests and --help); ``only``: with that command alone."""
+    ap = _top_level()
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    for name, add in COMMANDS.items():
+        if only is None or name == only:
+            command = add(sub)
+            # `backlot jobs --home X` works as well as `backlot --home X jobs`
+            command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return ap
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is neither a top-level option nor such an option's value.
+
+    None where that takes the whole parser to tell (``-h``, ``--``, an abbreviated or unknown option, an unknown
+    command, no command): the whole parser then parses, so help and errors read as they always have.
+    """
+    words = iter(argv)
+    for word in words:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+        if word in _TAKE_A_VALUE:
+            next(words, None)  # its value
+        elif word not in _FLAGS and word.partition("=")[0] not in _TAKE_A_VALUE:
+            return None
+    return None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``argv`` parsed by a parser holding only the command it names: the same namespace, help and errors as
+    ``build_parser().parse_args(argv)``, without building a dozen parsers for one (milliseconds of every command)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return build_parser(command_named(argv)).parse_args(argv)
 
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,10 +269,13 @@ CHATTY_LOGGERS = ("httpx", "httpcore", "mcp", "aiohttp", "litellm", "LiteLLM", "
 
 
 def _setup_logging(settings: Settings) -> None:
-    _log_to_stderr(settings.log_level)
+    log_to_stderr(settings.log_level)
 
 
-def _log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str) -> None:
+    """Log to stderr at ``level`` (only Backlot's own lines below WARNING, unless DEBUG)."""
+    import logging  # not at the top: the thin client's commands log nothing unless the core loads (or DEBUG/INFO)
+
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if level != "DEBUG":
@@ -115,7 +285,7 @@ def _log_to_stderr(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 bad usage or setup, 130 interrupted)."""
-    args = build_parser().parse_args(argv)  # --help and --version print to stdout, as they should
+    args = parse_args(argv)  # --help and --version print to stdout, as they should
     out = sys.stdout
     as_json = bool(getattr(args, "json", False))  # a refusal goes on stdout too, for scripts reading --json
     try:
@@ -228,7 +398,9 @@ def _window(settings: Settings, demo: bool = False, speed: float = 1.0, screensh
     return run_window(settings, demo=demo, speed=speed, screenshot=screenshot, window=window)
 
 
-CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon")
+CLIENT_COMMANDS = ("status", "submit", "jobs", "show", "cancel", "retry", "stop", "addon", "start", "restart", "logs",
+                   "add-backend")
+LAUNCH_COMMANDS = ("start", "stop", "restart", "logs", "add-backend")
 
 
 def _client_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -240,8 +412,10 @@ def _client_command(args: argparse.Namespace, out: TextIO) -> int:
     from backlot.cli import client_commands as cc
     from backlot.cli.remote import Home
 
-    _log_to_stderr((args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper())
-    home = Home(args.home, _cli_overrides(args))
+    level = (args.log_level or os.environ.get("BACKLOT_LOG_LEVEL") or "WARNING").upper()
+    if level not in ("WARNING", "ERROR"):
+        log_to_stderr(level)  # the client's own lines (which instance serves the home); else when the core loads
+    home = Home(args.home, _cli_overrides(args), level)
     if args.command == "submit":
         params = cc.parse_params(args.param)
         return cc.submit(home, args.task, args.prompt, params, [str(p) for p in args.input], args.backend, args.wait,
@@ -256,8 +430,10 @@ def _client_command(args: argparse.Namespace, out: TextIO) -> int:
         return cc.show(home, args.job, args.json, out)
     if args.command == "status":
         return cc.status(home, args.json, out)
-    if args.command == "stop":
-        return cc.stop(home, out)
+    if args.command in LAUNCH_COMMANDS:
+        from backlot.cli import launch_commands
+
+        return launch_commands.run(args, home, out)
     return cc.addon(args.output, out)
 
 

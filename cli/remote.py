@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +23,12 @@ from backlot.blender_addon.client import ApiClient, ClientError, config_dir
 from backlot.services.lockfile import lock_holder
 
 if TYPE_CHECKING:
+    import subprocess
+
     from backlot.services.config import Settings
 
-log = logging.getLogger(__name__)
+# `subprocess` (to start an instance) and `logging` (set up when the core loads, or at --log-level DEBUG or INFO) load
+# where they are used: with `dataclasses`, they took the thin client longer to import than its talk with the instance.
 PACKAGE_ROOT = Path(backlot.__file__).resolve().parent.parent  # the checkout, or site-packages
 START_TIMEOUT = 90.0  # seconds a background instance may take to serve (first start imports a lot)
 # Instances started from this process: kept so the Popen objects are not collected while the
@@ -40,12 +40,25 @@ class NotRunning(Exception):
     """No Backlot instance serves this home (exit code 4)."""
 
 
-@dataclass(frozen=True)
-class Home:
-    """The home a command works on (``--home``, else BACKLOT_HOME, else the platform's folders)."""
+def _debug(message: str, *args: Any) -> None:
+    """A debug line, where logging is set up (``--log-level DEBUG``): without that it would go nowhere anyway."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(__name__).debug(message, *args)
 
-    home: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # settings from command-line flags
+
+class Home:
+    """The home a command works on (``--home``, else BACKLOT_HOME, else the platform's folders).
+
+    A plain class, like ``Instance``: importing ``dataclasses`` takes about as long as the thin client's whole exchange
+    with the instance.
+    """
+
+    def __init__(self, home: str | None = None, overrides: dict[str, Any] | None = None,
+                 log_level: str = "WARNING") -> None:
+        self.home = home
+        self.overrides = dict(overrides or {})  # settings from command-line flags
+        self.log_level = log_level  # what the core logs to stderr, once settings() has loaded it
 
     @property
     def config_dir(self) -> Path:
@@ -58,20 +71,27 @@ class Home:
         return self.config_dir / "api-token"
 
     def settings(self) -> Settings:
-        """The full settings (loads the core: only to start an instance or read the store without one)."""
+        """The full settings (loads the core: only to start an instance or read the store without one).
+
+        From here on the core may log: its lines go to stderr at ``log_level``.
+        """
+        from backlot.cli.main import log_to_stderr
         from backlot.services.config import load_settings
 
+        log_to_stderr(self.log_level)
         return load_settings(home=self.home, cli=self.overrides)
 
 
-@dataclass(frozen=True)
 class Instance:
     """Where the running instance of a home listens."""
 
-    pid: int
-    api_host: str
-    api_port: int
-    token_file: Path
+    def __init__(self, pid: int, api_host: str, api_port: int, token_file: Path, lock_file: Path | None = None) -> None:
+        self.pid, self.api_host, self.api_port, self.token_file = pid, api_host, api_port, token_file
+        self.lock_file = lock_file  # held until the process has stopped (and what it launched with it)
+
+    def alive(self) -> bool:
+        """True until the process has let go of its instance lock (it has stopped, not only stopped serving)."""
+        return self.lock_file is not None and lock_holder(self.lock_file) == self.pid
 
     def client(self, name: str = "backlot-cli", topics: list[str] | None = None) -> ApiClient:
         """A connected client (hello done); raises ClientError when it cannot connect."""
@@ -83,11 +103,12 @@ def find(home: Home) -> Instance | None:
     """The running instance of this home, or None (a stale file of a dead instance does not count)."""
     try:
         info = json.loads((home.config_dir / "instance.json").read_text(encoding="utf-8"))
-        pid = lock_holder(Path(str(info["data_dir"])) / "backlot.lock")
+        lock = Path(str(info["data_dir"])) / "backlot.lock"
+        pid = lock_holder(lock)
         if pid is None or info.get("pid") != pid:
             return None  # gone, or holding the lock but not serving yet (still starting)
-        log.debug("Backlot pid %d serves %s:%s for %s", pid, info["api_host"], info["api_port"], home.config_dir)
-        return Instance(pid, str(info["api_host"]), int(info["api_port"]), home.token_file)
+        _debug("Backlot pid %d serves %s:%s for %s", pid, info["api_host"], info["api_port"], home.config_dir)
+        return Instance(pid, str(info["api_host"]), int(info["api_port"]), home.token_file, lock)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -124,6 +145,8 @@ def ensure(home: Home, say: Any) -> Instance:
     found = find(home)
     if found is not None:
         return found
+    import subprocess
+
     settings = home.settings()
     with _starting_lock(settings.data_path):
         found = find(home)

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from backlot.cli.main import Commands
 
 
-def add_parser(sub: Any) -> None:
-    """The ``workflows`` command and its subcommands."""
+def add_parser(sub: Commands) -> argparse.ArgumentParser:
+    """The ``workflows`` command and its subcommands (returns its parser)."""
     w = sub.add_parser("workflows", help="list, show and import ComfyUI workflows")
     wsub = w.add_subparsers(dest="workflows_command", metavar="ACTION", required=True)
     ls = wsub.add_parser("list", help="built-in and your workflows")
@@ -22,3 +27,4 @@ def add_parser(sub: Any) -> None:
     im.add_argument("--json", action="store_true", help="machine-readable output")
     im.add_argument("--server", metavar="URL", help="ComfyUI whose node list converts a UI-format file "
                     "(default: the first one discovery finds)")
+    return w

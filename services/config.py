@@ -108,8 +108,11 @@ class Settings(BaseSettings):
     @field_validator("launch", mode="after")
     @classmethod
     def _launch_names(cls, value: dict[str, LaunchEntry]) -> dict[str, LaunchEntry]:
-        for name in value:
+        known = registry.kinds()
+        for name, entry in value.items():
             check_name(name)
+            if entry.kind not in known:
+                raise ValueError(f"launch entry {name!r}: unknown kind {entry.kind!r}; known kinds: {', '.join(known)}")
         ports: dict[tuple[str, int], str] = {}
         for name, entry in value.items():
             other = ports.setdefault((entry.url, entry.port), name)
@@ -246,7 +249,8 @@ def _describe(err: dict[str, Any], sources: list[tuple[str, PydanticBaseSettings
     key = ".".join(loc)
     if origin == "the environment" or origin.endswith(".env"):
         key = ENV_PREFIX + "__".join(loc[:2]).upper() if not key.upper().startswith(ENV_PREFIX) else key.upper()
-    secret = top == "llm_keys"
+    # keys, and launch entries (their environment may hold keys, and the sentence names the problem already)
+    secret = top in ("llm_keys", "launch") and (top == "llm_keys" or len(loc) < 3 or loc[2] == "env")
     got = "" if secret or err["type"] in ("missing", "extra_forbidden", "unknown_key") else f" (got {err.get('input')!r})"
     if err["type"] == "extra_forbidden":
         known = ", ".join(sorted(Settings.model_fields))

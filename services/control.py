@@ -41,7 +41,7 @@ from backlot.services.keeper import TaskKeeper
 from backlot.services.launch.entry import LaunchEntry
 from backlot.services.launch.supervisor import Launcher
 from backlot.services.logbus import BusLogHandler
-from backlot.services.models import Origin, ServiceRecord
+from backlot.services.models import FoundBy, Origin, ServiceKind, ServiceRecord, ServiceState
 from backlot.services.tasks import SchemaError
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ControlCenter:
         self.store = JobStore(settings.data_path / "jobs.sqlite3")
         self.estimator = VramEstimator(settings, self.store)
         self.inventory = InventoryCache(self.bus, self.pool, lambda: self.services, timeout=settings.health_timeout * 6)
-        self.router = Router(settings, lambda: self.services.values(), self.health_view,
+        self.router = Router(settings, self._routable, self.health_view,
                              lambda sid: self.jobs.active_on(sid), self.estimator.estimate, self.inventory.get)
         self.jobs = JobManager(settings, self.store, self.router, self.adapter, self.bus, self.estimator,
                                self.vram_used, clock, check_service=self._check_service, prepare=self.prepare_params,
@@ -78,6 +78,7 @@ class ControlCenter:
                                  on_ready=self._launched_ready, on_exit=self.jobs.backend_exited,
                                  secrets=self._secrets)
         self.launch_enabled = run_queue if launch is None else launch
+        self._token: str | None = None
         self._adapters: dict[str, Backend] = {}
         self.dashboard_visible = False
         self.discover_on_start = discover_on_start
@@ -202,7 +203,8 @@ class ControlCenter:
         """What the router needs to know about a service now."""
         m = self.monitors.get(service_id)
         if m is None:
-            return None
+            starting = self.launcher.starting(service_id)
+            return ServiceHealth(ServiceState.UNKNOWN, starting=starting) if starting else None
         last = m.last
         free = None
         if last is not None and last.vram:
@@ -234,8 +236,23 @@ class ControlCenter:
     async def _launched_ready(self, entry: LaunchEntry) -> None:
         """A backend Backlot launched answers: known at once, and checked now (no reconnect backoff to sit out)."""
         await self.discovery.run(urls=[entry.url])
-        self.reconnect(entry.service_id)
+        m = self.monitors.get(entry.service_id)
+        if m is not None:  # checked now, so it shows up by the time the launcher says it runs
+            m.breaker.probe_now()
+            if await m.check_now() is None:  # a check was under way: another right after it
+                m.check_soon()
+            self.inventory.refresh_soon(entry.service_id)
         self.jobs.wake()  # queued jobs that waited for it
+
+    def _routable(self) -> list[ServiceRecord]:
+        """What the router picks from: the known services, and backends Backlot is starting that discovery has not
+        seen yet (a job for them waits instead of being refused; they are never chosen while starting)."""
+        known = self.services
+        coming = [ServiceRecord(kind=ServiceKind(v.kind), host=v.host if v.host not in ("0.0.0.0", "localhost") else
+                                "127.0.0.1", port=v.port, base_url=v.url, protocol="", found_by=FoundBy.CONFIGURED_URL,
+                                capabilities=registry.capabilities(ServiceKind(v.kind)))
+                  for v in self.launcher.views() if v.state in ("starting", "restarting") and v.service_id not in known]
+        return [*known.values(), *coming]
 
     async def _backend_exit(self, service_id: str) -> str | None:
         return await self.launcher.exit_reason(service_id)
@@ -243,12 +260,12 @@ class ControlCenter:
     def _secrets(self) -> list[str]:
         """Values no launched backend's console may show: the LLM keys and the socket API's token."""
         values = [v.get_secret_value() for v in self.settings.llm_keys.values()]
-        token = self.settings.paths.token_file
-        try:
-            values.append(token.read_text("utf-8").strip())
-        except OSError:
-            pass
-        return values
+        if self._token is None:  # read once it exists (the API writes it on its first start)
+            try:
+                self._token = self.settings.paths.token_file.read_text("utf-8").strip() or None
+            except OSError:
+                pass
+        return [*values, self._token] if self._token else values
 
     async def _check_service(self, service_id: str) -> None:
         """A health check now, so a running job's VRAM peak is seen (the sample reaches the runner as an event)."""

@@ -102,6 +102,11 @@ class FakeBacklot:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
         self.held: set[str] = set()  # prompts whose jobs stay running until released ("*": every job)
+        # launch entries by name as launch.list shows them (None: a Backlot from before the launcher); a start
+        # answers "starting" and the entry runs when the test calls ``launch_ready``; names in ``refuse_start``
+        # are refused with their sentence
+        self.launch: dict[str, dict[str, Any]] | None = {}
+        self.refuse_start: dict[str, str] = {}
         self._release: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._subscribers: set[asyncio.StreamWriter] = set()
@@ -223,6 +228,8 @@ class FakeBacklot:
             return {"topics": params.get("topics", [])}
         if method == "jobs.submit":
             return self._submit(params)
+        if method.startswith("launch.") and self.launch is not None:
+            return self._launch(method, params)
         if method == "jobs.list":
             return {"jobs": list(self.jobs.values())}
         job = self.jobs.get(str(params.get("job")))
@@ -237,6 +244,35 @@ class FakeBacklot:
                 job["cancel_requested"] = True
             return job
         raise LookupError(-32601, f"unknown method {method}")
+
+    def _launch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.launch is not None
+        if method == "launch.list":
+            return {"entries": list(self.launch.values())}
+        if method != "launch.start":
+            raise LookupError(-32601, f"unknown method {method}")
+        names = list(params.get("names") or [])
+        for name in names:
+            if name not in self.launch:
+                raise LookupError(-32003, f"no launch entry named {name!r}")
+            if name in self.refuse_start:
+                raise LookupError(-32602, self.refuse_start[name])
+        for name in names:
+            if self.launch[name]["state"] != "running":
+                self._launch_update(name, state="starting", pid=4242, message="starting (pid 4242)")
+        return {"entries": [self.launch[n] for n in names]}
+
+    def launch_ready(self, name: str) -> None:
+        """The started entry answers on its port: it is running (a launch.updated to every subscriber)."""
+        self._loop.call_soon_threadsafe(self._launch_update, name, "running", "running (pid 4242)")
+
+    def _launch_update(self, name: str, state: str, message: str, pid: int | None = None) -> None:
+        assert self.launch is not None
+        view = self.launch[name] = {**self.launch[name], "state": state, "message": message,
+                                    **({"pid": pid} if pid else {})}
+        line = json.dumps({"jsonrpc": "2.0", "method": "launch.updated", "params": view}).encode() + b"\n"
+        for w in list(self._subscribers):
+            w.write(line)
 
     def _submit(self, params: dict[str, Any]) -> dict[str, Any]:
         task = next((t for t in TASKS if t["name"] == params.get("task")), None)

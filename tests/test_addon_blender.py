@@ -504,3 +504,37 @@ def test_backlot_stopped_and_started_again_while_blender_waits(host: BlenderHost
     assert [(s["type"], s["name"], s["start"], s["job"]) for s in images] == [
         ("IMAGE", "through a restart", 30, job_id)]  # exactly one strip for the job
     assert not [s for s in r["strips"] if s["type"] == "COLOR"]
+
+
+def test_the_panel_starts_a_backend_backlot_launches(host: BlenderHost, tmp_path: Path) -> None:
+    """A launch entry that is not running shows with Start; pressing it never waits, shows ◔ starting, and the
+    ComfyUI stand-in it launches runs (its row goes: it is a service now)."""
+    import tomlkit
+
+    from backlot.standins import demo
+
+    root = tmp_path / "instance"
+    home, log = root / "home", root / "backlot.log"
+    (home / "config").mkdir(parents=True)
+    specs, _ = demo.launch_specs(root / "standins", speed=10, kinds=("comfyui",))
+    entry = {**specs["demo-comfyui"], "start": "on-demand"}
+    (home / "config" / "config.toml").write_text(tomlkit.dumps({"launch": {"comfy": entry}}), encoding="utf-8")
+    proc = _start_instance(root, home, log, [])
+    try:
+        _wait_serving(proc, home, log)
+        api = Endpoint("127.0.0.1", int(json.loads((home / "data" / "instance.json").read_text())["api_port"]),
+                       (home / "config" / "api-token").read_text(encoding="utf-8").strip())
+        r = _runner(host, api, tmp_path)("launch", launch="comfy")
+        with ApiClient(api.host, api.port, token=api.token).connect(timeout=10) as c:
+            (view,) = c.call("launch.list")["entries"]
+    finally:
+        _stop_instance(proc, log)
+    assert r["before"] == [["○", "comfy", "stopped"]]
+    assert ["operator", "backlot.start_backend"] in r["drawn_before"]
+    assert r["start_ms"] < 50 and r["at_once"] == [["◔", "comfy", "starting"]]  # the operator never waits
+    assert ["operator", "backlot.start_backend"] not in r["drawn_starting"]
+    assert r["seen"][0] == "starting" and r["seen"][-1] == "gone", r["seen"]
+    assert ["label", "◔ comfy  starting"] in r["drawn_starting"] and ["operator", "backlot.start_backend"] not in r[
+        "drawn_after"]
+    assert (view["state"], view["port"]) == ("running", entry["port"])
+    assert f"comfyui@127.0.0.1:{entry['port']}" in r["services"]

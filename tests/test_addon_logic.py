@@ -393,3 +393,61 @@ def test_the_session_subscribes_to_sent_files_on_its_own(backlot_api: Endpoint, 
         assert s.connected
     finally:
         s.disconnect()
+
+
+def _view(name: str, state: str, message: str = "", port: int = 8188) -> dict[str, Any]:
+    """A launch entry as ``launch.list`` and ``launch.updated`` carry it (the fields the panel reads, and a few)."""
+    return {"name": name, "kind": "comfyui", "state": state, "message": message, "pid": None, "port": port,
+            "restarts": 0, "last_exit": None}
+
+
+def test_the_panel_starts_a_stopped_backend_and_shows_it_starting(backlot_api: Endpoint,
+                                                                  fake_backlot: FakeBacklot) -> None:
+    """Start sends launch.start without waiting; the entry shows ◔ starting until launch.updated says it runs."""
+    from backlot.blender_addon.launches import LaunchRow
+
+    fake_backlot.launch = {"comfy": _view("comfy", "stopped"),
+                           "wan": _view("wan", "failed", "exited (code 1); last lines:\nCUDA out of memory", 8000),
+                           "busy": _view("busy", "blocked", "port 7860 is held by python (pid 9)", 7860),
+                           "llm": _view("llm", "running", port=8080)}
+    fake_backlot.refuse_start["wan"] = "this Backlot does not launch backends"
+    host = FakeTimeline()
+    s = AddonSession(host)
+    s.connect(backlot_api.host, backlot_api.port, token=backlot_api.token)
+    try:
+        pump(s, lambda: s.launches.rows() and ("events.subscribe", {"topics": ["launch.updated"]}) in fake_backlot.calls)
+        assert s.launches.rows() == [  # not running: each with why it is not, Start where starting makes sense
+            LaunchRow("busy", "◐", "blocked", "port 7860 is held by python (pid 9)", False),
+            LaunchRow("comfy", "○", "stopped", "", True),
+            LaunchRow("wan", "○", "failed", "exited (code 1); last lines:", True)]
+        redraws = host.calls.count(("redraw", None))
+        s.start_backend("comfy")
+        assert s.launches.rows()[1] == LaunchRow("comfy", "◔", "starting", "", False)  # at once, before any answer
+        s.tick()
+        assert host.calls.count(("redraw", None)) == redraws + 1
+        pump(s, lambda: not s.launches.asked)  # Backlot's answer: starting, spawned
+        assert s.launches.entries["comfy"]["pid"] == 4242 and s.launches.rows()[1].symbol == "◔"
+        assert ("launch.start", {"names": ["comfy"]}) in fake_backlot.calls
+        fake_backlot.launch_ready("comfy")
+        pump(s, lambda: "comfy" not in [r.name for r in s.launches.rows()])  # running: a service now, not a row
+        s.start_backend("wan")  # refused: the row says why and offers Start again
+        pump(s, lambda: not s.launches.asked)
+        assert s.launches.rows()[-1] == LaunchRow("wan", "○", "failed", "this Backlot does not launch backends", True)
+    finally:
+        s.disconnect()
+
+
+def test_a_backlot_without_the_launcher_shows_no_launch_rows(backlot_api: Endpoint, fake_backlot: FakeBacklot,
+                                                             caplog: Any) -> None:
+    fake_backlot.launch = None  # launch.list is an unknown method there
+    s = AddonSession(FakeTimeline())
+    s.connect(backlot_api.host, backlot_api.port, token=backlot_api.token)
+    try:
+        pump(s, lambda: s.connected and s.tasks and any(m == "launch.list" for m, _ in fake_backlot.calls))
+        for _ in range(5):
+            s.tick()
+            s.client.wait(0.05)  # type: ignore[union-attr]
+        assert s.launches.rows() == [] and s.services  # the rest of the panel as before
+        assert "launch" not in caplog.text
+    finally:
+        s.disconnect()

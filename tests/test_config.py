@@ -74,6 +74,12 @@ def test_secrets_are_masked_everywhere(backlot_home: Path, monkeypatch: pytest.M
     ("[ports]\nflux = [1]\n", ["config.toml", "'ports.flux'", "comfyui"]),
     ("api_port = \n", ["config.toml", "not valid TOML"]),
     ("[llm_keys]\nopenai = 5\n", ["config.toml", "'llm_keys.openai'", "string"]),
+    ("[launch.comfy]\nkind = 'forge'\ncommand = ['python']\nport = 8188\n",
+     ["config.toml", "launch entry 'comfy': unknown kind 'forge'", "comfyui"]),
+    ("[launch.comfy]\nkind = 'comfyui'\ncommand = []\nport = 8188\n", ["'launch.comfy.command'", "at least 1"]),
+    ("[launch.a]\nkind = 'comfyui'\ncommand = ['x']\nport = 8188\n[launch.b]\nkind = 'llm'\ncommand = ['y']\n"
+     "port = 8188\n", ["launch entries 'a' and 'b' both use port 8188"]),
+    ("[launch.'my comfy']\nkind = 'comfyui'\ncommand = ['x']\nport = 8188\n", ["'my comfy' is not a usable name"]),
 ])
 def test_bad_toml_is_one_clear_sentence(backlot_home: Path, toml: str, expected: list[str]) -> None:
     write(backlot_home / "config" / "config.toml", toml)
@@ -83,6 +89,14 @@ def test_bad_toml_is_one_clear_sentence(backlot_home: Path, toml: str, expected:
     assert "\n" not in message
     for part in expected:
         assert part in message
+
+
+def test_a_bad_launch_entry_never_echoes_its_environment(backlot_home: Path) -> None:
+    write(backlot_home / "config" / "config.toml", "[launch.llm]\nkind = 'forge'\ncommand = ['x']\nport = 9\n"
+                                                   "[launch.llm.env]\nOPENAI_API_KEY = 'sk-leak-me-not'\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "unknown kind 'forge'" in str(err.value) and "sk-leak-me-not" not in str(err.value)
 
 
 def test_bad_environment_and_dotenv(backlot_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

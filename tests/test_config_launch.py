@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backlot.app.config_writer import ConfigWriteError, apply_changes, write_config
+from backlot.app.config_writer import ConfigWriteError, apply_changes, launch_values, write_config
 from backlot.services.application.settings_apply import apply
 from backlot.services.config import load_settings
 from backlot.services.launch.entry import LaunchEntry
@@ -19,15 +19,18 @@ COMFY = {"kind": "comfyui", "command": ["/opt/ComfyUI/venv/bin/python", "main.py
 def test_launch_tables_keep_the_users_comments_and_only_what_differs_from_the_defaults() -> None:
     text = ("# my studio\n\n[launch.comfyui]\n# the big box\nkind = \"comfyui\"\ncommand = [\"python\", \"main.py\"]\n"
             "port = 8188\nready_timeout = 600.0  # it loads a lot\n")
-    new = apply_changes(text, {"launch": {"comfyui": {**COMFY, "ready_timeout": 600.0},
-                                          "ollama": {"kind": "llm", "command": ["/usr/bin/ollama", "serve"],
-                                                     "port": 11500, "env": {"OLLAMA_HOST": "127.0.0.1:11500"}}}})
+    ollama = LaunchEntry(kind="llm", command=["/usr/bin/ollama", "serve"], port=11500,
+                         env={"OLLAMA_HOST": "127.0.0.1:11500"})
+    comfy = LaunchEntry.model_validate({**COMFY, "ready_timeout": 600.0})
+    new = apply_changes(text, {"launch": {"comfyui": launch_values(comfy), "ollama": launch_values(ollama)}})
     assert "# my studio" in new and "# the big box" in new and "# it loads a lot" in new
     assert "[launch]\n" not in new  # the entries' own tables only
     saved = tomllib.loads(new)["launch"]
-    assert saved["comfyui"] == {**COMFY, "ready_timeout": 600.0}
+    assert saved["comfyui"] == {**{k: v for k, v in COMFY.items() if k not in ("restart", "keep_running")},
+                                "ready_timeout": 600.0}  # the defaults are left out
     assert saved["ollama"]["env"] == {"OLLAMA_HOST": "127.0.0.1:11500"} and "stop_grace" not in saved["ollama"]
-    assert LaunchEntry.model_validate(saved["ollama"]).start.value == "on-demand"
+    assert saved["ollama"]["start"] == "on-demand"  # when it starts is always said
+    assert LaunchEntry.model_validate(saved["ollama"]) == ollama
     gone = tomllib.loads(apply_changes(new, {"launch": {"comfyui": None, "ollama": None}}))
     assert "launch" not in gone
 
@@ -36,7 +39,7 @@ def test_a_launch_entry_that_would_not_load_is_not_written(tmp_path: Path) -> No
     path = tmp_path / "config.toml"
     path.write_text("# mine\n", encoding="utf-8")
     clash = {**COMFY, "command": ["python", "other.py"]}
-    with pytest.raises(ConfigWriteError, match="both use port 8188"):
+    with pytest.raises(ConfigWriteError, match="port 8188"):
         write_config(path, {"launch": {"comfyui": COMFY, "other": clash}})
     assert path.read_text(encoding="utf-8") == "# mine\n"
     write_config(path, {"launch": {"wan2gp": {"kind": "wan2gp", "command": ["python", "wgp.py"], "port": 7860,

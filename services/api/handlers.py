@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from backlot.services import __version__
 from backlot.services.api.dispatch import Hello, NoParams, Params, Session, rpc
@@ -24,6 +24,7 @@ from backlot.services.api.topics import EventFanout
 from backlot.services.application.errors import CompletionFailed, Invalid, JobError, NotFound, WorkflowError
 from backlot.services.application.service import ApplicationService
 from backlot.services.config import Settings
+from backlot.services.launch.entry import LaunchEntry
 from backlot.services.events import OPT_IN_TOPICS, EventBus
 from backlot.services.models import Job
 
@@ -182,6 +183,15 @@ class LaunchPreset(Params):
 
     folder: str
     kind: str | None = None
+
+
+class LaunchAdd(Params):
+    """``launch.add``: an entry (its settings form, as ``launch.preset`` gives it) known from now on, until Backlot
+    stops (a front saves it in config.toml); ``start``: start it now."""
+
+    name: str
+    entry: dict[str, Any]
+    start: bool = False
 
 
 class Handlers:
@@ -362,6 +372,18 @@ class Handlers:
             lines = self.app.launch_console(p.name, p.since, p.limit)
         return {"name": p.name, "lines": [line.to_dict() for line in lines],
                 "next": lines[-1].n if lines else p.since}
+
+    @rpc("launch.add", LaunchAdd)
+    async def launch_add(self, session: Session, p: LaunchAdd) -> dict[str, Any]:
+        """Make an entry known to the running launcher (and start it): ``{"entries": [view]}``."""
+        try:
+            entry = LaunchEntry.model_validate(p.entry)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise InvalidParams(f"launch entry {p.name!r}: {where}: {first['msg']}") from err
+        with use_case_errors():
+            return {"entries": [v.to_dict() for v in await self.app.launch_add({p.name: entry}, start=p.start)]}
 
     @rpc("launch.preset", LaunchPreset)
     async def launch_preset(self, session: Session, p: LaunchPreset) -> dict[str, Any]:

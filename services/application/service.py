@@ -333,6 +333,14 @@ class ApplicationService:
             out.append(await launcher.restart_entry(n, fixed))
         return out
 
+    async def launch_wait(self, names: Iterable[str], states: Iterable[str] = ("running", "failed", "blocked"),
+                          timeout: float = 120.0) -> list[LaunchView]:
+        """Wait until each entry is in one of ``states`` (by default: started, or given up); TimeoutError."""
+        launcher = self._launcher()
+        wanted = tuple(states)
+        return list(await asyncio.gather(*(launcher.wait_state(n, wanted, timeout)
+                                           for n in self._launch_names(launcher, names))))
+
     def launch_console(self, name: str, since: int = 0, limit: int | None = None) -> list[ConsoleLine]:
         """A launched backend's console lines numbered above ``since`` (secrets blanked out)."""
         try:
@@ -343,11 +351,18 @@ class ApplicationService:
     async def launch_add(self, entries: Mapping[str, LaunchEntry], *, start: bool = True) -> list[LaunchView]:
         """Entries added while running (the demo's stand-ins, or one the user just made) and started."""
         launcher = self._launcher()
-        for name in entries:
+        ports = {e.port: n for n, e in self.settings.launch.items()}
+        for name, entry in entries.items():
             try:
                 check_name(name)
             except ValueError as err:
                 raise Invalid(str(err)) from err
+            if name in self.settings.launch and self.settings.launch[name] != entry:
+                raise Invalid(f"a launch entry named {name!r} exists already")
+            if ports.get(entry.port, name) != name:
+                raise Invalid(f"port {entry.port} is launch entry {ports[entry.port]!r}'s already")
+            if entry.kind not in registry.kinds():
+                raise Invalid(f"unknown kind {entry.kind!r}; known kinds: {', '.join(registry.kinds())}")
         self.settings.launch = {**self.settings.launch, **entries}
         launcher.sync()
         return await self.launch_start(entries) if start else [launcher.view(n) for n in entries]

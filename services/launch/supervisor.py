@@ -208,7 +208,19 @@ class Launcher:
         if run.pending is not None:
             run.entry, run.pending = run.pending, None
         run.crashes.clear()
+        return await self._begin_and_spawned(run)
+
+    async def _begin_and_spawned(self, run: _Run) -> LaunchView:
         self._begin(run)
+        changed = asyncio.Event()
+        unsubscribe = self.bus.subscribe(lambda e: changed.set() if e.view.name == run.name else None, LaunchUpdated)
+        try:  # until it has a process (or could not get one)
+            async with asyncio.timeout(30):
+                while not (run.alive() or run.state in ("running", "failed", "blocked", "stopped")):
+                    changed.clear()
+                    await changed.wait()
+        finally:
+            unsubscribe()
         return self._view(run)
 
     async def stop_entry(self, name: str) -> LaunchView:
@@ -226,8 +238,7 @@ class Launcher:
         elif run.pending is not None:
             run.entry, run.pending = run.pending, None
         run.crashes.clear()
-        self._begin(run)
-        return self._view(run)
+        return await self._begin_and_spawned(run)
 
     async def wait_state(self, name: str, states: Iterable[str], timeout: float) -> LaunchView:
         """Wait until the entry is in one of ``states`` (TimeoutError otherwise)."""
@@ -282,6 +293,8 @@ class Launcher:
     def _begin(self, run: _Run) -> None:
         run.wanted, run.stopping = True, False
         if run.task is None or run.task.done():
+            if not run.alive():  # from now on jobs for it wait for it
+                self._set(run, "starting", "starting")
             run.task = self.keeper.spawn(f"launch {run.name}", self._supervise(run))
 
     async def _supervise(self, run: _Run) -> None:
@@ -315,7 +328,13 @@ class Launcher:
 
     async def _spawn(self, run: _Run) -> bool:
         entry = run.entry
-        if await asyncio.to_thread(process.port_in_use, entry.host, entry.port):
+        busy = await asyncio.to_thread(process.port_in_use, entry.host, entry.port)
+        for _ in range(20 if busy and run.crashes else 0):  # what a crashed run left may take a moment to go
+            await asyncio.sleep(0.1)
+            busy = await asyncio.to_thread(process.port_in_use, entry.host, entry.port)
+            if not busy:
+                break
+        if busy:
             holder = await asyncio.to_thread(process.port_holder, entry.port)
             run.holder = process.describe(holder) if holder is not None else "another program"
             run.wanted = False

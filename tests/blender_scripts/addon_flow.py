@@ -1,7 +1,7 @@
 """Runs inside real Blender: install the addon zip, connect to a Backlot API, generate, and check the timeline.
 
 Driven by environment variables from tests/test_addon_blender.py: BACKLOT_TEST_MODE (generate | batch |
-save | reopen | timers | bench | workflow | render | import_failure | restart | send), BACKLOT_TEST_ZIP, _HOST,
+save | reopen | timers | bench | workflow | render | import_failure | restart | send | launch), BACKLOT_TEST_ZIP, _HOST,
 _PORT, _TOKEN, _BLEND (a .blend path), _CASES (JSON: the jobs generate and save submit), _FORM (JSON:
 form properties generate sets), _INSTALL ("extension": through Extensions' Install from Disk, else as a
 legacy add-on), _RESULT (JSON written at the end). Runs in the ``blender`` binary (``--python``) and in
@@ -394,6 +394,34 @@ def send(ui: object) -> None:
     RESULT["strips"] = [{**describe(s), "file": _file_of(s)} for s in strips() if s.type != "TEXT"]
 
 
+def launch(ui: object) -> None:
+    """BACKLOT_TEST_LAUNCH (an entry's name): the panel lists it stopped with Start; Start answers at once and shows
+    it starting; once it runs its row goes (it is among the services then)."""
+    name = json.loads(ENV["BACKLOT_TEST_LAUNCH"])
+
+    def rows() -> list:
+        return [[r.symbol, r.name, r.state] for r in ui.session.launches.rows()]
+
+    connected(ui)
+    pump(ui, lambda: any(r.name == name for r in ui.session.launches.rows()), "the launch entry")
+    RESULT["before"], RESULT["drawn_before"] = rows(), drawn(ui)
+    t0 = time.perf_counter()
+    assert bpy.ops.backlot.start_backend(entry=name) == {"FINISHED"}
+    RESULT["start_ms"] = (time.perf_counter() - t0) * 1000
+    RESULT["at_once"], RESULT["drawn_starting"] = rows(), drawn(ui)
+    seen: list = []
+
+    def running() -> bool:
+        state = next((r[2] for r in rows() if r[1] == name), "gone")
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return state == "gone"
+
+    pump(ui, running, "the entry to run", timeout=90)
+    RESULT["seen"], RESULT["drawn_after"] = seen, drawn(ui)
+    RESULT["services"] = [row[1] for row in ui.session.service_rows()]
+
+
 def _file_of(s) -> str:
     """The absolute path of the file an image, movie or sound strip shows."""
     if s.type == "IMAGE":
@@ -450,7 +478,7 @@ try:
     UI = setup()
     {"generate": generate, "batch": batch, "save": save, "reopen": reopen, "timers": timers_mode,
      "bench": bench, "workflow": workflow, "import_failure": import_failure, "restart": restart,
-     "send": send}[MODE](UI)
+     "send": send, "launch": launch}[MODE](UI)
 except Exception:
     RESULT["error"] = traceback.format_exc()
     finish(1)
