@@ -189,7 +189,7 @@ class LaunchEntriesEditor(QWidget):
         self.status = QLabel(objectName="presetStatus", wordWrap=True)
         # the selected entry's fields
         self.name = QLineEdit(objectName="launchName")
-        self.kind = QComboBox(objectName="launchKind", editable=True)
+        self.kind = QComboBox(objectName="launchKind")  # the kinds Backlot knows, no other
         self.kind.addItems(list(kinds))
         self.command = QLineEdit(objectName="launchCommand")
         self.command.setPlaceholderText("/path/to/venv/bin/python main.py --port 8188")
@@ -371,6 +371,8 @@ class LaunchEntriesEditor(QWidget):
         self._loading = True
         try:
             self.name.setText(row.name)
+            if row.kind and self.kind.findText(row.kind) < 0:
+                self.kind.addItem(row.kind)
             self.kind.setCurrentText(row.kind)
             self.command.setText(row.command)
             self.command.setCursorPosition(0)  # the program first
