@@ -106,9 +106,20 @@ async def shoot_launch(parts: Parts) -> None:
     window.show_console()
     await asyncio.sleep(1.0)
     window.grab().save(str(DOCS / "services-launch.png"))
+    # and one added from a folder (a ComfyUI checkout with its own venv, as an artist has it), not started
+    from backlot.services.launch import presets
+
+    checkout = shell.settings.data_path.parent / "films" / "ComfyUI"
+    (checkout / "comfy").mkdir(parents=True)
+    (checkout / "main.py").write_text("")
+    (checkout / "venv" / "bin").mkdir(parents=True)
+    (checkout / "venv" / "bin" / "python").write_text("")
+    made = presets.from_folder(checkout, taken=frozenset(shell.settings.launch))
+    await shell.center.application.launch_add({"studio": made.entry}, start=False)
     assert shell.console is not None
     dialog = shell.console.open_settings(window)
     dialog.tabs.setCurrentWidget(dialog.launch)
+    dialog.launch.select(dialog.launch.table.rowCount() - 1)
     await asyncio.sleep(0.5)
     dialog.grab().save(str(DOCS / "settings-launch.png"))
     dialog.close()
