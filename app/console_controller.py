@@ -15,7 +15,6 @@ from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QWidget
 
-from backlot.app.config_writer import ConfigWriteError, write_config
 from backlot.services.keeper import TaskKeeper
 from backlot.app.workflow_controller import WorkflowController
 from backlot.services.api.token import TokenError, read_token
@@ -279,6 +278,8 @@ class ConsoleController(QObject):
 
     async def _save(self, dialog: SettingsDialog, changes: dict[str, Any]) -> None:
         """Write config.toml, then apply what the running core can take at once; probe new URLs in the background."""
+        from backlot.app.config_writer import ConfigWriteError, write_config  # tomlkit: loaded at the first save
+
         path = self.center.settings.paths.config_file
         try:
             await asyncio.to_thread(write_config, path, changes)
