@@ -98,7 +98,9 @@ def test_a_shell_restored_then_populated_takes_the_layout_the_user_left(qtbot: A
     shell.restore_layout()
     shell.show()
     assert not shell.populated and not hasattr(shell, "split")
+    assert shell.page_actions[1].shortcut().isEmpty()  # a shortcut builds Qt's enums: they come with the pages
     shell.populate({})
+    assert [a.shortcut().toString() for a in shell.page_actions] == ["Ctrl+1", "Ctrl+2", "Ctrl+3", "Ctrl+4"]
     qtbot.waitUntil(lambda: shell.services_split.sizes() == whole.services_split.sizes())
     assert shell.services_split.sizes()[0] > shell.services_split.sizes()[1]
     assert shell.current_page() == whole.current_page() == "Services" and shell.page_actions[2].isChecked()
