@@ -9,6 +9,8 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
+from PySide6.QtCore import QEvent, QObject  # noqa: E402
+from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
@@ -166,6 +168,19 @@ def test_graphs_repaint_from_ring_buffers_with_peak_downsampling(parts: Parts) -
     assert lo == pytest.approx(time.time() - 60.0, abs=1) and hi - lo == pytest.approx(61.2, abs=0.5)
 
 
+class PaintSpy(QObject):
+    """Notes each paint of the widgets it watches."""
+
+    def __init__(self, seen: list[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.Paint:
+            self.seen.append("painted")
+        return False
+
+
 def test_graphs_build_when_first_shown_with_the_samples_that_came_before(parts: Parts, qtbot: Any) -> None:
     bus, window, graphs = parts.shell.bus, parts.window, parts.window.graphs
     other = "llm@127.0.0.1:8000"
@@ -176,8 +191,14 @@ def test_graphs_build_when_first_shown_with_the_samples_that_came_before(parts: 
     bus.publish(ServiceForgotten(other))
     window.show()
     assert not graphs.built and not hasattr(graphs, "latency")  # the Create page: the plots are not made
+    seen: list[str] = []
+    spy = PaintSpy(seen)
+    graphs.findChild(QLabel, "graphsLoading").installEventFilter(spy)
+    build = graphs.build
+    graphs.build = lambda: (seen.append("build"), build())  # type: ignore[method-assign]
     window.show_page(2)
     qtbot.waitUntil(lambda: graphs.built)
+    assert seen[:2] == ["painted", "build"]  # the page shows "Loading the graphs…" first, then the plots load
     assert graphs.timer.isActive() and graphs.repaints >= 1
     assert list(graphs.latency.series) == [SID]  # the forgotten service's samples went with it
     _, item = graphs.latency.series[SID]

@@ -1,7 +1,8 @@
 """Graphs: VRAM per GPU and per service, latency per service, on one time axis; repainted by a UI timer.
 
 The plots (``plots.py``: pyqtgraph and numpy, half a second to load) are built the first time the graphs are
-shown; until then the samples and job markers wait here in plain buffers, bounded as the plots are.
+shown, once the page has painted with "Loading the graphs…"; until then the samples and job markers wait here
+in plain buffers, bounded as the plots are.
 """
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QPalette, QShowEvent
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
@@ -55,16 +56,19 @@ class Graphs(QWidget):
         self._layout.addLayout(bar)
         self._placeholder = QLabel("Loading the graphs…")
         self._placeholder.setObjectName("graphsLoading")
+        self._placeholder.installEventFilter(self)  # the graphs are first shown: build them (eventFilter)
+        self._build_due = False
         self._layout.addWidget(self._placeholder, 1)
         self.timer = QTimer(self)
         self.timer.setInterval(1000 // REPAINT_HZ)
         self.timer.timeout.connect(self._on_repaint)
 
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        """Shown for the first time: build the plots in the next turn of events (the page itself shows first)."""
-        super().showEvent(event)
-        if not self.built:
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """The placeholder's first paint (the page is on screen, saying so): build the plots right after it."""
+        if watched is self._placeholder and event.type() == QEvent.Type.Paint and not self._build_due:
+            self._build_due = True
             QTimer.singleShot(0, self.build)
+        return False
 
     def build(self) -> None:
         """Make the plots, put in what came before, and start repainting (twice is harmless)."""
@@ -79,6 +83,7 @@ class Graphs(QWidget):
         self.vram = TimePlot("VRAM used", "GiB", "no readings yet: no local NVIDIA GPU (NVML) and no service reports VRAM")
         self.latency = TimePlot("Latency", "ms")
         self.latency.widget.setXLink(self.vram.widget)
+        self._placeholder.removeEventFilter(self)
         self._layout.removeWidget(self._placeholder)
         self._placeholder.deleteLater()
         self._layout.addWidget(self.vram.box, 3)
