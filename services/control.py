@@ -98,18 +98,18 @@ class ControlCenter:
         """Subscribe, discover, start a monitor per service, GPU sampling and background discovery."""
         if self._started:
             return
-        gpu_up = asyncio.create_task(self.gpu.start(), name="gpu-start")  # NVML comes up beside the job store
-        try:
-            await self.store.open()  # a read-only or full data folder stops start-up here, with a clear sentence
-        finally:
-            await gpu_up
+        await self.store.open()  # a read-only or full data folder stops start-up here, with a clear sentence
         self._started = True
         self._log_handler = BusLogHandler(self.bus, asyncio.get_running_loop())
         self._log_handler.install()
         self._unsubscribe.append(self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceUpdated))
-        if self.discover_on_start:
-            await self.discover()
-            await self.inventory.refresh_all(wait=self.settings.health_timeout)  # known from the first job on
+        gpu_up = asyncio.create_task(self.gpu.start(), name="gpu-start")  # NVML comes up during the first discovery
+        try:
+            if self.discover_on_start:
+                await self.discover()
+                await self.inventory.refresh_all(wait=self.settings.health_timeout)  # known from the first job on
+        finally:
+            await gpu_up
         self.inventory.start()
         self._add_configured()
         await self.jobs.start(recover=self.run_queue)
