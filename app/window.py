@@ -5,8 +5,9 @@ Services the service cards and the graphs, Log the log. The toolbar switches pag
 bottom shows every service and the queue count on every page.
 
 Importing this module loads Qt's widgets and nothing heavier: the window shows its shell (title, toolbar) first,
-and ``populate`` puts the real views (pyqtgraph, the console, the docks) in once it is on screen. Whatever the
-shell does not need is imported where it is used: each Qt type PySide6 sets up costs the first paint.
+and ``populate`` puts the real views (the console, the cards, the log) in once it is on screen; the graphs load
+pyqtgraph when first shown. Whatever the shell does not need is imported where it is used: each Qt type PySide6
+sets up costs the first paint.
 """
 from __future__ import annotations
 
