@@ -7,7 +7,7 @@ unregistered from there, and the next one to fire crashes the process. So automa
 the window runs, and a timer on the GUI thread collects, generation by generation, as the thresholds say
 (the approach calibre and other long-lived PyQt applications take).
 
-Start-up makes some 70,000 objects that live as long as the process (modules, classes, the window). Collected
+Start-up makes some 100,000 objects that live as long as the process (modules, classes, the window). Collected
 automatically while they are made, they cost 100 ms and more of full collections before the window is usable;
 so collection is off from the start (``paused``), and once the core is up ``settle`` moves them out of the
 collector's sight, where no later collection looks at them again.
