@@ -9,14 +9,16 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tomlkit
 from pydantic import ValidationError
-from tomlkit.items import Table
 
 from backlot.services.config import Settings
 from backlot.services.launch.entry import SECRET_KEY, LaunchEntry
+
+if TYPE_CHECKING:
+    from tomlkit.items import Table
+# tomlkit itself loads at the first write (the window imports this module at start-up; nobody saves then)
 
 TABLES = ("ports", "llm_keys", "launch")  # settings kept as a [table] with one key per kind, provider or entry
 SECRET_TABLES = ("llm_keys",)
@@ -28,6 +30,8 @@ class ConfigWriteError(Exception):
 
 def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
     """``text`` (TOML) with ``changes`` applied: None removes a key, tables are changed key by key."""
+    import tomlkit
+
     doc = tomlkit.parse(text)
     for key, value in changes.items():
         if key in TABLES:
@@ -40,6 +44,9 @@ def apply_changes(text: str, changes: Mapping[str, Any]) -> str:
 
 
 def _apply_table(doc: Any, key: str, values: Mapping[str, Any]) -> None:
+    import tomlkit
+    from tomlkit.items import Table
+
     table = doc.get(key)
     if table is None:
         table = tomlkit.table(is_super_table=key == "launch")  # [launch.comfyui], no empty [launch] above it
@@ -66,6 +73,8 @@ def launch_values(entry: LaunchEntry) -> dict[str, Any]:
 
 
 def _entry_table(values: Mapping[str, Any]) -> Table:
+    import tomlkit
+
     table = tomlkit.table()
     _update_entry_table(table, values)
     return table
@@ -74,6 +83,8 @@ def _entry_table(values: Mapping[str, Any]) -> Table:
 def _update_entry_table(table: Table, values: Mapping[str, Any]) -> None:
     """``table`` holding exactly ``values``: keys it no longer has go, changed ones are replaced, the rest (and
     the comments between them) stay as they were."""
+    import tomlkit
+
     for name in [k for k in table if k not in values]:
         table.pop(name)
     for name, value in values.items():

@@ -50,7 +50,7 @@ def run_window(settings: Settings, *, demo: bool = False, speed: float = 1.0, sc
     collector = MainThreadCollector()
     try:
         with loop:
-            return int(loop.run_until_complete(_run(settings, demo, speed, screenshot, owner, window)))
+            return int(loop.run_until_complete(_run(settings, demo, speed, screenshot, owner, window, collector)))
     except RuntimeError as err:
         if "Event loop stopped before Future completed" not in str(err):
             raise
@@ -87,7 +87,7 @@ def _locked_dialog(app: Any, message: str) -> int:
 
 
 async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | None, owner: bool,
-               shown: MainWindow | None) -> int:
+               shown: MainWindow | None, collector: MainThreadCollector | None = None) -> int:
     from backlot.app.assemble import assemble
 
     parts = assemble(settings, owner=owner, window=shown)
@@ -107,6 +107,8 @@ async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | N
         window.restore_layout()
         window.show()
     starting = asyncio.create_task(shell.start(demo), name="start")
+    if collector is not None:
+        starting.add_done_callback(lambda task: _settle(task, collector))
     code = 0
     try:
         if screenshot:
@@ -124,6 +126,12 @@ async def _run(settings: Settings, demo: bool, speed: float, screenshot: str | N
         parts.close()
         log.info("Backlot window closed, core stopped")
     return code
+
+
+def _settle(started: asyncio.Task[None], collector: MainThreadCollector) -> None:
+    """The core is up: what start-up made stays for the process's life, out of the collector's way."""
+    if not started.cancelled() and started.exception() is None:
+        collector.settle()
 
 
 async def _until_stopped(starting: asyncio.Task[None], *events: asyncio.Event) -> int:

@@ -5,8 +5,9 @@ Services the service cards and the graphs, Log the log. The toolbar switches pag
 bottom shows every service and the queue count on every page.
 
 Importing this module loads Qt's widgets and nothing heavier: the window shows its shell (title, toolbar) first,
-and ``populate`` puts the real views (pyqtgraph, the console, the docks) in once it is on screen. Whatever the
-shell does not need is imported where it is used: each Qt type PySide6 sets up costs the first paint.
+and ``populate`` puts the real views (the console, the cards, the log) in once it is on screen; the graphs load
+pyqtgraph when first shown. Whatever the shell does not need is imported where it is used: each Qt type PySide6
+sets up costs the first paint.
 """
 from __future__ import annotations
 
@@ -121,6 +122,8 @@ class MainWindow(QMainWindow):
         self.toolbar.addWidget(spacer)
         self.toolbar.addWidget(self.overall)
         self.discover_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
+        for i, action in enumerate(self.page_actions):  # a shortcut builds Qt's enums: not in the shell (30 ms)
+            action.setShortcut(f"Ctrl+{i + 1}")
         self.discover_action.triggered.connect(self.dashboard.discover_requested)
         self.demo_action.triggered.connect(self.dashboard.demo_requested)
         for action in (self.discover_action, self.demo_action, *self.page_actions):
@@ -202,9 +205,8 @@ class MainWindow(QMainWindow):
         for i, name in enumerate(self.PAGES):
             action = QAction(name, self)
             action.setCheckable(True)
-            action.setShortcut(f"Ctrl+{i + 1}")
             action.setToolTip(f"The {name} page (Ctrl+{i + 1})")
-            action.setEnabled(False)  # until populate puts the pages in
+            action.setEnabled(False)  # until populate puts the pages in (and gives it its shortcut)
             action.triggered.connect(lambda _=False, n=i: self.show_page(n))
             self.page_group.addAction(action)
             bar.addAction(action)

@@ -118,6 +118,7 @@ async def monitored(parts: Any, seconds: float, jobs: int) -> dict[str, Any]:
     lags: list[float] = []
     stop = asyncio.Event()
     window.show()
+    window.graphs.build()  # built when first shown (the Services page): here at once, to repaint under the probe
     await shell.start()
     probe = asyncio.create_task(lag_probe(lags, stop), name="lag-probe")  # measures monitoring, not start-up
     t0 = time.monotonic()

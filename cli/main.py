@@ -332,11 +332,13 @@ def _main(args: argparse.Namespace, out: TextIO) -> int:
     if args.command in CLIENT_COMMANDS:  # the thin client: no settings, no core, unless it must start an instance
         return _client_command(args, out)
     if _window_first(args):
+        from backlot.app.collector import paused
         from backlot.app.early import shown_shell
         from backlot.services.paths import Paths
 
         home = args.home if args.home is not None else os.environ.get("BACKLOT_HOME")
-        with shown_shell(str(Paths.resolve(home).window_file)) as window:
+        # no automatic garbage collection: the window's collector takes over (app/collector.py)
+        with paused(), shown_shell(str(Paths.resolve(home).window_file)) as window:
             return _run(args, out, window)
     return _run(args, out, None)
 

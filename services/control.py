@@ -7,10 +7,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backlot.services.api.factory import create_server
-from backlot.services.api.server import ApiServer
 from backlot.services.application.service import ApplicationService, CoreParts
 from backlot.services.backends import registry
 from backlot.services.backends.base import Backend
@@ -43,6 +41,9 @@ from backlot.services.launch.supervisor import Launcher
 from backlot.services.logbus import BusLogHandler
 from backlot.services.models import FoundBy, Origin, ServiceKind, ServiceRecord, ServiceState
 from backlot.services.tasks import SchemaError
+
+if TYPE_CHECKING:
+    from backlot.services.api.server import ApiServer
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,13 @@ class ControlCenter:
         self._log_handler = BusLogHandler(self.bus, asyncio.get_running_loop())
         self._log_handler.install()
         self._unsubscribe.append(self.bus.subscribe(self._on_service, ServiceDiscovered, ServiceUpdated))
-        await self.gpu.start()
-        if self.discover_on_start:
-            await self.discover()
-            await self.inventory.refresh_all(wait=self.settings.health_timeout)  # known from the first job on
+        gpu_up = asyncio.create_task(self.gpu.start(), name="gpu-start")  # NVML comes up during the first discovery
+        try:
+            if self.discover_on_start:
+                await self.discover()
+                await self.inventory.refresh_all(wait=self.settings.health_timeout)  # known from the first job on
+        finally:
+            await gpu_up
         self.inventory.start()
         self._add_configured()
         await self.jobs.start(recover=self.run_queue)
@@ -125,6 +129,8 @@ class ControlCenter:
         if self.gpu.available:
             self.keeper.spawn("gpu-sampler", self._gpu_loop())
         if self.serve_api:  # last: requests may only arrive once the jobs have been recovered
+            from backlot.services.api.factory import create_server  # loaded here: not on the window's way up
+
             self.api = await create_server(self)
             await self.api.start()
             # clients (the CLI, the Blender addon) find this instance's address here, whichever front it has

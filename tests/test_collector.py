@@ -5,7 +5,7 @@ import gc
 import threading
 from typing import Any
 
-from backlot.app.collector import MainThreadCollector
+from backlot.app.collector import MainThreadCollector, paused
 
 
 class Cycle:
@@ -40,3 +40,21 @@ def test_a_worker_thread_never_collects_and_the_gui_thread_does(qapp: Any) -> No
         collector.stop()
         gc.disable()  # the test session's own setting (tests/conftest.py)
     assert not collector.timer.isActive()
+
+
+def test_start_up_runs_without_automatic_collection_then_freezes_what_it_made(qapp: Any) -> None:
+    gc.enable()  # as in a plain process
+    try:
+        with paused():  # cli/main.py: from before the window's shell shows
+            assert not gc.isenabled()
+            collector = MainThreadCollector()
+            made = [[i] for i in range(10_000)]  # what start-up builds: it stays
+            frozen = gc.get_freeze_count()
+            collector.settle()  # app/launch.py: once the core is up
+            assert gc.get_freeze_count() >= frozen + len(made)
+            assert gc.get_count()[0] == 0  # a collection from now on looks only at what comes next
+            collector.stop()
+            assert not gc.isenabled()  # still starting or running: the pause decides
+        assert gc.isenabled()  # given back as it was
+    finally:
+        gc.disable()  # the test session's own setting (tests/conftest.py)

@@ -60,8 +60,11 @@ def test_window_discovers_stand_ins_shows_cards_and_stops_clean(qapp: Any, qtbot
     async def scenario() -> tuple[list[float], set[asyncio.Task[Any]]]:
         lags: list[float] = []
         stop_probe = asyncio.Event()
-        probe = asyncio.create_task(lag_probe(lags, stop_probe), name="lag-probe")
         window.show()
+        window.show_page(2)  # the graphs are built when first shown, and repaint from then on under the probe
+        await until(lambda: window.graphs.built)
+        window.show_page(0)
+        probe = asyncio.create_task(lag_probe(lags, stop_probe), name="lag-probe")
         await shell.start()
         await until(lambda: len(window.dashboard.cards) == 2)
         await until(lambda: all(c.state == "up" for c in window.dashboard.cards.values()))

@@ -9,6 +9,8 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
+from PySide6.QtCore import QEvent, QObject  # noqa: E402
+from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from backlot.app.assemble import Parts, assemble  # noqa: E402
 from backlot.services.config import load_settings  # noqa: E402
@@ -17,7 +19,7 @@ from backlot.services.events import (BreakerChanged, DiscoveryFinished, HealthSa
 from backlot.services.models import (BreakerSnapshot, HealthSample, Job, JobState, OutputFile, ServiceRecord, ServiceState,  # noqa: E402
                              VramReading)
 from backlot.widgets.dashboard import DEMO_STARTING_TEXT, EMPTY_TEXT, SEARCHING_TEXT  # noqa: E402
-from backlot.widgets.graphs import RingBuffer  # noqa: E402
+from backlot.widgets.plots import RingBuffer  # noqa: E402
 
 SID = "comfyui@127.0.0.1:8188"
 
@@ -143,12 +145,15 @@ def test_job_markers_and_tray_notification_follow_a_job(parts: Parts) -> None:
     done = Job(id="j1", task="text_to_image", prompt="p", seq=7, routed_to=SID, state=JobState.SUCCEEDED,
                outputs=[OutputFile(Path("/x.png"), "image/png", 1)], finished_at=time.time())
     bus.publish(JobUpdated(done))
+    assert not graphs.built  # never shown yet: the markers wait for the plots
+    graphs.build()
     assert [m.label.format for m in graphs.vram.markers] == ["▲ #7", "▼ #7"]
     assert tray.last_message == ("Job #7 finished", f"text_to_image on {SID}: 1 output(s) ready.")
 
 
 def test_graphs_repaint_from_ring_buffers_with_peak_downsampling(parts: Parts) -> None:
     bus, graphs = parts.shell.bus, parts.window.graphs
+    graphs.build()
     bus.publish(ServiceDiscovered(_record()))
     for i in range(5):
         bus.publish(HealthSampled(_ok(10.0 + i), ServiceState.UP))
@@ -161,6 +166,43 @@ def test_graphs_repaint_from_ring_buffers_with_peak_downsampling(parts: Parts) -
     graphs.set_window(60.0)
     lo, hi = graphs.vram.widget.viewRange()[0]
     assert lo == pytest.approx(time.time() - 60.0, abs=1) and hi - lo == pytest.approx(61.2, abs=0.5)
+
+
+class PaintSpy(QObject):
+    """Notes each paint of the widgets it watches."""
+
+    def __init__(self, seen: list[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.Paint:
+            self.seen.append("painted")
+        return False
+
+
+def test_graphs_build_when_first_shown_with_the_samples_that_came_before(parts: Parts, qtbot: Any) -> None:
+    bus, window, graphs = parts.shell.bus, parts.window, parts.window.graphs
+    other = "llm@127.0.0.1:8000"
+    bus.publish(ServiceDiscovered(_record()))
+    for i in range(3):
+        bus.publish(HealthSampled(_ok(20.0 + i), ServiceState.UP))
+        bus.publish(HealthSampled(HealthSample(other, time.time(), True, 5.0), ServiceState.UP))
+    bus.publish(ServiceForgotten(other))
+    window.show()
+    assert not graphs.built and not hasattr(graphs, "latency")  # the Create page: the plots are not made
+    seen: list[str] = []
+    spy = PaintSpy(seen)
+    graphs.findChild(QLabel, "graphsLoading").installEventFilter(spy)
+    build = graphs.build
+    graphs.build = lambda: (seen.append("build"), build())  # type: ignore[method-assign]
+    window.show_page(2)
+    qtbot.waitUntil(lambda: graphs.built)
+    assert seen[:2] == ["painted", "build"]  # the page shows "Loading the graphs…" first, then the plots load
+    assert graphs.timer.isActive() and graphs.repaints >= 1
+    assert list(graphs.latency.series) == [SID]  # the forgotten service's samples went with it
+    _, item = graphs.latency.series[SID]
+    assert list(item.yData) == [20.0, 21.0, 22.0]
 
 
 def test_ring_buffer_keeps_the_newest_points_in_order() -> None:

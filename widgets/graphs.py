@@ -1,170 +1,44 @@
-"""Graphs: VRAM per GPU and per service, latency per service, on one time axis; repainted by a UI timer."""
+"""Graphs: VRAM per GPU and per service, latency per service, on one time axis; repainted by a UI timer.
+
+The plots (``plots.py``: pyqtgraph and numpy, half a second to load) are built the first time the graphs are
+shown, once the page has painted with "Loading the graphs…"; until then the samples and job markers wait here
+in plain buffers, bounded as the plots are.
+"""
 from __future__ import annotations
 
 import time
+from collections import deque
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    from backlot.widgets.plots import TimePlot
 
 WINDOWS = {"1 min": 60.0, "10 min": 600.0, "1 h": 3600.0}
 REPAINT_HZ = 4
-MAX_MARKERS = 200
-FEW = 30
-MARKER_ROWS = 6  # job marker labels take turns on this many heights, so neighbours never stack into one blob
-
-
-class RingBuffer:
-    """A fixed-capacity (time, value) series; the oldest points are overwritten."""
-
-    def __init__(self, capacity: int = 4096) -> None:
-        self.capacity = capacity
-        self._t = np.zeros(capacity)
-        self._v = np.zeros(capacity)
-        self._n = 0  # points written in all
-
-    def append(self, at: float, value: float) -> None:
-        """Add a point."""
-        i = self._n % self.capacity
-        self._t[i] = at
-        self._v[i] = value
-        self._n += 1
-
-    def __len__(self) -> int:
-        return min(self._n, self.capacity)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The points in time order."""
-        if self._n <= self.capacity:
-            return self._t[: self._n], self._v[: self._n]
-        i = self._n % self.capacity
-        return np.concatenate((self._t[i:], self._t[:i])), np.concatenate((self._v[i:], self._v[:i]))
-
-
-class Legend(QWidget):
-    """The plot's legend outside its area: one row per series (a colour bar, a symbol and its name), click to toggle."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: dict[str, QCheckBox] = {}
-        self._layout = QVBoxLayout(self)
-        self._layout.setContentsMargins(4, 16, 4, 4)
-        self._layout.setSpacing(0)
-        self._layout.addStretch(1)
-        self.setFixedWidth(270)  # the same in both plots: their time axes line up
-
-    def add(self, key: str, label: str, color: str, item: pg.PlotDataItem) -> None:
-        """A row for a new series; unticking it hides the curve."""
-        box = QCheckBox(f"━ {label}")
-        box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        box.setChecked(True)
-        box.setStyleSheet(f"QCheckBox {{ color: {color}; }}")
-        box.setToolTip(f"{label}: click to hide or show this series")
-        box.toggled.connect(item.setVisible)
-        self.rows[key] = box
-        self._layout.insertWidget(self._layout.count() - 1, box)
-
-    def remove(self, key: str) -> None:
-        """Drop a series' row."""
-        box = self.rows.pop(key, None)
-        if box is not None:
-            self._layout.removeWidget(box)
-            box.deleteLater()
-
-
-class TimePlot:
-    """One plot of named series, each a ring buffer drawn by one PlotDataItem fed with ``setData``."""
-
-    def __init__(self, title: str, unit: str, empty: str = "") -> None:
-        self.widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
-        self.widget.setMenuEnabled(False)
-        self.widget.setMouseEnabled(x=False, y=False)
-        self.widget.hideButtons()
-        # No grid: on a software-rendered view its lines cost more than the curves (measured ~15 ms a repaint).
-        self.title = f"{title} ({unit})"
-        self.widget.getPlotItem().setTitle(f"{self.title}{' · ' + empty if empty else ''}", size="9pt")
-        self.legend = Legend()  # outside the plot: it never covers the axis or the newest data
-        self.box = QWidget()
-        row = QHBoxLayout(self.box)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.widget, 1)
-        row.addWidget(self.legend)
-        self.marker_count = 0
-        self.series: dict[str, tuple[RingBuffer, pg.PlotDataItem]] = {}
-        self.dirty: set[str] = set()
-        self.markers: list[pg.InfiniteLine] = []
-        self.shown: tuple[float, float] = (0.0, 0.0)  # the x range last set
-
-    def add(self, key: str, label: str, at: float, value: float) -> None:
-        """Append a point to a series (made on first use)."""
-        entry = self.series.get(key)
-        if entry is None:
-            color = pg.intColor(len(self.series), hues=9, values=1, maxValue=220)
-            pen = pg.mkPen(color, width=2)
-            item = self.widget.plot([], [], pen=pen)
-            self.legend.add(key, label, color.name(), item)
-            item.setDownsampling(auto=True, method="peak")
-            item.setClipToView(True)
-            entry = self.series[key] = (RingBuffer(), item)
-            if len(self.series) == 1:
-                self.widget.getPlotItem().setTitle(self.title, size="9pt")
-        entry[0].append(at, value)
-        self.dirty.add(key)
-
-    def remove(self, key: str) -> None:
-        """Drop a series (its service was forgotten)."""
-        entry = self.series.pop(key, None)
-        if entry is not None:
-            self.widget.removeItem(entry[1])
-            self.legend.remove(key)
-        self.dirty.discard(key)
-
-    def marker(self, at: float, text: str, start: bool) -> None:
-        """A vertical job start/end line."""
-        color = "#2e9d4f" if start else "#7a5cc7"
-        height = 0.94 - 0.14 * (self.marker_count % MARKER_ROWS)  # neighbours' labels sit at different heights
-        self.marker_count += 1
-        line = pg.InfiniteLine(pos=at, angle=90, movable=False, pen=pg.mkPen(color, width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
-                               label=text, labelOpts={"position": height, "color": color, "anchors": [(1, 0.5), (1, 0.5)]})
-        self.widget.addItem(line)
-        self.markers.append(line)
-        while len(self.markers) > MAX_MARKERS:
-            self.widget.removeItem(self.markers.pop(0))
-
-    def repaint(self, now: float, window: float) -> None:
-        """Push changed series to their items and scroll the view to [now - window, now]."""
-        for key in self.dirty:
-            buf, item = self.series[key]
-            t, v = buf.arrays()
-            # Dots while a series is young, so its first points show before there is a line to draw.
-            item.setData(t, v, symbol="o" if len(t) < FEW else None, symbolSize=5,
-                         symbolBrush=item.opts["pen"].color(), symbolPen=None)
-        self.dirty.clear()
-        # Scroll only when the view would move by a pixel or more: a long window repaints rarely.
-        per_pixel = window / max(1, self.widget.getPlotItem().vb.width())
-        lo, hi = now - window, now + window * 0.02  # a little room right of "now" so the newest points show
-        if abs(hi - self.shown[1]) >= per_pixel or hi - lo != self.shown[1] - self.shown[0]:
-            self.widget.setXRange(lo, hi, padding=0)
-            self.shown = (lo, hi)
+CAPACITY = 4096  # points kept per series
+MAX_MARKERS = 200  # job markers kept
 
 
 class Graphs(QWidget):
     """VRAM and latency plots sharing one time axis, with a 1 min / 10 min / 1 h window."""
 
     window_changed = Signal(float)
+    vram: TimePlot  # both made by build
+    latency: TimePlot
 
     def __init__(self, parent: QWidget | None = None, clock: object = time.time) -> None:
         super().__init__(parent)
         self.clock = clock
         self.window = WINDOWS["10 min"]
-        pg.setConfigOptions(antialias=False, foreground=self.palette().color(QPalette.ColorRole.Text),
-                            background=self.palette().color(QPalette.ColorRole.Base))
-        self.vram = TimePlot("VRAM used", "GiB", "no readings yet: no local NVIDIA GPU (NVML) and no service reports VRAM")
-        self.latency = TimePlot("Latency", "ms")
-        self.latency.widget.setXLink(self.vram.widget)
+        self.built = False
+        self.repaints = 0
+        # Until build: per plot, each series' label and newest points; the newest job markers.
+        self._waiting: dict[str, dict[str, tuple[str, deque[tuple[float, float]]]]] = {"vram": {}, "latency": {}}
+        self._waiting_markers: deque[tuple[float, str, bool]] = deque(maxlen=MAX_MARKERS)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Window"))
         self.window_group = QButtonGroup(self)
@@ -177,16 +51,54 @@ class Graphs(QWidget):
             bar.addWidget(b)
         self.window_group.buttonClicked.connect(lambda b: self.set_window(float(b.property("seconds"))))
         bar.addStretch(1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addWidget(self.vram.box, 3)
-        layout.addWidget(self.latency.box, 2)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.addLayout(bar)
+        self._placeholder = QLabel("Loading the graphs…")
+        self._placeholder.setObjectName("graphsLoading")
+        self._placeholder.installEventFilter(self)  # the graphs are first shown: build them (eventFilter)
+        self._build_due = False
+        self._layout.addWidget(self._placeholder, 1)
         self.timer = QTimer(self)
         self.timer.setInterval(1000 // REPAINT_HZ)
         self.timer.timeout.connect(self._on_repaint)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """The placeholder's first paint (the page is on screen, saying so): build the plots right after it."""
+        if watched is self._placeholder and event.type() == QEvent.Type.Paint and not self._build_due:
+            self._build_due = True
+            QTimer.singleShot(0, self.build)
+        return False
+
+    def build(self) -> None:
+        """Make the plots, put in what came before, and start repainting (twice is harmless)."""
+        if self.built:
+            return
+        import pyqtgraph as pg
+
+        from backlot.widgets.plots import TimePlot
+
+        pg.setConfigOptions(antialias=False, foreground=self.palette().color(QPalette.ColorRole.Text),
+                            background=self.palette().color(QPalette.ColorRole.Base))
+        self.vram = TimePlot("VRAM used", "GiB", "no readings yet: no local NVIDIA GPU (NVML) and no service reports VRAM")
+        self.latency = TimePlot("Latency", "ms")
+        self.latency.widget.setXLink(self.vram.widget)
+        self._placeholder.removeEventFilter(self)
+        self._layout.removeWidget(self._placeholder)
+        self._placeholder.deleteLater()
+        self._layout.addWidget(self.vram.box, 3)
+        self._layout.addWidget(self.latency.box, 2)
+        self.built = True
+        for name, plot in (("vram", self.vram), ("latency", self.latency)):
+            for key, (label, points) in self._waiting[name].items():
+                for at, value in points:
+                    plot.add(key, label, at, value)
+        for at, text, start in self._waiting_markers:
+            self.vram.marker(at, text, start)
+        self._waiting = {"vram": {}, "latency": {}}
+        self._waiting_markers.clear()
         self.timer.start()
-        self.repaints = 0
+        self._on_repaint()
 
     def set_window(self, seconds: float) -> None:
         """Show the last ``seconds`` of history."""
@@ -196,25 +108,43 @@ class Graphs(QWidget):
         self.window_changed.emit(seconds)
         self._on_repaint()
 
+    def _add(self, plot: str, key: str, label: str, at: float, value: float) -> None:
+        if self.built:
+            getattr(self, plot).add(key, label, at, value)
+            return
+        waiting = self._waiting[plot]
+        if key not in waiting:
+            waiting[key] = (label, deque(maxlen=CAPACITY))
+        waiting[key][1].append((at, value))
+
     # ----- slots -----
     def _on_vram(self, key: str, label: str, at: float, used_bytes: float) -> None:
         """VRAM in use on a GPU or by a service."""
-        self.vram.add(key, label, at, used_bytes / 2**30)
+        self._add("vram", key, label, at, used_bytes / 2**30)
 
     def _on_latency(self, service_id: str, at: float, latency_ms: float) -> None:
         """A health check's latency."""
-        self.latency.add(service_id, service_id, at, latency_ms)
+        self._add("latency", service_id, service_id, at, latency_ms)
 
     def _on_job_marker(self, at: float, text: str, start: bool) -> None:
         """A job started or ended."""
-        self.vram.marker(at, text, start)
+        if self.built:
+            self.vram.marker(at, text, start)
+        else:
+            self._waiting_markers.append((at, text, start))
 
     def _on_forgotten(self, service_id: str) -> None:
         """Drop a forgotten service's series."""
+        if not self.built:
+            self._waiting["latency"].pop(service_id, None)
+            self._waiting["vram"].pop(f"service:{service_id}", None)
+            return
         self.latency.remove(service_id)
         self.vram.remove(f"service:{service_id}")
 
     def _on_repaint(self) -> None:
+        if not self.built:
+            return
         now = float(self.clock())  # type: ignore[operator]
         self.vram.repaint(now, self.window)
         self.latency.repaint(now, self.window)

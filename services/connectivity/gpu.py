@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import psutil
-
 from backlot.services.models import GpuProcess, GpuSample, ServiceRecord
 
 log = logging.getLogger(__name__)
@@ -98,6 +96,8 @@ class GpuSampler:
 
 
 def _proc_name(pid: int) -> str:
+    import psutil  # the helpers run on the sampling thread: psutil loads there, with the first GPU sample
+
     try:
         return str(psutil.Process(pid).name())
     except (psutil.Error, OSError):
@@ -109,6 +109,8 @@ def _port_owners(services: list[ServiceRecord]) -> dict[int, str]:
     local = {s.port: s.id for s in services if s.host in LOCAL_HOSTS}
     if not local:
         return {}
+    import psutil
+
     owners: dict[int, str] = {}
     try:
         conns = psutil.net_connections(kind="tcp")
@@ -122,6 +124,8 @@ def _port_owners(services: list[ServiceRecord]) -> dict[int, str]:
 
 def _owner(pid: int, owners: dict[int, str]) -> str | None:
     """The service of ``pid`` or of its nearest ancestor (a GPU worker is often a child of the server)."""
+    import psutil
+
     try:
         proc: psutil.Process | None = psutil.Process(pid)
         while proc is not None:
