@@ -122,6 +122,8 @@ def check(text: str) -> None:
 
 def write_config(path: Path, changes: Mapping[str, Any]) -> None:
     """Apply ``changes`` to the TOML file at ``path`` (created if missing): checked, written to a temp file, replaced."""
+    import tomlkit
+
     try:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
     except OSError as err:
