@@ -6,7 +6,7 @@ The restart overhead is crash→serving minus the cold start (spawn→serving); 
 ComfyUI stand-in, or a real checkout with ``--folder`` (e.g. a ComfyUI or Wan2GP folder: "Add from a folder" makes
 its entry). Idle CPU: a headless instance (its own process) with three stand-ins launched, sampled with psutil.
 Last line: {"bench": "launch", ..., "met": bool}.
-Run: .venv/bin/python -m bench.launch [--repeat 5] [--folder PATH] [--idle-seconds 30]
+Run: .venv/bin/python -m bench.launch [--repeat 5] [--folder PATH [--env KEY=VALUE]] [--idle-seconds 30]
 """
 from __future__ import annotations
 
@@ -37,16 +37,16 @@ from backlot.standins import demo  # noqa: E402
 TARGET_OVERHEAD_S = 1.0
 
 
-def entry_for(folder: str | None, data: Path) -> dict[str, Any]:
+def entry_for(folder: str | None, data: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     if folder:
         made = presets.from_folder(folder)
-        return {**made.entry.model_dump(mode="json"), "start": "on-demand"}
+        return {**made.entry.model_dump(mode="json"), "start": "on-demand", "env": {**made.entry.env, **(env or {})}}
     spec = demo.launch_specs(data, 1.0, ("comfyui",))[0]["demo-comfyui"]
     return {**spec, "demo": False, "start": "on-demand"}
 
 
-async def restarts(folder: str | None, repeat: int, home: Path) -> dict[str, Any]:
-    entry = entry_for(folder, home / "standins")
+async def restarts(folder: str | None, repeat: int, home: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    entry = entry_for(folder, home / "standins", env)
     timeout = float(entry.get("ready_timeout", 180))
     settings = load_settings(home=home, cli={"launch": {"backend": entry}, "scan_default_ports": False,
                                              "api_port": 0, "log_level": "WARNING"})
@@ -116,10 +116,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--folder", help="a real checkout to launch instead of the ComfyUI stand-in")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for the --folder backend (repeatable)")
     ap.add_argument("--idle-seconds", type=float, default=30.0)
     a = ap.parse_args()
+    env = dict(kv.split("=", 1) for kv in a.env)
     with tempfile.TemporaryDirectory() as tmp:
-        r = asyncio.run(restarts(a.folder, a.repeat, Path(tmp) / "restart"))
+        r = asyncio.run(restarts(a.folder, a.repeat, Path(tmp) / "restart", env))
         print(f"{r['backend']}: cold start {r['cold_start_s']:.3f} s, killed → serving again {r['crash_to_serving_s']:.3f}"
               f" s: restart overhead {r['restart_overhead_s']:+.3f} s (target ≤ {TARGET_OVERHEAD_S} s)", file=sys.stderr)
         idle = idle_cpu(a.idle_seconds, Path(tmp) / "idle") if a.idle_seconds > 0 else {}
