@@ -18,11 +18,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from backlot.services.launch.entry import LaunchEntry
+
+if TYPE_CHECKING:
+    import psutil
+# psutil (25 ms) loads with the first process looked at, not with the core: the window's start-up need not wait
 
 log = logging.getLogger(__name__)
 LOG_KEEP_BYTES = 8 << 20  # a console file is cut back to its end past this size
@@ -140,6 +142,8 @@ def spawn(entry: LaunchEntry, log_path: Path, base_env: Mapping[str, str] | None
 
 def record_for(name: str, entry: LaunchEntry, pid: int, log_path: Path) -> Record:
     """The record of a process just started (its start time read from the system)."""
+    import psutil
+
     try:
         created = psutil.Process(pid).create_time()
     except psutil.Error:
@@ -149,6 +153,8 @@ def record_for(name: str, entry: LaunchEntry, pid: int, log_path: Path) -> Recor
 
 def matches(record: Record) -> psutil.Process | None:
     """The process the record describes, if it still runs (same pid and start time); else None."""
+    import psutil
+
     try:
         proc = psutil.Process(record.pid)
         if abs(proc.create_time() - record.create_time) > 0.5 or proc.status() == psutil.STATUS_ZOMBIE:
@@ -160,6 +166,8 @@ def matches(record: Record) -> psutil.Process | None:
 
 def alive(pid: int, create_time: float | None = None) -> bool:
     """True while ``pid`` runs (and, given ``create_time``, is the same process), not a zombie."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
@@ -171,6 +179,8 @@ def alive(pid: int, create_time: float | None = None) -> bool:
 
 def tree(pid: int) -> list[psutil.Process]:
     """The process and every descendant (children that left its session included)."""
+    import psutil
+
     try:
         root = psutil.Process(pid)
         return [root, *root.children(recursive=True)]
@@ -183,6 +193,8 @@ def stop_tree(pid: int, grace: float, owned: subprocess.Popen[bytes] | None = No
 
     Returns the exit code when ``owned`` is our child (reaped here), else None. Blocks: run it in a thread.
     """
+    import psutil
+
     procs = tree(pid)
     _signal_all(pid, procs, signal.SIGTERM)
     _gone, left = psutil.wait_procs(procs, timeout=grace)
@@ -207,6 +219,8 @@ def kill_group(pgid: int) -> None:
 
 
 def _children(proc: psutil.Process) -> list[psutil.Process]:
+    import psutil
+
     try:
         return list(proc.children(recursive=True))
     except psutil.Error:
@@ -214,6 +228,8 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def _signal_all(pid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
+    import psutil
+
     try:
         if os.getpgid(pid) == pid:  # it leads its own group (we started it so): one signal reaches the group
             os.killpg(pid, sig)
@@ -238,6 +254,8 @@ def port_in_use(host: str, port: int) -> bool:
 
 def port_holder(port: int) -> psutil.Process | None:
     """The process listening on ``port`` on this machine, when the system lets us see it."""
+    import psutil
+
     try:
         conns = psutil.net_connections(kind="tcp")
     except (psutil.Error, OSError):
@@ -253,6 +271,8 @@ def port_holder(port: int) -> psutil.Process | None:
 
 def describe(proc: psutil.Process) -> str:
     """``pid 1234 (python main.py --port 8188)`` for a message."""
+    import psutil
+
     try:
         cmd = " ".join(Path(proc.cmdline()[0]).name.split() + proc.cmdline()[1:4]) if proc.cmdline() else proc.name()
     except psutil.Error:
