@@ -120,8 +120,7 @@ class Router:
             queue = max(h.queue_depth or 0, self._load(rec.id))
             rank = (kinds.index(rec.kind.value), fit.substitutes, queue, round((h.latency_ms or 0.0) / 5))
             summary = "; ".join([_summary(h, queue), *fit.notes])
-            if h.starting:
-                skipped.append((rec.id, h.starting))
+            if h.starting:  # said once, in the reason: not a skip, it is what the job waits for
                 coming.append((rec.id, h.starting))
                 continue
             if h.breaker == "open":
@@ -165,7 +164,7 @@ class Router:
             return RouteDecision(task, None, "waiting for VRAM to free up", tuple(skipped), waiting_for_vram=True)
         if coming:
             sid, why = coming[0]
-            return RouteDecision(task, None, f"waiting for {sid}, which Backlot is starting ({why})", tuple(skipped),
+            return RouteDecision(task, None, f"waiting for {sid}, which Backlot is starting", tuple(skipped),
                                  waiting_for_start=True)
         if unhealthy:
             _, sid, why = min(unhealthy)
