@@ -367,3 +367,28 @@ async def test_an_entry_that_keeps_running_outlives_backlot_and_the_next_adopts_
     assert pid is not None and not gone(pid)
     async with center_with({"comfy": {**entries["comfy"], "start": "on-demand"}}, orphans="stop") as c:
         assert gone(pid) and c.launcher.view("comfy").state == "stopped"
+
+
+async def test_closing_while_a_backend_is_being_spawned_leaves_no_process(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from backlot.services.launch import process
+
+    spawning, spawned = threading.Event(), []
+    real = process.spawn
+
+    def slow_spawn(entry: Any, log_path: Path, base_env: Any = None) -> Any:  # the real spawn, a moment later
+        spawning.set()
+        time.sleep(0.5)
+        popen = real(entry, log_path, base_env)
+        spawned.append(popen.pid)
+        return popen
+
+    monkeypatch.setattr(process, "spawn", slow_spawn)
+    center = ControlCenter(settings_with({"comfy": comfy_entry(tmp_path, start="with-backlot")}))
+    await center.start()
+    assert await asyncio.to_thread(spawning.wait, 10)
+    await center.stop()  # while the worker thread is still starting the process
+    assert spawned and gone(spawned[0])

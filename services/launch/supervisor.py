@@ -350,7 +350,7 @@ class Launcher:
             if entry.demo:  # on this thread: the stand-in dies with it (a killed demo leaves no orphans)
                 popen = process.spawn(entry, run.log_path)
             else:
-                popen = await asyncio.to_thread(process.spawn, entry, run.log_path)
+                popen = await _spawn_or_undo(entry, run.log_path)
         except process.LaunchError as err:
             run.wanted = False
             self._note(run, str(err))
@@ -591,3 +591,18 @@ class Launcher:
                           e.url, e.service_id, run.restarts, run.last_exit, e.start.value, e.restart.value,
                           e.keep_running, run.adopted, e.demo, run.holder, command,
                           tuple(run.console.tail(TAIL_SHOWN)))
+
+
+async def _spawn_or_undo(entry: LaunchEntry, log_path: Path) -> subprocess.Popen[bytes]:
+    """``process.spawn`` on a worker thread; if the caller is cancelled meanwhile (a stop, Backlot closing), the
+    process the thread still starts is stopped again rather than left running unrecorded."""
+    spawning = asyncio.ensure_future(asyncio.to_thread(process.spawn, entry, log_path))
+    try:
+        return await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        try:
+            popen = await spawning
+        except Exception:
+            raise asyncio.CancelledError from None
+        await asyncio.to_thread(process.stop_tree, popen.pid, entry.stop_grace, popen)
+        raise
