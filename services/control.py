@@ -254,10 +254,9 @@ class ControlCenter:
         """What the router picks from: the known services, and backends Backlot is starting that discovery has not
         seen yet (a job for them waits instead of being refused; they are never chosen while starting)."""
         known = self.services
-        coming = [ServiceRecord(kind=ServiceKind(v.kind), host=v.host if v.host not in ("0.0.0.0", "localhost") else
-                                "127.0.0.1", port=v.port, base_url=v.url, protocol="", found_by=FoundBy.CONFIGURED_URL,
-                                capabilities=registry.capabilities(ServiceKind(v.kind)))
-                  for v in self.launcher.views() if v.state in ("starting", "restarting") and v.service_id not in known]
+        coming = [ServiceRecord(kind=ServiceKind(e.kind), host=e.address, port=e.port, base_url=e.url, protocol="",
+                                found_by=FoundBy.CONFIGURED_URL, capabilities=registry.capabilities(e.kind))
+                  for e in self.launcher.starting_entries() if e.service_id not in known]
         return [*known.values(), *coming]
 
     async def _backend_exit(self, service_id: str) -> str | None:

@@ -380,11 +380,11 @@ class ApplicationService:
         if not names:
             raise Invalid("name at least one launch entry" + (
                 f" ({', '.join(sorted(launcher.runs))})" if launcher.runs else "; none is configured"))
-        for n in names:
-            if n not in launcher.runs:
-                raise NotFound(f"no launch entry named {n!r}" + (
-                    f"; the entries are {', '.join(sorted(launcher.runs))}" if launcher.runs else
-                    "; none is configured (add one in Settings, or under [launch.NAME] in config.toml)"))
+        for n in names:  # every name checked before any entry is touched
+            try:
+                launcher.view(n)
+            except LaunchNotFound as err:
+                raise NotFound(str(err)) from err
         return names
 
     def reconnect(self, service_id: str) -> bool:

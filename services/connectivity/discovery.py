@@ -91,9 +91,8 @@ def candidates(settings: Settings, hosts: Iterable[str] = (), urls: Iterable[str
             continue  # reported by malformed_urls
         out[(cand.host, cand.port)] = cand
     for entry in settings.launch.values():  # what Backlot launches, wherever the entry says it listens
-        host = _norm_host(entry.host if entry.host != "0.0.0.0" else "127.0.0.1")
-        out.setdefault((host, entry.port), Candidate(host, entry.port,
-                                                     FoundBy.STANDIN if entry.demo else FoundBy.CONFIGURED_URL))
+        out.setdefault((entry.address, entry.port), Candidate(entry.address, entry.port,
+                                                              FoundBy.STANDIN if entry.demo else FoundBy.CONFIGURED_URL))
     for raw in settings.standins.values():
         parts = urlsplit(raw)
         if parts.hostname and parts.port:

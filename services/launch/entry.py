@@ -58,16 +58,19 @@ class LaunchEntry(BaseModel):
         return value.strip().lower()
 
     @property
+    def address(self) -> str:
+        """The host to reach it at (listening on every interface or on localhost: 127.0.0.1, as discovery says)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "localhost", "") else self.host
+
+    @property
     def url(self) -> str:
         """The base URL it answers on once started."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "localhost", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     @property
     def service_id(self) -> str:
         """The id discovery gives the service it becomes (``kind@host:port``)."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "localhost", "") else self.host
-        return f"{self.kind}@{host}:{self.port}"
+        return f"{self.kind}@{self.address}:{self.port}"
 
     def secrets(self) -> list[str]:
         """Values of its environment that must never be shown."""

@@ -13,16 +13,13 @@ as the settings say), so a killed Backlot leaves nothing it cannot take back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -34,47 +31,16 @@ from backlot.services.keeper import TaskKeeper
 from backlot.services.launch import process
 from backlot.services.launch.console import Console, ConsoleLine
 from backlot.services.launch.entry import LaunchEntry, RestartPolicy, StartWhen
+from backlot.services.launch.run import EntryRun, spawn_or_undo
 from backlot.services.launch.view import ExitInfo, LaunchView
 
 log = logging.getLogger(__name__)
 TICK = 0.2  # seconds between looks at the consoles' files (and at adopted processes)
 READY_POLL = 0.2  # seconds between readiness probes while a backend starts
-TAIL_SHOWN = 6  # console lines a view carries (the card shows them while starting or after a failure)
 
 
 class LaunchNotFound(LookupError):
     """No launch entry of that name."""
-
-
-@dataclass(eq=False)
-class _Run:
-    """An entry's runtime state (one per entry, kept across its restarts)."""
-
-    name: str
-    entry: LaunchEntry
-    console: Console
-    log_path: Path
-    state: str = "stopped"
-    message: str = ""
-    pid: int | None = None
-    create_time: float | None = None
-    popen: subprocess.Popen[bytes] | None = None
-    adopted: bool = False
-    restarts: int = 0
-    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=32))
-    last_exit: ExitInfo | None = None
-    exit_sentence: tuple[float, str] | None = None  # (when, what jobs on it were told)
-    holder: str = ""
-    wanted: bool = False
-    stopping: bool = False
-    task: asyncio.Task[None] | None = None
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    exit_code: int | None = None
-    log_pos: int = 0
-    pending: Any = None  # the entry as now configured, applied at its next start
-
-    def alive(self) -> bool:
-        return self.pid is not None and not self.exited.is_set()
 
 
 OnReady = Callable[[LaunchEntry], Awaitable[None]]
@@ -97,7 +63,7 @@ class Launcher:
         self.records = process.Records(settings.data_path / "launched.json")
         self.logs_dir = settings.data_path / "launch"
         self.keeper = TaskKeeper()
-        self.runs: dict[str, _Run] = {}
+        self.runs: dict[str, EntryRun] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
 
@@ -106,16 +72,17 @@ class Launcher:
         """The entries as configured now (settings' ``launch`` table)."""
         return dict(self.settings.launch)
 
-    def _run_for(self, name: str) -> _Run:
+    def _run_for(self, name: str) -> EntryRun:
         run = self.runs.get(name)
         if run is None:
             raise LaunchNotFound(f"no launch entry named {name!r}" + (
-                f"; the entries are {', '.join(sorted(self.runs))}" if self.runs else "; none is configured"))
+                f"; the entries are {', '.join(sorted(self.runs))}" if self.runs else
+                "; none is configured (add one in Settings, or under [launch.NAME] in config.toml)"))
         return run
 
-    def _make_run(self, name: str, entry: LaunchEntry) -> _Run:
+    def _make_run(self, name: str, entry: LaunchEntry) -> EntryRun:
         console = Console(self.settings.console_lines, [*entry.secrets(), *self.secrets()])
-        return _Run(name, entry, console, self.logs_dir / f"{name}.log")
+        return EntryRun(name, entry, console, self.logs_dir / f"{name}.log")
 
     def sync(self) -> None:
         """Follow the settings' entries: new ones appear (stopped), removed ones stop, changed ones apply at their
@@ -190,11 +157,11 @@ class Launcher:
     # ----- use cases -----
     def views(self) -> list[LaunchView]:
         """Every entry, by name."""
-        return [self._view(r) for _, r in sorted(self.runs.items())]
+        return [r.view() for _, r in sorted(self.runs.items())]
 
     def view(self, name: str) -> LaunchView:
         """One entry (LaunchNotFound when unknown)."""
-        return self._view(self._run_for(name))
+        return self._run_for(name).view()
 
     def console(self, name: str, since: int = 0, limit: int | None = None) -> list[ConsoleLine]:
         """An entry's console lines numbered above ``since``."""
@@ -204,13 +171,13 @@ class Launcher:
         """Start an entry (a no-op while it runs or starts); the view once it is spawned, not yet ready."""
         run = self._run_for(name)
         if run.state in ("running", "starting", "restarting"):
-            return self._view(run)
+            return run.view()
         if run.pending is not None:
             run.entry, run.pending = run.pending, None
         run.crashes.clear()
         return await self._begin_and_spawned(run)
 
-    async def _begin_and_spawned(self, run: _Run) -> LaunchView:
+    async def _begin_and_spawned(self, run: EntryRun) -> LaunchView:
         self._begin(run)
         changed = asyncio.Event()
         unsubscribe = self.bus.subscribe(lambda e: changed.set() if e.view.name == run.name else None, LaunchUpdated)
@@ -221,13 +188,13 @@ class Launcher:
                     await changed.wait()
         finally:
             unsubscribe()
-        return self._view(run)
+        return run.view()
 
     async def stop_entry(self, name: str) -> LaunchView:
         """Stop an entry's whole process tree; the view once it has ended."""
         run = self._run_for(name)
         await self._stop(run, "stopped on request")
-        return self._view(run)
+        return run.view()
 
     async def restart_entry(self, name: str, entry: LaunchEntry | None = None) -> LaunchView:
         """Stop, then start again (with ``entry`` instead of the configured one, e.g. Wan2GP with --mcp)."""
@@ -253,20 +220,17 @@ class Launcher:
                     await changed.wait()
         finally:
             unsubscribe()
-        return self._view(run)
+        return run.view()
+
+    def starting_entries(self) -> list[LaunchEntry]:
+        """The entries being (re)started now (the router lets jobs wait for them)."""
+        return [r.entry for r in self.runs.values() if r.state in ("starting", "restarting")]
 
     def starting(self, service_id: str) -> str | None:
         """Why a service that Backlot is (re)starting is not there yet, or None (the router's queued jobs wait)."""
         for run in self.runs.values():
             if run.entry.service_id == service_id and run.state in ("starting", "restarting"):
                 return run.message or run.state
-        return None
-
-    def launched(self, service_id: str) -> str | None:
-        """The entry name that runs this service, if Backlot launched it."""
-        for run in self.runs.values():
-            if run.entry.service_id == service_id:
-                return run.name
         return None
 
     async def exit_reason(self, service_id: str, wait: float = 1.0) -> str | None:
@@ -290,23 +254,22 @@ class Launcher:
         return None
 
     # ----- lifecycle -----
-    def _begin(self, run: _Run) -> None:
+    def _begin(self, run: EntryRun) -> None:
         run.wanted, run.stopping = True, False
         if run.task is None or run.task.done():
             if not run.alive():  # from now on jobs for it wait for it
                 self._set(run, "starting", "starting")
             run.task = self.keeper.spawn(f"launch {run.name}", self._supervise(run))
 
-    async def _supervise(self, run: _Run) -> None:
+    async def _supervise(self, run: EntryRun) -> None:
         """Start, wait until ready, watch for the exit; restart with backoff per the policy."""
         delay = 0.0
         while run.wanted:
             if delay:
-                self._set(run, "restarting", f"restarting in {delay:.0f} s" + self._after_exit(run))
+                self._set(run, "restarting", f"restarting in {delay:.0f} s" + run.after_exit())
                 await asyncio.sleep(delay)
-            if not run.alive():
-                if not await self._spawn(run):
-                    return
+            if not run.alive() and not await self._spawn(run):
+                return
             ready = await self._until_ready(run)
             if not run.wanted:
                 return
@@ -326,7 +289,7 @@ class Launcher:
                 return
             delay = after
 
-    async def _spawn(self, run: _Run) -> bool:
+    async def _spawn(self, run: EntryRun) -> bool:
         entry = run.entry
         busy = await asyncio.to_thread(process.port_in_use, entry.host, entry.port)
         for _ in range(20 if busy and run.crashes else 0):  # what a crashed run left may take a moment to go
@@ -335,11 +298,8 @@ class Launcher:
             if not busy:
                 break
         if busy:
-            holder = await asyncio.to_thread(process.port_holder, entry.port)
-            run.holder = process.describe(holder) if holder is not None else "another program"
             run.wanted = False
-            self._set(run, "blocked", f"port {entry.port} is held by {run.holder}, which Backlot did not start; "
-                                      "stop it, or give this entry another port")
+            await self._blocked(run)
             return False
         run.holder = ""
         run.exited = asyncio.Event()
@@ -350,7 +310,7 @@ class Launcher:
             if entry.demo:  # on this thread: the stand-in dies with it (a killed demo leaves no orphans)
                 popen = process.spawn(entry, run.log_path)
             else:
-                popen = await _spawn_or_undo(entry, run.log_path)
+                popen = await spawn_or_undo(entry, run.log_path)
         except process.LaunchError as err:
             run.wanted = False
             self._note(run, str(err))
@@ -369,7 +329,7 @@ class Launcher:
         log.info("launched %s: pid %d on port %d", run.name, popen.pid, entry.port)
         return True
 
-    def _reap(self, run: _Run, popen: subprocess.Popen[bytes]) -> None:  # a thread per launched process
+    def _reap(self, run: EntryRun, popen: subprocess.Popen[bytes]) -> None:  # a thread per launched process
         code = popen.wait()
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -378,16 +338,16 @@ class Launcher:
             except RuntimeError:  # the loop closed meanwhile
                 pass
 
-    def _ended(self, run: _Run, pid: int, code: int | None) -> None:
+    def _ended(self, run: EntryRun, pid: int, code: int | None) -> None:
         if run.pid != pid or run.exited.is_set():
             return
-        self._read_console(run)
-        for line in run.console.flush():
-            self.bus.publish(LaunchOutput(run.name, (line,)))
+        lines = (*run.read_console(), *run.console.flush())
+        if lines:
+            self.bus.publish(LaunchOutput(run.name, lines))
         run.exit_code = code
         run.exited.set()
 
-    async def _until_ready(self, run: _Run) -> bool:
+    async def _until_ready(self, run: EntryRun) -> bool:
         """Probe the port until the kind's fingerprint answers, the process ends or the timeout passes."""
         entry = run.entry
         deadline = self.clock() + entry.ready_timeout
@@ -426,10 +386,10 @@ class Launcher:
         run.wanted = False
         why = f"not ready after {entry.ready_timeout:.0f} s ({still}); stopped it"
         self._note(run, why)
-        self._set(run, "failed", why + self._last_lines(run))
+        self._set(run, "failed", why + run.last_lines())
         return False
 
-    async def _crashed(self, run: _Run, during_start: bool) -> float | None:
+    async def _crashed(self, run: EntryRun, during_start: bool) -> float | None:
         """An exit nobody asked for: tell the jobs, then the delay before the restart, or None to give up."""
         now = self.clock()
         info = ExitInfo(run.exit_code, time.time(), expected=False)
@@ -463,18 +423,18 @@ class Launcher:
         if not policy_restarts:
             run.wanted = False
             self._set(run, "failed" if info.code else "stopped",
-                      f"exited ({info.words}); its restart policy is never" + self._last_lines(run))
+                      f"exited ({info.words}); its restart policy is never" + run.last_lines())
             return None
         if loop:
             run.wanted = False
             self._set(run, "failed", f"crash loop: exited {len(recent)} times within "
                                      f"{self.settings.crash_loop_seconds:.0f} s ({info.words}); not restarting"
-                      + self._last_lines(run))
+                      + run.last_lines())
             return None
         run.restarts += 1
         return 0.0 if len(recent) == 1 else float(min(2 ** (len(recent) - 2), 30))
 
-    async def _stop(self, run: _Run, why: str) -> None:
+    async def _stop(self, run: EntryRun, why: str) -> None:
         run.wanted, run.stopping = False, True
         task, run.task = run.task, None
         if task is not None and task is not asyncio.current_task():
@@ -492,20 +452,18 @@ class Launcher:
             run.entry, run.pending = run.pending, None
         self._set(run, "stopped", why)
 
-    async def _kill(self, run: _Run) -> int | None:
+    async def _kill(self, run: EntryRun) -> int | None:
         if run.pid is None:
             return None
         code = await asyncio.to_thread(process.stop_tree, run.pid, run.entry.stop_grace, run.popen)
         if run.popen is None:  # adopted: no exit code to read; the tick sees it gone
             run.exited.set()
-        else:
-            for _ in range(100):  # the reaper thread hands the exit over a moment later
-                if run.exited.is_set():
-                    break
-                await asyncio.sleep(0.01)
+        else:  # the reaper thread hands the exit over a moment later
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.exited.wait(), 1.0)
         return code if code is not None else run.exit_code
 
-    def _adopt(self, run: _Run, rec: process.Record) -> None:
+    def _adopt(self, run: EntryRun, rec: process.Record) -> None:
         run.pid, run.create_time, run.popen, run.adopted = rec.pid, rec.create_time, None, True
         run.exited = asyncio.Event()
         try:
@@ -518,14 +476,17 @@ class Launcher:
         run.wanted = True
         run.task = self.keeper.spawn(f"launch {run.name}", self._supervise(run))
 
-    async def _check_port(self, run: _Run) -> None:
+    async def _check_port(self, run: EntryRun) -> None:
         """Say which process holds a stopped entry's port (so a start would be refused), if one does."""
-        if await asyncio.to_thread(process.port_in_use, run.entry.host, run.entry.port):
-            holder = await asyncio.to_thread(process.port_holder, run.entry.port)
-            if run.state == "stopped":
-                run.holder = process.describe(holder) if holder is not None else "another program"
-                self._set(run, "blocked", f"port {run.entry.port} is held by {run.holder}, which Backlot did not "
-                                          "start; stop it, or give this entry another port")
+        if await asyncio.to_thread(process.port_in_use, run.entry.host, run.entry.port) and run.state == "stopped":
+            await self._blocked(run)
+
+    async def _blocked(self, run: EntryRun) -> None:
+        """The entry's port is taken by a process Backlot did not start: name it, touch nothing."""
+        holder = await asyncio.to_thread(process.port_holder, run.entry.port)
+        run.holder = process.describe(holder) if holder is not None else "another program"
+        self._set(run, "blocked", f"port {run.entry.port} is held by {run.holder}, which Backlot did not start; "
+                                  "stop it, or give this entry another port")
 
     # ----- consoles and adopted processes -----
     async def _tick_loop(self) -> None:
@@ -533,76 +494,22 @@ class Launcher:
             for run in list(self.runs.values()):
                 if run.pid is None:
                     continue
-                self._read_console(run)
+                lines = run.read_console()
+                if lines:
+                    self.bus.publish(LaunchOutput(run.name, lines))
                 if run.adopted and not run.exited.is_set() and not process.alive(run.pid, run.create_time):
                     run.exit_code = None
                     run.exited.set()
             await asyncio.sleep(TICK)
 
-    def _read_console(self, run: _Run) -> None:
-        try:
-            size = os.stat(run.log_path).st_size
-        except OSError:
-            return
-        if size < run.log_pos:  # cut back (below): read from the start
-            run.log_pos = 0
-        if size == run.log_pos:
-            return
-        try:
-            with open(run.log_path, "rb") as f:
-                f.seek(run.log_pos)
-                data = f.read(min(size - run.log_pos, 1 << 20))
-        except OSError:
-            return
-        run.log_pos += len(data)
-        lines = run.console.add(data.decode("utf-8", "replace"))
-        if lines:
-            self.bus.publish(LaunchOutput(run.name, tuple(lines)))
-        if run.log_pos > process.LOG_KEEP_BYTES:  # the process appends: cutting the file back is safe
-            try:
-                os.truncate(run.log_path, 0)
-                run.log_pos = 0
-            except OSError:
-                pass
-
     # ----- views -----
-    def _note(self, run: _Run, text: str) -> None:
+    def _note(self, run: EntryRun, text: str) -> None:
         line = run.console.note(text)
         self.bus.publish(LaunchOutput(run.name, (line,)))
 
-    def _set(self, run: _Run, state: str, message: str) -> None:
+    def _set(self, run: EntryRun, state: str, message: str) -> None:
         run.state, run.message = state, message
         self._publish(run)
 
-    def _publish(self, run: _Run) -> None:
-        self.bus.publish(LaunchUpdated(self._view(run)))
-
-    def _after_exit(self, run: _Run) -> str:
-        return f" after it exited ({run.last_exit.words})" if run.last_exit is not None else ""
-
-    def _last_lines(self, run: _Run) -> str:
-        tail = [t for t in run.console.tail(TAIL_SHOWN + 4) if not t.startswith("[backlot]")][-TAIL_SHOWN:]
-        return ("; last lines:\n" + "\n".join(tail)) if tail else ""
-
-    def _view(self, run: _Run) -> LaunchView:
-        e = run.entry
-        command = run.console.redact(e.shown_command())
-        return LaunchView(run.name, e.kind, run.state, run.message, run.pid if run.alive() else None, e.host, e.port,
-                          e.url, e.service_id, run.restarts, run.last_exit, e.start.value, e.restart.value,
-                          e.keep_running, run.adopted, e.demo, run.holder, command,
-                          tuple(run.console.tail(TAIL_SHOWN)))
-
-
-async def _spawn_or_undo(entry: LaunchEntry, log_path: Path) -> subprocess.Popen[bytes]:
-    """``process.spawn`` on a worker thread; if the caller is cancelled meanwhile (a stop, Backlot closing), the
-    process the thread still starts is stopped again rather than left running unrecorded."""
-    spawning = asyncio.ensure_future(asyncio.to_thread(process.spawn, entry, log_path))
-    try:
-        return await asyncio.shield(spawning)
-    except asyncio.CancelledError:
-        try:
-            popen = await spawning
-        except Exception:
-            raise asyncio.CancelledError from None
-        await asyncio.to_thread(process.stop_tree, popen.pid, entry.stop_grace, popen)
-        raise
+    def _publish(self, run: EntryRun) -> None:
+        self.bus.publish(LaunchUpdated(run.view()))
