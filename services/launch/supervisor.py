@@ -504,8 +504,9 @@ class Launcher:
 
     # ----- views -----
     def _note(self, run: EntryRun, text: str) -> None:
-        line = run.console.note(text)
-        self.bus.publish(LaunchOutput(run.name, (line,)))
+        """A line of Backlot's own, after what the process wrote so far (so "ready" follows its own last line)."""
+        lines = (*run.read_console(), run.console.note(text))
+        self.bus.publish(LaunchOutput(run.name, lines))
 
     def _set(self, run: EntryRun, state: str, message: str) -> None:
         run.state, run.message = state, message
